@@ -1,0 +1,22 @@
+# BioTrove from iNaturalist Open Data. One rules/<stage>.smk per stage; the work itself is
+# done by `python -m workflow_scripts.<stage>`. Targets: `all` (default), or any output path.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/sample.smk"
+include: "rules/fetch.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        expand(f"{DATA}/snapshots/{{date}}/raw", date=SNAPSHOTS),

@@ -1,0 +1,62 @@
+"""Load and validate config.yaml (the same schema and defaults the Snakefile uses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+SAMPLE_SOURCE = "sample"
+
+
+def validated(config: dict) -> dict:
+    """Fill in defaults and check against the schema; raises naming the offending key."""
+    validate(config, str(SCHEMA), set_default=True)
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return validated(yaml.safe_load(handle) or {})
+
+
+def mirror_dir(config: dict) -> str:
+    return f"{config['data_root']}/mirror"
+
+
+def source_location(config: dict) -> str:
+    """Where fetch reads from: the generated mirror for 'sample', else the configured location."""
+    source = config["fetch"]["source"]
+    return mirror_dir(config) if source == SAMPLE_SOURCE else source
+
+
+def fetch_options(config: dict) -> list[str]:
+    """The fetch CLI flags that config.yaml's fetch section sets."""
+    fetch = config["fetch"]
+    options = ["--taxonomy", fetch["taxonomy"], "--region", fetch["region"], "--retries", str(fetch["retries"]),
+               "--backoff", str(fetch["backoff_seconds"]), "--timeout", str(fetch["timeout_seconds"]),
+               "--gzip-level", str(fetch["gzip_level"])]
+    if fetch["endpoint_url"]:
+        options += ["--endpoint-url", fetch["endpoint_url"]]
+    if not fetch["anonymous"]:
+        options.append("--signed")
+    return options
+
+
+def snapshot_specs(config: dict) -> dict[str, str]:
+    """{date: what to ask fetch for}; 'latest' is resolved against the source now."""
+    specs = {}
+    for spec in config["snapshots"]:
+        if spec == "latest":
+            from workflow_scripts.fetch import resolve
+            from workflow_scripts.storage import open_source
+
+            fetch = config["fetch"]
+            source = open_source(source_location(config), fetch["endpoint_url"], fetch["anonymous"],
+                                 fetch["region"], fetch["timeout_seconds"])
+            specs[resolve(source, "latest").date] = "latest"
+        else:
+            specs.setdefault(spec, spec)
+    return specs

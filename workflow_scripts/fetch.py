@@ -1,0 +1,363 @@
+"""Fetch one monthly iNaturalist Open Data snapshot and the taxonomy archive, verified and archived.
+
+    python -m workflow_scripts.fetch --source s3://inaturalist-open-data --snapshot 2024-09-27 \\
+        --snapshots-dir data/snapshots
+    python -m workflow_scripts.fetch --source data/mirror --snapshot latest --snapshots-dir data/snapshots
+    python -m workflow_scripts.fetch --source data/mirror --list
+
+A dated snapshot comes from its bundle metadata/inaturalist-open-data-YYYYMMDD.tar.gz; `latest`
+from the bucket-root tables, its date resolved and recorded. Writes <snapshots-dir>/<date>/raw/
+with photos/observations/taxa/observers .csv.gz, the taxonomy DwC-A and manifest.json.
+Downloads stream in chunks (constant memory), resume from <date>/.partial/ after an
+interruption, retry transient failures with exponential backoff, and are verified (size, MD5
+ETag where the source has one, gzip/tar/zip read to the end, table headers). raw/ appears only
+when everything checked out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tarfile
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tqdm import tqdm
+
+from workflow_scripts import inat_format
+from workflow_scripts.storage import ChangedError, ObjectInfo, Source, TransientError, open_source, split_location
+
+BUNDLE_PREFIX = "metadata/inaturalist-open-data-"
+LATEST_BUNDLE = f"{BUNDLE_PREFIX}latest.tar.gz"
+DATED_BUNDLE = re.compile(re.escape(BUNDLE_PREFIX) + r"(\d{4})(\d{2})(\d{2})\.tar\.gz\Z")
+TAXONOMY_FILE = "inaturalist-taxonomy.dwca.zip"
+
+
+class FetchError(Exception):
+    """A fetch that cannot complete; the message says what to do."""
+
+
+@dataclass
+class Resolution:
+    date: str
+    method: str
+    detail: str
+
+
+@dataclass
+class Download:
+    path: Path
+    info: ObjectInfo
+    sha256: str
+    md5: str
+
+    def record(self) -> dict:
+        return {"key": self.info.key, "size": self.info.size, "etag": self.info.etag,
+                "sha256": self.sha256, "md5": self.md5}
+
+
+# -- which snapshot -----------------------------------------------------------------------------
+def available_dates(source: Source) -> list[str]:
+    dates = []
+    for key in source.list(BUNDLE_PREFIX):
+        match = DATED_BUNDLE.match(key)
+        if match:
+            dates.append("-".join(match.groups()))
+    return sorted(dates)
+
+
+def bundle_key(day: str) -> str:
+    return f"{BUNDLE_PREFIX}{day.replace('-', '')}.tar.gz"
+
+
+def resolve(source: Source, spec: str) -> Resolution:
+    """A date 'YYYY-MM-DD' (must have a bundle) or 'latest' (the date the root files belong to)."""
+    dates = available_dates(source)
+    if not dates:
+        raise FetchError(f"{source.description}: no monthly bundles under {BUNDLE_PREFIX}*: is this the right source?")
+    if spec != "latest":
+        if spec not in dates:
+            raise FetchError(f"{source.description}: no bundle for snapshot {spec}. "
+                             f"Available dates: {', '.join(dates)}. Set one of them (or 'latest') in config.yaml.")
+        return Resolution(spec, "dated-bundle", f"{bundle_key(spec)} exists")
+    try:
+        alias = source.head(LATEST_BUNDLE)
+    except FileNotFoundError:
+        alias = None
+    if alias is not None:
+        for day in reversed(dates):
+            dated = source.head(bundle_key(day))
+            if dated.size == alias.size and (not alias.etag or dated.etag == alias.etag):
+                return Resolution(day, "latest-alias", f"{LATEST_BUNDLE} matches {dated.key} (size"
+                                  + (", ETag)" if alias.etag else ")"))
+    return Resolution(dates[-1], "newest-dated-bundle",
+                      f"no {LATEST_BUNDLE} identical to a dated bundle; took the newest dated bundle")
+
+
+# -- resumable, verified download -----------------------------------------------------------------
+def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float,
+             sleep: Callable[[float], None] = time.sleep) -> Download:
+    """Stream `key` into partial_dir, resuming a previous partial file when it is the same object."""
+    info = source.head(key)
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    part = partial_dir / (key.replace("/", "__") + ".part")
+    state = part.with_name(part.name + ".json")
+    identity = {"key": key, "size": info.size, "etag": info.etag}
+    if not (state.exists() and json.loads(state.read_text()) == identity and part.exists()):
+        part.unlink(missing_ok=True)
+        state.write_text(json.dumps(identity))
+    sha256, md5 = hashlib.sha256(), hashlib.md5()
+    with open(part, "ab+") as handle:
+        handle.seek(0)
+        while chunk := handle.read(1 << 20):  # resuming: hash what is already there
+            sha256.update(chunk)
+            md5.update(chunk)
+        offset = handle.tell()
+        attempt = 0
+        with tqdm(total=info.size, initial=offset, unit="B", unit_scale=True, desc=key, file=sys.stderr,
+                  mininterval=1, disable=None) as bar:
+            while offset < info.size:
+                try:
+                    for chunk in source.read(key, offset, info.etag):
+                        handle.write(chunk)
+                        sha256.update(chunk)
+                        md5.update(chunk)
+                        offset += len(chunk)
+                        bar.update(len(chunk))
+                    if offset < info.size:
+                        raise TransientError(f"connection closed at byte {offset} of {info.size}")
+                    if offset > info.size:
+                        raise ChangedError(f"got {offset} bytes, expected {info.size}")
+                except (TransientError, ChangedError) as exc:
+                    attempt += 1
+                    if attempt > retries:
+                        raise FetchError(f"{source.description}: {key}: gave up after {retries} retries: {exc}. "
+                                         "Run again to resume from the partial download.") from exc
+                    if isinstance(exc, ChangedError):
+                        handle.seek(0)
+                        handle.truncate()
+                        sha256, md5, offset = hashlib.sha256(), hashlib.md5(), 0
+                        bar.reset(total=info.size)
+                    delay = min(backoff * 2 ** (attempt - 1), 60)
+                    print(f"fetch: {key}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
+                    sleep(delay)
+    result = Download(part, info, sha256.hexdigest(), md5.hexdigest())
+    if source.md5_etags and info.etag and re.fullmatch(r"[0-9a-f]{32}", info.etag) and info.etag != result.md5:
+        discard(result)
+        raise FetchError(f"{source.description}: {key}: MD5 {result.md5} does not match ETag {info.etag}; "
+                         "the partial file was removed, run again")
+    return result
+
+
+def discard(item: Download) -> None:
+    item.path.unlink(missing_ok=True)
+    item.path.with_name(item.path.name + ".json").unlink(missing_ok=True)
+
+
+# -- content checks -------------------------------------------------------------------------------
+def check_table_stream(table: str, chunks: Iterator[bytes], where: str, sink=None) -> dict:
+    """Header check, line count and trailing newline, streaming; copies the bytes to `sink`."""
+    head, rows, last = b"", 0, b""
+    for chunk in chunks:
+        if sink is not None:
+            sink.write(chunk)
+        if len(head) < 4096 and b"\n" not in head:
+            head += chunk[:4096]
+        rows += chunk.count(b"\n")
+        last = chunk[-1:] or last
+    if not head:
+        raise FetchError(f"{where}: empty file")
+    try:
+        columns = inat_format.check_header(table, head.split(b"\n", 1)[0].decode("utf-8"), where)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FetchError(str(exc)) from exc
+    if last != b"\n":
+        raise FetchError(f"{where}: does not end with a line terminator (truncated?)")
+    return {"rows": rows - 1, "columns": list(columns)}
+
+
+def read_chunks(handle, size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := handle.read(size):
+        yield chunk
+
+
+def unpack_bundle(item: Download, day: str, out: Path, gzip_level: int) -> dict[str, dict]:
+    """Stream the tar.gz once: every table it holds goes to out/<table>.csv.gz, checked."""
+    folder = f"inaturalist-open-data-{day.replace('-', '')}/"
+    files: dict[str, dict] = {}
+    try:
+        with tarfile.open(item.path, mode="r|gz") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if not member.name.startswith(folder):
+                    raise FetchError(f"{item.info.key}: member {member.name} is not inside {folder}: "
+                                     "the bundle does not belong to that date")
+                name = member.name[len(folder):]
+                if name.removesuffix(".csv") not in inat_format.TABLES:
+                    files.setdefault("_skipped_members", []).append(member.name)
+                    continue
+                table = name.removesuffix(".csv")
+                target = out / f"{table}.csv.gz"
+                with open(target, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                                               compresslevel=gzip_level) as sink:
+                    stats = check_table_stream(table, read_chunks(tar.extractfile(member)),
+                                               f"{item.info.key}:{member.name}", sink)
+                files[target.name] = {"from": f"{item.info.key}:{member.name}", **stats}
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise FetchError(f"{item.info.key}: truncated or corrupt archive ({exc}). "
+                         "Delete the partial download and fetch again, or pick another date.") from exc
+    missing = [t for t in inat_format.REQUIRED_TABLES if f"{t}.csv.gz" not in files]
+    if missing:
+        raise FetchError(f"{item.info.key}: bundle has no {', '.join(missing)} table(s) under {folder}")
+    return files
+
+
+def check_gzip_table(item: Download, table: str) -> dict:
+    try:
+        with gzip.open(item.path, "rb") as handle:
+            stats = check_table_stream(table, read_chunks(handle), item.info.key)
+    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+        raise FetchError(f"{item.info.key}: truncated or corrupt gzip ({exc}). Fetch again.") from exc
+    return {"from": item.info.key, **stats}
+
+
+def check_dwca(path: Path, where: str) -> dict:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            names = sorted(archive.namelist())
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise FetchError(f"{where}: not a readable zip ({exc}). Fetch again.") from exc
+    if bad:
+        raise FetchError(f"{where}: member {bad} fails its CRC check")
+    vernacular = [n for n in names if re.fullmatch(r"VernacularNames-[\w-]+\.csv", n)]
+    if "taxa.csv" not in names or not vernacular:
+        raise FetchError(f"{where}: expected taxa.csv and VernacularNames-*.csv, found {names}")
+    return {"members": names}
+
+
+# -- the stage ----------------------------------------------------------------------------------
+def fetch(source: Source, spec: str, snapshots_dir: Path, taxonomy: str = TAXONOMY_FILE,
+          expect_date: str | None = None, retries: int = 5, backoff: float = 1.0, gzip_level: int = 6,
+          source_options: dict | None = None) -> Path:
+    resolution = resolve(source, spec)
+    if expect_date and resolution.date != expect_date:
+        raise FetchError(f"snapshot '{spec}' now resolves to {resolution.date}, not {expect_date}: "
+                         "the source moved on; rerun the workflow so it plans for the new date")
+    base = snapshots_dir / resolution.date
+    partial, final, staging = base / ".partial", base / "raw", base / "raw.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        manifest = _fetch_into(source, spec, resolution, staging, partial, taxonomy, retries, backoff,
+                               gzip_level, source_options)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # never leave a half-built snapshot behind
+        raise
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    shutil.rmtree(partial, ignore_errors=True)
+    return final
+
+
+def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path, partial: Path, taxonomy: str,
+                retries: int, backoff: float, gzip_level: int, source_options: dict | None) -> dict:
+    downloads, files = [], {}
+
+    def get_checked(src: Source, key: str, check: Callable[[Download], dict]) -> dict:
+        item = download(src, key, partial, retries, backoff)
+        try:
+            result = check(item)
+        except FetchError:
+            discard(item)  # a corrupt download must not be resumed next time
+            raise
+        downloads.append(item)
+        return result
+
+    if spec == "latest":
+        for table in inat_format.TABLES:
+            name = f"{table}.csv.gz"
+            try:
+                files[name] = get_checked(source, name, lambda item, t=table: check_gzip_table(item, t))
+            except FileNotFoundError:
+                if table in inat_format.REQUIRED_TABLES:
+                    raise
+                continue
+            shutil.copyfile(downloads[-1].path, staging / name)
+    else:
+        files.update(get_checked(source, bundle_key(resolution.date),
+                                 lambda item: unpack_bundle(item, resolution.date, staging, gzip_level)))
+    taxonomy_source, taxonomy_key = split_location(taxonomy, source, **(source_options or {}))
+    files[TAXONOMY_FILE] = get_checked(taxonomy_source, taxonomy_key, lambda item: {
+        "from": f"{taxonomy_source.description}:{taxonomy_key}", **check_dwca(item.path, taxonomy_key)})
+    shutil.copyfile(downloads[-1].path, staging / TAXONOMY_FILE)
+
+    for name, entry in files.items():
+        if name != "_skipped_members":
+            entry["sha256"] = _sha256_file(staging / name)
+            entry["size"] = (staging / name).stat().st_size
+    return {
+        "snapshot": resolution.date, "requested": spec,
+        "resolution": {"method": resolution.method, "detail": resolution.detail},
+        "source": source.description, "objects": [d.record() for d in downloads],
+        "files": dict(sorted(files.items())),
+        "notes": ["The taxonomy archive is not dated: it is the version current when this snapshot was fetched."],
+    }
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in read_chunks(handle):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.fetch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", required=True, help="s3://bucket[/prefix], or a local mirror folder")
+    parser.add_argument("--snapshot", default="latest", help="YYYY-MM-DD (that month's bundle) or 'latest'")
+    parser.add_argument("--snapshots-dir", type=Path, default=Path("data/snapshots"))
+    parser.add_argument("--expect-date", help="fail unless the snapshot resolves to this date")
+    parser.add_argument("--taxonomy", default=TAXONOMY_FILE,
+                        help="taxonomy DwC-A: a key in the source, or a full URL")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (e.g. a local moto server)")
+    parser.add_argument("--signed", action="store_true", help="use AWS credentials instead of anonymous access")
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--retries", type=int, default=5)
+    parser.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
+    parser.add_argument("--timeout", type=float, default=60, help="connect/read timeout in seconds")
+    parser.add_argument("--gzip-level", type=int, default=6, help="compression of tables unpacked from a bundle")
+    parser.add_argument("--list", action="store_true", help="print the snapshot dates the source has, and exit")
+    args = parser.parse_args(argv)
+    options = {"endpoint_url": args.endpoint_url, "anonymous": not args.signed, "region": args.region,
+               "timeout": args.timeout}
+    try:
+        source = open_source(args.source, **options)
+        if args.list:
+            print("\n".join(available_dates(source)))
+            return 0
+        out = fetch(source, args.snapshot, args.snapshots_dir, args.taxonomy, args.expect_date, args.retries,
+                    args.backoff, args.gzip_level, options)
+    except (FetchError, FileNotFoundError) as exc:
+        print(f"fetch failed: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
