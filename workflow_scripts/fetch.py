@@ -104,8 +104,7 @@ def resolve(source: Source, spec: str) -> Resolution:
 
 
 # -- resumable, verified download -----------------------------------------------------------------
-def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float,
-             sleep: Callable[[float], None] = time.sleep) -> Download:
+def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float) -> Download:
     """Stream `key` into partial_dir, resuming a previous partial file when it is the same object."""
     info = source.head(key)
     partial_dir.mkdir(parents=True, exist_ok=True)
@@ -149,7 +148,7 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
                         bar.reset(total=info.size)
                     delay = min(backoff * 2 ** (attempt - 1), 60)
                     print(f"fetch: {key}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
-                    sleep(delay)
+                    time.sleep(delay)
     result = Download(part, info, sha256.hexdigest(), md5.hexdigest())
     if source.md5_etags and info.etag and re.fullmatch(r"[0-9a-f]{32}", info.etag) and info.etag != result.md5:
         discard(result)

@@ -19,7 +19,7 @@ import requests
 import urllib3.exceptions
 from botocore import UNSIGNED
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 1024 * 1024  # also the most a killed transfer can lose
 
 
 class TransientError(Exception):

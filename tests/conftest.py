@@ -1,0 +1,144 @@
+"""Shared fixtures: the generated sample mirror, a real local S3 server (moto), a faulty proxy."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from workflow_scripts.sample_snapshot import generate
+
+REPO = Path(__file__).resolve().parent.parent
+REAL = REPO.parent / "shared" / "fixtures" / "real"
+MONTHS = [date(2024, 8, 27), date(2024, 9, 27)]
+BUCKET = "inaturalist-open-data"
+
+# moto needs some credentials to sign the uploads; the pipeline itself reads anonymously
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory) -> Path:
+    """The default sample (scale 1, with images), generated once per test session."""
+    out = tmp_path_factory.mktemp("mirror") / "mirror"
+    generate(out, seed=20240927, months=MONTHS)
+    return out
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def upload_mirror(endpoint: str, mirror: Path, bucket: str, replace: dict[str, bytes] | None = None) -> None:
+    """Put the mirror's metadata objects (not the images) into a fresh bucket, as iNat does."""
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=bucket, ACL="public-read")  # anonymous access, as the real bucket allows
+    for path in sorted(mirror.rglob("*")):
+        key = path.relative_to(mirror).as_posix()
+        if path.is_dir() or key.startswith(("photos/", "_sample/")):
+            continue
+        body = (replace or {}).get(key, path.read_bytes())
+        extra = {"ContentEncoding": "gzip"} if key.endswith(".csv.gz") else {}
+        client.put_object(Bucket=bucket, Key=key, Body=body, ACL="public-read", **extra)
+
+
+@pytest.fixture
+def bucket(s3_server, mirror, request) -> str:
+    """A bucket of its own per test (named after the test) holding the sample's metadata."""
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    upload_mirror(s3_server, mirror, name)
+    return name
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of the S3 server that can fail, throttle, cut or corrupt responses.
+
+    faults: {key substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "corrupt": True}}
+    log: (method, path, Range header, status) of every request it answered.
+    """
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream.removeprefix("http://")
+        self.faults: dict[str, dict] = {}
+        self.log: list[tuple[str, str, str | None, int]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_HEAD(self):
+                proxy.forward(self)
+
+            def do_GET(self):
+                proxy.forward(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def fault_for(self, path: str) -> dict:
+        return next((f for key, f in self.faults.items() if key in path), {})
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        fault = self.fault_for(handler.path) if handler.command == "GET" else {}
+        if fault.get("fail", 0) > 0:
+            fault["fail"] -= 1
+            self.log.append((handler.command, handler.path, handler.headers.get("Range"), 500))
+            handler.send_response(500)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
+        connection = http.client.HTTPConnection(self.upstream, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() != "host"}
+        connection.request(handler.command, handler.path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+        self.log.append((handler.command, handler.path, handler.headers.get("Range"), response.status))
+        handler.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "server", "date"):
+                handler.send_header(name, value)
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        if fault.get("corrupt"):
+            body = bytes([body[0] ^ 0xFF]) + body[1:]
+        if "cut_after" in fault:
+            handler.wfile.write(body[: fault.pop("cut_after")])
+            handler.close_connection = True
+            return
+        rate = fault.get("throttle")
+        step = 16 * 1024
+        for start in range(0, len(body), step):
+            handler.wfile.write(body[start:start + step])
+            if rate:
+                threading.Event().wait(step / rate)
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def proxy(s3_server):
+    faulty = FaultyProxy(s3_server)
+    yield faulty
+    faulty.close()

@@ -1,0 +1,210 @@
+"""Fetch against a real local S3 server (moto), through a proxy that injects faults."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from workflow_scripts import fetch as fetch_mod
+from workflow_scripts.fetch import FetchError, available_dates, fetch, resolve
+from workflow_scripts.storage import LocalSource, S3Source, open_source
+
+TABLES = ("observations", "observers", "photos", "taxa")
+
+
+def s3(endpoint: str, bucket: str) -> S3Source:
+    return S3Source(bucket, endpoint_url=endpoint, timeout=10)
+
+
+def bundle_tables(mirror: Path, day: str) -> dict[str, bytes]:
+    folder = f"inaturalist-open-data-{day.replace('-', '')}"
+    with tarfile.open(mirror / "metadata" / f"{folder}.tar.gz") as tar:
+        return {t: tar.extractfile(f"{folder}/{t}.csv").read() for t in TABLES}
+
+
+def raw_tables(raw: Path) -> dict[str, bytes]:
+    return {t: gzip.decompress((raw / f"{t}.csv.gz").read_bytes()) for t in TABLES}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fetch_by_date_from_s3(s3_server, bucket, mirror, tmp_path):
+    raw = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path)
+    assert raw == tmp_path / "2024-08-27" / "raw"
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["resolution"]["method"] == "dated-bundle"
+    bundle = next(o for o in manifest["objects"] if o["key"].startswith("metadata/"))
+    local_bundle = mirror / bundle["key"]
+    assert bundle["etag"] == bundle["md5"] == hashlib.md5(local_bundle.read_bytes()).hexdigest()
+    assert bundle["sha256"] == sha256(local_bundle) and bundle["size"] == local_bundle.stat().st_size
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256(raw / name)
+    assert manifest["files"]["photos.csv.gz"]["rows"] == bundle_tables(mirror, "2024-08-27")["photos"].count(b"\n") - 1
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        [f"{t}.csv.gz" for t in TABLES] + ["inaturalist-taxonomy.dwca.zip", "manifest.json"])
+    assert not (tmp_path / "2024-08-27" / ".partial").exists()
+
+
+def test_fetch_latest_uses_root_files_and_records_the_date(s3_server, bucket, mirror, tmp_path):
+    raw = fetch(s3(s3_server, bucket), "latest", tmp_path)
+    assert raw == tmp_path / "2024-09-27" / "raw"
+    for table in TABLES:  # root files are kept byte for byte
+        assert (raw / f"{table}.csv.gz").read_bytes() == (mirror / f"{table}.csv.gz").read_bytes()
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["requested"] == "latest" and manifest["snapshot"] == "2024-09-27"
+    assert manifest["resolution"]["method"] == "latest-alias"
+    assert "inaturalist-open-data-20240927.tar.gz" in manifest["resolution"]["detail"]
+    # the newer month's root tables are exactly its bundle's tables
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-09-27")
+
+
+def test_latest_without_alias_takes_newest_bundle(tmp_path, mirror):
+    source = tmp_path / "src"
+    (source / "metadata").mkdir(parents=True)
+    for day in ("20240827", "20240927"):
+        name = f"inaturalist-open-data-{day}.tar.gz"
+        (source / "metadata" / name).write_bytes((mirror / "metadata" / name).read_bytes())
+    resolution = resolve(LocalSource(source), "latest")
+    assert (resolution.date, resolution.method) == ("2024-09-27", "newest-dated-bundle")
+
+
+def test_missing_date_lists_available_dates(s3_server, bucket, tmp_path):
+    with pytest.raises(FetchError) as error:
+        fetch(s3(s3_server, bucket), "2024-07-27", tmp_path)
+    assert "2024-07-27" in str(error.value)
+    assert "2024-08-27, 2024-09-27" in str(error.value)
+    assert not (tmp_path / "2024-07-27").exists()
+
+
+def test_retries_after_two_server_errors(s3_server, bucket, proxy, mirror, tmp_path, monkeypatch):
+    delays = []
+    monkeypatch.setattr(fetch_mod.time, "sleep", delays.append)
+    proxy.faults["inaturalist-open-data-20240827"] = {"fail": 2}
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=3, backoff=0.5)
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
+    statuses = [status for method, path, _, status in proxy.log if method == "GET" and "20240827" in path]
+    assert statuses == [500, 500, 206]
+    assert delays == [0.5, 1.0]  # exponential backoff
+
+
+def test_gives_up_after_retries_and_writes_nothing(s3_server, bucket, proxy, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    proxy.faults["20240827"] = {"fail": 100}
+    with pytest.raises(FetchError, match="gave up after 2 retries"):
+        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=2)
+    assert not (tmp_path / "2024-08-27" / "raw").exists()
+    assert not (tmp_path / "2024-08-27" / "raw.tmp").exists()
+
+
+def test_dropped_connection_resumes_with_a_range_request(s3_server, bucket, proxy, mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    proxy.faults["20240827"] = {"cut_after": 1_000_000}
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    ranges = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path]
+    assert ranges[0] == "bytes=0-" and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
+
+
+def test_resume_after_killed_transfer(s3_server, bucket, proxy, mirror, tmp_path):
+    proxy.faults["20240827"] = {"throttle": 150_000}
+    command = [sys.executable, "-m", "workflow_scripts.fetch", "--source", f"s3://{bucket}",
+               "--endpoint-url", proxy.url, "--snapshot", "2024-08-27", "--snapshots-dir", str(tmp_path)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = tmp_path / "2024-08-27" / ".partial" / "metadata__inaturalist-open-data-20240827.tar.gz.part"
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size > 300_000) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    done = part.stat().st_size
+    assert 300_000 < done < (mirror / "metadata" / "inaturalist-open-data-20240827.tar.gz").stat().st_size
+    assert not (tmp_path / "2024-08-27" / "raw").exists()
+
+    proxy.faults.clear()
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    last_range = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path][-1]
+    assert last_range == f"bytes={done}-"
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
+    manifest = json.loads((raw / "manifest.json").read_text())
+    bundle = next(o for o in manifest["objects"] if o["key"].startswith("metadata/"))
+    assert bundle["md5"] == bundle["etag"]
+
+
+def test_corrupted_bytes_fail_the_md5_check(s3_server, bucket, proxy, tmp_path):
+    proxy.faults["20240827"] = {"corrupt": True}
+    with pytest.raises(FetchError, match="does not match ETag"):
+        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    assert not (tmp_path / "2024-08-27" / "raw").exists()
+
+
+def test_truncated_archive_is_a_clear_error_with_no_output(s3_server, mirror, tmp_path):
+    key = "metadata/inaturalist-open-data-20240827.tar.gz"
+    whole = (mirror / key).read_bytes()
+    from tests.conftest import upload_mirror
+
+    upload_mirror(s3_server, mirror, "truncated", replace={key: whole[: len(whole) // 2]})
+    with pytest.raises(FetchError, match="truncated or corrupt archive") as error:
+        fetch(s3(s3_server, "truncated"), "2024-08-27", tmp_path)
+    assert key in str(error.value)
+    snapshot = tmp_path / "2024-08-27"
+    assert not (snapshot / "raw").exists() and not (snapshot / "raw.tmp").exists()
+    assert not any((snapshot / ".partial").glob("*.part"))  # not resumed next time
+
+
+def test_truncated_gzip_table_in_latest(s3_server, mirror, tmp_path):
+    from tests.conftest import upload_mirror
+
+    whole = (mirror / "photos.csv.gz").read_bytes()
+    upload_mirror(s3_server, mirror, "truncated-gz", replace={"photos.csv.gz": whole[:-100]})
+    with pytest.raises(FetchError, match="photos.csv.gz: truncated or corrupt gzip"):
+        fetch(s3(s3_server, "truncated-gz"), "latest", tmp_path)
+    assert not (tmp_path / "2024-09-27" / "raw").exists()
+
+
+def test_taxonomy_from_an_http_url(s3_server, bucket, mirror, tmp_path):
+    url = f"{s3_server}/{bucket}/inaturalist-taxonomy.dwca.zip"
+    raw = fetch(s3(s3_server, bucket), "2024-09-27", tmp_path, taxonomy=url,
+                source_options={"endpoint_url": None, "timeout": 10})
+    assert sha256(raw / "inaturalist-taxonomy.dwca.zip") == sha256(mirror / "inaturalist-taxonomy.dwca.zip")
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["files"]["inaturalist-taxonomy.dwca.zip"]["from"].startswith(s3_server)
+
+
+def test_local_mirror_gives_the_same_tables_as_s3(s3_server, bucket, mirror, tmp_path):
+    local = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "local")
+    remote = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path / "s3")
+    for table in TABLES:  # re-compressed deterministically: same bytes whatever the source
+        assert sha256(local / f"{table}.csv.gz") == sha256(remote / f"{table}.csv.gz")
+    assert available_dates(open_source(str(mirror))) == ["2024-08-27", "2024-09-27"]
+
+
+def test_refetch_is_byte_identical(mirror, tmp_path):
+    first = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "a")
+    second = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "b")
+    assert {p.name: sha256(p) for p in first.iterdir()} == {p.name: sha256(p) for p in second.iterdir()}
+
+
+def test_expect_date_mismatch_is_an_error(mirror, tmp_path):
+    with pytest.raises(FetchError, match="resolves to 2024-09-27, not 2024-08-27"):
+        fetch(open_source(str(mirror)), "latest", tmp_path, expect_date="2024-08-27")
+
+
+def test_cli_reports_failure_without_traceback(mirror, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch", "--source", str(mirror),
+                             "--snapshot", "2023-01-01", "--snapshots-dir", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Available dates: 2024-08-27, 2024-09-27" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,207 @@
+"""The generated sample: deterministic, bucket-shaped, realistic, with every planted quirk."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import zipfile
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.sample_tables import good_images_per_species, month_tables, read_tsv
+from workflow_scripts.inat_format import LICENSES
+from workflow_scripts.sample_snapshot import generate
+
+M1, M2 = "2024-08-27", "2024-09-27"
+CATEGORY_IDS = {"Aves": "3", "Arachnida": "47119", "Insecta": "47158", "Reptilia": "26036",
+                "Mollusca": "47115", "Plantae": "47126", "Fungi": "47170"}
+
+
+@pytest.fixture(scope="module")
+def m1(mirror):
+    return month_tables(mirror, M1)
+
+
+@pytest.fixture(scope="module")
+def m2(mirror):
+    return month_tables(mirror, M2)
+
+
+@pytest.fixture(scope="module")
+def planted(mirror):
+    return json.loads((mirror / "_sample" / "planted.json").read_text())["planted"]
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    months = [date(2024, 8, 27), date(2024, 9, 27)]
+    generate(tmp_path / "a", seed=7, months=months, scale=0.2)
+    generate(tmp_path / "b", seed=7, months=months, scale=0.2)
+    first = tree_hashes(tmp_path / "a")
+    assert first == tree_hashes(tmp_path / "b")
+    assert any(k.startswith("photos/") for k in first)
+    generate(tmp_path / "c", seed=8, months=months, scale=0.2)
+    assert tree_hashes(tmp_path / "c")["photos.csv.gz"] != first["photos.csv.gz"]
+
+
+def test_bucket_layout(mirror):
+    for table in ("photos", "observations", "taxa", "observers"):
+        assert (mirror / f"{table}.csv.gz").is_file()
+    bundles = sorted(p.name for p in (mirror / "metadata").iterdir())
+    assert bundles == ["inaturalist-open-data-20240827.tar.gz", "inaturalist-open-data-20240927.tar.gz",
+                       "inaturalist-open-data-latest.tar.gz"]
+    latest = (mirror / "metadata" / "inaturalist-open-data-latest.tar.gz").read_bytes()
+    assert latest == (mirror / "metadata" / "inaturalist-open-data-20240927.tar.gz").read_bytes()
+    # gzip and tar headers carry no wall-clock time
+    assert (mirror / "photos.csv.gz").read_bytes()[4:8] == b"\0\0\0\0"
+
+
+def test_root_tables_are_the_newer_month(mirror, m2):
+    for table, frame in m2.items():
+        assert read_tsv(gzip.decompress((mirror / f"{table}.csv.gz").read_bytes())).equals(frame)
+
+
+def test_size_and_long_tail(m1, m2):
+    assert len(m1["photos"]) >= 20_000 and len(m2["photos"]) >= 20_000
+    counts = good_images_per_species(m1)
+    species = m1["taxa"][(m1["taxa"]["rank"] == "species") & (m1["taxa"].active == "true")]
+    assert len(species) >= 300
+    assert (counts >= 200).sum() >= 5  # a few very common species
+    assert ((counts >= 30) & (counts < 200)).sum() >= 100  # Train
+    assert ((counts >= 10) & (counts < 30)).sum() >= 50  # Unseen
+    assert (counts < 10).sum() >= 30  # too rare for anything
+
+
+def test_taxonomy_shape(m1):
+    taxa = m1["taxa"]
+    life = taxa[taxa.taxon_id == "48460"].iloc[0]
+    assert (life.ancestry, life["rank"], life.rank_level) == ("", "stateofmatter", "100")
+    kingdoms = set(taxa[taxa["rank"] == "kingdom"].name)
+    assert {"Animalia", "Plantae", "Fungi"} < kingdoms and len(kingdoms) >= 4
+    assert set(CATEGORY_IDS.values()) <= set(taxa.taxon_id)
+    ranks = set(taxa["rank"])
+    assert {"subphylum", "superfamily", "tribe", "subgenus", "complex", "subspecies", "variety", "hybrid"} <= ranks
+    assert (taxa.active == "false").any()
+    # intermediate ranks vary by lineage: count the ranks above each species
+    rank_of = dict(zip(taxa.taxon_id, taxa["rank"]))
+    depths = {tuple(rank_of[a] for a in anc.split("/")) for anc in taxa[taxa["rank"] == "species"].ancestry}
+    assert len(depths) >= 10
+    for category_id in CATEGORY_IDS.values():  # every category has species
+        assert taxa[(taxa["rank"] == "species") & taxa.ancestry.str.split("/").apply(lambda a: category_id in a)].shape[0] > 5
+
+
+def test_real_file_quirks(m1, planted):
+    photos, obs, taxa, observers = m1["photos"], m1["observations"], m1["taxa"], m1["observers"]
+    assert set(photos.license) == set(LICENSES)
+    assert set(obs.quality_grade) == {"research", "needs_id", "casual"}
+    assert {"jpg", "JPG", "jpeg", "png"} <= set(photos.extension)
+    assert (obs.observed_on == "").any()
+    by_photo = photos.merge(obs[["observation_uuid", "taxon_id"]], on="observation_uuid")
+    duplicated = by_photo[by_photo.photo_id.duplicated(keep=False)].groupby("photo_id").taxon_id.nunique()
+    assert (duplicated == 1).sum() >= 5 and (duplicated > 1).sum() >= 5
+    assert sorted(duplicated[duplicated == 1].index.astype(int)) == planted["duplicate_photo_ids_agreeing"]
+    orphans = set(photos.observation_uuid) - set(obs.observation_uuid)
+    assert len(orphans) == len(planted["orphan_photo_ids"]) == 20
+    assert taxa.name.str.contains('"').any() and taxa.name.str.contains("×").any()
+    assert (observers.login != "").all() and observers.name.str.contains("[^\\x00-\\x7f]").any()
+    genus_ids = set(taxa[taxa["rank"] == "genus"].taxon_id)
+    assert (obs[obs.quality_grade == "research"].taxon_id.isin(genus_ids)).sum() >= 20
+    assert not set(planted["taxon_ids_missing_from_taxa"]) & set(taxa.taxon_id.astype(int))
+    assert obs.taxon_id.astype(int).isin(planted["taxon_ids_missing_from_taxa"]).sum() == 5
+    assert (obs.anomaly_score != "").mean() > 0.9
+
+
+def test_month_two_changes(mirror, m1, m2, planted):
+    swap = planted["taxon_swap"]
+    old, new = str(swap["old_taxon_id"]), str(swap["new_taxon_id"])
+    active = {m: dict(zip(t["taxa"].taxon_id, t["taxa"].active)) for m, t in ((1, m1), (2, m2))}
+    assert active[1][old] == "true" and new not in active[1]
+    assert active[2][old] == "false" and active[2][new] == "true"
+    assert not (m2["observations"].taxon_id == old).any()
+    assert (m2["observations"].taxon_id == new).sum() == (m1["observations"].taxon_id == old).sum() > 0
+
+    new_obs = set(m2["observations"].observation_uuid) - set(m1["observations"].observation_uuid)
+    assert new_obs == set(planted["new_observations"])
+    grades = m1["observations"].merge(m2["observations"], on="observation_uuid")
+    changed = grades[grades.quality_grade_x != grades.quality_grade_y]
+    assert len(changed) == 20
+
+    deleted = set(m1["photos"].photo_id) - set(m2["photos"].photo_id)
+    assert deleted == {str(p) for p in planted["deleted_photo_ids"]}
+    for photo_id in deleted:  # the bucket lost their images too
+        assert not (mirror / "photos" / photo_id).exists()
+    licences = m1["photos"].merge(m2["photos"], on=["photo_id", "observation_uuid"])
+    moved = licences[licences.license_x != licences.license_y]
+    assert dict(zip(moved.photo_id, zip(moved.license_x, moved.license_y))) == {
+        k: tuple(v) for k, v in planted["license_changes"].items()}
+    assert len(m2["observers"]) > len(m1["observers"])
+
+
+def test_images_exist_and_depend_on_species(mirror, m2, planted):
+    png_named_jpg = {str(p) for p in planted["photo_ids_png_named_jpg"]}
+    photos = m2["photos"].merge(m2["observations"][["observation_uuid", "taxon_id"]], on="observation_uuid")
+    sample = photos.sort_values("photo_id").drop_duplicates("photo_id").head(300)
+    for row in sample.itertuples():
+        path = mirror / "photos" / row.photo_id / f"medium.{row.extension}"
+        with Image.open(path) as image:
+            assert max(image.size) == 64
+            png = row.extension == "png" or row.photo_id in png_named_jpg
+            assert image.format == ("PNG" if png else "JPEG")
+
+    def mean_colour(row) -> np.ndarray:
+        with Image.open(mirror / "photos" / row.photo_id / f"medium.{row.extension}") as image:
+            return np.asarray(image.convert("RGB"), dtype=float).mean(axis=(0, 1))
+
+    top = photos.taxon_id.value_counts().index[:8]
+    colours = {t: np.array([mean_colour(r) for r in photos[photos.taxon_id == t].head(6).itertuples()]) for t in top}
+    within = np.mean([np.linalg.norm(c - c.mean(axis=0), axis=1).mean() for c in colours.values()])
+    centres = np.array([c.mean(axis=0) for c in colours.values()])
+    between = np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]])
+    assert between > 2 * within
+
+
+def test_png_content_named_jpg_is_planted(mirror, planted):
+    for photo_id in planted["photo_ids_png_named_jpg"]:
+        with Image.open(mirror / "photos" / str(photo_id) / "medium.jpg") as image:
+            assert image.format == "PNG"
+
+
+def test_taxonomy_archive(mirror, m2):
+    with zipfile.ZipFile(mirror / "inaturalist-taxonomy.dwca.zip") as archive:
+        assert sorted(archive.namelist()) == ["VernacularNames-english.csv", "VernacularNames-spanish.csv",
+                                              "eml.xml", "meta.xml", "taxa.csv"]
+        taxa = list(csv.DictReader(io.TextIOWrapper(archive.open("taxa.csv"), encoding="utf-8")))
+        english = list(csv.DictReader(io.TextIOWrapper(archive.open("VernacularNames-english.csv"), encoding="utf-8")))
+        spanish = archive.read("VernacularNames-spanish.csv").decode("utf-8")
+    active = set(m2["taxa"][m2["taxa"].active == "true"].taxon_id)
+    assert {t["id"] for t in taxa} == active  # the archive holds active taxa only
+    per_taxon = {}
+    for row in english:
+        per_taxon[row["id"]] = per_taxon.get(row["id"], 0) + 1
+    assert max(per_taxon.values()) >= 2 and sum(v >= 2 for v in per_taxon.values()) >= 10
+    assert any(ord(c) > 127 for c in spanish)
+    species = {t["id"]: t for t in taxa if t["taxonRank"] == "species"}
+    some = next(iter(species.values()))
+    assert some["scientificName"].startswith(some["genus"]) and some["kingdom"]
+
+
+def test_lifestages_export(mirror, planted):
+    rows = list(csv.DictReader(open(mirror / "exports" / "observations-lifestages.csv", encoding="utf-8")))
+    assert len(rows) == 5 * 4 * 10
+    assert {r["Life Stage"] for r in rows} == {"Egg", "Larva", "Pupa", "Adult"}
+    assert {int(r["taxon_id"]) for r in rows} == set(planted["lifestage_species"])
+    assert all("2024-02-01" <= r["observed_on"] <= "2024-05-20" for r in rows)
+    for row in rows[:20]:
+        key = row["image_url"].split(".amazonaws.com/", 1)[1]
+        assert (mirror / key).is_file()

@@ -1,0 +1,119 @@
+"""Config validation, the Snakemake workflow, the environments and the install target."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from workflow_scripts.config import fetch_options, load_config, snapshot_specs, source_location, validated
+
+VENV_BIN = os.path.dirname(sys.executable)
+ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+
+
+def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(["snakemake", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_config_yaml_spells_out_every_default():
+    assert load_config(REPO / "config.yaml") == validated({})
+
+
+def test_real_data_overlay_validates():
+    config = load_config(REPO / "config.yaml")
+    overlay = yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text())
+    for key, value in overlay.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    validated(config)
+    assert source_location(config) == "s3://inaturalist-open-data"
+    assert "--signed" not in fetch_options(config)
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"fetch": {"sourc": "x"}}, "'sourc' was unexpected"),
+    ({"sample": {"seed": "abc"}}, "'abc' is not of type 'integer'"),
+    ({"snapshots": ["2024-9-27"]}, "2024-9-27"),
+    ({"data_rot": "x"}, "'data_rot' was unexpected"),
+])
+def test_bad_config_is_rejected_naming_the_key(bad, named):
+    with pytest.raises(Exception, match=re.escape(named)):
+        validated(bad)
+
+
+def test_snakemake_rejects_an_unknown_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fetch:\n  retires: 3\n")
+    result = snakemake("-n", "--configfile", "config.yaml", str(bad))
+    assert result.returncode != 0
+    assert "'retires' was unexpected" in result.stderr + result.stdout
+
+
+def test_dry_run_plans_sample_and_both_fetches(tmp_path):
+    result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs")
+    assert result.returncode == 0, result.stderr
+    jobs = dict(re.findall(r"^(sample_snapshot|fetch|all)\s+(\d+)$", result.stdout, re.M))
+    assert jobs == {"sample_snapshot": "1", "fetch": "2", "all": "1"}
+
+
+def test_latest_resolves_when_planning(mirror):
+    config = validated({"snapshots": ["latest", "2024-08-27"], "fetch": {"source": str(mirror)}})
+    assert snapshot_specs(config) == {"2024-09-27": "latest", "2024-08-27": "2024-08-27"}
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format"])
+def test_every_stage_has_a_cli(module):
+    result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_every_rule_names_log_and_conda_env():
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        text = smk.read_text()
+        for rule in re.findall(r"^rule (\w+):", text, re.M):
+            if rule == "all":
+                continue
+            body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+            assert "    log:" in body and "    conda:" in body, f"{smk.name}: rule {rule}"
+            env = re.search(r'conda:\s+"\.\./(envs/[\w.]+)"', body).group(1)
+            assert (REPO / env).is_file()
+
+
+def test_conda_envs_pin_what_pyproject_pins():
+    pinned = dict(p.split("==") for p in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    pinned = {name.split("[")[0].lower(): version for name, version in pinned.items()}
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        pip = next(d["pip"] for d in yaml.safe_load(env_file.read_text())["dependencies"] if isinstance(d, dict))
+        for requirement in pip:
+            name, version = requirement.split("==")
+            assert pinned.get(name.lower()) == version, f"{env_file.name}: {requirement}"
+
+
+def test_toolchain_pins():
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for pin in ("torch==2.15.0", "torchvision==0.29.2", "open_clip_torch[training]==3.3.0", "webdataset==0.2.86"):
+        assert pin in deps
+    assert all("==" in d for d in deps)
+    lock = (REPO / "requirements.lock").read_text()
+    for dep in deps:
+        name, version = dep.split("==")
+        assert re.search(rf"^{re.escape(name.split('[')[0])}=={re.escape(version)}$", lock, re.M | re.I), dep
+
+
+def test_install_is_idempotent():
+    # `make -q` exits 0 only when the target is up to date: a second install does nothing
+    result = subprocess.run(["make", "-q", "install"], cwd=REPO, env=ENV)
+    assert result.returncode == 0
