@@ -1,7 +1,9 @@
 rule sample_snapshot:
     """The embedded default: a deterministic two-month sample in the bucket's layout."""
     output:
-        directory(mirror_dir(config)),
+        mirror=directory(mirror_dir(config)),
+        # what DVC tracks instead of the mirror's ~30,000 small files (see dvc.yaml)
+        checksums=f"{mirror_dir(config)}.sha256",
     params:
         seed=config["sample"]["seed"],
         months=config["sample"]["months"],
@@ -11,10 +13,11 @@ rule sample_snapshot:
         f"{LOGS}/sample_snapshot.log",
     conda:
         "../envs/data.yaml"
+    threads: 2
     resources:
         mem_mb=3000,
         runtime=15,
     shell:
-        "python -m workflow_scripts.sample_snapshot --out {output} --seed {params.seed}"
-        " --months {params.months} --scale {params.scale} --image-size {params.image_size}"
-        " > {log} 2>&1"
+        "python -m workflow_scripts.sample_snapshot --out {output.mirror} --checksums {output.checksums}"
+        " --seed {params.seed} --months {params.months} --scale {params.scale}"
+        " --image-size {params.image_size} --workers {threads} > {log} 2>&1"

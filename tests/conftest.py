@@ -30,7 +30,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 def mirror(tmp_path_factory) -> Path:
     """The default sample (scale 1, with images), generated once per test session."""
     out = tmp_path_factory.mktemp("mirror") / "mirror"
-    generate(out, seed=20240927, months=MONTHS)
+    generate(out, seed=20240927, months=MONTHS, workers=2)
     return out
 
 
