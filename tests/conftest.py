@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 from workflow_scripts.sample_snapshot import generate
 
 REPO = Path(__file__).resolve().parent.parent
-REAL = REPO.parent / "shared" / "fixtures" / "real"
+# real iNaturalist samples nobody here wrote: shared/ sits beside the checkout (CI does the same)
+REAL = Path(os.environ.get("BIOTROVE_SHARED", REPO.parent / "shared")) / "fixtures" / "real"
 MONTHS = [date(2024, 8, 27), date(2024, 9, 27)]
 BUCKET = "inaturalist-open-data"
 

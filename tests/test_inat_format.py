@@ -17,6 +17,10 @@ REAL_OPEN_DATA = sorted((REAL / "inat-open-data-2022-06").glob("*.csv.gz")) + so
     (REAL / "inat-open-data-pyinat").glob("*.csv"))
 
 
+def test_real_fixtures_are_present():
+    assert len(REAL_OPEN_DATA) == 8, f"expected the real samples in {REAL} (set BIOTROVE_SHARED to shared/)"
+
+
 @pytest.mark.parametrize("path", REAL_OPEN_DATA, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_real_files_conform(path):
     result = check_table_file(path)

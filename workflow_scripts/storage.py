@@ -175,6 +175,9 @@ class HTTPSource:
 
     def head(self, key: str) -> ObjectInfo:
         response = self._request("HEAD", key, allow_redirects=True)
+        if "Content-Length" not in response.headers:
+            raise FileNotFoundError(f"{self.base}{key}: the server does not say how big it is (no Content-Length), "
+                                    "so the download cannot be verified; download it by hand into the source")
         return ObjectInfo(key, int(response.headers["Content-Length"]),
                           response.headers.get("ETag", "").strip('"') or None)
 
