@@ -68,7 +68,8 @@ def bucket(s3_server, mirror, request) -> str:
 class FaultyProxy:
     """An HTTP proxy in front of the S3 server that can fail, throttle, cut or corrupt responses.
 
-    faults: {key substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "corrupt": True}}
+    faults: {path substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "corrupt": True,
+                              "methods": ("GET",) by default}}
     log: (method, path, Range header, status) of every request it answered.
     """
 
@@ -96,11 +97,11 @@ class FaultyProxy:
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
-    def fault_for(self, path: str) -> dict:
-        return next((f for key, f in self.faults.items() if key in path), {})
+    def fault_for(self, method: str, path: str) -> dict:
+        return next((f for key, f in self.faults.items() if key in path and method in f.get("methods", ("GET",))), {})
 
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
-        fault = self.fault_for(handler.path) if handler.command == "GET" else {}
+        fault = self.fault_for(handler.command, handler.path)
         if fault.get("fail", 0) > 0:
             fault["fail"] -= 1
             self.log.append((handler.command, handler.path, handler.headers.get("Range"), 500))

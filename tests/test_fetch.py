@@ -99,6 +99,16 @@ def test_retries_after_two_server_errors(s3_server, bucket, proxy, mirror, tmp_p
     assert delays == [0.5, 1.0]  # exponential backoff
 
 
+def test_listing_and_head_are_retried_too(s3_server, bucket, proxy, mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    proxy.faults[f"/{bucket}?list-type"] = {"fail": 1}
+    proxy.faults["inaturalist-taxonomy"] = {"fail": 1, "methods": ("HEAD",)}
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=1)
+    assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
+    assert [s for m, p, _, s in proxy.log if "list-type" in p] == [500, 200]
+    assert [s for m, p, _, s in proxy.log if m == "HEAD" and "taxonomy" in p] == [500, 200]
+
+
 def test_gives_up_after_retries_and_writes_nothing(s3_server, bucket, proxy, tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
     proxy.faults["20240827"] = {"fail": 100}

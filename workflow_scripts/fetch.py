@@ -79,9 +79,32 @@ def bundle_key(day: str) -> str:
     return f"{BUNDLE_PREFIX}{day.replace('-', '')}.tar.gz"
 
 
-def resolve(source: Source, spec: str) -> Resolution:
+def wait_or_give_up(what: str, exc: Exception, attempt: int, retries: int, backoff: float) -> None:
+    """Sleep before retry number `attempt` (exponential backoff), or raise once retries are spent."""
+    if attempt > retries:
+        raise FetchError(f"{what}: gave up after {retries} retries: {exc}. "
+                         "Run again later; a partial download resumes where it stopped.") from exc
+    delay = min(backoff * 2 ** (attempt - 1), 60)
+    print(f"fetch: {what}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
+    time.sleep(delay)
+
+
+def retried(call: Callable, what: str, retries: int, backoff: float):
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except TransientError as exc:
+            attempt += 1
+            wait_or_give_up(what, exc, attempt, retries, backoff)
+
+
+def resolve(source: Source, spec: str, retries: int = 5, backoff: float = 1.0) -> Resolution:
     """A date 'YYYY-MM-DD' (must have a bundle) or 'latest' (the date the root files belong to)."""
-    dates = available_dates(source)
+    def head(key: str) -> ObjectInfo:
+        return retried(lambda: source.head(key), f"{source.description}: {key}", retries, backoff)
+
+    dates = retried(lambda: available_dates(source), f"{source.description}: listing", retries, backoff)
     if not dates:
         raise FetchError(f"{source.description}: no monthly bundles under {BUNDLE_PREFIX}*: is this the right source?")
     if spec != "latest":
@@ -90,12 +113,12 @@ def resolve(source: Source, spec: str) -> Resolution:
                              f"Available dates: {', '.join(dates)}. Set one of them (or 'latest') in config.yaml.")
         return Resolution(spec, "dated-bundle", f"{bundle_key(spec)} exists")
     try:
-        alias = source.head(LATEST_BUNDLE)
+        alias = head(LATEST_BUNDLE)
     except FileNotFoundError:
         alias = None
     if alias is not None:
         for day in reversed(dates):
-            dated = source.head(bundle_key(day))
+            dated = head(bundle_key(day))
             if dated.size == alias.size and (not alias.etag or dated.etag == alias.etag):
                 return Resolution(day, "latest-alias", f"{LATEST_BUNDLE} matches {dated.key} (size"
                                   + (", ETag)" if alias.etag else ")"))
@@ -106,7 +129,8 @@ def resolve(source: Source, spec: str) -> Resolution:
 # -- resumable, verified download -----------------------------------------------------------------
 def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float) -> Download:
     """Stream `key` into partial_dir, resuming a previous partial file when it is the same object."""
-    info = source.head(key)
+    what = f"{source.description}: {key}"
+    info = retried(lambda: source.head(key), what, retries, backoff)
     partial_dir.mkdir(parents=True, exist_ok=True)
     part = partial_dir / (key.replace("/", "__") + ".part")
     state = part.with_name(part.name + ".json")
@@ -138,17 +162,12 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
                         raise ChangedError(f"got {offset} bytes, expected {info.size}")
                 except (TransientError, ChangedError) as exc:
                     attempt += 1
-                    if attempt > retries:
-                        raise FetchError(f"{source.description}: {key}: gave up after {retries} retries: {exc}. "
-                                         "Run again to resume from the partial download.") from exc
+                    wait_or_give_up(what, exc, attempt, retries, backoff)
                     if isinstance(exc, ChangedError):
                         handle.seek(0)
                         handle.truncate()
                         sha256, md5, offset = hashlib.sha256(), hashlib.md5(), 0
                         bar.reset(total=info.size)
-                    delay = min(backoff * 2 ** (attempt - 1), 60)
-                    print(f"fetch: {key}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
-                    time.sleep(delay)
     result = Download(part, info, sha256.hexdigest(), md5.hexdigest())
     if source.md5_etags and info.etag and re.fullmatch(r"[0-9a-f]{32}", info.etag) and info.etag != result.md5:
         discard(result)
@@ -249,7 +268,7 @@ def check_dwca(path: Path, where: str) -> dict:
 def fetch(source: Source, spec: str, snapshots_dir: Path, taxonomy: str = TAXONOMY_FILE,
           expect_date: str | None = None, retries: int = 5, backoff: float = 1.0, gzip_level: int = 6,
           source_options: dict | None = None) -> Path:
-    resolution = resolve(source, spec)
+    resolution = resolve(source, spec, retries, backoff)
     if expect_date and resolution.date != expect_date:
         raise FetchError(f"snapshot '{spec}' now resolves to {resolution.date}, not {expect_date}: "
                          "the source moved on; rerun the workflow so it plans for the new date")
@@ -351,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = fetch(source, args.snapshot, args.snapshots_dir, args.taxonomy, args.expect_date, args.retries,
                     args.backoff, args.gzip_level, options)
-    except (FetchError, FileNotFoundError) as exc:
+    except (FetchError, FileNotFoundError, NotImplementedError) as exc:
         print(f"fetch failed: {exc}", file=sys.stderr)
         return 1
     print(out)
