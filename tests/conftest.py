@@ -68,8 +68,8 @@ def bucket(s3_server, mirror, request) -> str:
 class FaultyProxy:
     """An HTTP proxy in front of the S3 server that can fail, throttle, cut or corrupt responses.
 
-    faults: {path substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "corrupt": True,
-                              "methods": ("GET",) by default}}
+    faults: {path substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "then": callable,
+                              "corrupt": True, "methods": ("GET",) by default}}
     log: (method, path, Range header, status) of every request it answered.
     """
 
@@ -127,6 +127,7 @@ class FaultyProxy:
         if "cut_after" in fault:
             handler.wfile.write(body[: fault.pop("cut_after")])
             handler.close_connection = True
+            fault.pop("then", lambda: None)()  # e.g. replace the object while the client is away
             return
         rate = fault.get("throttle")
         step = 16 * 1024

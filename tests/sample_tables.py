@@ -15,11 +15,15 @@ def read_tsv(data: bytes) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(data), sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
 
 
-def month_tables(mirror: Path, day: str) -> dict[str, pd.DataFrame]:
+def bundle_tables(mirror: Path, day: str) -> dict[str, bytes]:
+    """The four tables of a month's bundle, as bytes."""
     folder = f"inaturalist-open-data-{day.replace('-', '')}"
     with tarfile.open(mirror / "metadata" / f"{folder}.tar.gz") as tar:
-        return {t: read_tsv(tar.extractfile(f"{folder}/{t}.csv").read())
-                for t in ("photos", "observations", "taxa", "observers")}
+        return {t: tar.extractfile(f"{folder}/{t}.csv").read() for t in ("photos", "observations", "taxa", "observers")}
+
+
+def month_tables(mirror: Path, day: str) -> dict[str, pd.DataFrame]:
+    return {table: read_tsv(data) for table, data in bundle_tables(mirror, day).items()}
 
 
 def species_of(taxa: pd.DataFrame) -> dict[str, str]:

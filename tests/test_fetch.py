@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import signal
 import subprocess
 import sys
-import tarfile
 import time
+import zipfile
 from pathlib import Path
 
+import boto3
 import pytest
 
+from tests.conftest import upload_mirror
+from tests.sample_tables import bundle_tables
 from workflow_scripts import fetch as fetch_mod
 from workflow_scripts.fetch import FetchError, available_dates, fetch, resolve
 from workflow_scripts.storage import LocalSource, S3Source, open_source
@@ -23,12 +27,6 @@ TABLES = ("observations", "observers", "photos", "taxa")
 
 def s3(endpoint: str, bucket: str) -> S3Source:
     return S3Source(bucket, endpoint_url=endpoint, timeout=10)
-
-
-def bundle_tables(mirror: Path, day: str) -> dict[str, bytes]:
-    folder = f"inaturalist-open-data-{day.replace('-', '')}"
-    with tarfile.open(mirror / "metadata" / f"{folder}.tar.gz") as tar:
-        return {t: tar.extractfile(f"{folder}/{t}.csv").read() for t in TABLES}
 
 
 def raw_tables(raw: Path) -> dict[str, bytes]:
@@ -152,18 +150,20 @@ def test_resume_after_killed_transfer(s3_server, bucket, proxy, mirror, tmp_path
     assert bundle["md5"] == bundle["etag"]
 
 
-def test_corrupted_bytes_fail_the_md5_check(s3_server, bucket, proxy, tmp_path):
-    proxy.faults["20240827"] = {"corrupt": True}
-    with pytest.raises(FetchError, match="does not match ETag"):
-        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+def test_corrupted_bytes_are_refetched_then_rejected(s3_server, bucket, proxy, tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    proxy.faults["20240827"] = {"corrupt": True}  # every answer has a flipped byte
+    with pytest.raises(FetchError, match="checksum") as error:
+        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=2)
+    assert "gave up after 2 retries" in str(error.value)
+    ranges = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path]
+    assert ranges == ["bytes=0-"] * 3  # each retry starts over: the bytes on disk were bad
     assert not (tmp_path / "2024-08-27" / "raw").exists()
 
 
 def test_truncated_archive_is_a_clear_error_with_no_output(s3_server, mirror, tmp_path):
     key = "metadata/inaturalist-open-data-20240827.tar.gz"
     whole = (mirror / key).read_bytes()
-    from tests.conftest import upload_mirror
-
     upload_mirror(s3_server, mirror, "truncated", replace={key: whole[: len(whole) // 2]})
     with pytest.raises(FetchError, match="truncated or corrupt archive") as error:
         fetch(s3(s3_server, "truncated"), "2024-08-27", tmp_path)
@@ -174,8 +174,6 @@ def test_truncated_archive_is_a_clear_error_with_no_output(s3_server, mirror, tm
 
 
 def test_truncated_gzip_table_in_latest(s3_server, mirror, tmp_path):
-    from tests.conftest import upload_mirror
-
     whole = (mirror / "photos.csv.gz").read_bytes()
     upload_mirror(s3_server, mirror, "truncated-gz", replace={"photos.csv.gz": whole[:-100]})
     with pytest.raises(FetchError, match="photos.csv.gz: truncated or corrupt gzip"):
@@ -218,3 +216,51 @@ def test_cli_reports_failure_without_traceback(mirror, tmp_path):
     assert result.returncode == 1
     assert "Available dates: 2024-08-27, 2024-09-27" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("offset", [0.3, 0.5, 0.7])
+def test_corrupt_bundle_without_md5_is_caught_by_the_gzip_crc(mirror, tmp_path, offset):
+    source = tmp_path / "src"
+    (source / "metadata").mkdir(parents=True)
+    key = "metadata/inaturalist-open-data-20240827.tar.gz"
+    data = bytearray((mirror / key).read_bytes())
+    data[int(len(data) * offset)] ^= 0x10  # one flipped bit, and a local source has no ETag
+    (source / key).write_bytes(bytes(data))
+    (source / "inaturalist-taxonomy.dwca.zip").write_bytes((mirror / "inaturalist-taxonomy.dwca.zip").read_bytes())
+    with pytest.raises(FetchError, match=key):
+        fetch(LocalSource(source), "2024-08-27", tmp_path / "out")
+    assert not (tmp_path / "out" / "2024-08-27" / "raw").exists()
+
+
+def test_object_replaced_mid_transfer_restarts_on_the_new_one(s3_server, bucket, proxy, mirror, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
+    key = "inaturalist-taxonomy.dwca.zip"
+    buffer = io.BytesIO((mirror / key).read_bytes())
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("README.txt", "next month's archive")
+    replacement = buffer.getvalue()
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    proxy.faults[key] = {"cut_after": 5000,
+                         "then": lambda: client.put_object(Bucket=bucket, Key=key, Body=replacement, ACL="public-read")}
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    assert (raw / key).read_bytes() == replacement
+    gets = [(r, status) for method, path, r, status in proxy.log if method == "GET" and key in path]
+    assert gets[1] == ("bytes=5000-", 412) and gets[-1] == ("bytes=0-", 206)
+    manifest = json.loads((raw / "manifest.json").read_text())
+    record = next(o for o in manifest["objects"] if o["key"] == key)
+    assert record["md5"] == record["etag"] == hashlib.md5(replacement).hexdigest()
+
+
+def test_multipart_etag_is_recorded_not_compared(s3_server, mirror, tmp_path):
+    upload_mirror(s3_server, mirror, "multipart")
+    key = "metadata/inaturalist-open-data-20240827.tar.gz"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    upload = client.create_multipart_upload(Bucket="multipart", Key=key, ACL="public-read")
+    part = client.upload_part(Bucket="multipart", Key=key, UploadId=upload["UploadId"], PartNumber=1,
+                              Body=(mirror / key).read_bytes())
+    client.complete_multipart_upload(Bucket="multipart", Key=key, UploadId=upload["UploadId"],
+                                     MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    raw = fetch(s3(s3_server, "multipart"), "2024-08-27", tmp_path)
+    record = next(o for o in json.loads((raw / "manifest.json").read_text())["objects"] if o["key"] == key)
+    assert record["etag"].endswith("-1") and record["sha256"] == sha256(mirror / key)

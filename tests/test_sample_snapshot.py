@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -111,10 +112,14 @@ def test_real_file_quirks(m1, planted):
     duplicated = by_photo[by_photo.photo_id.duplicated(keep=False)].groupby("photo_id").taxon_id.nunique()
     assert (duplicated == 1).sum() >= 5 and (duplicated > 1).sum() >= 5
     assert sorted(duplicated[duplicated == 1].index.astype(int)) == planted["duplicate_photo_ids_agreeing"]
+    assert sorted(duplicated[duplicated > 1].index.astype(int)) == planted["duplicate_photo_ids_conflicting"]
     orphans = set(photos.observation_uuid) - set(obs.observation_uuid)
     assert len(orphans) == len(planted["orphan_photo_ids"]) == 20
     assert taxa.name.str.contains('"').any() and taxa.name.str.contains("×").any()
-    assert (observers.login != "").all() and observers.name.str.contains("[^\\x00-\\x7f]").any()
+    assert (observers.login != "").all() and observers.login.is_unique
+    assert observers.name.str.contains("[^\\x00-\\x7f]").any() and (observers.name == "").any()
+    assert set(observers.observer_id) == set(obs.observer_id) | set(photos.observer_id)
+    assert ((obs.latitude == "") & (obs.longitude == "")).any()
     genus_ids = set(taxa[taxa["rank"] == "genus"].taxon_id)
     assert (obs[obs.quality_grade == "research"].taxon_id.isin(genus_ids)).sum() >= 20
     assert not set(planted["taxon_ids_missing_from_taxa"]) & set(taxa.taxon_id.astype(int))
@@ -146,18 +151,23 @@ def test_month_two_changes(mirror, m1, m2, planted):
     assert dict(zip(moved.photo_id, zip(moved.license_x, moved.license_y))) == {
         k: tuple(v) for k, v in planted["license_changes"].items()}
     assert len(m2["observers"]) > len(m1["observers"])
+    # one species crosses the Train minimum of 30 through late uploads of old photos
+    late = str(planted["late_upload_species"])
+    before, after = good_images_per_species(m1).get(late, 0), good_images_per_species(m2).get(late, 0)
+    assert before < 30 <= after
 
 
 def test_images_exist_and_depend_on_species(mirror, m2, planted):
     png_named_jpg = {str(p) for p in planted["photo_ids_png_named_jpg"]}
     photos = m2["photos"].merge(m2["observations"][["observation_uuid", "taxon_id"]], on="observation_uuid")
-    sample = photos.sort_values("photo_id").drop_duplicates("photo_id").head(300)
+    unique = photos.sort_values("photo_id").drop_duplicates("photo_id")
+    sample = pd.concat([unique.head(300), unique[unique.extension.isin(["png", "gif", "JPG", "jpeg"])].head(60)])
     for row in sample.itertuples():
         path = mirror / "photos" / row.photo_id / f"medium.{row.extension}"
         with Image.open(path) as image:
             assert max(image.size) == 64
-            png = row.extension == "png" or row.photo_id in png_named_jpg
-            assert image.format == ("PNG" if png else "JPEG")
+            expected = "PNG" if row.photo_id in png_named_jpg else {"png": "PNG", "gif": "GIF"}.get(row.extension, "JPEG")
+            assert image.format == expected
 
     def mean_colour(row) -> np.ndarray:
         with Image.open(mirror / "photos" / row.photo_id / f"medium.{row.extension}") as image:

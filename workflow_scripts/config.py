@@ -56,7 +56,7 @@ def snapshot_specs(config: dict) -> dict[str, str]:
             fetch = config["fetch"]
             source = open_source(source_location(config), fetch["endpoint_url"], fetch["anonymous"],
                                  fetch["region"], fetch["timeout_seconds"])
-            specs[resolve(source, "latest").date] = "latest"
+            specs[resolve(source, "latest", fetch["retries"], fetch["backoff_seconds"]).date] = "latest"
         else:
             specs.setdefault(spec, spec)
     return specs

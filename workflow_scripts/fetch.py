@@ -31,9 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from workflow_scripts import inat_format
+from workflow_scripts.files import HashingWriter, replace_dir
 from workflow_scripts.storage import ChangedError, ObjectInfo, Source, TransientError, open_source, split_location
 
 BUNDLE_PREFIX = "metadata/inaturalist-open-data-"
@@ -128,50 +131,66 @@ def resolve(source: Source, spec: str, retries: int = 5, backoff: float = 1.0) -
 
 # -- resumable, verified download -----------------------------------------------------------------
 def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float) -> Download:
-    """Stream `key` into partial_dir, resuming a previous partial file when it is the same object."""
+    """Stream `key` into partial_dir, resuming a previous partial file when it is the same object.
+
+    Retries count failures in a row: a retry that moved the transfer forward starts the count
+    again, so a long download survives many separate hiccups. If the object changes mid-way
+    (new ETag or size), the transfer starts over on the new object.
+    """
     what = f"{source.description}: {key}"
-    info = retried(lambda: source.head(key), what, retries, backoff)
     partial_dir.mkdir(parents=True, exist_ok=True)
     part = partial_dir / (key.replace("/", "__") + ".part")
     state = part.with_name(part.name + ".json")
-    identity = {"key": key, "size": info.size, "etag": info.etag}
-    if not (state.exists() and json.loads(state.read_text()) == identity and part.exists()):
+
+    def identity(info: ObjectInfo) -> str:
+        return json.dumps({"key": key, "size": info.size, "etag": info.etag})
+
+    info = retried(lambda: source.head(key), what, retries, backoff)
+    try:
+        resumable = part.exists() and state.read_text() == identity(info)
+    except OSError:
+        resumable = False
+    if not resumable:  # no partial file, or one of another version of the object
         part.unlink(missing_ok=True)
-        state.write_text(json.dumps(identity))
-    sha256, md5 = hashlib.sha256(), hashlib.md5()
-    with open(part, "ab+") as handle:
-        handle.seek(0)
-        while chunk := handle.read(1 << 20):  # resuming: hash what is already there
-            sha256.update(chunk)
-            md5.update(chunk)
-        offset = handle.tell()
+        state.write_text(identity(info))
+    with open(part, "ab+") as handle, tqdm(unit="B", unit_scale=True, desc=key, file=sys.stderr,
+                                            mininterval=1, disable=None) as bar:
         attempt = 0
-        with tqdm(total=info.size, initial=offset, unit="B", unit_scale=True, desc=key, file=sys.stderr,
-                  mininterval=1, disable=None) as bar:
-            while offset < info.size:
-                try:
-                    for chunk in source.read(key, offset, info.etag):
-                        handle.write(chunk)
-                        sha256.update(chunk)
-                        md5.update(chunk)
-                        offset += len(chunk)
-                        bar.update(len(chunk))
-                    if offset < info.size:
-                        raise TransientError(f"connection closed at byte {offset} of {info.size}")
-                    if offset > info.size:
-                        raise ChangedError(f"got {offset} bytes, expected {info.size}")
-                except (TransientError, ChangedError) as exc:
-                    attempt += 1
-                    wait_or_give_up(what, exc, attempt, retries, backoff)
-                    if isinstance(exc, ChangedError):
-                        handle.seek(0)
-                        handle.truncate()
-                        sha256, md5, offset = hashlib.sha256(), hashlib.md5(), 0
-                        bar.reset(total=info.size)
+        while True:
+            handle.seek(0)
+            sha256, md5 = hashlib.sha256(), hashlib.md5()
+            while chunk := handle.read(1 << 20):  # resuming: hash what is already there
+                sha256.update(chunk)
+                md5.update(chunk)
+            offset = resumed_at = handle.tell()
+            bar.reset(total=info.size)
+            bar.update(offset)
+            if offset == info.size:  # complete (perhaps from an earlier run): verify below
+                break
+            try:
+                for chunk in source.read(key, offset, info.etag):
+                    handle.write(chunk)
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    offset += len(chunk)
+                    bar.update(len(chunk))
+                if offset > info.size:
+                    raise ChangedError(f"got {offset} bytes, expected {info.size}")
+                if offset < info.size:
+                    raise TransientError(f"connection closed at byte {offset} of {info.size}")
+            except TransientError as exc:
+                attempt = 1 if offset > resumed_at else attempt + 1  # progress resets the count
+                wait_or_give_up(what, exc, attempt, retries, backoff)
+            except ChangedError as exc:
+                attempt += 1
+                wait_or_give_up(what, exc, attempt, retries, backoff)
+                info = retried(lambda: source.head(key), what, retries, backoff)
+                handle.truncate(0)
+                state.write_text(identity(info))
     result = Download(part, info, sha256.hexdigest(), md5.hexdigest())
     if source.md5_etags and info.etag and re.fullmatch(r"[0-9a-f]{32}", info.etag) and info.etag != result.md5:
         discard(result)
-        raise FetchError(f"{source.description}: {key}: MD5 {result.md5} does not match ETag {info.etag}; "
+        raise FetchError(f"{what}: MD5 {result.md5} does not match ETag {info.etag}; "
                          "the partial file was removed, run again")
     return result
 
@@ -212,31 +231,40 @@ def unpack_bundle(item: Download, day: str, out: Path, gzip_level: int) -> dict[
     """Stream the tar.gz once: every table it holds goes to out/<table>.csv.gz, checked."""
     folder = f"inaturalist-open-data-{day.replace('-', '')}/"
     files: dict[str, dict] = {}
+    skipped = []
+    corrupt = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
     try:
-        with tarfile.open(item.path, mode="r|gz") as tar:
+        # GzipFile, not tarfile's own gzip reader: it checks the CRC and length at the end
+        with gzip.GzipFile(item.path, "rb") as unzipped, tarfile.open(fileobj=unzipped, mode="r|") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
                 if not member.name.startswith(folder):
                     raise FetchError(f"{item.info.key}: member {member.name} is not inside {folder}: "
                                      "the bundle does not belong to that date")
-                name = member.name[len(folder):]
-                if name.removesuffix(".csv") not in inat_format.TABLES:
-                    files.setdefault("_skipped_members", []).append(member.name)
+                table = member.name[len(folder):].removesuffix(".csv")
+                if table not in inat_format.TABLES:
+                    skipped.append(member.name)
                     continue
-                table = name.removesuffix(".csv")
                 target = out / f"{table}.csv.gz"
-                with open(target, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
-                                                               compresslevel=gzip_level) as sink:
-                    stats = check_table_stream(table, read_chunks(tar.extractfile(member)),
-                                               f"{item.info.key}:{member.name}", sink)
-                files[target.name] = {"from": f"{item.info.key}:{member.name}", **stats}
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise FetchError(f"{item.info.key}: truncated or corrupt archive ({exc}). "
-                         "Delete the partial download and fetch again, or pick another date.") from exc
+                with open(target, "wb") as raw:
+                    hashed = HashingWriter(raw)
+                    with gzip.GzipFile(filename="", mode="wb", fileobj=hashed, mtime=0,
+                                       compresslevel=gzip_level) as sink:
+                        stats = check_table_stream(table, read_chunks(tar.extractfile(member)),
+                                                   f"{item.info.key}:{member.name}", sink)
+                files[target.name] = {"from": f"{item.info.key}:{member.name}", **stats,
+                                      "sha256": hashed.sha256.hexdigest(), "size": hashed.size}
+            for _ in read_chunks(unzipped):  # past the tar's end marker to the gzip trailer
+                pass
+    except corrupt as exc:
+        raise FetchError(f"{item.info.key}: truncated or corrupt archive ({exc}); "
+                         "the download was removed: fetch again, or pick another date.") from exc
     missing = [t for t in inat_format.REQUIRED_TABLES if f"{t}.csv.gz" not in files]
     if missing:
         raise FetchError(f"{item.info.key}: bundle has no {', '.join(missing)} table(s) under {folder}")
+    if skipped:
+        files["_skipped_members"] = skipped
     return files
 
 
@@ -244,9 +272,10 @@ def check_gzip_table(item: Download, table: str) -> dict:
     try:
         with gzip.open(item.path, "rb") as handle:
             stats = check_table_stream(table, read_chunks(handle), item.info.key)
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise FetchError(f"{item.info.key}: truncated or corrupt gzip ({exc}). Fetch again.") from exc
-    return {"from": item.info.key, **stats}
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise FetchError(f"{item.info.key}: truncated or corrupt gzip ({exc}); the download was removed: "
+                         "fetch again.") from exc
+    return {"from": item.info.key, **stats, "sha256": item.sha256, "size": item.info.size}
 
 
 def check_dwca(path: Path, where: str) -> dict:
@@ -283,16 +312,14 @@ def fetch(source: Source, spec: str, snapshots_dir: Path, taxonomy: str = TAXONO
         shutil.rmtree(staging, ignore_errors=True)  # never leave a half-built snapshot behind
         raise
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
+    replace_dir(staging, final)
     shutil.rmtree(partial, ignore_errors=True)
     return final
 
 
 def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path, partial: Path, taxonomy: str,
                 retries: int, backoff: float, gzip_level: int, source_options: dict | None) -> dict:
-    downloads, files = [], {}
+    downloads, files, kept = [], {}, {}  # kept: file name in raw/ -> verified download to move there
 
     def get_checked(src: Source, key: str, check: Callable[[Download], dict]) -> dict:
         item = download(src, key, partial, retries, backoff)
@@ -313,19 +340,23 @@ def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path
                 if table in inat_format.REQUIRED_TABLES:
                     raise
                 continue
-            shutil.copyfile(downloads[-1].path, staging / name)
+            kept[name] = downloads[-1]
+        # the root tables are overwritten monthly: make sure none changed while we fetched the others
+        for item in kept.values():
+            now = retried(lambda key=item.info.key: source.head(key), item.info.key, retries, backoff)
+            if (now.size, now.etag) != (item.info.size, item.info.etag):
+                raise FetchError(f"{source.description}: {item.info.key} changed while the snapshot was being "
+                                 "fetched (a monthly update?): run again to fetch a consistent one")
     else:
         files.update(get_checked(source, bundle_key(resolution.date),
                                  lambda item: unpack_bundle(item, resolution.date, staging, gzip_level)))
     taxonomy_source, taxonomy_key = split_location(taxonomy, source, **(source_options or {}))
     files[TAXONOMY_FILE] = get_checked(taxonomy_source, taxonomy_key, lambda item: {
-        "from": f"{taxonomy_source.description}:{taxonomy_key}", **check_dwca(item.path, taxonomy_key)})
-    shutil.copyfile(downloads[-1].path, staging / TAXONOMY_FILE)
-
-    for name, entry in files.items():
-        if name != "_skipped_members":
-            entry["sha256"] = _sha256_file(staging / name)
-            entry["size"] = (staging / name).stat().st_size
+        "from": f"{taxonomy_source.description}:{taxonomy_key}", **check_dwca(item.path, taxonomy_key),
+        "sha256": item.sha256, "size": item.info.size})
+    kept[TAXONOMY_FILE] = downloads[-1]
+    for name, item in kept.items():  # verified: move, don't copy (a photos table is ~20 GB)
+        item.path.replace(staging / name)
     return {
         "snapshot": resolution.date, "requested": spec,
         "resolution": {"method": resolution.method, "detail": resolution.detail},
@@ -335,18 +366,10 @@ def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path
     }
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in read_chunks(handle):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workflow_scripts.fetch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", required=True, help="s3://bucket[/prefix], or a local mirror folder")
+    parser.add_argument("--source", required=True, help="s3://bucket[/prefix], http(s)://host/path/, or a local folder")
     parser.add_argument("--snapshot", default="latest", help="YYYY-MM-DD (that month's bundle) or 'latest'")
     parser.add_argument("--snapshots-dir", type=Path, default=Path("data/snapshots"))
     parser.add_argument("--expect-date", help="fail unless the snapshot resolves to this date")
@@ -370,8 +393,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = fetch(source, args.snapshot, args.snapshots_dir, args.taxonomy, args.expect_date, args.retries,
                     args.backoff, args.gzip_level, options)
-    except (FetchError, FileNotFoundError, NotImplementedError) as exc:
-        print(f"fetch failed: {exc}", file=sys.stderr)
+    except (FetchError, OSError, NotImplementedError, BotoCoreError, ClientError, requests.RequestException) as exc:
+        kind = "" if isinstance(exc, FetchError) else f"{type(exc).__name__}: "
+        print(f"fetch failed: {kind}{exc}", file=sys.stderr)
         return 1
     print(out)
     return 0

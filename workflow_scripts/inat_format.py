@@ -57,10 +57,6 @@ _ANCESTRY = re.compile(r"(\d+(/\d+)*)?\Z")
 _EXTENSION = re.compile(r"[A-Za-z0-9]{2,5}\Z")
 
 
-def format_date(d: date | None) -> str:
-    return "" if d is None else d.isoformat()
-
-
 def write_row(out: IO[str], fields: Iterable[object]) -> None:
     """Write one row as the exporter does: TAB-joined, no quoting, None as empty."""
     out.write("\t".join("" if f is None else str(f) for f in fields) + "\n")

@@ -70,12 +70,10 @@ def render(signature: dict, width: int, height: int, photo_id: int, stage: str |
 
 
 def encode(pixels: np.ndarray, image_format: str) -> bytes:
-    """JPEG or PNG bytes; both encoders are deterministic for the same input."""
+    """JPEG, PNG or GIF bytes; the encoders are deterministic for the same input."""
     buffer = io.BytesIO()
-    if image_format == "PNG":
-        Image.fromarray(pixels).save(buffer, "PNG", compress_level=6)
-    else:
-        Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    options = {"PNG": {"compress_level": 6}, "JPEG": {"quality": 85}, "GIF": {}}[image_format]
+    Image.fromarray(pixels).save(buffer, image_format, **options)
     return buffer.getvalue()
 
 

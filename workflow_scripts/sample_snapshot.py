@@ -36,13 +36,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from workflow_scripts import sample_images
+from workflow_scripts.files import replace_dir
 from workflow_scripts.inat_format import COLUMNS, LICENSES, write_row
 from workflow_scripts.sample_taxonomy import Species, Taxon, TaxonomyBuilder, build_taxonomy
 
 PAPER_TRAIN_CUTOFF = date(2024, 1, 27)  # images before it count towards the tier targets
 KEPT_LICENSES = ("CC0", "CC-BY", "CC-BY-NC")
 LICENSE_WEIGHTS = dict(zip(LICENSES, (6, 12, 55, 5, 2, 9, 9, 2)))
-EXTENSION_WEIGHTS = {"jpg": 78, "jpeg": 12, "JPG": 6, "png": 4}
+EXTENSION_WEIGHTS = {"jpg": 780, "jpeg": 120, "JPG": 60, "png": 37, "gif": 3}
+TRUE_FORMAT = {"png": "PNG", "gif": "GIF"}  # everything else is JPEG
 ORIGINAL_SIZES = ((2048, 1536), (1536, 2048), (2048, 1365), (2048, 2048), (1024, 768), (2048, 1152))
 # (tier, share of a category's species, min, max research-grade kept-license images before the cutoff)
 TIERS = (("head", 0.04, 220, 450), ("body", 0.48, 30, 120), ("unseen", 0.27, 10, 29), ("rare", 0.21, 1, 9))
@@ -127,7 +129,7 @@ class Generator:
             while observer_id in self.observers:
                 observer_id = self.rng.randint(1, 9_000_000)
             first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
-            login = f"{first.lower().encode('ascii', 'ignore').decode()}_{self.rng.randint(1, 9999)}"
+            login = f"{first.lower().encode('ascii', 'ignore').decode()}_{observer_id}"  # logins are unique
             name = "" if self.rng.random() < 0.3 else f"{first} {last}"
             self.observers[observer_id] = (login, name)
             self.observer_ids.append(observer_id)
@@ -142,8 +144,11 @@ class Generator:
     def observation(self, taxon_id: int, grade: str, observed: date | None) -> Observation:
         accuracy = "" if self.rng.random() < 0.3 else str(self.rng.choice([3, 5, 10, 31, 76, 488, 2500]))
         anomaly = "" if self.rng.random() < 0.05 else f"{self.rng.random() ** 4:.6f}"
-        return Observation(self.uuid(), self.observer(), f"{self.rng.uniform(-60, 70):.10f}",
-                           f"{self.rng.uniform(-180, 180):.10f}", accuracy, taxon_id, grade, observed, anomaly)
+        latitude, longitude = f"{self.rng.uniform(-60, 70):.10f}", f"{self.rng.uniform(-180, 180):.10f}"
+        if self.rng.random() < 0.02:  # no location at all
+            latitude = longitude = accuracy = ""
+        return Observation(self.uuid(), self.observer(), latitude, longitude, accuracy, taxon_id, grade,
+                           observed, anomaly)
 
     def photos_for(self, obs: Observation, count: int, signature: tuple[int, int], license_: str,
                    stage: str | None = None) -> list[Photo]:
@@ -153,7 +158,7 @@ class Generator:
             width, height = self.rng.choice(ORIGINAL_SIZES)
             photos.append(Photo(self.uuid(), self.photo_id(), obs.observation_uuid, obs.observer_id, extension,
                                 license_, width, height, position, signature, stage,
-                                "PNG" if extension == "png" else "JPEG"))
+                                TRUE_FORMAT.get(extension, "JPEG")))
         return photos
 
     def add(self, month: Month, obs: Observation, photos: list[Photo]) -> None:
@@ -315,18 +320,24 @@ class Generator:
             month.observations[key].quality_grade = "research"
         self.planted["quality_downgraded"], self.planted["quality_upgraded"] = sorted(downgraded), sorted(upgraded)
 
-        # a species at 29 images crosses the minimum of 30 through two late uploads of old photos
-        crossing = min(body[1:], key=lambda e: abs(e.target_images - 30))
-        obs = self.observation(crossing.taxon.taxon_id, "research", date(2023, 6, 1))
-        self.add(month, obs, self.photos_for(obs, 2, (crossing.genus.taxon_id, crossing.taxon.taxon_id), "CC-BY"))
+        # the biggest species under the Train minimum of 30 reaches 31 through late uploads of old photos
+        unseen = [e for e in self.tree.species if e.tier == "unseen"]
+        crossing = max(unseen, key=lambda e: (e.target_images, -e.taxon.taxon_id))
+        new_uuids = []
+        for _ in range(31 - crossing.target_images):
+            obs = self.observation(crossing.taxon.taxon_id, "research", date(2023, 6, 1))
+            self.add(month, obs, self.photos_for(obs, 1, (crossing.genus.taxon_id, crossing.taxon.taxon_id), "CC-BY"))
+            new_uuids.append(obs.observation_uuid)
         self.planted["late_upload_species"] = crossing.taxon.taxon_id
 
         # new observations of the month (mostly observed in it)
-        new_uuids = [obs.observation_uuid]
         alive = [e for e in self.tree.species if e is not swapped]
+        newcomers = self.observer_ids[-20:]
         for entry in rng.sample(alive, max(5, len(alive) // 3)):
             obs = self.observation(entry.taxon.taxon_id, self.weighted({"research": 30, "needs_id": 70}),
                                    self.observed_on(first.day, month.day - timedelta(days=1)))
+            if rng.random() < 0.3:  # people who joined this month
+                obs.observer_id = rng.choice(newcomers)
             self.add(month, obs, self.photos_for(obs, rng.randint(1, 3), (entry.genus.taxon_id, entry.taxon.taxon_id),
                                                  self.weighted(LICENSE_WEIGHTS)))
             new_uuids.append(obs.observation_uuid)
@@ -354,12 +365,14 @@ class Generator:
 # -- writers --------------------------------------------------------------------------------
 def table_texts(month: Month, rng: random.Random) -> dict[str, str]:
     """Each table as the exporter writes it; rows in a shuffled (not sorted) order, like real dumps."""
+    active_observers = {o.observer_id for o in month.observations.values()} | {p.observer_id for p in month.photos}
     rows = {
         "observations": [o.row() for o in month.observations.values()],
         "photos": [p.row() for p in month.photos],
         "taxa": [(t.taxon_id, t.ancestry, t.rank_level, t.rank, t.name, "true" if t.active else "false")
                  for t in month.taxa.values()],
-        "observers": [(k, *v) for k, v in month.observers.items()],
+        # like the real export: only observers with something in this snapshot
+        "observers": [(k, *v) for k, v in month.observers.items() if k in active_observers],
     }
     texts = {}
     for table, table_rows in rows.items():
@@ -468,7 +481,7 @@ def lifestages_csv(gen: Generator) -> str:
     for number, (obs, photo, entry, stage) in enumerate(gen.lifestage_rows, start=200_000_001):
         login, name = gen.observers[obs.observer_id]
         writer.writerow([number, obs.observation_uuid, obs.observed_on.isoformat(), obs.observer_id, login, name,
-                         obs.quality_grade, photo.license.lower(), f"https://www.inaturalist.org/observations/{number}",
+                         obs.quality_grade, photo.license, f"https://www.inaturalist.org/observations/{number}",
                          f"{BUCKET_URL}/photos/{photo.photo_id}/medium.{photo.extension}", obs.latitude,
                          obs.longitude, entry.taxon.name, entry.taxon.names_en[0], "Insecta", entry.taxon.taxon_id,
                          stage.capitalize()])
@@ -545,9 +558,7 @@ def generate(out: Path, seed: int, months: list[date], scale: float = 1.0, image
     }
     (tmp / "_sample").mkdir()
     (tmp / "_sample" / "planted.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    replace_dir(tmp, out)
     return summary
 
 

@@ -79,7 +79,6 @@ class TaxonomyBuilder:
         self.used_names: set[str] = set()
         self.used_common: set[str] = set()
         self.species: list[Species] = []
-        self.genera: list[Taxon] = []
 
     # -- primitives -------------------------------------------------------------------------
     def add(self, rank: str, name: str, parent: Taxon | None, taxon_id: int | None = None,
@@ -134,7 +133,6 @@ class TaxonomyBuilder:
     def genus_with_species(self, parent: Taxon, n_species: int, category: str | None,
                            nouns: tuple[list[str], list[str]], quirks: set[str]) -> None:
         genus = self.add("genus", self.latin(2, GENUS_ENDINGS, capital=True), parent)
-        self.genera.append(genus)
         holder = genus
         if "subgenus" in quirks and self.rng.random() < 0.4:
             holder = self.add("subgenus", self.latin(2, GENUS_ENDINGS, capital=True), genus)

@@ -27,7 +27,8 @@ class TransientError(Exception):
 
 
 class ChangedError(Exception):
-    """The object changed since a partial download began: restart it from zero."""
+    """The partial download cannot be continued (the object changed, or its bytes failed a
+    checksum): restart it from zero."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class S3Source:
             if status == 412:
                 raise ChangedError(f"{what}: object changed (ETag mismatch)") from exc
             if status in (403, 404) or exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise FileNotFoundError(f"{self.description}: {what}: not found (HTTP {status})") from exc
+                raise FileNotFoundError(f"{self.description}: {what}: not found or not allowed (HTTP {status})") from exc
             raise
         except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
             raise TransientError(f"{what}: {exc}") from exc
@@ -106,6 +107,8 @@ class S3Source:
         body = self._call(f"get {key}", self.client.get_object, **kwargs)["Body"]
         try:
             yield from body.iter_chunks(CHUNK)
+        except botocore.exceptions.FlexibleChecksumError as exc:  # the bytes already written are wrong
+            raise ChangedError(f"get {key}: {exc}") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientError(f"get {key}: {exc}") from exc
 
@@ -166,7 +169,7 @@ class HTTPSource:
         if response.status_code == 412:
             raise ChangedError(f"{method} {key}: object changed (ETag mismatch)")
         if response.status_code in (403, 404):
-            raise FileNotFoundError(f"{self.base}{key}: not found (HTTP {response.status_code})")
+            raise FileNotFoundError(f"{self.base}{key}: not found or not allowed (HTTP {response.status_code})")
         response.raise_for_status()
         return response
 
@@ -178,12 +181,13 @@ class HTTPSource:
         if "Content-Length" not in response.headers:
             raise FileNotFoundError(f"{self.base}{key}: the server does not say how big it is (no Content-Length), "
                                     "so the download cannot be verified; download it by hand into the source")
-        return ObjectInfo(key, int(response.headers["Content-Length"]),
-                          response.headers.get("ETag", "").strip('"') or None)
+        etag = response.headers.get("ETag", "")
+        strong = etag.startswith('"') and etag.endswith('"') and len(etag) > 1
+        return ObjectInfo(key, int(response.headers["Content-Length"]), (etag[1:-1] if strong else etag) or None)
 
     def read(self, key: str, start: int, etag: str | None) -> Iterator[bytes]:
         headers = {"Range": f"bytes={start}-"}
-        if etag:
+        if etag and not etag.startswith("W/"):  # If-Match compares strong ETags only
             headers["If-Match"] = f'"{etag}"'
         response = self._request("GET", key, headers=headers, stream=True)
         if start and response.status_code != 206:

@@ -1,0 +1,34 @@
+"""Small file helpers shared by the stages: atomic replacement and hashing while writing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+
+def replace_dir(staging: Path, final: Path) -> None:
+    """Put a fully built `staging` folder at `final`: at every moment `final` is whole or absent."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class HashingWriter:
+    """A binary file wrapper that hashes what goes through it (to avoid reading it back)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.handle.write(data)
+
+    def flush(self) -> None:
+        self.handle.flush()
