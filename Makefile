@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml requirements.lock
 demo: install
 	dvc repro
 	dvc status
-	@echo "Snapshots fetched: data/snapshots/*/raw (manifest.json in each)."
+	@echo "Fetched snapshots: data/snapshots/*/raw/ (manifest.json in each)."
+	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
 
 test: install
 	$(PYTHON) -m pytest

@@ -11,6 +11,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 include: "rules/sample.smk"
 include: "rules/fetch.smk"
+include: "rules/curate.smk"
 
 
 localrules:
@@ -19,4 +20,4 @@ localrules:
 
 rule all:
     input:
-        expand(f"{DATA}/snapshots/{{date}}/raw", date=SNAPSHOTS),
+        expand(f"{DATA}/snapshots/{{date}}/curated", date=SNAPSHOTS),

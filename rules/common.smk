@@ -1,6 +1,6 @@
 from snakemake.utils import validate
 
-from workflow_scripts.config import fetch_options, mirror_dir, snapshot_specs, source_location
+from workflow_scripts.config import fetch_options, memory_mb, mirror_dir, snapshot_specs, source_location
 
 
 validate(config, "../workflow_scripts/schemas/config.schema.yaml")

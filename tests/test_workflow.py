@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from workflow_scripts.config import fetch_options, load_config, snapshot_specs, source_location, validated
+from workflow_scripts.config import fetch_options, load_config, memory_mb, snapshot_specs, source_location, validated
+from workflow_scripts.curate import DEFAULTS as CURATE_DEFAULTS
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
@@ -55,11 +56,21 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
     assert "'retires' was unexpected" in result.stderr + result.stdout
 
 
-def test_dry_run_plans_sample_and_both_fetches(tmp_path):
+def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs")
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(sample_snapshot|fetch|all)\s+(\d+)$", result.stdout, re.M))
-    assert jobs == {"sample_snapshot": "1", "fetch": "2", "all": "1"}
+    jobs = dict(re.findall(r"^(sample_snapshot|fetch|curate|all)\s+(\d+)$", result.stdout, re.M))
+    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "all": "1"}
+
+
+def test_curate_defaults_match_the_schema():
+    assert validated({})["curate"] == CURATE_DEFAULTS
+
+
+def test_memory_sizes():
+    assert (memory_mb("4GB"), memory_mb("512MB"), memory_mb("1.5GiB")) == (4096, 512, 1536)
+    with pytest.raises(ValueError, match="not a memory size"):
+        memory_mb("lots")
 
 
 def test_latest_resolves_when_planning(mirror):
@@ -73,7 +84,7 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format"])
+@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -20,6 +21,15 @@ def validated(config: dict) -> dict:
 def load_config(path: str | Path) -> dict:
     with open(path, encoding="utf-8") as handle:
         return validated(yaml.safe_load(handle) or {})
+
+
+def memory_mb(text: str) -> int:
+    """'4GB', '512MB', '1.5GiB' -> megabytes, for a rule's mem_mb resource."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", text, re.I)
+    if not match:
+        raise ValueError(f"not a memory size: {text!r} (write e.g. 4GB or 512MB)")
+    scale = {"K": 1 / 1024, "": 1 / 1024 ** 2, "M": 1, "G": 1024, "T": 1024 ** 2}[match.group(2).upper()]
+    return max(1, round(float(match.group(1)) * scale))
 
 
 def mirror_dir(config: dict) -> str:

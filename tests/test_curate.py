@@ -1,0 +1,284 @@
+"""Curation: real samples to hand-checked results, every rule and quirk on small explicit inputs."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REAL
+from workflow_scripts.curate import CurateError, curate
+from workflow_scripts.inat_format import COLUMNS
+
+DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
+URL = "https://inaturalist-open-data.s3.amazonaws.com/photos"
+
+
+def rows(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
+    result = con.execute(sql)
+    names = [d[0] for d in result.description]
+    return [dict(zip(names, r)) for r in result.fetchall()]
+
+
+def balanced(report: dict) -> bool:
+    return report["photos_in"] == report["photos_out"] + sum(report["dropped"].values())
+
+
+# -- real files ---------------------------------------------------------------------------------
+def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
+    report = curate(REAL / "inat-open-data-2022-06", DWCA_REAL, tmp_path / "out", snapshot="2022-06-27")
+    # checked by hand: 10 photo_ids sit on two observations; 4 of them on two research-grade
+    # observations of different taxa (8 rows dropped), 5 keep their one research-grade row
+    assert report["photos_in"] == 37 and report["photos_out"] == 12
+    assert report["dropped"] == {"conflicting_labels": 8, "license": 1, "quality_grade": 16}
+    kept = rows(tmp_path / "out" / "curated.parquet")
+    assert [r["photo_id"] for r in kept] == [
+        10314159, 20314159, 30314159, 60314159, 130314159, 150314159, 160314159,
+        190995604, 190995656, 191015484, 191015547, 191016506]
+    lantana = next(r for r in kept if r["photo_id"] == 191015484)
+    assert (lantana["scientific_name"], lantana["kingdom"], lantana["species"]) == ("Lantana camara", "Plantae",
+                                                                                    "Lantana camara")
+    assert lantana["observation_uuid"] == "9ed0cc10-2f8c-4d0e-b0eb-caac3dcafaa6"  # the research-grade one
+    assert all(r["snapshot"].isoformat() == "2022-06-27" for r in kept)
+
+
+def test_real_older_schema_with_extra_fields(tmp_path):
+    report = curate(REAL / "inat-open-data-pyinat", DWCA_REAL, tmp_path / "out", snapshot="2021-06-01")
+    assert report["older_schema_without_anomaly_score"] is True
+    assert report["extra_field_rows"]["observations"] == 2  # read by their first 8 columns
+    assert report["rows_read"]["observations"] == 50 and report["rejected_rows"]["observations"] == 0
+    assert report["photos_in"] == 50 and balanced(report)
+    assert report["dropped"] == {"quality_grade": 11, "taxon_missing_from_taxa": 39}
+
+
+# -- small explicit inputs --------------------------------------------------------------------------
+TAXA = [  # id, ancestry, level, rank, name, active
+    (48460, "", 100, "stateofmatter", "Life", "true"),
+    (1, "48460", 70, "kingdom", "Animalia", "true"),
+    (47126, "48460", 70, "kingdom", "Plantae", "true"),
+    (47686, "48460", 70, "kingdom", "Protozoa", "true"),
+    (2, "48460/1", 60, "phylum", "Chordata", "true"),
+    (3, "48460/1/2/355675", 50, "class", "Aves", "true"),  # 355675 (subphylum) is absent: unresolved
+    (10, "48460/1/2/355675/3", 40, "order", "Passeriformes", "true"),
+    (11, "48460/1/2/355675/3/10", 30, "family", "Parulidae", "true"),
+    (12, "48460/1/2/355675/3/10/11", 20, "genus", "Setophaga", "true"),
+    (13, "48460/1/2/355675/3/10/11/12", 10, "species", "Setophaga petechia", "true"),
+    (14, "48460/1/2/355675/3/10/11/12/13", 5, "subspecies", "Setophaga petechia aestiva", "true"),
+    (15, "48460/1/2/355675/3/10/11/12", 10, "species", "Setophaga ruticilla", "false"),
+    (20, "48460/47126", 60, "phylum", "Tracheophyta", "true"),
+    (21, "48460/47126/20", 50, "class", "Magnoliopsida", "true"),
+    (22, "48460/47126/20/21", 40, "order", "Fagales", "true"),
+    (23, "48460/47126/20/21/22", 30, "family", "Fagaceae", "true"),
+    (24, "48460/47126/20/21/22/23", 27, "subfamily", "Quercoideae", "true"),
+    (25, "48460/47126/20/21/22/23/24", 20, "genus", "Quercus", "true"),
+    (26, "48460/47126/20/21/22/23/24/25", 13, "section", "Quercus sect. Lobatae", "true"),
+    (27, "48460/47126/20/21/22/23/24/25/26", 10, "species", "Quercus rubra", "true"),
+    (28, "48460/47126/20/21/22/23/24/25", 10, "hybrid", "Quercus × bebbiana", "true"),
+    (30, "48460/47686", 60, "phylum", "Mycetozoa", "true"),
+    (31, "48460/47686/30", 10, "species", 'Physarum "sp-IN01"', "true"),
+    (40, "48460/47126/20/21/22/23/24/25", 10, "species", 'Quercus "o\'hara" Núñez', "true"),
+]
+
+
+def uuid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def write_snapshot(folder: Path, observations: list[tuple], photos: list[tuple], taxa=TAXA,
+                   old_schema: bool = False, gz: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    obs_columns = COLUMNS["observations"][:-1] if old_schema else COLUMNS["observations"]
+    tables = {"observations": (obs_columns, observations), "photos": (COLUMNS["photos"], photos),
+              "taxa": (COLUMNS["taxa"], taxa)}
+    for table, (columns, data) in tables.items():
+        text = "\t".join(columns) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in data)
+        if gz:
+            (folder / f"{table}.csv.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            (folder / f"{table}.csv").write_text(text, encoding="utf-8")
+    return folder
+
+
+def write_dwca(folder: Path, rows: list[tuple]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "id,vernacularName,language,locality,countryCode,source,lexicon,contributor,created\n"
+    body = "".join(f'{i},"{name.replace(chr(34), chr(34) * 2)}",en,"","",src,English,,{created}\n'
+                   for i, name, created in rows)
+    (folder / "VernacularNames-english.csv").write_text(header + body, encoding="utf-8")
+    return folder
+
+
+def obs(n: int, taxon: int | str, grade: str = "research", observed: str = "2020-05-01") -> tuple:
+    return (uuid(n), 7, "10.5", "-3.25", "", taxon, grade, observed, "0.01")
+
+
+def photo(photo_id: int, n: int, license_: str = "CC-BY", ext: str = "jpg") -> tuple:
+    return (uuid(1000 + photo_id), photo_id, uuid(n), 7, ext, license_, 2048, 1536, 0)
+
+
+@pytest.fixture
+def small(tmp_path):
+    observations = [
+        obs(1, 13), obs(2, 14), obs(3, 13, "needs_id"), obs(4, 13, "casual"), obs(5, 15), obs(6, 999),
+        obs(7, 31), obs(8, 27), obs(9, 28), obs(10, 12), obs(11, 40), obs(12, 13, observed=""),
+        obs(20, 13), obs(21, 13), obs(22, 27), obs(23, 13), obs(24, 13, "needs_id"),
+    ]
+    photos = [
+        photo(101, 1, ext="JPG"), photo(102, 2, "CC0", "jpeg"), photo(103, 3), photo(104, 4), photo(105, 5),
+        photo(106, 6), photo(107, 7), photo(108, 8, "CC-BY-NC", "png"), photo(109, 9), photo(110, 10),
+        photo(111, 11), photo(112, 12), photo(113, 99),  # 113: its observation is not in the table
+        photo(114, 1, "CC-BY-SA"), photo(115, 1, "CC-BY-NC-ND"), photo(116, 1, "PD"),
+        photo(200, 21), photo(200, 20),  # same photo, two observations, same taxon: keep obs 20
+        photo(201, 23), photo(201, 22),  # same photo, different taxa: drop both
+        photo(202, 23), photo(202, 24),  # second observation not research grade: not a conflict
+    ]
+    snapshot = write_snapshot(tmp_path / "snap", observations, photos)
+    dwca = write_dwca(tmp_path / "dwca", [
+        (13, "Yellow Warbler", "2009-01-01T00:00:00Z"), (13, "American Yellow Warbler", "2012-01-01T00:00:00Z"),
+        (27, "Red Oak", "2010-01-01T00:00:00Z"), (27, "Northern Red Oak", "2010-01-01T00:00:00Z"),
+        (40, 'O\'Hara\'s "odd" oak', "2015-01-01T00:00:00Z"),
+    ])
+    report = curate(snapshot, dwca, tmp_path / "out", snapshot="2024-09-27")
+    return report, {r["photo_id"]: r for r in rows(tmp_path / "out" / "curated.parquet")}, tmp_path
+
+
+def test_every_rule_on_explicit_rows(small):
+    report, kept, _ = small
+    assert sorted(kept) == [101, 102, 108, 109, 110, 111, 112, 200, 202]
+    assert report["dropped"] == {
+        "conflicting_labels": 2, "duplicate_photo": 1, "kingdom": 1, "license": 3, "observation_missing": 1,
+        "quality_grade": 3, "taxon_inactive": 1, "taxon_missing_from_taxa": 1}
+    assert balanced(report) and report["photos_in"] == 22
+    assert kept[200]["observation_uuid"] == uuid(20)  # the smallest observation_uuid
+    assert kept[202]["observation_uuid"] == uuid(23)
+
+
+def test_ranks_species_and_names(small):
+    _, kept, _ = small
+    warbler, subspecies, oak, hybrid, genus = kept[101], kept[102], kept[108], kept[109], kept[110]
+    assert (warbler["kingdom"], warbler["phylum"], warbler["class"], warbler["order"], warbler["family"],
+            warbler["genus"], warbler["species"]) == ("Animalia", "Chordata", "Aves", "Passeriformes", "Parulidae",
+                                                      "Setophaga", "Setophaga petechia")
+    assert warbler["taxonomic_name"] == "Animalia Chordata Aves Passeriformes Parulidae Setophaga petechia"
+    assert (subspecies["taxon_rank"], subspecies["scientific_name"], subspecies["species"]) == (
+        "subspecies", "Setophaga petechia aestiva", "Setophaga petechia")  # the full name, never the epithet
+    assert oak["taxonomic_name"] == "Plantae Tracheophyta Magnoliopsida Fagales Fagaceae Quercus rubra"
+    assert (hybrid["taxon_rank"], hybrid["species"], hybrid["genus"]) == ("hybrid", None, "Quercus")
+    assert (genus["taxon_rank"], genus["species"]) == ("genus", None)
+    assert kept[111]["scientific_name"] == 'Quercus "o\'hara" Núñez'  # quotes and non-ASCII, byte for byte
+
+
+def test_common_names_rule(small):
+    _, kept, _ = small
+    assert kept[101]["common_name"] == "Yellow Warbler"  # the oldest of two
+    assert kept[108]["common_name"] == "Northern Red Oak"  # same date: alphabetical
+    assert kept[111]["common_name"] == 'O\'Hara\'s "odd" oak'
+    assert kept[102]["common_name"] is None  # the subspecies has no name of its own
+
+
+def test_columns_types_and_url(small):
+    report, kept, tmp_path = small
+    described = duckdb.sql(f"DESCRIBE SELECT * FROM '{tmp_path / 'out' / 'curated.parquet'}'").fetchall()
+    assert [(c[0], c[1]) for c in described] == [
+        ("photo_id", "BIGINT"), ("photo_uuid", "VARCHAR"), ("observation_uuid", "VARCHAR"), ("taxon_id", "BIGINT"),
+        ("taxon_rank", "VARCHAR"), ("scientific_name", "VARCHAR"), ("common_name", "VARCHAR"),
+        ("kingdom", "VARCHAR"), ("phylum", "VARCHAR"), ("class", "VARCHAR"), ("order", "VARCHAR"),
+        ("family", "VARCHAR"), ("genus", "VARCHAR"), ("species", "VARCHAR"), ("taxonomic_name", "VARCHAR"),
+        ("license", "VARCHAR"), ("extension", "VARCHAR"), ("width", "INTEGER"), ("height", "INTEGER"),
+        ("observed_on", "DATE"), ("latitude", "DOUBLE"), ("longitude", "DOUBLE"),
+        ("positional_accuracy", "BIGINT"), ("anomaly_score", "DOUBLE"), ("photo_url", "VARCHAR"), ("snapshot", "DATE")]
+    assert kept[101]["extension"] == "JPG" and kept[101]["photo_url"] == f"{URL}/101/medium.JPG"
+    assert kept[112]["observed_on"] is None
+    assert report["unresolved_ancestors"]["ancestor_ids"] == 1  # 355675
+    assert report["unresolved_ancestors"]["curated_photos_affected"] == 6  # 101 102 110 112 200 202
+    assert report["curated_taxa_without_common_name"] == 3  # 12 (genus), 14, 28
+
+
+def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
+    observations = [obs(1, 13)[:-1], obs(2, 27)[:-1] + ("surplus",), ("not-a-uuid", 7, "x", "", "", 13,
+                                                                       "research", "2020-01-01")]
+    photos = [photo(1, 1), photo(2, 2), ("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
+    snapshot = write_snapshot(tmp_path / "snap", observations, photos, old_schema=True, gz=False)
+    report = curate(snapshot, write_dwca(tmp_path / "dwca", []), tmp_path / "out", snapshot="2021-01-01")
+    assert report["older_schema_without_anomaly_score"] is True
+    assert report["extra_field_rows"]["observations"] == 1
+    assert report["rejected_rows"] == {"observations": 1, "photos": 1, "taxa": 0}
+    assert report["dropped"]["unparseable_row"] == 1 and balanced(report)
+    rejects = (tmp_path / "out" / "rejects.csv").read_text().splitlines()
+    assert rejects[0] == "file\tline\treason"
+    assert rejects[1].startswith("observations.csv\t4\t") and "latitude" in rejects[1]
+    assert rejects[2].startswith("photos.csv\t4\t")
+    kept = rows(tmp_path / "out" / "curated.parquet")
+    assert [r["photo_id"] for r in kept] == [1, 2] and all(r["anomaly_score"] is None for r in kept)
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("missing_column", "header is not the photos schema: missing columns ['license']"),
+    ("empty", "empty file"),
+    ("truncated_gz", "truncated or corrupt file"),
+    ("truncated_plain", "truncated file"),
+])
+def test_bad_input_is_a_clear_error_and_no_output(tmp_path, fault, message):
+    snapshot = write_snapshot(tmp_path / "snap", [obs(1, 13)], [photo(1, 1)] * 3, gz=fault != "truncated_plain")
+    target = snapshot / ("photos.csv" if fault == "truncated_plain" else "photos.csv.gz")
+    data = gzip.decompress(target.read_bytes()) if target.suffix == ".gz" else target.read_bytes()
+    if fault == "missing_column":
+        data = b"\n".join(b"\t".join(f for i, f in enumerate(line.split(b"\t")) if i != 5)
+                          for line in data.split(b"\n"))
+    elif fault == "empty":
+        data = b""
+    if fault == "truncated_plain":
+        target.write_bytes(data[:-5])
+    elif fault == "truncated_gz":
+        target.write_bytes(gzip.compress(data * 200)[:-300])
+    else:
+        target.write_bytes(gzip.compress(data))
+    with pytest.raises(CurateError, match=message.replace("[", r"\[").replace("]", r"\]")) as error:
+        curate(snapshot, write_dwca(tmp_path / "dwca", []), tmp_path / "out", snapshot="2021-01-01")
+    assert str(target) in str(error.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+# -- the sample ---------------------------------------------------------------------------------
+def test_sample_is_deterministic_across_runs_and_threads(mirror, tmp_path):
+    with tarfile.open(mirror / "metadata" / "inaturalist-open-data-20240927.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    bundle = tmp_path / "inaturalist-open-data-20240927"  # an unpacked monthly bundle, plain .csv
+    digests = set()
+    for run, threads in enumerate((1, 2, 2)):
+        out = tmp_path / f"out{run}"
+        report = curate(bundle, mirror / "inaturalist-taxonomy.dwca.zip", out, {"threads": threads})
+        assert report["snapshot"] == "2024-09-27" and balanced(report)
+        digests.add(tuple(hashlib.sha256((out / f).read_bytes()).hexdigest()
+                          for f in ("curated.parquet", "curation_report.json", "rejects.csv")))
+    assert len(digests) == 1
+
+
+def test_no_observer_login_or_name_in_any_output(mirror, tmp_path):
+    pii = set()
+    sources = [(REAL / "inat-open-data-2022-06", "2022-06-27"), (REAL / "inat-open-data-pyinat", "2021-06-01")]
+    with tarfile.open(mirror / "metadata" / "inaturalist-open-data-20240827.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    sources.append((tmp_path / "inaturalist-open-data-20240827", "2024-08-27"))
+    for i, (folder, day) in enumerate(sources):
+        observers = folder / ("observers.csv.gz" if (folder / "observers.csv.gz").exists() else "observers.csv")
+        text = gzip.decompress(observers.read_bytes()).decode() if observers.suffix == ".gz" else observers.read_text()
+        for line in text.splitlines()[1:]:
+            _, login, name = line.split("\t")
+            pii |= {v for v in (login, name) if len(v) > 3 and v != "None"}
+        out = tmp_path / f"out{i}"
+        curate(folder, mirror / "inaturalist-taxonomy.dwca.zip", out, snapshot=day)
+        curated = duckdb.sql(f"SELECT * FROM '{out / 'curated.parquet'}'")
+        assert not any("observer" in c or "user" in c for c in curated.columns)
+        values = {str(v) for row in curated.fetchall() for v in row if isinstance(v, str)}
+        texts = (out / "curation_report.json").read_text() + (out / "rejects.csv").read_text()
+        leaked = {p for p in pii if p in values or p in texts}
+        assert not leaked, leaked
+    assert len(pii) > 50
