@@ -29,6 +29,7 @@ demo: install
 	dvc status
 	@echo "Fetched snapshots: data/snapshots/*/raw/ (manifest.json in each)."
 	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
+	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
 
 test: install
 	$(PYTHON) -m pytest

@@ -12,6 +12,7 @@ include: "rules/common.smk"
 include: "rules/sample.smk"
 include: "rules/fetch.smk"
 include: "rules/curate.smk"
+include: "rules/stats.smk"
 
 
 localrules:
@@ -20,4 +21,4 @@ localrules:
 
 rule all:
     input:
-        expand(f"{DATA}/snapshots/{{date}}/curated", date=SNAPSHOTS),
+        expand(f"{DATA}/snapshots/{{date}}/stats", date=SNAPSHOTS),

@@ -59,8 +59,8 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
 def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs")
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(sample_snapshot|fetch|curate|all)\s+(\d+)$", result.stdout, re.M))
-    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "all": "1"}
+    jobs = dict(re.findall(r"^(sample_snapshot|fetch|curate|stats|all)\s+(\d+)$", result.stdout, re.M))
+    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "all": "1"}
 
 
 def test_curate_defaults_match_the_schema():
@@ -84,7 +84,7 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate"])
+@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)
