@@ -21,6 +21,7 @@ import sys
 import tempfile
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -61,20 +62,34 @@ def find_table(folder: Path, table: str) -> Path | None:
     return None
 
 
-def input_columns(path: Path, table: str) -> tuple[str, ...]:
-    """The header's columns (current or older schema), after checking the file is whole.
+def opened(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
-    DuckDB reads a truncated .gz without complaint (it returns the rows before the cut), so a
-    .gz is decompressed to its end here first: its CRC and length are checked, and its last
-    byte must end a line, as for a plain file.
-    """
+
+def input_columns(path: Path, table: str) -> tuple[str, ...]:
+    """The header's columns (current or older schema); a clear error for empty or wrong files."""
     try:
-        with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as raw:
+        with opened(path) as raw:
             header = raw.readline().decode("utf-8")
-            if not header:
-                raise CurateError(f"{path}: empty file (no header line)")
-            columns = inat_format.check_header(table, header, str(path))
-            last = header[-1:].encode()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CurateError(f"{path}: truncated or corrupt file ({exc}): fetch it again") from exc
+    except UnicodeDecodeError as exc:
+        raise CurateError(f"{path}: line 1: not UTF-8 ({exc})") from exc
+    if not header:
+        raise CurateError(f"{path}: empty file (no header line)")
+    try:
+        return inat_format.check_header(table, header, str(path))
+    except ValueError as exc:
+        raise CurateError(str(exc)) from exc
+
+
+def check_whole(path: Path) -> None:
+    """DuckDB reads a truncated .gz without complaint (it returns the rows before the cut), so each
+    file is read to its end here: a .gz's CRC and length are checked, and the last byte must end a
+    line. Runs beside DuckDB's load (zlib releases the GIL)."""
+    try:
+        with opened(path) as raw:
+            last = b""
             if path.suffix == ".gz":
                 while chunk := raw.read(1 << 23):
                     last = chunk[-1:]
@@ -83,11 +98,8 @@ def input_columns(path: Path, table: str) -> tuple[str, ...]:
                 last = raw.read(1)
     except (OSError, EOFError, zlib.error) as exc:
         raise CurateError(f"{path}: truncated or corrupt file ({exc}): fetch it again") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CurateError(str(exc)) from exc
     if last != b"\n":
         raise CurateError(f"{path}: last line has no line terminator: truncated file")
-    return columns
 
 
 def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> dict:
@@ -191,7 +203,10 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
         con.execute(f"SET temp_directory={quote(settings['temp_directory'] or work)}")
         if settings["threads"]:
             con.execute(f"SET threads={int(settings['threads'])}")
-        loaded = {table: load_table(con, table, path) for table, path in paths.items()}
+        with ThreadPoolExecutor(1) as pool:
+            whole = pool.map(check_whole, paths.values())
+            loaded = {table: load_table(con, table, path) for table, path in paths.items()}
+            list(whole)  # raises the first file's CurateError, if any
         vernacular = vernacular_file(taxonomy, settings["lexicon"], Path(work))
         try:
             con.execute(f"""CREATE TABLE vernacular AS SELECT * FROM read_csv({quote(vernacular)}, header=true,
@@ -220,8 +235,10 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
     def one(sql: str):
         return con.execute(sql).fetchone()[0]
 
-    dropped = dict(con.execute("SELECT fate, count(*) FROM photo_fates WHERE fate IS NOT NULL "
-                               "GROUP BY fate ORDER BY fate").fetchall())
+    dropped = dict(con.execute("""SELECT fate, count(*) FROM (
+                                      SELECT drop_reason AS fate FROM photo_rows WHERE drop_reason IS NOT NULL
+                                      UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
+                                  GROUP BY fate ORDER BY fate""").fetchall())
     photo_rejects = len(loaded["photos"]["rejects"])
     if photo_rejects:
         dropped["unparseable_row"] = photo_rejects
@@ -238,8 +255,7 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
         "unresolved_ancestors": {
             "ancestor_ids": one("SELECT count(DISTINCT s.ancestor_id) FROM lineage_steps s "
                                 "ANTI JOIN taxa t ON t.taxon_id = s.ancestor_id"),
-            "curated_photos_affected": one("SELECT count(*) FROM photo_fates WHERE fate IS NULL "
-                                           "AND unresolved_ancestors > 0"),
+            "curated_photos_affected": one("SELECT count(*) FROM kept_rows WHERE unresolved_ancestors > 0"),
         },
         "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM curated"),
         "curated_taxa_without_common_name": one("SELECT count(DISTINCT taxon_id) FROM curated "

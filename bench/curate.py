@@ -1,0 +1,158 @@
+"""Curation benchmark: DuckDB curation vs a straightforward pandas implementation of the same rules.
+
+    python bench/curate.py [--rows 1000000 10000000] [--workdir /tmp/biotrove-bench]   (make bench)
+
+Inputs: the sample generator's newer month (tables only), tiled with fresh photo ids and uuids up
+to the requested number of photo rows. For each size it prints wall time, rows/s and peak RSS of
+each implementation (each runs in its own process), their ratio, the floor (decompressing the
+same inputs to /dev/null with gzip), and the projection to a 400 M-photo snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.sample_tables import bundle_tables  # noqa: E402
+from workflow_scripts.curate import DEFAULTS  # noqa: E402
+from workflow_scripts.sample_snapshot import generate  # noqa: E402
+
+FULL_SNAPSHOT_ROWS = 400_000_000
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
+
+
+def tiled_snapshot(base: dict[str, bytes], rows: int, out: Path) -> Path:
+    """photos/observations repeated with ids made unique per copy; taxa as they are."""
+    if (out / "photos.csv.gz").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    photo_lines = base["photos"].decode().splitlines(keepends=True)
+    copies = -(-rows // (len(photo_lines) - 1))
+    for table in ("photos", "observations"):
+        header, *lines = base[table].decode().splitlines(keepends=True)
+        with gzip.open(out / f"{table}.csv.gz", "wt", compresslevel=6, encoding="utf-8") as handle:
+            handle.write(header)
+            written = 0
+            for copy in range(copies):
+                prefix = f"{copy:08x}"  # a copy's uuids differ in their first 8 hex digits
+                for line in lines:
+                    if table == "photos" and written >= rows:
+                        break
+                    fields = line.split("\t")
+                    fields[0] = prefix + fields[0][8:]
+                    if table == "photos":
+                        fields[1] = str(int(fields[1]) + copy * 1_000_000_000)
+                        fields[2] = prefix + fields[2][8:]
+                        written += 1
+                    handle.write("\t".join(fields))
+    (out / "taxa.csv.gz").write_bytes(gzip.compress(base["taxa"]))
+    return out
+
+
+def pandas_curate(folder: Path, taxonomy_csv: Path, out: Path) -> int:
+    """The same rules, written the obvious way with pandas."""
+    def read(table: str, types: dict) -> pd.DataFrame:
+        return pd.read_csv(folder / f"{table}.csv.gz", sep="\t", quoting=csv.QUOTE_NONE, dtype=types,
+                           keep_default_na=False, na_values=[""])
+
+    photos = read("photos", {"photo_uuid": str, "photo_id": "int64", "observation_uuid": str, "extension": str,
+                             "license": str, "observer_id": "Int64", "width": "Int32", "height": "Int32",
+                             "position": "Int32"}).drop(columns="observer_id")
+    obs = read("observations", {"observation_uuid": str, "taxon_id": "Int64", "quality_grade": str,
+                                "observer_id": "Int64"}).drop(columns="observer_id")
+    obs = obs.drop_duplicates("observation_uuid")
+    taxa = read("taxa", {"taxon_id": "int64", "ancestry": str, "rank": str, "name": str, "active": str})
+    taxa["active"] = taxa.active == "true"
+    steps = taxa[["taxon_id"]].assign(ancestor=taxa.ancestry.fillna("").str.split("/")).explode("ancestor")
+    steps = steps[steps.ancestor != ""].astype({"ancestor": "int64"})
+    steps = pd.concat([steps, pd.DataFrame({"taxon_id": taxa.taxon_id, "ancestor": taxa.taxon_id})])
+    named = steps.merge(taxa[["taxon_id", "rank", "name"]].rename(columns={"taxon_id": "ancestor"}), on="ancestor")
+    ranks = named[named["rank"].isin(RANKS)].pivot_table(index="taxon_id", columns="rank", values="name",
+                                                          aggfunc="max").reindex(columns=list(RANKS))
+    frame = (photos.merge(obs, on="observation_uuid", how="left", indicator="has_obs")
+             .merge(taxa[["taxon_id", "rank", "name", "active"]], on="taxon_id", how="left", indicator="has_taxon")
+             .merge(ranks, left_on="taxon_id", right_index=True, how="left"))
+    keep = ((frame.has_obs == "both") & frame.quality_grade.isin(DEFAULTS["quality_grades"])
+            & (frame.has_taxon == "both") & frame.active.astype("boolean").fillna(False)
+            & frame.kingdom.isin(DEFAULTS["kingdoms"]) & frame.license.isin(DEFAULTS["licenses"]))
+    kept = frame[keep]
+    by_photo = kept.groupby("photo_id").taxon_id
+    kept = kept[by_photo.transform("min") == by_photo.transform("max")]
+    kept = kept.sort_values(["photo_id", "observation_uuid"]).drop_duplicates("photo_id")
+    names = pd.read_csv(taxonomy_csv, dtype={"id": "int64"}).dropna(subset=["vernacularName"])
+    names = names.sort_values(["id", "created", "vernacularName"]).drop_duplicates("id")
+    kept = kept.merge(names[["id", "vernacularName"]].rename(columns={"id": "taxon_id"}), on="taxon_id", how="left")
+    kept["photo_url"] = (DEFAULTS["photo_url_prefix"] + "/" + kept.photo_id.astype(str) + "/medium."
+                         + kept.extension)
+    kept.sort_values("photo_id").to_parquet(out, index=False)
+    return len(kept)
+
+
+def measured(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (GB) of one child process."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024 ** 2
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/biotrove-bench"))
+    parser.add_argument("--pandas-only", nargs=3, metavar=("DIR", "TAXONOMY_CSV", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.pandas_only:
+        pandas_curate(Path(args.pandas_only[0]), Path(args.pandas_only[1]), Path(args.pandas_only[2]))
+        return 0
+    mirror = args.workdir / "mirror"
+    if not (mirror / "metadata").exists():
+        generate(mirror, seed=20240927, months=[date(2024, 8, 27), date(2024, 9, 27)], images=False)
+    base = bundle_tables(mirror, "2024-09-27")
+    taxonomy = mirror / "inaturalist-taxonomy.dwca.zip"
+    subprocess.run(["unzip", "-o", "-q", str(taxonomy), "VernacularNames-english.csv", "-d", str(args.workdir)],
+                   check=True)
+    print(f"{'rows':>11} {'floor s':>8} {'duckdb s':>9} {'rows/s':>10} {'RSS GB':>7} {'pandas s':>9} "
+          f"{'RSS GB':>7} {'pandas/duckdb':>14} {'duckdb/floor':>13}")
+    results = []
+    for rows in args.rows:
+        folder = tiled_snapshot(base, rows, args.workdir / f"rows-{rows}")
+        inputs = [str(folder / f"{t}.csv.gz") for t in ("photos", "observations", "taxa")]
+        floor, _ = measured(["sh", "-c", f"gzip -dc {' '.join(inputs)} > /dev/null"])
+        duck, duck_rss = measured([sys.executable, "-m", "workflow_scripts.curate", "--snapshot-dir", str(folder),
+                                   "--taxonomy", str(taxonomy), "--out", str(folder / "curated-duckdb"),
+                                   "--snapshot-date", "2024-09-27", "--settings", '{"threads": 2}'])
+        panda, panda_rss = measured([sys.executable, __file__, "--pandas-only", str(folder),
+                                     str(args.workdir / "VernacularNames-english.csv"), str(folder / "pandas.parquet")])
+        same = (pd.read_parquet(folder / "curated-duckdb" / "curated.parquet", columns=["photo_id"]).photo_id.tolist()
+                == pd.read_parquet(folder / "pandas.parquet", columns=["photo_id"]).photo_id.tolist())
+        print(f"{rows:>11,} {floor:>8.1f} {duck:>9.1f} {rows / duck:>10,.0f} {duck_rss:>7.2f} {panda:>9.1f} "
+              f"{panda_rss:>7.2f} {panda / duck:>14.1f} {duck / floor:>13.2f}"
+              + ("" if same else "   (pandas and DuckDB DISAGREE on the kept photos)"))
+        results.append((rows, floor, duck, duck_rss))
+    rows, floor, duck, duck_rss = results[-1]
+    scale = FULL_SNAPSHOT_ROWS / rows
+    print(f"\nprojected to {FULL_SNAPSHOT_ROWS / 1e6:.0f} M photo rows (linear from {rows / 1e6:g} M): "
+          f"curation {duck * scale / 60:.0f} min, floor {floor * scale / 60:.0f} min "
+          f"(target <= 30 min on 2 cores, <= 3x the floor); peak RSS is bounded by curate.memory_limit "
+          f"({DEFAULTS['memory_limit']}) plus the Python process, measured {duck_rss:.2f} GB (target <= 12 GB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
