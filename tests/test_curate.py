@@ -282,3 +282,12 @@ def test_no_observer_login_or_name_in_any_output(mirror, tmp_path):
         leaked = {p for p in pii if p in values or p in texts}
         assert not leaked, leaked
     assert len(pii) > 50
+
+
+def test_too_little_memory_is_a_clear_error(mirror, tmp_path):
+    with tarfile.open(mirror / "metadata" / "inaturalist-open-data-20240927.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    with pytest.raises(CurateError, match="curate.memory_limit=1MB"):
+        curate(tmp_path / "inaturalist-open-data-20240927", mirror / "inaturalist-taxonomy.dwca.zip",
+               tmp_path / "out", {"memory_limit": "1MB", "threads": 1})
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()

@@ -112,6 +112,8 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> dict:
             CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_csv({quote(path)}, delim='\\t', quote='',
                 escape='', header=true, auto_detect=false, columns={spec}, store_rejects=true,
                 rejects_table='rejects_{table}', rejects_scan='scans_{table}', max_line_size=10000000)""")
+    except duckdb.OutOfMemoryException:
+        raise  # not the file's fault: reported as a memory_limit problem by curate()
     except duckdb.Error as exc:
         raise CurateError(f"{path}: cannot read: {exc}") from exc
     width = len(columns)
@@ -189,6 +191,10 @@ def curate(snapshot_dir: Path, taxonomy: Path, out: Path, settings: dict | None 
     staging.mkdir(parents=True)
     try:
         report = _curate_into(staging, paths, taxonomy, settings, day)
+    except duckdb.OutOfMemoryException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CurateError(f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
+                          f"spilling to disk: raise the limit (or lower curate.threads) ({exc})") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # no output at all
         raise
