@@ -1,4 +1,4 @@
-"""Read the generated mirror's tables back for assertions (test helper, not pipeline code)."""
+"""Read the generated mirror's tables back (for tests and bench/, not pipeline code)."""
 
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> dict:
         FROM rejects_{table}
         WHERE line NOT IN (SELECT line FROM extra_{table} WHERE len(f) = {width + 1} AND {parsed})
         GROUP BY line ORDER BY line""").fetchall()
-    if "anomaly_score" in TYPES and table == "observations" and "anomaly_score" not in columns:
+    if table == "observations" and "anomaly_score" not in columns:
         con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
     rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return {"path": path, "rows": rows, "extra_field_rows": recovered, "rejects": rejects, "columns": columns}
