@@ -153,20 +153,18 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
     if not resumable:  # no partial file, or one of another version of the object
         part.unlink(missing_ok=True)
         state.write_text(identity(info))
-    with open(part, "ab+") as handle, tqdm(unit="B", unit_scale=True, desc=key, file=sys.stderr,
-                                            mininterval=1, disable=None) as bar:
+    with open(part, "ab+") as handle, tqdm(total=info.size, unit="B", unit_scale=True, desc=key,
+                                            file=sys.stderr, mininterval=1, disable=None) as bar:
+        sha256, md5 = hashlib.sha256(), hashlib.md5()
+        handle.seek(0)
+        while chunk := handle.read(1 << 20):  # resuming: hash what an earlier run left, once
+            sha256.update(chunk)
+            md5.update(chunk)
+        offset = handle.tell()
+        bar.update(offset)
         attempt = 0
-        while True:
-            handle.seek(0)
-            sha256, md5 = hashlib.sha256(), hashlib.md5()
-            while chunk := handle.read(1 << 20):  # resuming: hash what is already there
-                sha256.update(chunk)
-                md5.update(chunk)
-            offset = resumed_at = handle.tell()
-            bar.reset(total=info.size)
-            bar.update(offset)
-            if offset == info.size:  # complete (perhaps from an earlier run): verify below
-                break
+        while offset < info.size:  # a complete partial file (from an earlier run) goes to verification
+            resumed_at = offset
             try:
                 for chunk in source.read(key, offset, info.etag):
                     handle.write(chunk)
@@ -187,6 +185,8 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
                 info = retried(lambda: source.head(key), what, retries, backoff)
                 handle.truncate(0)
                 state.write_text(identity(info))
+                sha256, md5, offset = hashlib.sha256(), hashlib.md5(), 0
+                bar.reset(total=info.size)
     result = Download(part, info, sha256.hexdigest(), md5.hexdigest())
     if source.md5_etags and info.etag and re.fullmatch(r"[0-9a-f]{32}", info.etag) and info.etag != result.md5:
         discard(result)

@@ -212,6 +212,7 @@ class Generator:
             self.species_observations(month, entry, day - timedelta(days=3))
         self.plant_quirks(month)
         self.lifestages(month)
+        month.observers = dict(self.observers)
         return month
 
     def plant_quirks(self, month: Month) -> None:
@@ -527,7 +528,6 @@ def generate(out: Path, seed: int, months: list[date], scale: float = 1.0, image
         raise ValueError(f"expected two increasing snapshot dates, got {months}")
     gen = Generator(seed, months, scale)
     first = gen.first_month()
-    first.observers = dict(gen.observers)
     second = gen.second_month(first)
 
     tmp = out.with_name(out.name + ".tmp")
