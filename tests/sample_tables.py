@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -47,3 +48,31 @@ def good_images_per_species(tables: dict[str, pd.DataFrame], cutoff: str = "2024
     joined = photos.merge(obs, on="observation_uuid")
     joined["species"] = joined.taxon_id.map(species_of(tables["taxa"]))
     return joined.dropna(subset=["species"]).groupby("species").photo_id.nunique()
+
+
+def tiled_snapshot(base: dict[str, bytes], rows: int, out: Path) -> Path:
+    """photos/observations repeated with ids made unique per copy; taxa as they are."""
+    if (out / "photos.csv.gz").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    photo_lines = base["photos"].decode().splitlines(keepends=True)
+    copies = -(-rows // (len(photo_lines) - 1))
+    for table in ("photos", "observations"):
+        header, *lines = base[table].decode().splitlines(keepends=True)
+        with gzip.open(out / f"{table}.csv.gz", "wt", compresslevel=6, encoding="utf-8") as handle:
+            handle.write(header)
+            written = 0
+            for copy in range(copies):
+                prefix = f"{copy:08x}"  # a copy's uuids differ in their first 8 hex digits
+                for line in lines:
+                    if table == "photos" and written >= rows:
+                        break
+                    fields = line.split("\t")
+                    fields[0] = prefix + fields[0][8:]
+                    if table == "photos":
+                        fields[1] = str(int(fields[1]) + copy * 1_000_000_000)
+                        fields[2] = prefix + fields[2][8:]
+                        written += 1
+                    handle.write("\t".join(fields))
+    (out / "taxa.csv.gz").write_bytes(gzip.compress(base["taxa"]))
+    return out

@@ -12,6 +12,7 @@ reason of every row that could not be parsed). The rules are SQL in workflow_scr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -19,6 +20,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import zipfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +33,8 @@ from workflow_scripts import inat_format
 from workflow_scripts.files import replace_dir
 
 SQL = Path(__file__).parent / "sql"
-TYPES = {
-    "photo_uuid": "VARCHAR", "photo_id": "BIGINT", "observation_uuid": "VARCHAR", "observer_id": "BIGINT",
+TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
+    "photo_uuid": "UUID", "photo_id": "BIGINT", "observation_uuid": "UUID", "observer_id": "BIGINT",
     "extension": "VARCHAR", "license": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "position": "INTEGER",
     "latitude": "DOUBLE", "longitude": "DOUBLE", "positional_accuracy": "BIGINT", "taxon_id": "BIGINT",
     "quality_grade": "VARCHAR", "observed_on": "DATE", "anomaly_score": "DOUBLE", "ancestry": "VARCHAR",
@@ -83,41 +85,80 @@ def input_columns(path: Path, table: str) -> tuple[str, ...]:
         raise CurateError(str(exc)) from exc
 
 
-def check_whole(path: Path) -> None:
-    """DuckDB reads a truncated .gz without complaint (it returns the rows before the cut), so each
-    file is read to its end here: a .gz's CRC and length are checked, and the last byte must end a
-    line. Runs beside DuckDB's load (zlib releases the GIL)."""
-    try:
-        with opened(path) as raw:
-            last = b""
-            if path.suffix == ".gz":
-                while chunk := raw.read(1 << 23):
-                    last = chunk[-1:]
-            else:
-                raw.seek(-1, os.SEEK_END)
-                last = raw.read(1)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise CurateError(f"{path}: truncated or corrupt file ({exc}): fetch it again") from exc
+def check_line_end(path: Path, last: bytes) -> None:
     if last != b"\n":
         raise CurateError(f"{path}: last line has no line terminator: truncated file")
 
 
-def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> dict:
-    """Typed read with a reject table; rows with one extra trailing field are read by their first
-    columns. Returns counts and the rejected lines for the report."""
-    columns = input_columns(path, table)
-    spec = "{" + ", ".join(f"{quote(c)}: {quote(TYPES[c])}" for c in columns) + "}"
+@contextlib.contextmanager
+def readable_csv(path: Path, workdir: Path):
+    """The path DuckDB should read. DuckDB reads a truncated .gz without complaint (it returns the
+    rows before the cut), so a .gz is decompressed here, where its CRC and length are checked, and
+    streamed to DuckDB through a named pipe: one decompression, beside DuckDB's parsing."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as raw:
+            raw.seek(-1, os.SEEK_END)
+            check_line_end(path, raw.read(1))
+        yield path
+        return
+    pipe = workdir / path.stem  # photos.csv: DuckDB sees plain CSV
+    os.mkfifo(pipe)
+    stop = threading.Event()
+    outcome: dict = {}
+
+    def feed() -> None:
+        try:
+            with gzip.open(path, "rb") as source, open(pipe, "wb") as sink:
+                last = b""
+                while not stop.is_set() and (chunk := source.read(1 << 20)):
+                    sink.write(chunk)
+                    last = chunk[-1:]
+            outcome["last"] = last
+        except BrokenPipeError:
+            pass  # DuckDB stopped reading: its own error is the one reported
+        except (OSError, EOFError, zlib.error) as exc:
+            outcome["error"] = exc
+
+    feeder = threading.Thread(target=feed, name=f"gunzip {path.name}", daemon=True)
+    feeder.start()
     try:
-        con.execute(f"""
-            CREATE OR REPLACE TABLE {table} AS SELECT * FROM read_csv({quote(path)}, delim='\\t', quote='',
-                escape='', header=true, auto_detect=false, columns={spec}, store_rejects=true,
-                rejects_table='rejects_{table}', rejects_scan='scans_{table}', max_line_size=10000000)""")
-    except duckdb.OutOfMemoryException:
-        raise  # not the file's fault: reported as a memory_limit problem by curate()
-    except duckdb.Error as exc:
-        raise CurateError(f"{path}: cannot read: {exc}") from exc
+        yield pipe
+    finally:
+        if feeder.is_alive():  # DuckDB failed before reading to the end: unblock the feeder
+            stop.set()
+            reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                while feeder.is_alive():
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(reader, 1 << 20)
+                    feeder.join(0.01)
+            finally:
+                os.close(reader)
+        pipe.unlink()
+    if "error" in outcome:
+        raise CurateError(f"{path}: truncated or corrupt file ({outcome['error']}): fetch it again")
+    check_line_end(path, outcome.get("last", b""))
+
+
+def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: Path) -> dict:
+    """Typed read with a reject table; rows with one extra trailing field are read by their first
+    columns. Observer columns are never kept. Returns counts and the rejected lines for the report."""
+    columns = input_columns(path, table)
+    kept = [c for c in columns if c != "observer_id"]
+    spec = "{" + ", ".join(f"{quote(c)}: {quote(TYPES[c])}" for c in columns) + "}"
+    with readable_csv(path, workdir) as source:
+        try:
+            con.execute(f"""
+                CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(f'"{c}"' for c in kept)}
+                FROM read_csv({quote(source)}, delim='\\t', quote='', escape='', header=true, auto_detect=false,
+                    columns={spec}, store_rejects=true, rejects_table='rejects_{table}',
+                    rejects_scan='scans_{table}')""")
+        except duckdb.OutOfMemoryException:
+            raise  # not the file's fault: reported as a memory_limit problem by curate()
+        except duckdb.Error as exc:
+            raise CurateError(f"{path}: cannot read: {exc}") from exc
     width = len(columns)
-    fields = ", ".join(f"TRY_CAST(nullif(f[{i + 1}], '') AS {TYPES[c]}) AS \"{c}\"" for i, c in enumerate(columns))
+    fields = ", ".join(f"TRY_CAST(nullif(f[{columns.index(c) + 1}], '') AS {TYPES[c]})" for c in kept)
     parsed = " AND ".join(f"(nullif(f[{i + 1}], '') IS NULL OR TRY_CAST(f[{i + 1}] AS {TYPES[c]}) IS NOT NULL)"
                           for i, c in enumerate(columns))
     con.execute(f"""
@@ -169,13 +210,12 @@ def snapshot_date(snapshot_dir: Path, given: str | None) -> str:
     raise CurateError(f"{snapshot_dir}: cannot tell the snapshot date: pass --snapshot-date YYYY-MM-DD")
 
 
-def run_sql(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
-    """Run a .sql file statement by statement, each with the parameters it uses."""
+def run_sql(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Run a .sql file statement by statement (settings reach it as DuckDB variables)."""
     text = re.sub(r"--[^\n]*", "", (SQL / name).read_text())
     for statement in text.split(";"):
         if statement.strip():
-            used = {k: v for k, v in (params or {}).items() if f"${k}" in statement}
-            con.execute(statement, used)
+            con.execute(statement)
 
 
 def curate(snapshot_dir: Path, taxonomy: Path, out: Path, settings: dict | None = None,
@@ -203,16 +243,18 @@ def curate(snapshot_dir: Path, taxonomy: Path, out: Path, settings: dict | None 
 
 
 def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str) -> dict:
-    with tempfile.TemporaryDirectory(dir=settings["temp_directory"]) as work:
+    if settings["temp_directory"]:
+        Path(settings["temp_directory"]).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings["temp_directory"], prefix="curate-") as work:
         con = duckdb.connect(config={"preserve_insertion_order": True})
         con.execute(f"SET memory_limit={quote(settings['memory_limit'])}")
-        con.execute(f"SET temp_directory={quote(settings['temp_directory'] or work)}")
+        con.execute(f"SET temp_directory={quote(os.path.join(work, 'spill'))}")
         if settings["threads"]:
             con.execute(f"SET threads={int(settings['threads'])}")
-        with ThreadPoolExecutor(1) as pool:
-            whole = pool.map(check_whole, paths.values())
-            loaded = {table: load_table(con, table, path) for table, path in paths.items()}
-            list(whole)  # raises the first file's CurateError, if any
+        with ThreadPoolExecutor(len(paths)) as pool:  # gzip allows no parallel parse: tables load side by side
+            loads = {table: pool.submit(load_table, con.cursor(), table, path, Path(work))
+                     for table, path in paths.items()}
+            loaded = {table: load.result() for table, load in loads.items()}
         vernacular = vernacular_file(taxonomy, settings["lexicon"], Path(work))
         try:
             con.execute(f"""CREATE TABLE vernacular AS SELECT * FROM read_csv({quote(vernacular)}, header=true,
@@ -224,13 +266,17 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
             raise CurateError(f"{vernacular}: cannot read: {exc}") from exc
         run_sql(con, "lineage.sql")
         run_sql(con, "common_names.sql")
-        run_sql(con, "curate.sql", {
-            "quality_grades": settings["quality_grades"], "kingdoms": settings["kingdoms"],
-            "licenses": settings["licenses"], "url_prefix": settings["photo_url_prefix"].rstrip("/"),
-            "photo_size": settings["photo_size"], "snapshot": day})
-        con.execute(f"""COPY (SELECT * FROM curated ORDER BY photo_id) TO {quote(staging / 'curated.parquet')}
+        variables = {"quality_grades": settings["quality_grades"], "kingdoms": settings["kingdoms"],
+                     "licenses": settings["licenses"], "url_prefix": settings["photo_url_prefix"].rstrip("/"),
+                     "photo_size": settings["photo_size"], "snapshot": day}
+        for name, value in variables.items():
+            con.execute(f"SET VARIABLE {name} = $value", {"value": value})
+        run_sql(con, "curate.sql")
+        curated = staging / "curated.parquet"
+        con.execute(f"""COPY curated TO {quote(curated)}
                         (FORMAT parquet, COMPRESSION {settings['compression']},
                          ROW_GROUP_SIZE {int(settings['row_group_size'])})""")
+        con.execute(f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})")
         report = build_report(con, loaded, day)
     write_rejects(staging / "rejects.csv", loaded)
     (staging / "curation_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -242,7 +288,7 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
         return con.execute(sql).fetchone()[0]
 
     dropped = dict(con.execute("""SELECT fate, count(*) FROM (
-                                      SELECT drop_reason AS fate FROM photo_rows WHERE drop_reason IS NOT NULL
+                                      SELECT drop_reason AS fate FROM photo_fates WHERE drop_reason IS NOT NULL
                                       UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
                                   GROUP BY fate ORDER BY fate""").fetchall())
     photo_rejects = len(loaded["photos"]["rejects"])
@@ -251,20 +297,20 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
     return {
         "snapshot": day,
         "photos_in": loaded["photos"]["rows"] + photo_rejects,
-        "photos_out": one("SELECT count(*) FROM curated"),
+        "photos_out": one("SELECT count(*) FROM written"),
         "dropped": dropped,
         "rows_read": {t: v["rows"] for t, v in loaded.items()},
         "extra_field_rows": {t: v["extra_field_rows"] for t, v in loaded.items()},
         "rejected_rows": {t: len(v["rejects"]) for t, v in loaded.items()},
         "older_schema_without_anomaly_score": "anomaly_score" not in loaded["observations"]["columns"],
-        "duplicate_observation_uuids": one("SELECT count(*) - count(DISTINCT observation_uuid) FROM observations"),
+        "duplicate_observation_uuids": one("SELECT coalesce(sum(copies - 1), 0) FROM repeated_observations"),
         "unresolved_ancestors": {
             "ancestor_ids": one("SELECT count(DISTINCT s.ancestor_id) FROM lineage_steps s "
                                 "ANTI JOIN taxa t ON t.taxon_id = s.ancestor_id"),
-            "curated_photos_affected": one("SELECT count(*) FROM kept_rows WHERE unresolved_ancestors > 0"),
+            "curated_photos_affected": one("SELECT count(*) FROM kept_photo_rows WHERE unresolved_ancestors > 0"),
         },
-        "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM curated"),
-        "curated_taxa_without_common_name": one("SELECT count(DISTINCT taxon_id) FROM curated "
+        "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM written"),
+        "curated_taxa_without_common_name": one("SELECT count(DISTINCT taxon_id) FROM written "
                                                 "WHERE common_name IS NULL"),
     }
 
