@@ -28,15 +28,19 @@ $(STAMP): pyproject.toml requirements.lock
 demo: install
 	dvc repro
 	dvc status
+	snakemake  # what DVC does not track: the stability report between the two months
 	@echo "Fetched snapshots: data/snapshots/*/raw/ (manifest.json in each)."
 	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
+	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/tables/ (Tables 3, 7)."
+	@echo "Stability:         data/snapshots/<second month>/stability/ (photos that moved between months, and why)."
 
 test: install
 	$(PYTHON) -m pytest
 
 bench: install
 	$(PYTHON) bench/curate.py
+	$(PYTHON) bench/subsets.py
 
 lock:
 	rm -rf .venv-lock && python3 -m venv .venv-lock

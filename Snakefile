@@ -13,6 +13,7 @@ include: "rules/sample.smk"
 include: "rules/fetch.smk"
 include: "rules/curate.smk"
 include: "rules/stats.smk"
+include: "rules/subsets.smk"
 
 
 localrules:
@@ -22,3 +23,6 @@ localrules:
 rule all:
     input:
         expand(f"{DATA}/snapshots/{{date}}/stats", date=SNAPSHOTS),
+        expand(f"{DATA}/snapshots/{{date}}/overlap_report.json", date=SNAPSHOTS),
+        expand(f"{DATA}/snapshots/{{date}}/stability", date=sorted(SNAPSHOTS)[1:]),
+        expand(f"{RESULTS}/{{date}}/tables/table7_balanced_species.md", date=SNAPSHOTS),

@@ -14,6 +14,7 @@ import yaml
 from tests.conftest import REPO
 from workflow_scripts.config import fetch_options, load_config, memory_mb, snapshot_specs, source_location, validated
 from workflow_scripts.curate import DEFAULTS as CURATE_DEFAULTS
+from workflow_scripts.subsets import DEFAULTS as SUBSETS_DEFAULTS
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
@@ -57,14 +58,17 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
 
 
 def test_dry_run_plans_every_stage_for_both_months(tmp_path):
-    result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs")
+    result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs",
+                       f"results_root={tmp_path}/results")
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(sample_snapshot|fetch|curate|stats|all)\s+(\d+)$", result.stdout, re.M))
-    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "all": "1"}
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
+    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
+                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "all": "1", "total": "15"}
 
 
-def test_curate_defaults_match_the_schema():
+def test_stage_defaults_match_the_schema():
     assert validated({})["curate"] == CURATE_DEFAULTS
+    assert validated({})["subsets"] == SUBSETS_DEFAULTS
 
 
 def test_memory_sizes():
@@ -84,7 +88,8 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats"])
+@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
+                                    "subset_tables", "stability"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

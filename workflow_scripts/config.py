@@ -70,3 +70,11 @@ def snapshot_specs(config: dict) -> dict[str, str]:
         else:
             specs.setdefault(spec, spec)
     return specs
+
+
+def lifestages_export(config: dict) -> str | None:
+    """The LifeStages web export: the configured one, else the sample mirror's (None for real data)."""
+    export = config["subsets"]["lifestages"]["export"]
+    if export is None and config["fetch"]["source"] == SAMPLE_SOURCE:
+        return f"{mirror_dir(config)}/exports/observations-lifestages.csv"
+    return export

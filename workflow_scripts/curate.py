@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts import inat_format
-from workflow_scripts.files import replace_dir
+from workflow_scripts.files import building
 
 SQL = Path(__file__).parent / "sql"
 TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
@@ -226,20 +226,12 @@ def curate(snapshot_dir: Path, taxonomy: Path, out: Path, settings: dict | None 
     missing = [t for t, p in paths.items() if p is None]
     if missing:
         raise CurateError(f"{snapshot_dir}: no {', '.join(f'{t}.csv[.gz]' for t in missing)}")
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        report = _curate_into(staging, paths, taxonomy, settings, day)
-    except duckdb.OutOfMemoryException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise CurateError(f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
-                          f"spilling to disk: raise the limit (or lower curate.threads) ({exc})") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # no output at all
-        raise
-    replace_dir(staging, out)
-    return report
+    with building(out) as staging:
+        try:
+            return _curate_into(staging, paths, taxonomy, settings, day)
+        except duckdb.OutOfMemoryException as exc:
+            raise CurateError(f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
+                              f"spilling to disk: raise the limit (or lower curate.threads) ({exc})") from exc
 
 
 def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from pathlib import Path
@@ -15,6 +16,21 @@ def replace_dir(staging: Path, final: Path) -> None:
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def building(final: Path):
+    """A fresh `<final>.tmp` folder to write into; it replaces `final` if the block succeeds and is
+    removed if it fails, so a failed run leaves no output at all."""
+    staging = final.with_name(final.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_dir(staging, final)
 
 
 class HashingWriter:

@@ -10,7 +10,6 @@ All counts are integers computed in DuckDB and sorted before writing: reruns giv
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import squarify  # noqa: E402
 
-from workflow_scripts.files import replace_dir  # noqa: E402
+from workflow_scripts.files import building  # noqa: E402
 from workflow_scripts.tables import write_table  # noqa: E402
 
 LEVELS = ("kingdom", "phylum", "class", "order", "family")
@@ -113,37 +112,35 @@ def lorenz_plot(x: np.ndarray, y: np.ndarray, gini: float, top20: float, path: P
 
 
 def stats(curated: Path, out: Path, top_n: int = 40) -> dict:
-    staging = out.with_name(out.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet('{curated}')")
-    levels = {level: per_level(con, level) for level in ("kingdom", "phylum", "class")}
-    for level, frame in levels.items():
-        write_table(frame, staging / f"images_species_by_{level}", f"Curated images and species per {level}.")
-    per_species = query(con, """SELECT species, any_value(kingdom) AS kingdom, count(*) AS images FROM curated
-                                WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""")
-    write_table(per_species.head(top_n), staging / "top_species", f"The {top_n} species with the most images.")
-    figure2(levels["phylum"], per_species.head(top_n), staging / "figure2_distribution.png")
-    treemap(query(con, f"""SELECT {', '.join(f'"{c}"' for c in LEVELS)}, count(*) AS images FROM curated
-                           GROUP BY ALL ORDER BY ALL"""), staging / "figure3_treemap.png")
-    x, y, gini, top20 = lorenz(per_species.images.to_numpy())
-    lorenz_plot(x, y, gini, top20, staging / "long_tail_lorenz.png")
-    totals = query(con, "SELECT count(*) AS images, count(DISTINCT species) AS species, "
-                        "count(DISTINCT kingdom) AS kingdoms, min(snapshot) AS snapshot FROM curated").iloc[0]
-    long_tail = pd.DataFrame({
-        "measure": ["species", "images", "gini", "top_20pct_species_image_share", "median_images_per_species",
-                    "species_with_fewer_than_30_images"],
-        "value": pd.Series([len(per_species), int(per_species.images.sum()), round(gini, 4), round(top20, 4),
-                            float(per_species.images.median()), int((per_species.images < 30).sum())], dtype=object)})
-    write_table(long_tail, staging / "long_tail", "Long-tail statistics of images per species.")
-    table2 = pd.DataFrame({
-        "feature": ["Size", "Diversity", "Kingdoms", "Labels provided", "Data source", "Snapshot"],
-        "BioTrove (this snapshot)": [f"{int(totals.images):,} images", f"{int(totals.species):,} species",
-                                     str(int(totals.kingdoms)), "Common and scientific names, taxonomic hierarchy",
-                                     "iNaturalist Open Data", str(totals.snapshot)[:10]]})
-    write_table(table2, staging / "table2_biotrove_column", "The BioTrove column of the paper's Tables 2 and 6.")
-    replace_dir(staging, out)
+    with building(out) as staging:
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet('{curated}')")
+        levels = {level: per_level(con, level) for level in ("kingdom", "phylum", "class")}
+        for level, frame in levels.items():
+            write_table(frame, staging / f"images_species_by_{level}", f"Curated images and species per {level}.")
+        per_species = query(con, """SELECT species, any_value(kingdom) AS kingdom, count(*) AS images FROM curated
+                                    WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""")
+        write_table(per_species.head(top_n), staging / "top_species", f"The {top_n} species with the most images.")
+        figure2(levels["phylum"], per_species.head(top_n), staging / "figure2_distribution.png")
+        treemap(query(con, f"""SELECT {', '.join(f'"{c}"' for c in LEVELS)}, count(*) AS images FROM curated
+                               GROUP BY ALL ORDER BY ALL"""), staging / "figure3_treemap.png")
+        x, y, gini, top20 = lorenz(per_species.images.to_numpy())
+        lorenz_plot(x, y, gini, top20, staging / "long_tail_lorenz.png")
+        totals = query(con, "SELECT count(*) AS images, count(DISTINCT species) AS species, "
+                            "count(DISTINCT kingdom) AS kingdoms, min(snapshot) AS snapshot FROM curated").iloc[0]
+        long_tail = pd.DataFrame({
+            "measure": ["species", "images", "gini", "top_20pct_species_image_share", "median_images_per_species",
+                        "species_with_fewer_than_30_images"],
+            "value": pd.Series([len(per_species), int(per_species.images.sum()), round(gini, 4), round(top20, 4),
+                                float(per_species.images.median()), int((per_species.images < 30).sum())],
+                               dtype=object)})
+        write_table(long_tail, staging / "long_tail", "Long-tail statistics of images per species.")
+        table2 = pd.DataFrame({
+            "feature": ["Size", "Diversity", "Kingdoms", "Labels provided", "Data source", "Snapshot"],
+            "BioTrove (this snapshot)": [f"{int(totals.images):,} images", f"{int(totals.species):,} species",
+                                         str(int(totals.kingdoms)), "Common and scientific names, taxonomic hierarchy",
+                                         "iNaturalist Open Data", str(totals.snapshot)[:10]]})
+        write_table(table2, staging / "table2_biotrove_column", "The BioTrove column of the paper's Tables 2 and 6.")
     return {"images": int(totals.images), "species": int(totals.species), "gini": gini, "top20_share": top20}
 
 

@@ -1,4 +1,4 @@
-"""Write a table as CSV and Markdown, deterministically (later: LaTeX, provenance footers)."""
+"""Write a table as CSV, Markdown and LaTeX, deterministically."""
 
 from __future__ import annotations
 
@@ -17,9 +17,32 @@ def markdown(frame: pd.DataFrame, caption: str = "") -> str:
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
 
 
-def write_table(frame: pd.DataFrame, stem: Path, caption: str = "") -> None:
-    """stem.csv and stem.md, written via temporary names."""
-    for suffix, text in ((".csv", frame.to_csv(index=False, lineterminator="\n")), (".md", markdown(frame, caption))):
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                                                   "\\": r"\textbackslash{}"}
+
+
+def latex(frame: pd.DataFrame, caption: str = "") -> str:
+    """A booktabs tabular in a table float (numbers right-aligned)."""
+    def cell(value) -> str:
+        return "" if pd.isna(value) else "".join(LATEX_SPECIAL.get(c, c) for c in str(value))
+
+    align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
+    lines = ["\\begin{table}[t]", "\\centering"]
+    if caption:
+        lines.append(f"\\caption{{{cell(caption)}}}")
+    lines += [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(cell(c) for c in frame.columns) + " \\\\",
+              "\\midrule"]
+    lines += [" & ".join(cell(v) for v in row) + " \\\\" for row in frame.itertuples(index=False)]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, stem: Path, caption: str = "", tex: bool = False) -> None:
+    """stem.csv and stem.md (and stem.tex), written via temporary names."""
+    texts = [(".csv", frame.to_csv(index=False, lineterminator="\n")), (".md", markdown(frame, caption))]
+    if tex:
+        texts.append((".tex", latex(frame, caption)))
+    for suffix, text in texts:
         target = stem.with_suffix(suffix)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(text, encoding="utf-8")

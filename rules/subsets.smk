@@ -1,0 +1,94 @@
+import json
+
+
+rule subsets:
+    """BioTrove-Train (with its splits), -Balanced, -Unseen and LifeStages for one snapshot."""
+    input:
+        curated=f"{DATA}/snapshots/{{date}}/curated",
+        # the sample's export lives in the generated mirror; a real one is a file of its own
+        lifestages=[mirror_dir(config)] if config["fetch"]["source"] == "sample" else LIFESTAGES_EXPORT or [],
+    output:
+        directory(f"{DATA}/snapshots/{{date}}/subsets"),
+    params:
+        settings=json.dumps(config["subsets"]),
+        lifestages=f"--lifestages {LIFESTAGES_EXPORT}" if LIFESTAGES_EXPORT else "",
+    log:
+        f"{LOGS}/subsets/{{date}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1024 + memory_mb(config["subsets"]["memory_limit"]),
+        runtime=30,
+    shell:
+        "python -m workflow_scripts.subsets --curated {input.curated}/curated.parquet --out {output}"
+        " --settings {params.settings:q} {params.lifestages} > {log} 2>&1"
+
+
+rule check_overlap:
+    """Fails the pipeline when two subsets or two Train splits share a photo or an observation, or
+    an Unseen species is in Train; the report stays in logs/overlap/<date>.json either way."""
+    input:
+        f"{DATA}/snapshots/{{date}}/subsets",
+    output:
+        f"{DATA}/snapshots/{{date}}/overlap_report.json",
+    log:
+        messages=f"{LOGS}/overlap/{{date}}.log",
+        report=f"{LOGS}/overlap/{{date}}.json",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m workflow_scripts.overlap --subsets {input} --out {log.report} > {log.messages} 2>&1"
+        " && cp {log.report} {output}"
+
+
+rule subset_tables:
+    """The paper's Tables 3 and 7 (CSV, Markdown, LaTeX) and images-per-species plots per subset."""
+    input:
+        f"{DATA}/snapshots/{{date}}/subsets",
+    output:
+        tables=multiext(f"{RESULTS}/{{date}}/tables/table3_train_unique_taxa", ".csv", ".md", ".tex")
+        + multiext(f"{RESULTS}/{{date}}/tables/table7_balanced_species", ".csv", ".md", ".tex"),
+        figures=expand(
+            f"{RESULTS}/{{{{date}}}}/figures/subset_distribution_{{subset}}.png",
+            subset=["train", "balanced", "unseen", "lifestages"],
+        ),
+    params:
+        tables=f"{RESULTS}/{{date}}/tables",
+        figures=f"{RESULTS}/{{date}}/figures",
+    log:
+        f"{LOGS}/subset_tables/{{date}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m workflow_scripts.subset_tables --subsets {input} --tables {params.tables}"
+        " --figures {params.figures} > {log} 2>&1"
+
+
+rule stability:
+    """Photos of both snapshots whose subset or split changed, each with its reason; fails on any
+    move that no threshold or re-identification explains."""
+    input:
+        unpack(previous_snapshot),
+        curated=f"{DATA}/snapshots/{{date}}/curated",
+        subsets=f"{DATA}/snapshots/{{date}}/subsets",
+    output:
+        directory(f"{DATA}/snapshots/{{date}}/stability"),
+    params:
+        previous=lambda wildcards, input: str(Path(input.previous_subsets).parent),
+        current=lambda wildcards, input: str(Path(input.subsets).parent),
+    log:
+        f"{LOGS}/stability/{{date}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m workflow_scripts.stability --previous {params.previous} --current {params.current}"
+        " --out {output} > {log} 2>&1"

@@ -1,0 +1,191 @@
+"""Subsets: the paper's rules on explicit rows, determinism, planted leaks, LifeStages, stability."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tarfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REAL
+from workflow_scripts import overlap, stability
+from workflow_scripts.curate import curate
+from workflow_scripts.subset_tables import subset_tables
+from workflow_scripts.subsets import build
+
+SETTINGS = {"min_images": 30, "max_images": 40, "balanced_species_per_category": 1, "balanced_images_per_species": 10,
+            "unseen_min_images": 10, "test_fraction": 0.2, "val_fraction": 0.1}
+OUTPUTS = ("train.parquet", "balanced.parquet", "unseen.parquet", "lifestages.parquet", "species.parquet",
+           "subsets_report.json")
+CLASS_OF = {"Aves": ("Animalia", "Chordata"), "Insecta": ("Animalia", "Arthropoda"),
+            "Reptilia": ("Animalia", "Chordata"), "Mammalia": ("Animalia", "Chordata")}
+
+
+def rows_of(species: str, count: int, klass: str, first_id: int, observed_on: str = "2023-05-01",
+            photos_per_observation: int = 1, rank: str = "species", name: str | None = None) -> list[dict]:
+    kingdom, phylum = CLASS_OF[klass]
+    genus = species.split()[0]
+    return [{"photo_id": first_id + i, "photo_uuid": f"p-{first_id + i}",
+             "observation_uuid": f"o-{first_id + i // photos_per_observation}", "taxon_rank": rank,
+             "scientific_name": name or species, "common_name": f"common {species}", "kingdom": kingdom,
+             "phylum": phylum, "class": klass, "order": f"O{klass}", "family": f"F{genus}", "genus": genus,
+             "species": species, "taxonomic_name": f"{kingdom} {phylum} {klass} O{klass} F{genus} {species}",
+             "license": "CC-BY", "observed_on": observed_on, "taxon_id": first_id,
+             "photo_url": f"https://example.org/photos/{first_id + i}/medium.jpg"} for i in range(count)]
+
+
+def write_curated(rows: list[dict], path: Path) -> Path:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (SELECT unnest($rows, recursive := true))", {"rows": rows})
+    con.execute(f"COPY (SELECT * REPLACE (photo_id::BIGINT AS photo_id, observed_on::DATE AS observed_on) FROM t) "
+                f"TO '{path}' (FORMAT parquet)")
+    return path
+
+
+def explicit_rows() -> list[dict]:
+    return (rows_of("Aus alba", 100, "Aves", 1_000, photos_per_observation=2)     # Balanced + Train (capped)
+            + rows_of("Cus dus", 25, "Insecta", 2_000)                            # 25 + 5 subspecies: Train
+            + rows_of("Cus dus", 5, "Insecta", 2_100, rank="subspecies", name="Cus dus eus")
+            + rows_of("Eus grossa", 20, "Reptilia", 3_000)                        # same epithet, other genus:
+            + rows_of("Fus grossa", 20, "Reptilia", 3_100)                        # two Unseen species, not one
+            + rows_of("Gus mus", 50, "Mammalia", 4_000)                           # no category
+            + rows_of("Hus late", 50, "Aves", 5_000, observed_on="2024-02-01")    # after the cutoff
+            + rows_of("Jus rara", 5, "Aves", 6_000)                               # too few for anything
+            + [{**r, "species": None, "taxonomic_name": "x"} for r in rows_of("Kus", 40, "Aves", 7_000)])
+
+
+def table(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
+    result = con.execute(sql)
+    return [dict(zip([d[0] for d in result.description], r)) for r in result.fetchall()]
+
+
+@pytest.fixture
+def explicit(tmp_path):
+    curated = write_curated(explicit_rows(), tmp_path / "curated.parquet")
+    report = build(curated, tmp_path / "subsets", SETTINGS)
+    return report, tmp_path / "subsets"
+
+
+def test_paper_rules_on_explicit_rows(explicit):
+    report, out = explicit
+    train, balanced, unseen = (table(out / f"{s}.parquet") for s in ("train", "balanced", "unseen"))
+    assert {r["species"] for r in train} == {"Aus alba", "Cus dus"}
+    assert sum(r["species"] == "Cus dus" for r in train) == 30            # subspecies rolled up
+    assert sum(r["species"] == "Aus alba" for r in train) == 40           # capped at max_images
+    assert len(balanced) == 10 and {r["species"] for r in balanced} == {"Aus alba"}
+    assert not {r["observation_uuid"] for r in balanced} & {r["observation_uuid"] for r in train}
+    assert sorted({r["species"] for r in unseen}) == ["Eus grossa", "Fus grossa"] and len(unseen) == 40
+    splits = {}
+    for r in train:
+        splits.setdefault(r["observation_uuid"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits.values()) and set().union(*splits.values()) <= {"train", "val", "test"}
+    assert [r["photo_id"] for r in train] == sorted(r["photo_id"] for r in train)
+    assert report["subsets"]["train"]["images"] == 70 and report["subsets"]["unseen"]["species"] == 2
+    assert overlap.check(out)["ok"]
+
+
+def test_choices_depend_on_ids_and_salt_not_on_row_order(tmp_path):
+    rows = explicit_rows()
+    digests = []
+    for run, salt in enumerate(("biotrove", "biotrove", "other")):
+        random.Random(run).shuffle(rows)
+        curated = write_curated(rows, tmp_path / f"curated{run}.parquet")
+        build(curated, tmp_path / f"out{run}", {**SETTINGS, "salt": salt})
+        digests.append({f: hashlib.sha256((tmp_path / f"out{run}" / f).read_bytes()).hexdigest() for f in OUTPUTS
+                        if f != "subsets_report.json"})
+    assert digests[0] == digests[1]
+    assert digests[2]["train.parquet"] != digests[0]["train.parquet"]
+
+
+OTHER_SPLIT = "CASE WHEN split = 'test' THEN 'train' ELSE 'test' END AS split"
+
+
+def plant(out: Path, leak: str) -> None:
+    """Rewrite one subset file with a leak of the given kind."""
+    con = duckdb.connect()
+    target, sql = {
+        "photo_id": ("balanced", "SELECT * FROM b UNION ALL SELECT * EXCLUDE (split) FROM (FROM t LIMIT 1)"),
+        "observation_uuid": ("unseen", "SELECT * FROM u UNION ALL SELECT * EXCLUDE (split) REPLACE "
+                                       "(photo_id + 10 ** 9 AS photo_id) FROM (FROM t LIMIT 1)"),
+        "split_observation": ("train", "SELECT * FROM t UNION ALL SELECT * REPLACE (photo_id + 10 ** 9 AS photo_id, "
+                                       f"{OTHER_SPLIT}) FROM (FROM t LIMIT 1)"),
+        "split_photo": ("train", f"SELECT * FROM t UNION ALL SELECT * REPLACE ({OTHER_SPLIT}) FROM (FROM t LIMIT 1)"),
+        "unseen_species": ("train", "SELECT * FROM t UNION ALL SELECT * REPLACE (observation_uuid || '-x' AS "
+                                    "observation_uuid, photo_id + 10 ** 9 AS photo_id), 'train' AS split "
+                                    "FROM (FROM u LIMIT 1)"),
+    }[leak]
+    for name, subset in (("t", "train"), ("b", "balanced"), ("u", "unseen")):
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM '{out / f'{subset}.parquet'}'")
+    con.execute(f"COPY ({sql}) TO '{out / f'{target}.parquet'}' (FORMAT parquet)")
+
+
+@pytest.mark.parametrize("leak, check", [
+    ("photo_id", "photo_id shared"), ("observation_uuid", "observation_uuid shared"),
+    ("split_observation", "observation_uuid in two Train splits"), ("split_photo", "photo_id in two Train splits"),
+    ("unseen_species", "Unseen species in Train")])
+def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, capsys, leak, check):
+    _, out = explicit
+    plant(out, leak)
+    report_path = tmp_path / "overlap_report.json"
+    assert overlap.main(["--subsets", str(out), "--out", str(report_path)]) == 1
+    report = json.loads(report_path.read_text())
+    assert not report["ok"] and check in {v["check"] for v in report["violations"]}
+    assert f"LEAK: {check}" in capsys.readouterr().err
+
+
+def test_lifestages_in_the_authors_format(explicit, tmp_path):
+    curated = write_curated(explicit_rows(), tmp_path / "c.parquet")
+    report = build(curated, tmp_path / "out", SETTINGS, REAL / "biotrove" / "lifestages_metadata.csv")
+    rows = table(tmp_path / "out" / "lifestages.parquet")
+    assert report["lifestages_format"] == "authors" and len(rows) == 600
+    assert report["subsets"]["lifestages"]["labels"] == 20
+    luna = next(r for r in rows if r["scientific_name"] == "Actias luna")
+    assert luna["species"] == "Actias luna" and luna["label"] == f"North American Luna Moth {luna['life_stage']}"
+
+
+def test_sample_months_every_subset_non_empty_and_stable(mirror, tmp_path):
+    export = mirror / "exports" / "observations-lifestages.csv"
+    for day in ("2024-08-27", "2024-09-27"):
+        bundle = f"inaturalist-open-data-{day.replace('-', '')}"
+        with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
+            tar.extractall(tmp_path, filter="data")
+        curate(tmp_path / bundle, mirror / "inaturalist-taxonomy.dwca.zip", tmp_path / day / "curated")
+        report = build(tmp_path / day / "curated" / "curated.parquet", tmp_path / day / "subsets", {}, export)
+        assert all(report["subsets"][s]["images"] > 0 for s in ("train", "balanced", "unseen", "lifestages"))
+        assert report["subsets"]["lifestages"]["labels"] == 20
+        assert overlap.check(tmp_path / day / "subsets")["ok"]
+    moved = stability.compare(tmp_path / "2024-08-27", tmp_path / "2024-09-27", tmp_path / "stability")
+    assert "unexplained" not in moved["moved_by_reason"]
+    assert moved["photos_in_both"] > 10_000 and 0 < moved["moved"] < 100
+    planted = json.loads((mirror / "_sample" / "planted.json").read_text())["planted"]["late_upload_species"]
+    late = duckdb.sql(f"SELECT DISTINCT taxonomic_name FROM '{tmp_path / '2024-09-27' / 'curated' / 'curated.parquet'}'"
+                      f" WHERE taxon_id = {planted}").fetchone()[0]
+    assert {"species": late, "reason": "species crossed a threshold (unseen -> train)"} in [
+        {k: s[k] for k in ("species", "reason")} for s in moved["top_species"]]
+
+
+def test_users_filter_keeps_only_species_under_the_given_taxa(tmp_path):
+    curated = write_curated(explicit_rows(), tmp_path / "curated.parquet")
+    report = build(curated, tmp_path / "out", {**SETTINGS, "include": [{"rank": "class", "name": "Insecta"}]})
+    assert {r["species"] for r in table(tmp_path / "out" / "train.parquet")} == {"Cus dus"}
+    assert report["subsets"]["balanced"]["images"] == 0 and report["subsets"]["unseen"]["images"] == 0
+
+
+def test_tables_3_and_7_and_distribution_plots(explicit, tmp_path):
+    _, out = explicit
+    subset_tables(out, tmp_path / "tables", tmp_path / "figures")
+    table3 = (tmp_path / "tables" / "table3_train_unique_taxa.csv").read_text().splitlines()
+    assert table3[0] == "level,unique in Train,paper (BioTrove-Train)"
+    assert table3[1:3] == ["kingdom,1,3", "phylum,2,14"] and table3[-1] == "species,2,33364"
+    table7 = (tmp_path / "tables" / "table7_balanced_species.csv").read_text().splitlines()
+    assert "Aves,1,10,500" in table7 and "Fungi,0,0,281" in table7
+    tex = (tmp_path / "tables" / "table7_balanced_species.tex").read_text()
+    assert "\\begin{tabular}{lrrr}" in tex and "Aves & 1 & 10 & 500 \\\\" in tex
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        f"subset_distribution_{s}.png" for s in ("balanced", "lifestages", "train", "unseen")]

@@ -1,0 +1,188 @@
+"""BioTrove-Train, -Balanced, -Unseen and LifeStages from one curated snapshot (paper section 4).
+
+    python -m workflow_scripts.subsets --curated data/snapshots/<date>/curated/curated.parquet \\
+        --out data/snapshots/<date>/subsets [--config config.yaml] [--lifestages EXPORT.csv]
+
+Writes train.parquet (with `split`: train/val/test), balanced.parquet, unseen.parquet,
+lifestages.parquet (with `life_stage` and `label`), each with the curated columns and sorted;
+species.parquet (each species' size and what the thresholds made of it); subsets_report.json
+(images and species per subset and category). What moved between two snapshots:
+workflow_scripts.stability. The rules are SQL in
+workflow_scripts/sql/subsets.sql; overlaps between the outputs are checked by
+workflow_scripts.overlap, its own rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from workflow_scripts.curate import quote, run_sql
+from workflow_scripts.files import building
+
+SUBSETS = ("train", "balanced", "unseen", "lifestages")
+DEFAULTS = {  # the same as config.yaml's subsets section (a test keeps them equal)
+    "categories": {"Aves": "class", "Arachnida": "class", "Insecta": "class", "Reptilia": "class",
+                   "Plantae": "kingdom", "Fungi": "kingdom", "Mollusca": "phylum"},
+    "include": [], "observed_before": "2024-01-27", "min_images": 30, "max_images": 50000,
+    "balanced_species_per_category": 500, "balanced_images_per_species": 50, "unseen_min_images": 10,
+    "test_fraction": 0.05, "val_fraction": 0.05, "salt": "biotrove", "memory_limit": "4GB",
+    "lifestages": {"export": None, "stage_column": "Life Stage", "stages": ["egg", "larva", "pupa", "adult"],
+                   "observed_from": "2024-02-01", "observed_to": "2024-05-20"},
+}
+AUTHORS_COLUMNS = {"inat21_filename", "scientificName", "life_stages", "class_out"}
+
+
+class SubsetsError(Exception):
+    """Input or settings the subsets cannot be built from; the message says what to change."""
+
+
+def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, settings: dict) -> str:
+    """Table lifestages (curated columns + life_stage + label) and lifestage_observations. Reads an
+    iNaturalist web export (its life-stage column joined to the curated photo) or the authors'
+    lifestages_metadata.csv (taxonomy only: it has no iNaturalist ids). Returns the format read."""
+    stages = [s.lower() for s in settings["stages"]]
+    con.execute("CREATE OR REPLACE TABLE lifestage_observations (observation_uuid VARCHAR)")
+    if export is None:
+        con.execute("CREATE OR REPLACE TABLE lifestages AS SELECT *, NULL::VARCHAR AS life_stage, "
+                    "NULL::VARCHAR AS label FROM curated LIMIT 0")
+        return "none"
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE export AS SELECT * FROM read_csv({quote(export)}, all_varchar=true, "
+                    "header=true, delim=',', quote='\"', escape='\"')")
+    except duckdb.Error as exc:
+        raise SubsetsError(f"{export}: cannot read as CSV: {exc}") from exc
+    columns = {row[0] for row in con.execute("DESCRIBE export").fetchall()}
+    con.execute("SET VARIABLE stages = $v", {"v": stages})
+    if AUTHORS_COLUMNS <= columns:
+        con.execute("""
+            CREATE OR REPLACE TABLE lifestages AS
+            SELECT c.* REPLACE (e.scientificName AS scientific_name, e.common_name AS common_name,
+                                e.kingdom AS kingdom, e.phylum AS phylum, e."class" AS "class", e."order" AS "order",
+                                e.family AS family, e.genus AS genus, e.genus || ' ' || e.species AS species,
+                                e.path AS photo_url),
+                   e.life_stages AS life_stage, e.common_name || ' ' || e.life_stages AS label
+            FROM export AS e LEFT JOIN (SELECT * FROM curated LIMIT 0) AS c ON false
+            WHERE lower(e.life_stages) IN (SELECT unnest(getvariable('stages')))""")
+        return "authors"
+    stage, uuid = settings["stage_column"], "uuid"
+    missing = {stage, uuid, "image_url", "observed_on"} - columns
+    if missing:
+        raise SubsetsError(f"{export}: not a web export with a life-stage column: missing {sorted(missing)} "
+                           "(set subsets.lifestages.stage_column to the export's column name)")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE export_rows AS
+        SELECT TRY_CAST(regexp_extract(image_url, '/photos/(\\d+)/', 1) AS BIGINT) AS photo_id, uuid,
+               trim("{stage}") AS life_stage, nullif(trim(common_name), '') AS export_common_name
+        FROM export
+        WHERE lower(trim("{stage}")) IN (SELECT unnest(getvariable('stages')))
+          AND TRY_CAST(observed_on AS DATE) BETWEEN {quote(settings['observed_from'])}::DATE
+                                                AND {quote(settings['observed_to'])}::DATE""")
+    con.execute("INSERT INTO lifestage_observations SELECT DISTINCT uuid FROM export_rows")
+    con.execute("""
+        CREATE OR REPLACE TABLE lifestages AS
+        SELECT c.*, e.life_stage, coalesce(c.common_name, e.export_common_name) || ' ' || e.life_stage AS label
+        FROM export_rows AS e JOIN curated AS c USING (photo_id)""")
+    return "web export"
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
+    con.execute(f"COPY ({sql}) TO {quote(path)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+
+
+def build(curated: Path, out: Path, settings: dict | None = None, lifestages_export: Path | None = None) -> dict:
+    settings = {**DEFAULTS, **(settings or {})}
+    settings["lifestages"] = {**DEFAULTS["lifestages"], **settings["lifestages"]}
+    with building(out) as staging:
+        return _build_into(staging, curated, settings, lifestages_export)
+
+
+def _build_into(staging: Path, curated: Path, settings: dict, export: Path | None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="subsets-") as spill:
+        con = duckdb.connect(config={"preserve_insertion_order": True, "memory_limit": settings["memory_limit"],
+                                     "temp_directory": spill})
+        return _build_with(con, staging, curated, settings, export)
+
+
+def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, settings: dict,
+                export: Path | None) -> dict:
+    con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
+    con.execute("CREATE TABLE categories (name VARCHAR, rank VARCHAR)")
+    con.executemany("INSERT INTO categories VALUES (?, ?)", sorted(settings["categories"].items()))
+    con.execute("CREATE TABLE include_taxa (rank VARCHAR, name VARCHAR)")
+    for taxon in settings["include"]:
+        con.execute("INSERT INTO include_taxa VALUES (?, ?)", (taxon["rank"], taxon["name"]))
+    lifestage_format = load_lifestages(con, export, settings["lifestages"])
+    for name, value in {"salt": settings["salt"], "observed_before": settings["observed_before"],
+                        "min_images": settings["min_images"], "max_images": settings["max_images"],
+                        "balanced_species": settings["balanced_species_per_category"],
+                        "balanced_images": settings["balanced_images_per_species"],
+                        "unseen_min": settings["unseen_min_images"], "test_fraction": settings["test_fraction"],
+                        "val_fraction": settings["val_fraction"]}.items():
+        con.execute(f"SET VARIABLE {name} = $value", {"value": value})
+    run_sql(con, "subsets.sql")
+    write_parquet(con, f"SELECT c.*, t.split FROM curated AS c JOIN train_photos AS t USING (photo_id) "
+                       "ORDER BY photo_id", staging / "train.parquet")
+    write_parquet(con, "SELECT * FROM curated SEMI JOIN balanced_photos USING (photo_id) ORDER BY photo_id",
+                  staging / "balanced.parquet")
+    write_parquet(con, "SELECT * FROM curated SEMI JOIN unseen_photos USING (photo_id) ORDER BY photo_id",
+                  staging / "unseen.parquet")
+    write_parquet(con, "SELECT * FROM lifestages ORDER BY photo_id, label, photo_url", staging / "lifestages.parquet")
+    report = {"settings": settings, "lifestages_format": lifestage_format, "subsets": {}}
+    for subset, members in (("train", "train_photos"), ("balanced", "balanced_photos"), ("unseen", "unseen_photos")):
+        per_category = con.execute(f"""
+            SELECT e.category, count(*), count(DISTINCT e.species_key) FROM eligible AS e
+            SEMI JOIN {members} USING (photo_id) GROUP BY 1 ORDER BY 1""").fetchall()
+        report["subsets"][subset] = {
+            "images": sum(r[1] for r in per_category), "species": sum(r[2] for r in per_category),
+            "per_category": {r[0]: {"images": r[1], "species": r[2]} for r in per_category}}
+    report["subsets"]["train"]["splits"] = dict(con.execute(
+        "SELECT split, count(*) FROM train_photos GROUP BY 1 ORDER BY 1").fetchall())
+    labels = con.execute("SELECT count(*), count(DISTINCT label) FROM lifestages").fetchone()
+    report["subsets"]["lifestages"] = {"images": labels[0], "labels": labels[1]}
+    if lifestage_format == "web export":
+        report["subsets"]["lifestages"]["export_rows_not_curated"] = con.execute(
+            "SELECT count(*) FROM export_rows ANTI JOIN curated USING (photo_id)").fetchone()[0]
+    report["withheld_for_balanced"] = con.execute(
+        "SELECT count(*) FROM eligible AS e JOIN species_sizes AS s USING (species_key, category) "
+        "WHERE s.images >= getvariable('min_images') AND e.observation_uuid IN "
+        "(SELECT observation_uuid FROM balanced_photos) AND e.photo_id NOT IN "
+        "(SELECT photo_id FROM balanced_photos)").fetchone()[0]
+    write_parquet(con, "SELECT * FROM species_status ORDER BY species_key", staging / "species.parquet")
+    (staging / "subsets_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.subsets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--curated", type=Path, required=True, help="curated.parquet")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--config", type=Path, help="config.yaml: its subsets section replaces the defaults")
+    parser.add_argument("--settings", type=json.loads, default={},
+                        help="JSON object of subsets settings, applied last (the Snakemake rule passes these)")
+    parser.add_argument("--lifestages", type=Path, help="web export with a life-stage column, or the authors' CSV")
+    args = parser.parse_args(argv)
+    settings = dict(args.settings)
+    if args.config:
+        from workflow_scripts.config import load_config
+
+        settings = {**load_config(args.config)["subsets"], **settings}
+    export = args.lifestages or (Path(settings["lifestages"]["export"]) if settings.get("lifestages", {}).get(
+        "export") else None)
+    try:
+        report = build(args.curated, args.out, settings, export)
+    except SubsetsError as exc:
+        print(f"subsets failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: v.get("images") for k, v in report["subsets"].items()}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
