@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
-import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.measure import measured  # noqa: E402
 from tests.sample_tables import bundle_tables, tiled_snapshot  # noqa: E402
 from workflow_scripts.curate import DEFAULTS  # noqa: E402
 from workflow_scripts.sample_snapshot import generate  # noqa: E402
@@ -72,18 +70,6 @@ def pandas_curate(folder: Path, taxonomy_csv: Path, out: Path) -> int:
                          + kept.extension)
     kept.sort_values("photo_id").to_parquet(out, index=False)
     return len(kept)
-
-
-def measured(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of one child process."""
-    with tempfile.TemporaryFile() as errors:
-        start = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(child.pid, 0)
-        if status:
-            errors.seek(0)
-            raise SystemExit(f"failed: {' '.join(command)}\n{errors.read().decode(errors='replace')}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024 ** 2
 
 
 def curate_command(folder: Path, taxonomy: Path, settings: dict) -> list[str]:

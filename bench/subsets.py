@@ -10,11 +10,8 @@ and the linear projection to a full snapshot's curated table (target <= 5 min).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tarfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import duckdb
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.measure import measured  # noqa: E402
 from workflow_scripts.curate import curate  # noqa: E402
 from workflow_scripts.sample_snapshot import generate  # noqa: E402
 
@@ -57,15 +55,9 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     curated = tiled_curated(args.workdir, args.rows)
     export = args.workdir / "mirror" / "exports" / "observations-lifestages.csv"
-    start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated), "--out",
-                              str(args.workdir / "subsets"), "--lifestages", str(export)], cwd=REPO)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    if status:
-        raise SystemExit("the subsets build failed")
-    print(f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, "
-          f"peak RSS {usage.ru_maxrss / 1024 ** 2:.2f} GB")
+    seconds, rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated), "--out",
+                             str(args.workdir / "subsets"), "--lifestages", str(export)])
+    print(f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.2f} GB")
     print(f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): "
           f"{seconds * FULL_CURATED_ROWS / args.rows / 60:.1f} min (target <= 5 min)")
     return 0

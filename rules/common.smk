@@ -7,6 +7,7 @@ from workflow_scripts.config import (
     lifestages_export,
     memory_mb,
     mirror_dir,
+    sample_mirror_input,
     snapshot_specs,
     source_location,
 )

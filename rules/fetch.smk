@@ -5,7 +5,7 @@ rule fetch:
     """One monthly snapshot + the taxonomy DwC-A, verified, with manifest.json."""
     input:
         # the generated mirror when fetching from the sample; nothing for S3 or a user's folder
-        mirror=[mirror_dir(config)] if config["fetch"]["source"] == "sample" else [],
+        mirror=sample_mirror_input(config),
     output:
         directory(f"{DATA}/snapshots/{{date}}/raw"),
     params:

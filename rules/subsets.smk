@@ -6,7 +6,7 @@ rule subsets:
     input:
         curated=f"{DATA}/snapshots/{{date}}/curated",
         # the sample's export lives in the generated mirror; a real one is a file of its own
-        lifestages=[mirror_dir(config)] if config["fetch"]["source"] == "sample" else LIFESTAGES_EXPORT or [],
+        lifestages=sample_mirror_input(config) or LIFESTAGES_EXPORT or [],
     output:
         directory(f"{DATA}/snapshots/{{date}}/subsets"),
     params:

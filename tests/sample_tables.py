@@ -1,4 +1,4 @@
-"""Read the generated mirror's tables back (for tests and bench/, not pipeline code)."""
+"""Read the generated mirror's tables and Parquet outputs back (for tests and bench/, not pipeline code)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,21 @@ import io
 import tarfile
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 
 def read_tsv(data: bytes) -> pd.DataFrame:
     """An iNat table as strings: TAB, no quoting, empty stays ''."""
     return pd.read_csv(io.BytesIO(data), sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+
+
+def parquet_rows(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
+    """A Parquet file's rows as dicts, through `sql` over the view t."""
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
+    result = con.execute(sql)
+    return [dict(zip([d[0] for d in result.description], r)) for r in result.fetchall()]
 
 
 def bundle_tables(mirror: Path, day: str) -> dict[str, bytes]:

@@ -14,20 +14,12 @@ import duckdb
 import pytest
 
 from tests.conftest import REAL
-from tests.sample_tables import bundle_tables, tiled_snapshot
+from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
 from workflow_scripts.curate import CurateError, curate
 from workflow_scripts.inat_format import COLUMNS
 
 DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
 URL = "https://inaturalist-open-data.s3.amazonaws.com/photos"
-
-
-def rows(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
-    result = con.execute(sql)
-    names = [d[0] for d in result.description]
-    return [dict(zip(names, r)) for r in result.fetchall()]
 
 
 def balanced(report: dict) -> bool:
@@ -41,7 +33,7 @@ def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
     # observations of different taxa (8 rows dropped), 5 keep their one research-grade row
     assert report["photos_in"] == 37 and report["photos_out"] == 12
     assert report["dropped"] == {"conflicting_labels": 8, "license": 1, "quality_grade": 16}
-    kept = rows(tmp_path / "out" / "curated.parquet")
+    kept = parquet_rows(tmp_path / "out" / "curated.parquet")
     assert [r["photo_id"] for r in kept] == [
         10314159, 20314159, 30314159, 60314159, 130314159, 150314159, 160314159,
         190995604, 190995656, 191015484, 191015547, 191016506]
@@ -149,7 +141,7 @@ def small(tmp_path):
         (40, 'O\'Hara\'s "odd" oak', "2015-01-01T00:00:00Z"),
     ])
     report = curate(snapshot, dwca, tmp_path / "out", snapshot="2024-09-27")
-    return report, {r["photo_id"]: r for r in rows(tmp_path / "out" / "curated.parquet")}, tmp_path
+    return report, {r["photo_id"]: r for r in parquet_rows(tmp_path / "out" / "curated.parquet")}, tmp_path
 
 
 def test_every_rule_on_explicit_rows(small):
@@ -218,7 +210,7 @@ def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
     assert rejects[0] == "file\tline\treason"
     assert rejects[1].startswith("observations.csv\t4\t") and "latitude" in rejects[1]
     assert rejects[2].startswith("photos.csv\t4\t")
-    kept = rows(tmp_path / "out" / "curated.parquet")
+    kept = parquet_rows(tmp_path / "out" / "curated.parquet")
     assert [r["photo_id"] for r in kept] == [1, 2] and all(r["anomaly_score"] is None for r in kept)
 
 
@@ -271,7 +263,8 @@ def test_sample_is_deterministic_across_runs_threads_and_input_form(mirror, tmp_
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[3]["curated.parquet"] == outputs[0]["curated.parquet"]
     assert outputs[3]["curation_report.json"] == outputs[0]["curation_report.json"]
-    stored_order = [r["photo_id"] for r in rows(tmp_path / "out0" / "curated.parquet", "SELECT photo_id FROM t")]
+    stored = parquet_rows(tmp_path / "out0" / "curated.parquet", "SELECT photo_id FROM t")
+    stored_order = [r["photo_id"] for r in stored]
     assert stored_order == sorted(set(stored_order)) and len(stored_order) > 10_000
 
 

@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REAL
+from tests.sample_tables import parquet_rows
 from workflow_scripts import overlap, stability
 from workflow_scripts.curate import curate
 from workflow_scripts.subset_tables import subset_tables
@@ -58,13 +59,6 @@ def explicit_rows() -> list[dict]:
             + [{**r, "species": None, "taxonomic_name": "x"} for r in rows_of("Kus", 40, "Aves", 7_000)])
 
 
-def table(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM '{path}'")
-    result = con.execute(sql)
-    return [dict(zip([d[0] for d in result.description], r)) for r in result.fetchall()]
-
-
 @pytest.fixture
 def explicit(tmp_path):
     curated = write_curated(explicit_rows(), tmp_path / "curated.parquet")
@@ -74,7 +68,7 @@ def explicit(tmp_path):
 
 def test_paper_rules_on_explicit_rows(explicit):
     report, out = explicit
-    train, balanced, unseen = (table(out / f"{s}.parquet") for s in ("train", "balanced", "unseen"))
+    train, balanced, unseen = (parquet_rows(out / f"{s}.parquet") for s in ("train", "balanced", "unseen"))
     assert {r["species"] for r in train} == {"Aus alba", "Cus dus"}
     assert sum(r["species"] == "Cus dus" for r in train) == 30            # subspecies rolled up
     assert sum(r["species"] == "Aus alba" for r in train) == 40           # capped at max_images
@@ -142,7 +136,7 @@ def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, caps
 def test_lifestages_in_the_authors_format(explicit, tmp_path):
     curated = write_curated(explicit_rows(), tmp_path / "c.parquet")
     report = build(curated, tmp_path / "out", SETTINGS, REAL / "biotrove" / "lifestages_metadata.csv")
-    rows = table(tmp_path / "out" / "lifestages.parquet")
+    rows = parquet_rows(tmp_path / "out" / "lifestages.parquet")
     assert report["lifestages_format"] == "authors" and len(rows) == 600
     assert report["subsets"]["lifestages"]["labels"] == 20
     luna = next(r for r in rows if r["scientific_name"] == "Actias luna")
@@ -173,7 +167,7 @@ def test_sample_months_every_subset_non_empty_and_stable(mirror, tmp_path):
 def test_users_filter_keeps_only_species_under_the_given_taxa(tmp_path):
     curated = write_curated(explicit_rows(), tmp_path / "curated.parquet")
     report = build(curated, tmp_path / "out", {**SETTINGS, "include": [{"rank": "class", "name": "Insecta"}]})
-    assert {r["species"] for r in table(tmp_path / "out" / "train.parquet")} == {"Cus dus"}
+    assert {r["species"] for r in parquet_rows(tmp_path / "out" / "train.parquet")} == {"Cus dus"}
     assert report["subsets"]["balanced"]["images"] == 0 and report["subsets"]["unseen"]["images"] == 0
 
 

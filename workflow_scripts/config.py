@@ -32,14 +32,23 @@ def memory_mb(text: str) -> int:
     return max(1, round(float(match.group(1)) * scale))
 
 
+def uses_sample(config: dict) -> bool:
+    """Whether fetch reads the generated sample mirror (which the sample_snapshot rule makes)."""
+    return config["fetch"]["source"] == SAMPLE_SOURCE
+
+
+def sample_mirror_input(config: dict) -> list[str]:
+    """The mirror as a rule input when the sample is the source, else nothing."""
+    return [mirror_dir(config)] if uses_sample(config) else []
+
+
 def mirror_dir(config: dict) -> str:
     return f"{config['data_root']}/mirror"
 
 
 def source_location(config: dict) -> str:
     """Where fetch reads from: the generated mirror for 'sample', else the configured location."""
-    source = config["fetch"]["source"]
-    return mirror_dir(config) if source == SAMPLE_SOURCE else source
+    return mirror_dir(config) if uses_sample(config) else config["fetch"]["source"]
 
 
 def fetch_options(config: dict) -> list[str]:
@@ -75,6 +84,6 @@ def snapshot_specs(config: dict) -> dict[str, str]:
 def lifestages_export(config: dict) -> str | None:
     """The LifeStages web export: the configured one, else the sample mirror's (None for real data)."""
     export = config["subsets"]["lifestages"]["export"]
-    if export is None and config["fetch"]["source"] == SAMPLE_SOURCE:
+    if export is None and uses_sample(config):
         return f"{mirror_dir(config)}/exports/observations-lifestages.csv"
     return export

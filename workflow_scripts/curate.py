@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts import inat_format
-from workflow_scripts.files import building
+from workflow_scripts.files import building, write_json
 
 SQL = Path(__file__).parent / "sql"
 TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
@@ -271,7 +271,7 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
         con.execute(f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})")
         report = build_report(con, loaded, day)
     write_rejects(staging / "rejects.csv", loaded)
-    (staging / "curation_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_json(staging / "curation_report.json", report)
     return report
 
 

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tqdm import tqdm
 
 from workflow_scripts import inat_format
-from workflow_scripts.files import HashingWriter, replace_dir
+from workflow_scripts.files import HashingWriter, building, write_json
 from workflow_scripts.storage import ChangedError, ObjectInfo, Source, TransientError, open_source, split_location
 
 BUNDLE_PREFIX = "metadata/inaturalist-open-data-"
@@ -302,17 +302,11 @@ def fetch(source: Source, spec: str, snapshots_dir: Path, taxonomy: str = TAXONO
         raise FetchError(f"snapshot '{spec}' now resolves to {resolution.date}, not {expect_date}: "
                          "the source moved on; rerun the workflow so it plans for the new date")
     base = snapshots_dir / resolution.date
-    partial, final, staging = base / ".partial", base / "raw", base / "raw.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    partial, final = base / ".partial", base / "raw"
+    with building(final) as staging:  # never leaves a half-built snapshot behind
         manifest = _fetch_into(source, spec, resolution, staging, partial, taxonomy, retries, backoff,
                                gzip_level, source_options)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # never leave a half-built snapshot behind
-        raise
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    replace_dir(staging, final)
+        write_json(staging / "manifest.json", manifest)
     shutil.rmtree(partial, ignore_errors=True)
     return final
 

@@ -1,9 +1,10 @@
-"""Small file helpers shared by the stages: atomic replacement and hashing while writing."""
+"""Small file helpers shared by the stages: atomic writes and replacement, hashing while writing."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,18 @@ def replace_dir(staging: Path, final: Path) -> None:
         final.rename(old)
     staging.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write via a temporary name: `path` is whole or absent."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def write_json(path: Path, value) -> None:
+    """Reports and manifests: sorted keys, indented, a final newline (the same bytes on every run)."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
 import duckdb
 
 from workflow_scripts.curate import quote
-
-SUBSETS = ("train", "balanced", "unseen", "lifestages")
+from workflow_scripts.files import write_json
+from workflow_scripts.subsets import SUBSETS
 EXAMPLES = 5
 
 
@@ -76,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="overlap_report.json")
     args = parser.parse_args(argv)
     report = check(args.subsets)
-    temporary = args.out.with_name(args.out.name + ".tmp")
-    temporary.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    temporary.replace(args.out)
+    write_json(args.out, report)
     for v in report["violations"]:
         print(f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
               f"(e.g. {', '.join(v['examples'])})", file=sys.stderr)

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts.curate import quote, run_sql
-from workflow_scripts.files import building
+from workflow_scripts.files import building, write_json
 from workflow_scripts.subsets import SUBSETS, write_parquet
 
 
@@ -51,7 +51,7 @@ def compare(previous: Path, current: Path, out: Path) -> dict:
         report = {"previous": previous.name, "current": current.name, "photos_in_both": in_both,
                   "moved": sum(r[1] for r in by_reason), "moved_by_reason": dict(by_reason),
                   "top_species": [{"species": r[0], "reason": r[1], "photos": r[2]} for r in species]}
-        (staging / "stability_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        write_json(staging / "stability_report.json", report)
     return report
 
 

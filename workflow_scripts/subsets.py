@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts.curate import quote, run_sql
-from workflow_scripts.files import building
+from workflow_scripts.files import building, write_json
 
 SUBSETS = ("train", "balanced", "unseen", "lifestages")
 DEFAULTS = {  # the same as config.yaml's subsets section (a test keeps them equal)
@@ -70,8 +70,8 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
             FROM export AS e LEFT JOIN (SELECT * FROM curated LIMIT 0) AS c ON false
             WHERE lower(e.life_stages) IN (SELECT unnest(getvariable('stages')))""")
         return "authors"
-    stage, uuid = settings["stage_column"], "uuid"
-    missing = {stage, uuid, "image_url", "observed_on"} - columns
+    stage = settings["stage_column"]
+    missing = {stage, "uuid", "image_url", "observed_on"} - columns
     if missing:
         raise SubsetsError(f"{export}: not a web export with a life-stage column: missing {sorted(missing)} "
                            "(set subsets.lifestages.stage_column to the export's column name)")
@@ -154,7 +154,7 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
         "(SELECT observation_uuid FROM balanced_photos) AND e.photo_id NOT IN "
         "(SELECT photo_id FROM balanced_photos)").fetchone()[0]
     write_parquet(con, "SELECT * FROM species_status ORDER BY species_key", staging / "species.parquet")
-    (staging / "subsets_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_json(staging / "subsets_report.json", report)
     return report
 
 
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         from workflow_scripts.config import load_config
 
         settings = {**load_config(args.config)["subsets"], **settings}
-    export = args.lifestages or (Path(settings["lifestages"]["export"]) if settings.get("lifestages", {}).get(
-        "export") else None)
+    configured = settings.get("lifestages", {}).get("export")
+    export = args.lifestages or (Path(configured) if configured else None)
     try:
         report = build(args.curated, args.out, settings, export)
     except SubsetsError as exc:

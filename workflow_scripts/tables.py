@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from workflow_scripts.files import write_text
+
 
 def markdown(frame: pd.DataFrame, caption: str = "") -> str:
     def cell(value) -> str:
@@ -43,7 +45,4 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str = "", tex: bool = 
     if tex:
         texts.append((".tex", latex(frame, caption)))
     for suffix, text in texts:
-        target = stem.with_suffix(suffix)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
+        write_text(stem.with_suffix(suffix), text)
