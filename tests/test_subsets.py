@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import tarfile
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tests.sample_tables import parquet_rows
 from workflow_scripts import overlap, stability
 from workflow_scripts.curate import curate
 from workflow_scripts.subset_tables import subset_tables
-from workflow_scripts.subsets import build
+from workflow_scripts.subsets import SubsetsError, build
 
 SETTINGS = {"min_images": 30, "max_images": 40, "balanced_species_per_category": 1, "balanced_images_per_species": 10,
             "unseen_min_images": 10, "test_fraction": 0.2, "val_fraction": 0.1}
@@ -39,11 +38,11 @@ def rows_of(species: str, count: int, klass: str, first_id: int, observed_on: st
              "photo_url": f"https://example.org/photos/{first_id + i}/medium.jpg"} for i in range(count)]
 
 
-def write_curated(rows: list[dict], path: Path) -> Path:
+def write_curated(rows: list[dict], path: Path, row_group_size: int = 122880) -> Path:
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (SELECT unnest($rows, recursive := true))", {"rows": rows})
     con.execute(f"COPY (SELECT * REPLACE (photo_id::BIGINT AS photo_id, observed_on::DATE AS observed_on) FROM t) "
-                f"TO '{path}' (FORMAT parquet)")
+                f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {row_group_size})")
     return path
 
 
@@ -84,17 +83,28 @@ def test_paper_rules_on_explicit_rows(explicit):
     assert overlap.check(out)["ok"]
 
 
-def test_choices_depend_on_ids_and_salt_not_on_row_order(tmp_path):
-    rows = explicit_rows()
+def test_choices_depend_on_ids_and_salt_not_on_file_layout(tmp_path):
     digests = []
-    for run, salt in enumerate(("biotrove", "biotrove", "other")):
-        random.Random(run).shuffle(rows)
-        curated = write_curated(rows, tmp_path / f"curated{run}.parquet")
+    for run, (salt, row_group_size) in enumerate((("biotrove", 122880), ("biotrove", 7), ("other", 7))):
+        curated = write_curated(explicit_rows(), tmp_path / f"curated{run}.parquet", row_group_size)
         build(curated, tmp_path / f"out{run}", {**SETTINGS, "salt": salt})
         digests.append({f: hashlib.sha256((tmp_path / f"out{run}" / f).read_bytes()).hexdigest() for f in OUTPUTS
                         if f != "subsets_report.json"})
     assert digests[0] == digests[1]
     assert digests[2]["train.parquet"] != digests[0]["train.parquet"]
+
+
+def test_unsorted_curated_or_overlapping_categories_are_refused(tmp_path):
+    rows = explicit_rows()
+    rows[10], rows[11] = rows[11], rows[10]
+    with pytest.raises(SubsetsError, match=r"row 12: photo_id 1010 after 1011: it must be sorted by unique photo_id"):
+        build(write_curated(rows, tmp_path / "unsorted.parquet"), tmp_path / "subsets", SETTINGS)
+    overlapping = {"categories": {"Aves": "class", "Animalia": "kingdom"}}
+    with pytest.raises(SubsetsError, match=r"taxon 'Animalia Chordata Aves OAves FAus Aus alba' is in two categories "
+                                           r"\(Animalia and Aves\)"):
+        build(write_curated(explicit_rows(), tmp_path / "curated.parquet"), tmp_path / "subsets",
+              {**SETTINGS, **overlapping})
+    assert not (tmp_path / "subsets").exists()
 
 
 OTHER_SPLIT = "CASE WHEN split = 'test' THEN 'train' ELSE 'test' END AS split"

@@ -30,9 +30,9 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts import inat_format
+from workflow_scripts.duck import quote, run_sql
 from workflow_scripts.files import building, write_json
 
-SQL = Path(__file__).parent / "sql"
 TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
     "photo_uuid": "UUID", "photo_id": "BIGINT", "observation_uuid": "UUID", "observer_id": "BIGINT",
     "extension": "VARCHAR", "license": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "position": "INTEGER",
@@ -51,10 +51,6 @@ DEFAULTS = {  # the same as config.yaml's curate section (a test keeps them equa
 
 class CurateError(Exception):
     """Input that cannot be curated; the message names the file and the problem."""
-
-
-def quote(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def find_table(folder: Path, table: str) -> Path | None:
@@ -208,14 +204,6 @@ def snapshot_date(snapshot_dir: Path, given: str | None) -> str:
         if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})|inaturalist-open-data-(\d{4})(\d{2})(\d{2})", part):
             return match.group(1) or "-".join(match.groups()[1:])
     raise CurateError(f"{snapshot_dir}: cannot tell the snapshot date: pass --snapshot-date YYYY-MM-DD")
-
-
-def run_sql(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """Run a .sql file statement by statement (settings reach it as DuckDB variables)."""
-    text = re.sub(r"--[^\n]*", "", (SQL / name).read_text())
-    for statement in text.split(";"):
-        if statement.strip():
-            con.execute(statement)
 
 
 def curate(snapshot_dir: Path, taxonomy: Path, out: Path, settings: dict | None = None,

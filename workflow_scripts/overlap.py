@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.curate import quote
+from workflow_scripts.duck import quote
 from workflow_scripts.files import write_json
 from workflow_scripts.subsets import SUBSETS
 EXAMPLES = 5

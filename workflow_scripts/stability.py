@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.curate import quote, run_sql
+from workflow_scripts.duck import quote, run_sql
 from workflow_scripts.files import building, write_json
 from workflow_scripts.subsets import SUBSETS, write_parquet
 

@@ -22,7 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from workflow_scripts.curate import quote  # noqa: E402
+from workflow_scripts.duck import quote  # noqa: E402
 from workflow_scripts.stats import PNG  # noqa: E402
 from workflow_scripts.subsets import SUBSETS  # noqa: E402
 from workflow_scripts.tables import write_table  # noqa: E402

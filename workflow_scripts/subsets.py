@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.curate import quote, run_sql
+from workflow_scripts.duck import quote, run_sql
 from workflow_scripts.files import building, write_json
 
 SUBSETS = ("train", "balanced", "unseen", "lifestages")
@@ -91,6 +93,13 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
     return "web export"
 
 
+def hex_cut(fraction: float) -> str:
+    """The 8-hex-digit prefix below which an MD5 falls with this probability: its first 32 bits, read
+    as n / 2**32, are < fraction exactly when the prefix is < this (lowercase hex sorts as numbers)."""
+    cut = math.ceil(fraction * 2**32)
+    return "g" if cut >= 2**32 else f"{cut:08x}"  # "g" sorts after every hex prefix
+
+
 def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
     con.execute(f"COPY ({sql}) TO {quote(path)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
 
@@ -122,12 +131,36 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
                         "min_images": settings["min_images"], "max_images": settings["max_images"],
                         "balanced_species": settings["balanced_species_per_category"],
                         "balanced_images": settings["balanced_images_per_species"],
-                        "unseen_min": settings["unseen_min_images"], "test_fraction": settings["test_fraction"],
-                        "val_fraction": settings["val_fraction"]}.items():
+                        "unseen_min": settings["unseen_min_images"], "test_cut": hex_cut(settings["test_fraction"]),
+                        "val_cut": hex_cut(settings["test_fraction"] + settings["val_fraction"])}.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     run_sql(con, "subsets.sql")
-    write_parquet(con, f"SELECT c.*, t.split FROM curated AS c JOIN train_photos AS t USING (photo_id) "
-                       "ORDER BY photo_id", staging / "train.parquet")
+    ambiguous = con.execute("SELECT any_value(species_key), string_agg(category, ' and ' ORDER BY category) "
+                            "FROM taxon_species GROUP BY taxon_id HAVING count(*) > 1 LIMIT 1").fetchone()
+    if ambiguous:
+        raise SubsetsError(f"{curated}: taxon {ambiguous[0]!r} is in two categories ({ambiguous[1]}): "
+                           "subsets.categories must not overlap (nor one taxon carry two lineages)")
+    with ThreadPoolExecutor(1) as pool:  # a positional join runs on one thread: the rest runs beside it
+        train = pool.submit(write_parquet, con.cursor(), "SELECT c.*, t.split FROM curated AS c POSITIONAL JOIN "
+                            "train_positions AS t WHERE t.split IS NOT NULL", staging / "train.parquet")
+        check_photo_order(con, curated)
+        report = _write_the_rest(con, staging, settings, lifestage_format)
+        train.result()
+    return report
+
+
+def check_photo_order(con: duckdb.DuckDBPyConnection, curated: Path) -> None:
+    """Train keeps curated's row order (train_positions in subsets.sql), so that must be photo_id order."""
+    disorder = con.execute("SELECT row, previous, photo_id FROM (SELECT photo_id, row_number() OVER () AS row, "
+                           "lag(photo_id) OVER () AS previous FROM curated) WHERE photo_id <= previous LIMIT 1"
+                           ).fetchone()
+    if disorder:
+        raise SubsetsError(f"{curated}: row {disorder[0]}: photo_id {disorder[2]} after {disorder[1]}: it must be "
+                           "sorted by unique photo_id, as the curate stage writes it")
+
+
+def _write_the_rest(con: duckdb.DuckDBPyConnection, staging: Path, settings: dict, lifestage_format: str) -> dict:
+    """Balanced, Unseen, LifeStages, species.parquet and subsets_report.json."""
     write_parquet(con, "SELECT * FROM curated SEMI JOIN balanced_photos USING (photo_id) ORDER BY photo_id",
                   staging / "balanced.parquet")
     write_parquet(con, "SELECT * FROM curated SEMI JOIN unseen_photos USING (photo_id) ORDER BY photo_id",
@@ -136,8 +169,8 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
     report = {"settings": settings, "lifestages_format": lifestage_format, "subsets": {}}
     for subset, members in (("train", "train_photos"), ("balanced", "balanced_photos"), ("unseen", "unseen_photos")):
         per_category = con.execute(f"""
-            SELECT e.category, count(*), count(DISTINCT e.species_key) FROM eligible AS e
-            SEMI JOIN {members} USING (photo_id) GROUP BY 1 ORDER BY 1""").fetchall()
+            SELECT s.category, count(*), count(DISTINCT species) FROM {members} JOIN species_sizes AS s USING (species)
+            GROUP BY 1 ORDER BY 1""").fetchall()
         report["subsets"][subset] = {
             "images": sum(r[1] for r in per_category), "species": sum(r[2] for r in per_category),
             "per_category": {r[0]: {"images": r[1], "species": r[2]} for r in per_category}}
@@ -149,7 +182,7 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
         report["subsets"]["lifestages"]["export_rows_not_curated"] = con.execute(
             "SELECT count(*) FROM export_rows ANTI JOIN curated USING (photo_id)").fetchone()[0]
     report["withheld_for_balanced"] = con.execute(
-        "SELECT count(*) FROM eligible AS e JOIN species_sizes AS s USING (species_key, category) "
+        "SELECT count(*) FROM eligible AS e JOIN species_sizes AS s USING (species) "
         "WHERE s.images >= getvariable('min_images') AND e.observation_uuid IN "
         "(SELECT observation_uuid FROM balanced_photos) AND e.photo_id NOT IN "
         "(SELECT photo_id FROM balanced_photos)").fetchone()[0]
