@@ -1,0 +1,35 @@
+"""The caption types the paper trains on (the authors' code, as in BioCLIP; biotrove-method.md).
+
+A sample's species is its `species` binomial (infraspecific taxa are rolled up into it by the
+subsets), so "scientific" is that binomial and the epithet its last word. Ranks missing from a
+lineage are left out of the taxonomic strings. A missing common name falls back to the
+scientific name, then to the taxonomic string.
+"""
+
+from __future__ import annotations
+
+RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
+CAPTION_TYPES = ("com", "common_name", "sci", "scientific_name", "sci_com", "taxon", "taxonomic_name", "taxonTag",
+                 "taxon_com", "taxonTag_com")
+
+
+def captions(row: dict) -> dict[str, str]:
+    """Every caption type for one curated row (a mapping with the curated taxonomy columns)."""
+    scientific = row["species"] or row["scientific_name"]
+    epithet = scientific.split()[-1]
+    present = [(rank, row[rank]) for rank in RANKS if row.get(rank)]
+    taxonomic = " ".join([name for _, name in present] + [epithet])
+    tagged = " ".join([f"{rank} {name}" for rank, name in present] + [f"species {epithet}"])
+    common = row.get("common_name") or scientific or taxonomic
+    return {
+        "com": f"a photo of {common}.",
+        "common_name": f"{common}.",
+        "sci": f"a photo of {scientific}.",
+        "scientific_name": f"{scientific}.",
+        "sci_com": f"a photo of {scientific} with common name {common}.",
+        "taxon": f"a photo of {taxonomic}.",
+        "taxonomic_name": f"{taxonomic}.",
+        "taxonTag": f"a photo of {tagged}.",
+        "taxon_com": f"a photo of {taxonomic} with common name {common}.",
+        "taxonTag_com": f"a photo of {tagged} with common name {common}.",
+    }
