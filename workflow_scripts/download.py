@@ -1,0 +1,96 @@
+"""Images of one subset, downloaded with img2dataset, with every failure accounted for.
+
+    python -m workflow_scripts.download --subset data/snapshots/<date>/subsets/train.parquet \\
+        --out data/snapshots/<date>/images/train [--settings JSON]
+
+Reads the subset's `photo_url` (the host rewritten by `url_rewrite`, a config value: the demo
+points it at a local server of the sample mirror), and writes img2dataset's webdataset tars
+(`tars/`, with photo_id and the image's sha256 in each shard's Parquet) and download_report.json:
+attempted, succeeded, failed by reason, the failed photo_ids. img2dataset's incremental mode
+resumes an interrupted download: shards already done are kept. Fails when the success rate is
+below `min_success_rate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import duckdb
+
+from workflow_scripts.duck import quote
+from workflow_scripts.files import write_json
+
+DEFAULTS = {"url_rewrite": None, "image_size": 256, "resize_mode": "no", "retries": 2, "timeout_seconds": 10,
+            "processes": 1, "threads": 16, "samples_per_tar": 10000, "min_success_rate": 0.9}
+
+
+class DownloadError(Exception):
+    """The download fell short of what the settings accept; the message says by how much."""
+
+
+def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # img2dataset's albumentations would go online
+    from img2dataset import download as img2dataset_download  # slow to import: only where it runs
+
+    settings = {**DEFAULTS, **(settings or {})}
+    out.mkdir(parents=True, exist_ok=True)
+    urls = out / "urls.parquet"
+    rewrite = settings["url_rewrite"]
+    url = (f"replace(photo_url, {quote(rewrite['from'])}, {quote(rewrite['to'])})" if rewrite else "photo_url")
+    duckdb.sql(f"COPY (SELECT photo_id, {url} AS url FROM read_parquet({quote(subset)}) ORDER BY photo_id) "
+               f"TO {quote(urls)} (FORMAT parquet)")
+    keep_bytes = settings["resize_mode"] == "no"  # then the image keeps its own bytes and format
+    img2dataset_download(
+        url_list=str(urls), input_format="parquet", url_col="url", save_additional_columns=["photo_id"],
+        output_folder=str(out / "tars"), output_format="webdataset", incremental_mode="incremental",
+        image_size=settings["image_size"], resize_mode=settings["resize_mode"], disable_all_reencoding=keep_bytes,
+        retries=settings["retries"], timeout=settings["timeout_seconds"], processes_count=settings["processes"],
+        thread_count=settings["threads"], number_sample_per_shard=settings["samples_per_tar"], enable_wandb=False)
+    report = download_report(urls, out / "tars")
+    write_json(out / "download_report.json", report)
+    if report["success_rate"] < settings["min_success_rate"]:
+        raise DownloadError(f"{subset}: {report['succeeded']} of {report['attempted']} images downloaded "
+                            f"({report['success_rate']:.1%}), below images.min_success_rate "
+                            f"({settings['min_success_rate']:.0%}); failures by reason in "
+                            f"{out / 'download_report.json'}")
+    return report
+
+
+def download_report(urls: Path, tars: Path) -> dict:
+    """Counts from img2dataset's per-shard Parquet files; a URL missing from them counts as failed."""
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW attempts AS SELECT u.photo_id, coalesce(s.status, 'missing') AS status, "
+                f"coalesce(s.error_message, 'no status written by img2dataset') AS reason "
+                f"FROM read_parquet({quote(urls)}) AS u LEFT JOIN read_parquet({quote(tars / '*.parquet')}) AS s "
+                f"USING (photo_id)")
+    attempted, succeeded = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'success') FROM attempts").fetchone()
+    failed = con.execute("SELECT reason, list(photo_id ORDER BY photo_id) FROM attempts "
+                         "WHERE status <> 'success' GROUP BY reason ORDER BY reason").fetchall()
+    return {"attempted": attempted, "succeeded": succeeded, "success_rate": succeeded / attempted if attempted else 1.0,
+            "failed_by_reason": {reason: len(ids) for reason, ids in failed},
+            "failed_photo_ids": sorted(i for _, ids in failed for i in ids)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.download", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subset", type=Path, required=True, help="a subset Parquet (photo_id, photo_url)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--settings", type=json.loads, default={}, help="JSON object of images settings")
+    args = parser.parse_args(argv)
+    try:
+        report = download(args.subset, args.out, args.settings)
+    except DownloadError as exc:
+        print(f"download failed: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
