@@ -1,0 +1,45 @@
+"""Shards from a real img2dataset download: every caption type, the metadata, true formats, same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+
+import webdataset as wds
+
+from tests.test_subsets import rows_of, write_curated
+from workflow_scripts.captions import CAPTION_TYPES
+from workflow_scripts.download import download
+from workflow_scripts.shards import build
+
+SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1}
+
+
+def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, tmp_path):
+    served, _, _ = photo_server
+    subset = write_curated(rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6),
+                           tmp_path / "subset.parquet")
+    download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served},
+                                           "threads": 4, "timeout_seconds": 5})
+    report = build(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)
+    assert (report["samples"], report["shards"], report["without_image"]) == (8, 3, [])
+    sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
+    assert sizes == {"shard-000000.tar": 3, "shard-000001.tar": 3, "shard-000002.tar": 2}
+    tars = [str(tmp_path / "shards" / name) for name in sizes]
+    samples = {s["__key__"]: s for s in wds.WebDataset(tars, shardshuffle=False)}
+    assert sorted(samples, key=int) == [str(i) for i in range(1, 9)]
+    assert "png" in samples["8"] and all("jpg" in samples[k] for k in samples if k != "8")
+    first = samples["1"]
+    assert {f"{kind.lower()}.txt" for kind in CAPTION_TYPES} <= set(first)   # webdataset lowercases extensions
+    with tarfile.open(tars[0]) as archive:
+        assert {f"{kind}.txt" for kind in CAPTION_TYPES} <= {m.name.split(".", 1)[1] for m in archive}
+    assert first["com.txt"].decode() == "a photo of common Aus alba."
+    assert first["taxonomic_name.txt"].decode() == "Animalia Chordata Aves OAves FAus Aus alba."
+    assert json.loads(first["json"])["photo_id"] == 1 and json.loads(first["json"])["species"] == "Aus alba"
+    assert [s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)] != [str(i) for i in range(1, 9)]
+
+    build(subset, tmp_path / "images", tmp_path / "again", SETTINGS)
+    digests = [{name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in sizes}
+               for folder in (tmp_path / "shards", tmp_path / "again")]
+    assert digests[0] == digests[1]
