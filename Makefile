@@ -34,6 +34,7 @@ demo: install
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
 	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/tables/ (Tables 3, 7)."
 	@echo "Stability:         data/snapshots/<second month>/stability/ (photos that moved between months, and why)."
+	@echo "Images, shards:    data/snapshots/*/images/<subset>/download_report.json, data/snapshots/*/shards/<subset>/."
 
 test: install
 	$(PYTHON) -m pytest

@@ -14,6 +14,7 @@ include: "rules/fetch.smk"
 include: "rules/curate.smk"
 include: "rules/stats.smk"
 include: "rules/subsets.smk"
+include: "rules/images.smk"
 
 
 localrules:
@@ -26,3 +27,4 @@ rule all:
         expand(f"{DATA}/snapshots/{{date}}/overlap_report.json", date=SNAPSHOTS),
         expand(f"{DATA}/snapshots/{{date}}/stability", date=sorted(SNAPSHOTS)[1:]),
         expand(f"{RESULTS}/{{date}}/tables/table7_balanced_species.md", date=SNAPSHOTS),
+        expand(f"{DATA}/snapshots/{{date}}/shards/{{subset}}", date=SNAPSHOTS, subset=config["images"]["subsets"]),

@@ -10,6 +10,7 @@ from workflow_scripts.config import (
     sample_mirror_input,
     snapshot_specs,
     source_location,
+    uses_sample,
 )
 
 
@@ -25,6 +26,7 @@ LIFESTAGES_EXPORT = lifestages_export(config)
 
 wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
+    subset="train|balanced|unseen|lifestages",
 
 
 def previous_snapshot(wildcards):

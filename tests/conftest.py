@@ -7,10 +7,7 @@ import http.client
 import io
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from workflow_scripts.download import serving
 from workflow_scripts.sample_snapshot import generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,34 +152,17 @@ def proxy(s3_server):
     faulty.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def photo_server(tmp_path):
-    """Photos 1-8 served over HTTP from their own process (img2dataset forks: not from this one), all at
-    medium.jpg, photo 8 a PNG; a second address accepts connections and never answers."""
+    """Photos 1-8 served over HTTP (download.serving), all at medium.jpg, photo 8 a PNG; a second
+    address accepts connections and never answers."""
     for photo_id in range(1, 9):
         folder = tmp_path / "mirror" / "photos" / str(photo_id)
         folder.mkdir(parents=True)
         data = io.BytesIO()
         Image.new("RGB", (40 + photo_id, 30), (photo_id * 20, 80, 120)).save(data, "PNG" if photo_id == 8 else "JPEG")
         (folder / "medium.jpg").write_bytes(data.getvalue())
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(tmp_path / "mirror")], stderr=subprocess.DEVNULL)
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(16)
-    for _ in range(100):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{silent.getsockname()[1]}", tmp_path / "mirror"
-    server.terminate()
-    server.wait()
-    silent.close()
+    with serving(tmp_path / "mirror") as port, socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{silent.getsockname()[1]}", tmp_path / "mirror"

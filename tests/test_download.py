@@ -47,3 +47,10 @@ def test_a_success_rate_below_the_threshold_fails(photo_server, tmp_path):
     with pytest.raises(DownloadError, match=r"8 of 10 images downloaded \(80.0%\), below images.min_success_rate"):
         download(subset(tmp_path / "subset.parquet", silent), tmp_path / "images", settings)
     assert (tmp_path / "images" / "download_report.json").exists()
+
+
+def test_an_empty_subset_is_an_empty_download(tmp_path):
+    empty = tmp_path / "empty.parquet"
+    duckdb.sql(f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url WHERE false) TO '{empty}' (FORMAT parquet)")
+    report = download(empty, tmp_path / "images", {"url_rewrite": None})
+    assert (report["attempted"], report["succeeded"], report["success_rate"]) == (0, 0, 1.0)

@@ -15,6 +15,8 @@ from tests.conftest import REPO
 from workflow_scripts.config import fetch_options, load_config, memory_mb, snapshot_specs, source_location, validated
 from workflow_scripts.curate import DEFAULTS as CURATE_DEFAULTS
 from workflow_scripts.subsets import DEFAULTS as SUBSETS_DEFAULTS
+from workflow_scripts.download import DEFAULTS as DOWNLOAD_DEFAULTS
+from workflow_scripts.shards import DEFAULTS as SHARDS_DEFAULTS
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
@@ -63,12 +65,15 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
     assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
-                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "all": "1", "total": "15"}
+                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "download": "8", "shards": "8",
+                    "all": "1", "total": "31"}
 
 
 def test_stage_defaults_match_the_schema():
     assert validated({})["curate"] == CURATE_DEFAULTS
     assert validated({})["subsets"] == SUBSETS_DEFAULTS
+    assert {k: v for k, v in validated({})["images"].items() if k != "subsets"} == DOWNLOAD_DEFAULTS
+    assert validated({})["shards"] == SHARDS_DEFAULTS
 
 
 def test_memory_sizes():
@@ -89,7 +94,7 @@ def test_lint_is_clean():
 
 
 @pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
-                                    "subset_tables", "stability"])
+                                    "subset_tables", "stability", "download", "shards"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

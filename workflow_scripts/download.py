@@ -3,20 +3,27 @@
     python -m workflow_scripts.download --subset data/snapshots/<date>/subsets/train.parquet \\
         --out data/snapshots/<date>/images/train [--settings JSON]
 
-Reads the subset's `photo_url` (the host rewritten by `url_rewrite`, a config value: the demo
-points it at a local server of the sample mirror), and writes img2dataset's webdataset tars
-(`tars/`, with photo_id and the image's sha256 in each shard's Parquet) and download_report.json:
+Reads the subset's `photo_url` (the host rewritten by `url_rewrite`, a config value: for the sample,
+`--serve` starts a local server of the mirror and `{port}` in the rewrite names it), and writes
+img2dataset's webdataset tars (`tars/`, with photo_id and the image's sha256 in each shard's
+Parquet) and download_report.json:
 attempted, succeeded, failed by reason, the failed photo_ids. img2dataset's incremental mode
-resumes an interrupted download: shards already done are kept. Fails when the success rate is
+resumes an interrupted download of the same URL list (shards already done are kept); a changed
+list starts afresh. Fails when the success rate is
 below `min_success_rate`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -24,12 +31,36 @@ import duckdb
 from workflow_scripts.duck import quote
 from workflow_scripts.files import write_json
 
-DEFAULTS = {"url_rewrite": None, "image_size": 256, "resize_mode": "no", "retries": 2, "timeout_seconds": 10,
+SAMPLE_REWRITE = {"from": "https://inaturalist-open-data.s3.amazonaws.com", "to": "http://127.0.0.1:{port}"}
+DEFAULTS = {"url_rewrite": SAMPLE_REWRITE, "image_size": 256, "resize_mode": "no", "retries": 2, "timeout_seconds": 10,
             "processes": 1, "threads": 16, "samples_per_tar": 10000, "min_success_rate": 0.9}
 
 
 class DownloadError(Exception):
     """The download fell short of what the settings accept; the message says by how much."""
+
+
+@contextlib.contextmanager
+def serving(folder: Path):
+    """Serve a folder over HTTP on a free local port, from its own process (img2dataset forks
+    workers: a server thread in this process would be copied into them). Yields the port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            raise DownloadError(f"the local server of {folder} did not start on port {port}")
+        yield port
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
@@ -40,16 +71,23 @@ def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     urls = out / "urls.parquet"
     rewrite = settings["url_rewrite"]
+    if rewrite and "{port}" in rewrite["to"]:
+        raise DownloadError(f"images.url_rewrite.to is {rewrite['to']!r}: serve the sample mirror (--serve DIR) to "
+                            "name {port}, or set images.url_rewrite to null to download the URLs as they are")
     url = (f"replace(photo_url, {quote(rewrite['from'])}, {quote(rewrite['to'])})" if rewrite else "photo_url")
+    previous = urls.read_bytes() if urls.exists() else None
     duckdb.sql(f"COPY (SELECT photo_id, {url} AS url FROM read_parquet({quote(subset)}) ORDER BY photo_id) "
                f"TO {quote(urls)} (FORMAT parquet)")
+    if previous != urls.read_bytes():  # img2dataset resumes by shard number: only the same URL list may resume
+        shutil.rmtree(out / "tars", ignore_errors=True)
     keep_bytes = settings["resize_mode"] == "no"  # then the image keeps its own bytes and format
-    img2dataset_download(
-        url_list=str(urls), input_format="parquet", url_col="url", save_additional_columns=["photo_id"],
-        output_folder=str(out / "tars"), output_format="webdataset", incremental_mode="incremental",
-        image_size=settings["image_size"], resize_mode=settings["resize_mode"], disable_all_reencoding=keep_bytes,
-        retries=settings["retries"], timeout=settings["timeout_seconds"], processes_count=settings["processes"],
-        thread_count=settings["threads"], number_sample_per_shard=settings["samples_per_tar"], enable_wandb=False)
+    if duckdb.sql(f"SELECT count(*) FROM read_parquet({quote(urls)})").fetchone()[0]:  # img2dataset needs a row
+        img2dataset_download(
+            url_list=str(urls), input_format="parquet", url_col="url", save_additional_columns=["photo_id"],
+            output_folder=str(out / "tars"), output_format="webdataset", incremental_mode="incremental",
+            image_size=settings["image_size"], resize_mode=settings["resize_mode"], disable_all_reencoding=keep_bytes,
+            retries=settings["retries"], timeout=settings["timeout_seconds"], processes_count=settings["processes"],
+            thread_count=settings["threads"], number_sample_per_shard=settings["samples_per_tar"], enable_wandb=False)
     report = download_report(urls, out / "tars")
     write_json(out / "download_report.json", report)
     if report["success_rate"] < settings["min_success_rate"]:
@@ -63,10 +101,11 @@ def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
 def download_report(urls: Path, tars: Path) -> dict:
     """Counts from img2dataset's per-shard Parquet files; a URL missing from them counts as failed."""
     con = duckdb.connect()
+    statuses = (f"read_parquet({quote(tars / '*.parquet')})" if any(tars.glob("*.parquet")) else
+                "(SELECT NULL::BIGINT AS photo_id, NULL AS status, NULL AS error_message WHERE false)")
     con.execute(f"CREATE VIEW attempts AS SELECT u.photo_id, coalesce(s.status, 'missing') AS status, "
                 f"coalesce(s.error_message, 'no status written by img2dataset') AS reason "
-                f"FROM read_parquet({quote(urls)}) AS u LEFT JOIN read_parquet({quote(tars / '*.parquet')}) AS s "
-                f"USING (photo_id)")
+                f"FROM read_parquet({quote(urls)}) AS u LEFT JOIN {statuses} AS s USING (photo_id)")
     attempted, succeeded = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = 'success') FROM attempts").fetchone()
     failed = con.execute("SELECT reason, list(photo_id ORDER BY photo_id) FROM attempts "
@@ -82,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subset", type=Path, required=True, help="a subset Parquet (photo_id, photo_url)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", type=json.loads, default={}, help="JSON object of images settings")
+    parser.add_argument("--serve", type=Path, help="serve this folder (the sample mirror) on a local port: "
+                        "url_rewrite's `to` names it as {port}")
     args = parser.parse_args(argv)
     try:
-        report = download(args.subset, args.out, args.settings)
+        with serving(args.serve) if args.serve else contextlib.nullcontext() as port:
+            settings = {**DEFAULTS, **args.settings}
+            if port and settings.get("url_rewrite"):
+                rewrite = settings["url_rewrite"]
+                settings["url_rewrite"] = {**rewrite, "to": rewrite["to"].format(port=port)}
+            report = download(args.subset, args.out, settings)
     except DownloadError as exc:
         print(f"download failed: {exc}", file=sys.stderr)
         return 1
