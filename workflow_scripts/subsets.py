@@ -136,7 +136,8 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     run_sql(con, "subsets.sql")
     ambiguous = con.execute("SELECT any_value(species_key), string_agg(category, ' and ' ORDER BY category) "
-                            "FROM taxon_species GROUP BY taxon_id HAVING count(*) > 1 LIMIT 1").fetchone()
+                            "FROM taxon_species GROUP BY taxon_id HAVING count(*) > 1 ORDER BY 1, taxon_id LIMIT 1"
+                            ).fetchone()
     if ambiguous:
         raise SubsetsError(f"{curated}: taxon {ambiguous[0]!r} is in two categories ({ambiguous[1]}): "
                            "subsets.categories must not overlap (nor one taxon carry two lineages)")
