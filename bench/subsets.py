@@ -4,10 +4,10 @@
 
 Input: the sample's newer month, curated, then tiled in DuckDB with fresh photo ids and
 observation uuids per copy, sorted by photo_id like a curated table (ids one in three, about as
-dense as iNaturalist's). Copies are grouped and each
-group renames its species, so species average the paper's 442 images (161.9 M images of 366.6 K
-species); the sample's five largest species stay whole across copies and exceed the 50,000 cap,
-as iNaturalist's most photographed species do. Prints wall time, rows/s, peak RSS, the share of
+dense as iNaturalist's). Copies are grouped and each group renames its species, so species
+average the paper's 442 images (161.9 M images of 366.6 K species); the sample's five largest
+species stay whole across copies and exceed the 50,000 cap, as iNaturalist's most photographed
+species do. Prints wall time, rows/s, peak RSS, the share of
 rows that land in Train, the floor measured beside it (DuckDB rewriting the curated table once:
 timings on a shared machine drift, their ratio much less) and the linear projection to a full
 snapshot's curated table (target <= 5 min).

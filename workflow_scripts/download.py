@@ -6,11 +6,10 @@
 Reads the subset's `photo_url` (the host rewritten by `url_rewrite`, a config value: for the sample,
 `--serve` starts a local server of the mirror and `{port}` in the rewrite names it), and writes
 img2dataset's webdataset tars (`tars/`, with photo_id and the image's sha256 in each shard's
-Parquet) and download_report.json:
-attempted, succeeded, failed by reason, the failed photo_ids. img2dataset's incremental mode
-resumes an interrupted download of the same URL list (shards already done are kept); a changed
-list starts afresh. Fails when the success rate is
-below `min_success_rate`.
+Parquet) and download_report.json: attempted, succeeded, failed by reason, the failed photo_ids.
+img2dataset's incremental mode resumes an interrupted download of the same URL list (shards
+already done are kept); a changed list starts afresh. Fails when the success rate is below
+`min_success_rate`.
 """
 
 from __future__ import annotations
@@ -98,14 +97,20 @@ def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
     return report
 
 
+def statuses(tars: Path) -> str:
+    """SQL for img2dataset's per-shard status Parquet files (photo_id, key, status, error_message):
+    empty when it wrote none (an empty subset)."""
+    if any(tars.glob("*.parquet")):
+        return f"read_parquet({quote(tars / '*.parquet')})"
+    return "(SELECT NULL::BIGINT AS photo_id, NULL AS key, NULL AS status, NULL AS error_message WHERE false)"
+
+
 def download_report(urls: Path, tars: Path) -> dict:
     """Counts from img2dataset's per-shard Parquet files; a URL missing from them counts as failed."""
     con = duckdb.connect()
-    statuses = (f"read_parquet({quote(tars / '*.parquet')})" if any(tars.glob("*.parquet")) else
-                "(SELECT NULL::BIGINT AS photo_id, NULL AS status, NULL AS error_message WHERE false)")
     con.execute(f"CREATE VIEW attempts AS SELECT u.photo_id, coalesce(s.status, 'missing') AS status, "
                 f"coalesce(s.error_message, 'no status written by img2dataset') AS reason "
-                f"FROM read_parquet({quote(urls)}) AS u LEFT JOIN {statuses} AS s USING (photo_id)")
+                f"FROM read_parquet({quote(urls)}) AS u LEFT JOIN {statuses(tars)} AS s USING (photo_id)")
     attempted, succeeded = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE status = 'success') FROM attempts").fetchone()
     failed = con.execute("SELECT reason, list(photo_id ORDER BY photo_id) FROM attempts "

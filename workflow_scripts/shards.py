@@ -26,6 +26,7 @@ import webdataset as wds
 from tqdm import tqdm
 
 from workflow_scripts.captions import captions
+from workflow_scripts.download import statuses
 from workflow_scripts.duck import quote
 from workflow_scripts.files import building, write_json
 from workflow_scripts.shuffle import semi_global_order
@@ -49,8 +50,7 @@ def image_format(data: bytes, where: str) -> str:
 
 def image_index(tars: Path) -> dict[int, tuple[Path, int, int]]:
     """photo_id -> (tar, offset, size) of its image in img2dataset's tars (status success only)."""
-    keys = dict(duckdb.sql(f"SELECT key, photo_id FROM read_parquet({quote(tars / '*.parquet')}) "
-                           "WHERE status = 'success'").fetchall()) if any(tars.glob("*.parquet")) else {}
+    keys = dict(duckdb.sql(f"SELECT key, photo_id FROM {statuses(tars)} WHERE status = 'success'").fetchall())
     index = {}
     for tar in sorted(tars.glob("*.tar")):
         with tarfile.open(tar) as archive:
@@ -91,7 +91,9 @@ def write_shards(table, order: np.ndarray, index: dict, folder: Path, per_shard:
             progress.update(len(batch))
             for row in batch:
                 tar, offset, size = index[row["photo_id"]]
-                handle = files.setdefault(tar, tar.open("rb"))
+                if tar not in files:
+                    files[tar] = tar.open("rb")
+                handle = files[tar]
                 handle.seek(offset)
                 image = handle.read(size)
                 sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
