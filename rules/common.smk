@@ -12,6 +12,7 @@ from workflow_scripts.config import (
     source_location,
     uses_sample,
 )
+from workflow_scripts.subsets import SUBSETS
 
 
 validate(config, "../workflow_scripts/schemas/config.schema.yaml")
@@ -26,7 +27,7 @@ LIFESTAGES_EXPORT = lifestages_export(config)
 
 wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
-    subset="train|balanced|unseen|lifestages",
+    subset="|".join(SUBSETS),
 
 
 def previous_snapshot(wildcards):

@@ -25,11 +25,33 @@ rule download:
         " --out {params.folder} --settings {params.settings:q} {params.serve} > {log} 2>&1"
 
 
+rule check_image_overlap:
+    """The subsets' leak checks again, and exact duplicate images (by sha256) between subsets and
+    inside Train: Train's copies of an evaluation image are named for the shards to leave out."""
+    input:
+        subsets=f"{DATA}/snapshots/{{date}}/subsets",
+        downloads=expand(f"{DATA}/snapshots/{{{{date}}}}/images/{{subset}}/download_report.json", subset=SUBSETS),
+    output:
+        f"{DATA}/snapshots/{{date}}/images/overlap_report.json",
+    log:
+        f"{LOGS}/overlap/{{date}}-images.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "python -m workflow_scripts.overlap --subsets {input.subsets} --images $(dirname {output})"
+        " --out {output} > {log} 2>&1"
+
+
 rule shards:
-    """Webdataset shards of one subset in semi-global order, with every caption type."""
+    """Webdataset shards of one subset in semi-global order, with every caption type; the species
+    mixing per batch of that order against a local shuffle (Figure 5c)."""
     input:
         subsets=f"{DATA}/snapshots/{{date}}/subsets",
         download=f"{DATA}/snapshots/{{date}}/images/{{subset}}/download_report.json",
+        image_overlap=f"{DATA}/snapshots/{{date}}/images/overlap_report.json",
     output:
         directory(f"{DATA}/snapshots/{{date}}/shards/{{subset}}"),
     params:
@@ -43,4 +65,5 @@ rule shards:
         runtime=12 * 60,
     shell:
         "python -m workflow_scripts.shards --subset {input.subsets}/{wildcards.subset}.parquet"
-        " --images $(dirname {input.download}) --out {output} --settings {params.settings:q} > {log} 2>&1"
+        " --images $(dirname {input.download}) --image-overlap {input.image_overlap} --out {output}"
+        " --settings {params.settings:q} > {log} 2>&1"

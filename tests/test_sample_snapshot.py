@@ -187,6 +187,18 @@ def test_png_content_named_jpg_is_planted(mirror, planted):
             assert image.format == "PNG"
 
 
+def test_reuploaded_images_are_byte_identical_and_no_others(mirror, planted):
+    def image(photo_id) -> bytes:
+        (path,) = (mirror / "photos" / str(photo_id)).glob("medium.*")
+        return path.read_bytes()
+
+    reuploads = planted["reuploaded_images"]
+    assert len(reuploads) == 12
+    assert all(image(again) == image(original) for again, original in reuploads.items())
+    digests = [hashlib.sha256(p.read_bytes()).digest() for p in sorted((mirror / "photos").glob("*/medium.*"))]
+    assert len(digests) - len(set(digests)) == 12
+
+
 def test_taxonomy_archive(mirror, m2):
     with zipfile.ZipFile(mirror / "inaturalist-taxonomy.dwca.zip") as archive:
         assert sorted(archive.namelist()) == ["VernacularNames-english.csv", "VernacularNames-spanish.csv",

@@ -9,6 +9,7 @@ import tarfile
 import webdataset as wds
 
 from tests.test_subsets import rows_of, write_curated
+from workflow_scripts import overlap, shards
 from workflow_scripts.captions import CAPTION_TYPES
 from workflow_scripts.download import download
 from workflow_scripts.shards import build
@@ -43,3 +44,36 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     digests = [{name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in sizes}
                for folder in (tmp_path / "shards", tmp_path / "again")]
     assert digests[0] == digests[1]
+
+
+def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
+    """Photo 9 is photo 2's image again (Balanced vs Train), photo 10 is photo 3's (both in Train)."""
+    served, _, mirror = photo_server
+    for again, original in ((9, 2), (10, 3)):
+        (mirror / "photos" / str(again)).mkdir()
+        (mirror / "photos" / str(again) / "medium.jpg").write_bytes(
+            (mirror / "photos" / str(original) / "medium.jpg").read_bytes())
+    members = {"train": rows_of("Aus alba", 3, "Aves", 1) + rows_of("Aus alba", 1, "Aves", 10),
+               "balanced": rows_of("Bus beta", 1, "Insecta", 9), "unseen": rows_of("Cus gamma", 1, "Insecta", 4),
+               "lifestages": rows_of("Dus delta", 1, "Insecta", 5)}
+    (tmp_path / "subsets").mkdir()
+    for subset, rows in members.items():
+        rows = [{**r, "split": "train"} for r in rows] if subset == "train" else rows
+        write_curated(rows, tmp_path / "subsets" / f"{subset}.parquet")
+        download(tmp_path / "subsets" / f"{subset}.parquet", tmp_path / "images" / subset,
+                 {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2})
+    report_path = tmp_path / "images" / "overlap_report.json"
+    assert overlap.main(["--subsets", str(tmp_path / "subsets"), "--images", str(tmp_path / "images"),
+                         "--out", str(report_path)]) == 0
+    images = json.loads(report_path.read_text())["images"]
+    assert images["shared_between_subsets"] == [{"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}]
+    assert images["drop_from_shards"] == {"train": [2]}
+    assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
+
+    assert shards.main(["--subset", str(tmp_path / "subsets" / "train.parquet"), "--images",
+                        str(tmp_path / "images" / "train"), "--image-overlap", str(report_path),
+                        "--out", str(tmp_path / "shards")]) == 0
+    report = json.loads((tmp_path / "shards" / "shards_report.json").read_text())
+    assert (report["samples"], report["dropped_as_duplicates"]) == (3, [2])
+    keys = {s["__key__"] for s in wds.WebDataset(str(tmp_path / "shards" / "shard-000000.tar"), shardshuffle=False)}
+    assert keys == {"1", "3", "10"}

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 
 from workflow_scripts.captions import CAPTION_TYPES, captions
-from workflow_scripts.shuffle import batch_mixing, local_order, semi_global_order
+from workflow_scripts.shuffle import batch_mixing, local_order, semi_global_order, shuffle_quality
 
 ROW = {"kingdom": "Animalia", "phylum": "Chordata", "class": "Aves", "order": "Anseriformes", "family": "Anatidae",
        "genus": "Anas", "species": "Anas platyrhynchos", "scientific_name": "Anas platyrhynchos domesticus",
@@ -65,3 +65,12 @@ def test_semi_global_mixes_species_better_than_local():
     local = batch_mixing(species[local_order(len(species), 200, seed=3)], 32)
     semi = batch_mixing(species[semi_global_order(len(species), 200, 8, seed=3)], 32)
     assert semi[0].mean() > 2 * local[0].mean() and semi[1].mean() < local[1].mean()
+
+
+def test_shuffle_quality_local_keeps_one_species_per_batch_semi_global_mixes():
+    species = np.repeat(np.arange(4), 25)           # species order, one species per chunk of 25
+    quality = shuffle_quality(species, [5, 50], chunk_size=25, part_size=1, seed=0).set_index(["order", "batch_size"])
+    assert list(quality.loc[("local", 5)][["batches", "distinct_species_mean", "largest_share_max"]]) == [20, 1, 1.0]
+    assert quality.loc[("local", 50), "distinct_species_min"] == 2          # a batch spans two chunks
+    assert quality.loc[("semi_global", 5), "distinct_species_mean"] > 2
+    assert quality.loc[("semi_global", 50), "largest_share_max"] < 0.5

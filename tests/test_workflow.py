@@ -65,8 +65,8 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
     assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
-                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "download": "8", "shards": "8",
-                    "all": "1", "total": "31"}
+                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "download": "8",
+                    "check_image_overlap": "2", "shards": "8", "all": "1", "total": "33"}
 
 
 def test_stage_defaults_match_the_schema():

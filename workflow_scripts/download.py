@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts.duck import quote
-from workflow_scripts.files import write_json
+from workflow_scripts.files import throughput, write_json
 
 SAMPLE_REWRITE = {"from": "https://inaturalist-open-data.s3.amazonaws.com", "to": "http://127.0.0.1:{port}"}
 DEFAULTS = {"url_rewrite": SAMPLE_REWRITE, "image_size": 256, "resize_mode": "no", "retries": 2, "timeout_seconds": 10,
@@ -98,11 +98,12 @@ def download(subset: Path, out: Path, settings: dict | None = None) -> dict:
 
 
 def statuses(tars: Path) -> str:
-    """SQL for img2dataset's per-shard status Parquet files (photo_id, key, status, error_message):
-    empty when it wrote none (an empty subset)."""
+    """SQL for img2dataset's per-shard status Parquet files (photo_id, key, status, error_message,
+    sha256 of the downloaded bytes): empty when it wrote none (an empty subset)."""
     if any(tars.glob("*.parquet")):
         return f"read_parquet({quote(tars / '*.parquet')})"
-    return "(SELECT NULL::BIGINT AS photo_id, NULL AS key, NULL AS status, NULL AS error_message WHERE false)"
+    return ("(SELECT NULL::BIGINT AS photo_id, NULL AS key, NULL AS status, NULL AS error_message, NULL AS sha256 "
+            "WHERE false)")
 
 
 def download_report(urls: Path, tars: Path) -> dict:
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=Path, help="serve this folder (the sample mirror) on a local port: "
                         "url_rewrite's `to` names it as {port}")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     try:
         with serving(args.serve) if args.serve else contextlib.nullcontext() as port:
             settings = {**DEFAULTS, **args.settings}
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"download failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}), file=sys.stderr)
+    size = sum(p.stat().st_size for p in (args.out / "tars").glob("*.tar"))
+    print(f"downloaded {throughput(report['succeeded'], size, time.perf_counter() - started)}", file=sys.stderr)
     return 0
 
 

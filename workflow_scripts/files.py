@@ -46,6 +46,13 @@ def building(final: Path):
     replace_dir(staging, final)
 
 
+def throughput(items: int, size: int, seconds: float) -> str:
+    """One line for the end of a long step: how much, how long, how fast."""
+    seconds = max(seconds, 1e-9)
+    return (f"{items:,} images, {size / 1e6:,.1f} MB in {seconds:,.1f} s: "
+            f"{items / seconds:,.0f} images/s, {size / 1e6 / seconds:,.1f} MB/s")
+
+
 class HashingWriter:
     """A binary file wrapper that hashes what goes through it (to avoid reading it back)."""
 

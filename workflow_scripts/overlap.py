@@ -1,11 +1,17 @@
 """Leak checks between the subsets: fails (exit 1) with a readable report when any is violated.
 
     python -m workflow_scripts.overlap --subsets data/snapshots/<date>/subsets \\
-        --out data/snapshots/<date>/subsets/overlap_report.json
+        --out data/snapshots/<date>/overlap_report.json [--images data/snapshots/<date>/images]
 
 Checks: no photo_id and no observation_uuid shared by two of Train, Balanced, Unseen, LifeStages
 or by two of Train's splits; no Unseen species in Train. Each check is a function in CHECKS that
-returns its violations, so further checks (e.g. on image content) plug into the same rule.
+returns its violations.
+
+With --images (after the downloads), the report also has the images' exact duplicates, by the
+sha256 of the downloaded bytes: the same image uploaded as two photos. Between subsets, each pair
+is listed, and Train's copies of an image that an evaluation subset also has are named in
+`drop_from_shards` (the shards rule leaves them out, so no test image is trained on); inside
+Train, every group of duplicates is listed.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 
+from workflow_scripts.download import statuses
 from workflow_scripts.duck import quote
 from workflow_scripts.files import write_json
 from workflow_scripts.subsets import SUBSETS
@@ -57,7 +64,25 @@ def unseen_species_in_train(con: duckdb.DuckDBPyConnection) -> list[dict]:
 CHECKS = (ids_shared_between_subsets, ids_shared_between_train_splits, unseen_species_in_train)
 
 
-def check(subsets_dir: Path) -> dict:
+def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
+    """Exact duplicates among the downloaded images (views images_<subset>: photo_id, sha256)."""
+    between = []
+    for left, right in itertools.combinations(SUBSETS, 2):
+        pairs = con.execute(f"""SELECT a.photo_id, b.photo_id FROM images_{left} AS a JOIN images_{right} AS b
+                                USING (sha256) ORDER BY 1, 2""").fetchall()
+        if pairs:
+            between.append({"between": [left, right], "count": len(pairs),
+                            "examples": [f"{a}={b}" for a, b in pairs[:EXAMPLES]]})
+    evaluation = " UNION ALL ".join(f"SELECT sha256 FROM images_{s}" for s in SUBSETS if s != "train")
+    drop = [r[0] for r in con.execute(f"SELECT photo_id FROM images_train WHERE sha256 IN ({evaluation}) "
+                                      "ORDER BY 1").fetchall()]
+    groups = [r[0] for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train GROUP BY sha256
+                                           HAVING count(*) > 1 ORDER BY 1""").fetchall()]
+    return {"shared_between_subsets": between, "drop_from_shards": {"train": drop},
+            "inside_train": {"groups": len(groups), "photos": sum(map(len, groups)), "photo_ids": groups}}
+
+
+def check(subsets_dir: Path, images_dir: Path | None = None) -> dict:
     con = duckdb.connect()
     for subset in SUBSETS:
         path = subsets_dir / f"{subset}.parquet"
@@ -65,7 +90,15 @@ def check(subsets_dir: Path) -> dict:
             raise FileNotFoundError(f"{path}: missing: build the subsets first")
         con.execute(f"CREATE VIEW {subset} AS SELECT * FROM read_parquet({quote(path)})")
     violations = [v for run in CHECKS for v in run(con)]
-    return {"checks": [c.__name__ for c in CHECKS], "violations": violations, "ok": not violations}
+    report = {"checks": [c.__name__ for c in CHECKS], "violations": violations, "ok": not violations}
+    if images_dir:
+        for subset in SUBSETS:
+            if not (images_dir / subset / "download_report.json").is_file():
+                raise FileNotFoundError(f"{images_dir / subset}: no download_report.json: download the images first")
+            con.execute(f"CREATE VIEW images_{subset} AS SELECT photo_id, sha256 "
+                        f"FROM {statuses(images_dir / subset / 'tars')} WHERE status = 'success'")
+        report["images"] = image_duplicates(con)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,12 +106,21 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subsets", type=Path, required=True, help="folder with the four subset Parquet files")
     parser.add_argument("--out", type=Path, required=True, help="overlap_report.json")
+    parser.add_argument("--images", type=Path, help="the downloaded images' folder (one folder per subset): "
+                        "also find exact duplicate images")
     args = parser.parse_args(argv)
-    report = check(args.subsets)
+    report = check(args.subsets, args.images)
     write_json(args.out, report)
     for v in report["violations"]:
         print(f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
               f"(e.g. {', '.join(v['examples'])})", file=sys.stderr)
+    if images := report.get("images"):
+        for pair in images["shared_between_subsets"]:
+            print(f"same image in {' and '.join(pair['between'])}: {pair['count']} "
+                  f"(e.g. {', '.join(pair['examples'])})", file=sys.stderr)
+        print(f"{len(images['drop_from_shards']['train'])} Train photos left out of Train's shards "
+              f"(their image is in an evaluation subset); {images['inside_train']['groups']} groups of duplicate "
+              f"images inside Train ({images['inside_train']['photos']} photos, kept)", file=sys.stderr)
     if not report["ok"]:
         print(f"subsets overlap: see {args.out}; the subsets must be rebuilt before training", file=sys.stderr)
         return 1

@@ -68,6 +68,7 @@ class Photo:
     signature: tuple[int, int]  # (genus id, species id) whose pattern the image shows
     stage: str | None = None
     true_format: str = "JPEG"
+    pixels_of: int | None = None  # another photo's id: this one is the same image uploaded again
 
     def row(self) -> tuple:
         return (self.photo_uuid, self.photo_id, self.observation_uuid, self.observer_id, self.extension,
@@ -272,6 +273,18 @@ class Generator:
             photo.true_format = "PNG"  # named .jpg, bytes are PNG: as in real buckets
         self.planted["photo_ids_png_named_jpg"] = sorted(p.photo_id for p in mismatched)
 
+        reuploads = {}  # the same image uploaded again, as a new photo of a new observation
+        for photo in rng.sample([p for p in good_photos if p not in picked], 12):
+            original = month.observations[photo.observation_uuid]
+            again = self.observation(original.taxon_id, "research", original.observed_on)
+            again.observer_id = original.observer_id
+            copied = copy.copy(photo)
+            copied.photo_uuid, copied.photo_id, copied.pixels_of = self.uuid(), self.photo_id(), photo.photo_id
+            copied.observation_uuid, copied.position = again.observation_uuid, 0
+            self.add(month, again, [copied])
+            reuploads[str(copied.photo_id)] = photo.photo_id
+        self.planted["reuploaded_images"] = reuploads
+
     def lifestages(self, month: Month) -> None:
         """5 insect species x 4 stages, observed after the Train cutoff, with a web export."""
         insects = [e for e in self.tree.species if e.category == "Insecta" and e.tier == "body"
@@ -345,8 +358,10 @@ class Generator:
         self.planted["new_observations"] = sorted(new_uuids)
 
         # deleted photos and licence changes
+        reuploads = self.planted["reuploaded_images"]
         untouched = sorted({p.photo_id for p in first.photos} - set(self.planted["duplicate_photo_ids_agreeing"])
-                           - set(self.planted["duplicate_photo_ids_conflicting"]))
+                           - set(self.planted["duplicate_photo_ids_conflicting"])
+                           - set(map(int, reuploads)) - set(reuploads.values()))
         deleted = set(rng.sample(untouched, 10))
         month.photos = [p for p in month.photos if p.photo_id not in deleted]
         self.planted["deleted_photo_ids"] = sorted(deleted)
@@ -496,7 +511,8 @@ def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
         if photo.signature not in signatures:
             signatures[photo.signature] = sample_images.species_signature(*photo.signature)
         width, height = sample_images.medium_size(photo.width, photo.height, long_side)
-        pixels = sample_images.render(signatures[photo.signature], width, height, photo.photo_id, photo.stage)
+        pixels = sample_images.render(signatures[photo.signature], width, height, photo.pixels_of or photo.photo_id,
+                                      photo.stage)
         target = out / "photos" / str(photo.photo_id) / f"medium.{photo.extension}"
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(sample_images.encode(pixels, photo.true_format))

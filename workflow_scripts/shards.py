@@ -18,20 +18,24 @@ import argparse
 import json
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow.compute as pc
 import webdataset as wds
 from tqdm import tqdm
 
 from workflow_scripts.captions import captions
 from workflow_scripts.download import statuses
 from workflow_scripts.duck import quote
-from workflow_scripts.files import building, write_json
-from workflow_scripts.shuffle import semi_global_order
+from workflow_scripts.files import building, throughput, write_json
+from workflow_scripts.shuffle import plot_shuffle_quality, semi_global_order, shuffle_quality
+from workflow_scripts.tables import write_table
 
-DEFAULTS = {"samples_per_shard": 10000, "chunk_size": 50000, "part_size": 1000, "seed": 0}
+DEFAULTS = {"samples_per_shard": 1000, "chunk_size": 1000, "part_size": 20, "seed": 0,  # sized for the sample
+            "mixing_batch_sizes": [64, 256, 1024]}
 SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
 
 
@@ -61,20 +65,38 @@ def image_index(tars: Path) -> dict[int, tuple[Path, int, int]]:
     return index
 
 
-def build(subset: Path, images: Path, out: Path, settings: dict | None = None) -> dict:
-    settings = {**DEFAULTS, **(settings or {})}
+def shard_order(subset: Path, images: Path, settings: dict, drop: list[int] = ()):
+    """The subset's rows in species order, the image index, the rows with an image (not dropped)
+    and the order they are written in: semi-global over those rows."""
     table = duckdb.sql(f"SELECT * FROM read_parquet({quote(subset)}) ORDER BY taxonomic_name, photo_id"
                        ).to_arrow_table()
     index = image_index(images / "tars")
-    photo_ids = table.column("photo_id").to_pylist()
-    present = np.array([i for i, photo_id in enumerate(photo_ids) if photo_id in index], dtype=np.int64)
+    dropped = set(drop)
+    present = np.array([i for i, p in enumerate(table.column("photo_id").to_pylist())
+                        if p in index and p not in dropped], dtype=np.int64)
     order = present[semi_global_order(len(present), settings["chunk_size"], settings["part_size"], settings["seed"])]
+    return table, index, present, order
+
+
+def build(subset: Path, images: Path, out: Path, settings: dict | None = None, drop: list[int] = ()) -> dict:
+    """The shards of one subset; `drop`: photo_ids left out (Train photos whose image is also in an
+    evaluation subset, from the image overlap check)."""
+    settings = {**DEFAULTS, **(settings or {})}
+    table, index, present, order = shard_order(subset, images, settings, drop)
+    chunk_size, part_size, seed = settings["chunk_size"], settings["part_size"], settings["seed"]
+    photo_ids, dropped = table.column("photo_id").to_pylist(), set(drop)
+    species = pc.fill_null(table.column("taxonomic_name"), "").dictionary_encode().combine_chunks().indices
+    quality = shuffle_quality(species.to_numpy()[present], settings["mixing_batch_sizes"], chunk_size, part_size, seed)
     with building(out) as staging:
         sizes = write_shards(table, order, index, staging, settings["samples_per_shard"])
         write_json(staging / "sizes.json", sizes)
         report = {"samples": int(len(order)), "shards": len(sizes), "settings": settings,
-                  "without_image": sorted(p for p in photo_ids if p not in index)}
+                  "without_image": sorted(p for p in photo_ids if p not in index),
+                  "dropped_as_duplicates": sorted(p for p in photo_ids if p in dropped)}
         write_json(staging / "shards_report.json", report)
+        write_table(quality, staging / "shuffle_quality", "Species mixing per batch (the paper's Figure 5c)")
+        plot_shuffle_quality(quality, f"{subset.stem}: species mixing per batch, local vs semi-global shuffling "
+                             f"(chunks of {chunk_size:,}, parts of {part_size:,})", staging / "shuffle_quality.png")
     return report
 
 
@@ -116,13 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, required=True, help="the download stage's folder for this subset")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--settings", type=json.loads, default={}, help="JSON object of shards settings")
+    parser.add_argument("--image-overlap", type=Path, help="the image overlap report: this subset's photos to "
+                        "leave out as duplicates of another subset's images")
     args = parser.parse_args(argv)
+    drop = []
+    if args.image_overlap:
+        drop = json.loads(args.image_overlap.read_text())["images"]["drop_from_shards"].get(args.subset.stem, [])
+    started = time.perf_counter()
     try:
-        report = build(args.subset, args.images, args.out, args.settings)
+        report = build(args.subset, args.images, args.out, args.settings, drop)
     except ShardsError as exc:
         print(f"shards failed: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps({k: report[k] for k in ("samples", "shards")}), file=sys.stderr)
+    size = sum(p.stat().st_size for p in args.out.glob("*.tar"))
+    print(f"sharded {throughput(report['samples'], size, time.perf_counter() - started)}", file=sys.stderr)
     return 0
 
 

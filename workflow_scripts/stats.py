@@ -14,19 +14,15 @@ import sys
 from pathlib import Path
 
 import duckdb
-import matplotlib
+import numpy as np
+import pandas as pd
+import squarify
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import squarify  # noqa: E402
-
-from workflow_scripts.files import building  # noqa: E402
-from workflow_scripts.tables import write_table  # noqa: E402
+from workflow_scripts.files import building
+from workflow_scripts.plots import plt, save
+from workflow_scripts.tables import write_table
 
 LEVELS = ("kingdom", "phylum", "class", "order", "family")
-PNG = {"dpi": 120, "metadata": {"Software": None}}  # no version string: same bytes across reruns
 KINGDOM_COLOURS = {"Animalia": "tab:orange", "Plantae": "tab:green", "Fungi": "tab:purple"}
 
 
@@ -64,8 +60,7 @@ def figure2(phyla: pd.DataFrame, top_species: pd.DataFrame, path: Path) -> None:
     axes[2].set_title(f"(c) the {len(top_species)} most observed species")
     axes[2].tick_params(axis="y", labelsize=6)
     fig.tight_layout()
-    fig.savefig(path, **PNG)
-    plt.close(fig)
+    save(fig, path)
 
 
 def treemap(frame: pd.DataFrame, path: Path) -> None:
@@ -94,8 +89,7 @@ def treemap(frame: pd.DataFrame, path: Path) -> None:
     ax.set_ylim(0, 1)
     ax.axis("off")
     ax.set_title("Curated images by kingdom, phylum, class, order and family (area = images)")
-    fig.savefig(path, **PNG)
-    plt.close(fig)
+    save(fig, path)
 
 
 def lorenz_plot(x: np.ndarray, y: np.ndarray, gini: float, top20: float, path: Path) -> None:
@@ -107,8 +101,7 @@ def lorenz_plot(x: np.ndarray, y: np.ndarray, gini: float, top20: float, path: P
     ax.set_title(f"Long tail: the top 20% of species hold {100 * top20:.1f}% of images")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, **PNG)
-    plt.close(fig)
+    save(fig, path)
 
 
 def stats(curated: Path, out: Path, top_n: int = 40) -> dict:

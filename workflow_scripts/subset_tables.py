@@ -16,16 +16,12 @@ import sys
 from pathlib import Path
 
 import duckdb
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from workflow_scripts.duck import quote  # noqa: E402
-from workflow_scripts.stats import PNG  # noqa: E402
-from workflow_scripts.subsets import SUBSETS  # noqa: E402
-from workflow_scripts.tables import write_table  # noqa: E402
+from workflow_scripts.duck import quote
+from workflow_scripts.plots import plt, save
+from workflow_scripts.subsets import SUBSETS
+from workflow_scripts.tables import write_table
 
 LEVELS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 # biotrove-method.md: the paper's Table 3 (family count OCR-damaged in the seed) and Table 7
@@ -65,10 +61,7 @@ def distribution(con: duckdb.DuckDBPyConnection, subset: str, path: Path) -> Non
     ax.set_ylabel("images (log scale)")
     ax.set_title(f"{subset}: {sum(sizes):,} images, {len(sizes):,} species")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, **PNG)
-    plt.close(fig)
-    tmp.replace(path)
+    save(fig, path)
 
 
 def subset_tables(subsets: Path, tables: Path, figures: Path) -> None:
