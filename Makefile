@@ -12,7 +12,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make test     install if needed, then run the test suite"
-	@echo "make bench    benchmarks (curation at 1 M and 10 M photo rows vs pandas; several minutes)"
+	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy; ~15 minutes)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
 	@echo "make lock     re-pin requirements.lock after editing pyproject.toml"
 	@echo "make clean    remove generated data, models, results and logs"
@@ -34,7 +34,7 @@ demo: install
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
 	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/tables/ (Tables 3, 7)."
 	@echo "Stability:         data/snapshots/<second month>/stability/ (photos that moved between months, and why)."
-	@echo "Images, shards:    data/snapshots/*/images/<subset>/download_report.json, data/snapshots/*/shards/<subset>/."
+	@echo "Images, shards:    data/snapshots/*/images/ (download reports, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
 
 test: install
 	$(PYTHON) -m pytest
@@ -42,6 +42,7 @@ test: install
 bench: install
 	$(PYTHON) bench/curate.py
 	$(PYTHON) bench/subsets.py
+	$(PYTHON) bench/shards.py
 
 lock:
 	rm -rf .venv-lock && python3 -m venv .venv-lock

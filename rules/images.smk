@@ -58,6 +58,7 @@ rule shards:
         settings=json.dumps(config["shards"]),
     log:
         f"{LOGS}/shards/{{date}}/{{subset}}.log",
+    threads: 8  # worker processes writing shards (capped at --cores); the bytes do not depend on it
     conda:
         "../envs/data.yaml"
     resources:
@@ -66,4 +67,4 @@ rule shards:
     shell:
         "python -m workflow_scripts.shards --subset {input.subsets}/{wildcards.subset}.parquet"
         " --images $(dirname {input.download}) --image-overlap {input.image_overlap} --out {output}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        " --settings {params.settings:q} --processes {threads} > {log} 2>&1"

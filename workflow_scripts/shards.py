@@ -15,10 +15,13 @@ rerun writes the same bytes.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import multiprocessing
 import sys
 import tarfile
 import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -52,25 +55,27 @@ def image_format(data: bytes, where: str) -> str:
     raise ShardsError(f"{where}: not a JPEG, PNG, GIF or WebP image (first bytes {data[:12]!r})")
 
 
-def image_index(tars: Path) -> dict[int, tuple[Path, int, int]]:
+def tar_members(tar: Path) -> list[tuple[str, int, int]]:
+    """(key, offset, size) of each image in one of img2dataset's tars."""
+    with tarfile.open(tar) as archive:
+        return [(m.name.partition(".")[0], m.offset_data, m.size) for m in archive
+                if m.name.partition(".")[2] not in ("json", "txt")]
+
+
+def image_index(tars: Path, pool: Executor) -> dict[int, tuple[Path, int, int]]:
     """photo_id -> (tar, offset, size) of its image in img2dataset's tars (status success only)."""
     keys = dict(duckdb.sql(f"SELECT key, photo_id FROM {statuses(tars)} WHERE status = 'success'").fetchall())
-    index = {}
-    for tar in sorted(tars.glob("*.tar")):
-        with tarfile.open(tar) as archive:
-            for member in archive:
-                key, _, extension = member.name.partition(".")
-                if extension != "json" and key in keys:
-                    index[keys[key]] = (tar, member.offset_data, member.size)
-    return index
+    paths = sorted(tars.glob("*.tar"))
+    return {keys[key]: (tar, offset, size) for tar, members in zip(paths, pool.map(tar_members, paths))
+            for key, offset, size in members if key in keys}
 
 
-def shard_order(subset: Path, images: Path, settings: dict, drop: list[int] = ()):
+def shard_order(subset: Path, images: Path, settings: dict, pool: Executor, drop: list[int] = ()):
     """The subset's rows in species order, the image index, the rows with an image (not dropped)
     and the order they are written in: semi-global over those rows."""
     table = duckdb.sql(f"SELECT * FROM read_parquet({quote(subset)}) ORDER BY taxonomic_name, photo_id"
                        ).to_arrow_table()
-    index = image_index(images / "tars")
+    index = image_index(images / "tars", pool)
     dropped = set(drop)
     present = np.array([i for i, p in enumerate(table.column("photo_id").to_pylist())
                         if p in index and p not in dropped], dtype=np.int64)
@@ -78,57 +83,69 @@ def shard_order(subset: Path, images: Path, settings: dict, drop: list[int] = ()
     return table, index, present, order
 
 
-def build(subset: Path, images: Path, out: Path, settings: dict | None = None, drop: list[int] = ()) -> dict:
-    """The shards of one subset; `drop`: photo_ids left out (Train photos whose image is also in an
-    evaluation subset, from the image overlap check)."""
+def build(subset: Path, images: Path, out: Path, settings: dict | None = None, drop: list[int] = (),
+          processes: int = 1) -> dict:
+    """The shards of one subset, written by `processes` worker processes (the bytes do not depend
+    on how many); `drop`: photo_ids left out (Train photos whose image is also in an evaluation
+    subset, from the image overlap check)."""
     settings = {**DEFAULTS, **(settings or {})}
-    table, index, present, order = shard_order(subset, images, settings, drop)
-    chunk_size, part_size, seed = settings["chunk_size"], settings["part_size"], settings["seed"]
-    photo_ids, dropped = table.column("photo_id").to_pylist(), set(drop)
-    species = pc.fill_null(table.column("taxonomic_name"), "").dictionary_encode().combine_chunks().indices
-    quality = shuffle_quality(species.to_numpy()[present], settings["mixing_batch_sizes"], chunk_size, part_size, seed)
-    with building(out) as staging:
-        sizes = write_shards(table, order, index, staging, settings["samples_per_shard"])
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool, \
+            building(out) as staging:
+        pool.submit(int).result()  # forks the workers now, before DuckDB starts threads in this process
+        table, index, present, order = shard_order(subset, images, settings, pool, drop)
+        sizes = write_shards(table, order, index, staging, settings["samples_per_shard"], pool, processes)
         write_json(staging / "sizes.json", sizes)
+        photo_ids, dropped = table.column("photo_id").to_pylist(), set(drop)
         report = {"samples": int(len(order)), "shards": len(sizes), "settings": settings,
                   "without_image": sorted(p for p in photo_ids if p not in index),
                   "dropped_as_duplicates": sorted(p for p in photo_ids if p in dropped)}
         write_json(staging / "shards_report.json", report)
+        chunk_size, part_size, seed = settings["chunk_size"], settings["part_size"], settings["seed"]
+        species = pc.fill_null(table.column("taxonomic_name"), "").dictionary_encode().combine_chunks().indices
+        quality = shuffle_quality(species.to_numpy()[present], settings["mixing_batch_sizes"], chunk_size, part_size,
+                                  seed)
         write_table(quality, staging / "shuffle_quality", "Species mixing per batch (the paper's Figure 5c)")
         plot_shuffle_quality(quality, f"{subset.stem}: species mixing per batch, local vs semi-global shuffling "
                              f"(chunks of {chunk_size:,}, parts of {part_size:,})", staging / "shuffle_quality.png")
     return report
 
 
-def write_shards(table, order: np.ndarray, index: dict, folder: Path, per_shard: int) -> dict[str, int]:
-    if not len(order):
-        return {}
-    files: dict[Path, object] = {}
-    writer = wds.ShardWriter(str(folder / "shard-%06d.tar"), maxcount=per_shard, maxsize=float("inf"), verbose=0,
-                             mtime=0)
-    progress = tqdm(total=len(order), desc=f"sharding {folder.name.removesuffix('.tmp')}", unit="sample")
+def write_shards(table, order: np.ndarray, index: dict, folder: Path, per_shard: int, pool: Executor,
+                 processes: int) -> dict[str, int]:
+    """shard-%06d.tar of per_shard samples each, in `order`, written in the pool (a few shards in
+    flight at a time, so memory stays at a few shards' rows)."""
+    sizes, pending = {}, collections.deque()
+    with tqdm(total=len(order), desc=f"sharding {folder.name.removesuffix('.tmp')}", unit="sample") as progress:
+        for number, start in enumerate(range(0, len(order), per_shard)):
+            rows = table.take(order[start:start + per_shard])
+            locations = [index[photo_id] for photo_id in rows.column("photo_id").to_pylist()]
+            pending.append(pool.submit(write_shard, folder / f"shard-{number:06d}.tar", rows, locations))
+            sizes[f"shard-{number:06d}.tar"] = len(rows)
+            while len(pending) > 2 * processes or (pending and start + per_shard >= len(order)):
+                progress.update(pending.popleft().result())
+    return sizes
+
+
+def write_shard(path: Path, rows, locations: list[tuple[Path, int, int]]) -> int:
+    """One shard: each row's image (read at its location), its captions and the row as JSON."""
+    files = {}
     try:
-        for start in range(0, len(order), 1024):
-            batch = table.take(order[start:start + 1024]).to_pylist()
-            progress.update(len(batch))
-            for row in batch:
-                tar, offset, size = index[row["photo_id"]]
+        with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
+            writer.tarstream.format = tarfile.USTAR_FORMAT  # webdataset 0.2.86 drops its `format` argument;
+            # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
+            for row, (tar, offset, size) in zip(rows.to_pylist(), locations):
                 if tar not in files:
                     files[tar] = tar.open("rb")
-                handle = files[tar]
-                handle.seek(offset)
-                image = handle.read(size)
+                files[tar].seek(offset)
+                image = files[tar].read(size)
                 sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
                           "json": json.dumps(row, sort_keys=True, default=str).encode()}
                 sample.update({f"{kind}.txt": text.encode() for kind, text in captions(row).items()})
                 writer.write(sample)
     finally:
-        progress.close()
-        writer.close()
         for handle in files.values():
             handle.close()
-    shards = -(-len(order) // per_shard)
-    return {f"shard-{i:06d}.tar": min(per_shard, len(order) - i * per_shard) for i in range(shards)}
+    return len(locations)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,13 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", type=json.loads, default={}, help="JSON object of shards settings")
     parser.add_argument("--image-overlap", type=Path, help="the image overlap report: this subset's photos to "
                         "leave out as duplicates of another subset's images")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes writing shards (same bytes)")
     args = parser.parse_args(argv)
     drop = []
     if args.image_overlap:
         drop = json.loads(args.image_overlap.read_text())["images"]["drop_from_shards"].get(args.subset.stem, [])
     started = time.perf_counter()
     try:
-        report = build(args.subset, args.images, args.out, args.settings, drop)
+        report = build(args.subset, args.images, args.out, args.settings, drop, args.processes)
     except ShardsError as exc:
         print(f"shards failed: {exc}", file=sys.stderr)
         return 1
