@@ -15,6 +15,7 @@ include: "rules/curate.smk"
 include: "rules/stats.smk"
 include: "rules/subsets.smk"
 include: "rules/images.smk"
+include: "rules/train.smk"
 
 
 localrules:
@@ -28,3 +29,4 @@ rule all:
         expand(f"{DATA}/snapshots/{{date}}/stability", date=sorted(SNAPSHOTS)[1:]),
         expand(f"{RESULTS}/{{date}}/tables/table7_balanced_species.md", date=SNAPSHOTS),
         expand(f"{DATA}/snapshots/{{date}}/shards/{{subset}}", date=SNAPSHOTS, subset=config["images"]["subsets"]),
+        expand(f"{MODELS}/{{date}}/{{recipe}}/checkpoint.pt", date=SNAPSHOTS, recipe=config["train"]["run"]),

@@ -10,6 +10,7 @@ from workflow_scripts.config import (
     sample_mirror_input,
     snapshot_specs,
     source_location,
+    train_launcher,
     uses_sample,
 )
 from workflow_scripts.subsets import SUBSETS
@@ -20,6 +21,7 @@ validate(config, "../workflow_scripts/schemas/config.schema.yaml")
 DATA = config["data_root"]
 LOGS = config["logs_root"]
 RESULTS = config["results_root"]
+MODELS = config["models_root"]
 # {date: "YYYY-MM-DD" or "latest"}: what fetch is asked for to produce each dated snapshot
 SNAPSHOTS = snapshot_specs(config)
 LIFESTAGES_EXPORT = lifestages_export(config)
@@ -28,6 +30,12 @@ LIFESTAGES_EXPORT = lifestages_export(config)
 wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
     subset="|".join(SUBSETS),
+    recipe="|".join(config["train"]["recipes"]),
+
+
+def recipe(wildcards) -> dict:
+    """The train rule's recipe (config train.recipes)."""
+    return config["train"]["recipes"][wildcards.recipe]
 
 
 def previous_snapshot(wildcards):

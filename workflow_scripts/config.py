@@ -87,3 +87,14 @@ def lifestages_export(config: dict) -> str | None:
     if export is None and uses_sample(config):
         return f"{mirror_dir(config)}/exports/observations-lifestages.csv"
     return export
+
+
+def train_launcher(recipe: dict) -> str:
+    """How the train rule starts workflow_scripts.train: one process; torchrun with one process per
+    GPU on one node; or, across nodes, srun with one task per GPU (open_clip's SLURM recipe: each
+    task reads its rank from SLURM's environment)."""
+    if recipe["nodes"] > 1:
+        return f"srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn python -u"
+    if recipe["gpu"] > 1:
+        return f"torchrun --standalone --nproc_per_node={recipe['gpu']}"
+    return "python"

@@ -99,6 +99,8 @@ def build(subset: Path, images: Path, out: Path, settings: dict | None = None, d
         report = {"samples": int(len(order)), "shards": len(sizes), "settings": settings,
                   "without_image": sorted(p for p in photo_ids if p not in index),
                   "dropped_as_duplicates": sorted(p for p in photo_ids if p in dropped)}
+        if "split" in table.column_names:  # Train: what training reads of it (train), and what it must not
+            report["splits"] = dict(sorted(collections.Counter(table.column("split").take(order).to_pylist()).items()))
         write_json(staging / "shards_report.json", report)
         chunk_size, part_size, seed = settings["chunk_size"], settings["part_size"], settings["seed"]
         species = pc.fill_null(table.column("taxonomic_name"), "").dictionary_encode().combine_chunks().indices

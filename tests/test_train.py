@@ -1,0 +1,83 @@
+"""Training through open_clip_train: bitwise repeatable, resumable, never a silent no-op, pretrained
+weights from a local file, launchers for GPUs and nodes."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from tests.test_subsets import rows_of, write_curated
+from workflow_scripts import train
+from workflow_scripts.config import load_config, train_launcher
+from workflow_scripts.download import download
+from workflow_scripts.shards import build
+from tests.conftest import REPO
+
+SETTINGS = load_config(REPO / "config.yaml")["train"]
+
+
+@pytest.fixture
+def shards(photo_server, tmp_path):
+    """8 photos of two species in Train's train split, sharded as the pipeline does."""
+    served, _, _ = photo_server
+    rows = [{**r, "split": "train"} for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 5)]
+    subset = write_curated(rows, tmp_path / "train.parquet")
+    download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}})
+    build(subset, tmp_path / "images", tmp_path / "shards", {"samples_per_shard": 4})
+    return tmp_path / "shards"
+
+
+def tiny(**changes) -> dict:
+    settings = copy.deepcopy(SETTINGS)
+    settings["recipes"]["tiny-cpu"].update({"epochs": 2, "global_batch_size": 4, "warmup": 1, **changes})
+    return settings
+
+
+def test_tiny_recipe_twice_gives_the_same_checkpoint_bits(shards, tmp_path):
+    first = train.train(shards, tmp_path / "a" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
+    second = train.train(shards, tmp_path / "b" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
+    assert first == second and first["samples_per_epoch"] == 8 and first["final_loss"] is not None
+    weights = [torch.load(tmp_path / run / "tiny-cpu" / "checkpoint.pt", weights_only=False)["state_dict"]
+               for run in ("a", "b")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not (tmp_path / "a" / "tiny-cpu.partial").exists()
+    argv = json.loads((tmp_path / "a" / "tiny-cpu" / "argv.json").read_text())
+    assert argv[argv.index("--resume") + 1] == "latest" and argv[argv.index("--precision") + 1] == "fp32"
+
+
+def test_an_interrupted_run_with_other_settings_is_refused(shards, tmp_path):
+    partial = tmp_path / "tiny-cpu.partial"
+    partial.mkdir()
+    (partial / "argv.json").write_text(json.dumps(["--epochs", "99"]))
+    with pytest.raises(train.TrainError, match="remove it to start afresh"):
+        train.train(shards, tmp_path / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
+
+
+def test_pretrained_weights_from_a_local_checkpoint(shards, tmp_path):
+    train.train(shards, tmp_path / "base" / "tiny-cpu", "tiny-cpu", tiny(epochs=1), threads=1)
+    checkpoint = tmp_path / "base" / "tiny-cpu" / "checkpoint.pt"
+    train.train(shards, tmp_path / "tuned" / "tiny-cpu", "tiny-cpu", tiny(epochs=1, pretrained=str(checkpoint)),
+                threads=1)
+    log = (tmp_path / "tuned" / "tiny-cpu" / "train.log").read_text()
+    assert f"Loading full pretrained weights from: {checkpoint}" in log and "initialized randomly" not in log
+
+
+def test_too_few_shards_for_the_workers_is_an_error(shards, tmp_path):
+    with pytest.raises(train.TrainError, match="2 shards for 3 workers"):
+        train.train(shards, tmp_path / "tiny-cpu", "tiny-cpu", tiny(workers=3), threads=1)
+
+
+def test_launchers():
+    recipes = SETTINGS["recipes"]
+    assert train_launcher(recipes["tiny-cpu"]) == "python"
+    assert train_launcher(recipes["bt-clip-o"]) == "torchrun --standalone --nproc_per_node=8"
+    assert train_launcher({**recipes["bt-clip-o"], "nodes": 4}).startswith("srun --ntasks-per-node=8 ")
+
+
+def test_global_batch_must_split_over_processes():
+    with pytest.raises(train.TrainError, match="multiple of gpus x nodes"):
+        train.open_clip_argv({**SETTINGS["recipes"]["bt-clip-o"], "global_batch_size": 100}, 0, "x", 1, REPO, "n", 8)
