@@ -35,6 +35,7 @@ demo: install
 	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/tables/ (Tables 3, 7)."
 	@echo "Stability:         data/snapshots/<second month>/stability/ (photos that moved between months, and why)."
 	@echo "Images, shards:    data/snapshots/*/images/ (download reports, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
+	@echo "Models:            models/*/tiny-cpu/ (checkpoint.pt, argv.json, metrics.json, train.log)."
 
 test: install
 	$(PYTHON) -m pytest

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import copy
 import json
+import tarfile
 
+import duckdb
+import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
 from workflow_scripts.config import load_config, train_launcher
-from workflow_scripts.download import download
+from workflow_scripts.curate import curate
+from workflow_scripts.download import SAMPLE_REWRITE, download, serving
 from workflow_scripts.shards import build
-from tests.conftest import REPO
+from workflow_scripts.subsets import build as subsets
+from workflow_scripts.zeroshot import classifier, load_model, shard_samples, top_k
 
 SETTINGS = load_config(REPO / "config.yaml")["train"]
 
@@ -81,3 +87,33 @@ def test_launchers():
 def test_global_batch_must_split_over_processes():
     with pytest.raises(train.TrainError, match="multiple of gpus x nodes"):
         train.open_clip_argv({**SETTINGS["recipes"]["bt-clip-o"], "global_batch_size": 100}, 0, "x", 1, REPO, "n", 8)
+
+
+def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path):
+    """The demo's path on the sample's newer month: curate, subsets, download from the mirror,
+    shards, tiny-cpu as configured; zero-shot on Train's test split against all Train species."""
+    bundle = "inaturalist-open-data-20240927"
+    with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    curate(tmp_path / bundle, mirror / "inaturalist-taxonomy.dwca.zip", tmp_path / "curated")
+    subsets(tmp_path / "curated" / "curated.parquet", tmp_path / "subsets", {},
+            mirror / "exports" / "observations-lifestages.csv")
+    with serving(mirror) as port:
+        download(tmp_path / "subsets" / "train.parquet", tmp_path / "images",
+                 {"url_rewrite": {**SAMPLE_REWRITE, "to": f"http://127.0.0.1:{port}"}})
+    build(tmp_path / "subsets" / "train.parquet", tmp_path / "images", tmp_path / "shards", {}, processes=2)
+    train.train(tmp_path / "shards", tmp_path / "tiny-cpu", "tiny-cpu", SETTINGS, threads=2)
+
+    species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"
+                                             ).fetchall())
+    test = shard_samples(tmp_path / "shards", split="test")
+    labels = np.array([species.index(row["species"]) for _, row in test])
+    chance = 1 / len(species)
+    accuracy = {}
+    for name, weights in (("trained", str(tmp_path / "tiny-cpu" / "checkpoint.pt")), ("random", None)):
+        torch.manual_seed(0)
+        network, preprocess, tokenizer = load_model("biotrove-tiny", weights)
+        ids, _ = top_k(network, preprocess, [image for image, _ in test], classifier(network, tokenizer, species))
+        accuracy[name] = float((ids[:, 0] == labels).mean())
+    assert len(test) > 100 and accuracy["trained"] >= 5 * chance, (accuracy, chance)
+    assert accuracy["random"] < 3 * chance, (accuracy, chance)

@@ -67,6 +67,7 @@ def open_clip_argv(recipe: dict, seed: int, data: str, samples: int, logs: Path,
             "--eps", str(recipe["eps"]), "--warmup", str(recipe["warmup"]), "--precision", recipe["precision"],
             "--device", recipe["device"], "--workers", str(recipe["workers"]), "--seed", str(seed),
             "--logs", str(logs), "--name", name, "--resume", "latest", "--save-frequency", "1",
+            "--delete-previous-checkpoint",
             "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "", "--log-every-n-steps", "10"]
     if recipe["pretrained"]:
         argv += ["--pretrained", recipe["pretrained"]]
