@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import subprocess
+import sys
 import tarfile
+import time
 
 import duckdb
 import numpy as np
@@ -84,9 +88,11 @@ def test_launchers():
     assert train_launcher({**recipes["bt-clip-o"], "nodes": 4}).startswith("srun --ntasks-per-node=8 ")
 
 
-def test_global_batch_must_split_over_processes():
+def test_global_batch_must_split_over_processes_and_processes_need_gpus():
     with pytest.raises(train.TrainError, match="multiple of gpus x nodes"):
         train.open_clip_argv({**SETTINGS["recipes"]["bt-clip-o"], "global_batch_size": 100}, 0, "x", 1, REPO, "n", 8)
+    with pytest.raises(train.TrainError, match="DDP wraps the model for GPUs only"):
+        train.open_clip_argv(SETTINGS["recipes"]["tiny-cpu"], 0, "x", 1, REPO, "n", 2)
 
 
 def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path):
@@ -117,3 +123,45 @@ def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path
         accuracy[name] = float((ids[:, 0] == labels).mean())
     assert len(test) > 100 and accuracy["trained"] >= 5 * chance, (accuracy, chance)
     assert accuracy["random"] < 3 * chance, (accuracy, chance)
+
+
+def caption_samples(count: int, split_of=lambda i: "train") -> list[dict]:
+    return [{"__key__": str(i), "json": json.dumps({"split": split_of(i)}).encode(),
+             **{f"{kind.lower()}.txt": f"{kind} {i}" for kind in SETTINGS["caption_types"]}} for i in range(count)]
+
+
+def test_caption_type_per_batch_per_sample_seeded_and_train_split_only():
+    per_batch = list(train.caption_stage(0, SETTINGS["caption_types"], "batch", 8)(bufsize=50, initial=10)(
+        iter(caption_samples(64, lambda i: "test" if i % 4 == 0 else "train"))))
+    assert len(per_batch) == 48 and all(json.loads(s["json"])["split"] == "train" for s in per_batch)
+    kinds = [s["txt"].split()[0] for s in per_batch]
+    batches = [set(kinds[i:i + 8]) for i in range(0, 48, 8)]
+    assert all(len(b) == 1 for b in batches) and len(set().union(*batches)) > 1
+    assert [s["__key__"] for s in per_batch] != sorted((s["__key__"] for s in per_batch), key=int)  # shuffled
+    again = list(train.caption_stage(0, SETTINGS["caption_types"], "batch", 8)(bufsize=50, initial=10)(
+        iter(caption_samples(64, lambda i: "test" if i % 4 == 0 else "train"))))
+    assert [(s["__key__"], s["txt"]) for s in again] == [(s["__key__"], s["txt"]) for s in per_batch]
+    per_sample = list(train.caption_stage(0, SETTINGS["caption_types"], "sample", 8)(bufsize=50, initial=10)(
+        iter(caption_samples(64))))
+    assert len({s["txt"].split()[0] for s in per_sample[:8]}) > 1
+
+
+def test_a_killed_run_resumes_from_its_last_whole_checkpoint(shards, tmp_path):
+    settings = tiny(epochs=40)
+    command = [sys.executable, "-m", "workflow_scripts.train", "--shards", str(shards), "--out",
+               str(tmp_path / "tiny-cpu"), "--recipe", "tiny-cpu", "--settings", json.dumps(settings), "--threads", "1"]
+    partial = tmp_path / "tiny-cpu.partial"
+    run = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = partial / "out.log"
+    while run.poll() is None and not (log.exists() and "Train Epoch: 2 [" in log.read_text()):
+        time.sleep(0.05)  # epoch 1's checkpoint is whole once epoch 2 trains
+    run.kill()
+    run.wait()
+    assert not (tmp_path / "tiny-cpu").exists()
+    (partial / "checkpoints" / "epoch_39.pt").write_bytes(b"PK\x03\x04 cut short by a kill")  # a save cut short
+    resumed = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0 and "removed unreadable checkpoints of an interrupted run: epoch_39.pt" in \
+        resumed.stderr
+    log = (tmp_path / "tiny-cpu" / "train.log").read_text()
+    assert re.search(r"Found latest resume checkpoint at .*epoch_[12]\.pt", log)
+    assert json.loads((tmp_path / "tiny-cpu" / "metrics.json").read_text())["epochs"] == 40

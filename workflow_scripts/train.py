@@ -6,7 +6,8 @@
 `--settings` is config.yaml's `train:` section; the recipe is `train.recipes[NAME]`. The project's
 model configs (workflow_scripts/model_configs/) are registered first, so a recipe may name one.
 open_clip_train then runs with the recipe's flags in `<out>.partial/`, always with
-`--resume latest`: a crashed run started again resumes from its last checkpoint, and a finished
+`--resume latest`: a crashed run started again resumes from its last whole checkpoint (one cut
+short by the crash is removed first), and a finished
 one is never silently skipped (open_clip's "Experiment already exists" no-op cannot happen).
 When training ends, `<out>/` gets `checkpoint.pt` (the last epoch's weights, which open_clip's
 `--pretrained` and create_model read), `argv.json` (the exact
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -57,6 +59,9 @@ def open_clip_argv(recipe: dict, seed: int, data: str, samples: int, logs: Path,
                    world_size: int) -> list[str]:
     """The recipe as open_clip_train arguments. The recipe's batch size is global: each of the
     world_size processes gets its share."""
+    if world_size > 1 and recipe["device"] == "cpu":
+        raise TrainError(f"{world_size} processes on the CPU: open_clip_train's DDP wraps the model for GPUs only "
+                         "(device_ids), so run one process (gpu: 0, nodes: 1) or train on GPUs")
     if recipe["global_batch_size"] % world_size:
         raise TrainError(f"global_batch_size {recipe['global_batch_size']} does not split over {world_size} "
                          "processes: make it a multiple of gpus x nodes")
@@ -98,6 +103,26 @@ def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int
     return stage
 
 
+def drop_unreadable_checkpoints(folder: Path) -> list[str]:
+    """open_clip saves checkpoints in place: a job killed while saving leaves a truncated file that
+    `--resume latest` would pick and fail on. Remove those, newest first, down to a whole one."""
+    import torch
+
+    def epoch(path: Path) -> int:
+        found = re.search(r"(\d+)", path.stem)
+        return int(found.group(1)) if found else -1
+
+    dropped = []
+    for path in sorted(folder.glob("*.pt"), key=epoch, reverse=True):
+        try:
+            torch.load(path, map_location="cpu", weights_only=False)
+            break
+        except (RuntimeError, EOFError, pickle.UnpicklingError):
+            path.unlink()
+            dropped.append(path.name)
+    return dropped
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
@@ -133,6 +158,8 @@ def train(shards: Path, out: Path, name: str, settings: dict, threads: int | Non
                              "or restore the settings to resume it")
         partial.mkdir(parents=True, exist_ok=True)
         write_json(recorded, argv)
+        if dropped := drop_unreadable_checkpoints(partial / "checkpoints"):
+            print(f"train: removed unreadable checkpoints of an interrupted run: {', '.join(dropped)}", file=sys.stderr)
     open_clip_train.data.wds.shuffle = caption_stage(settings["seed"], settings["caption_types"],
                                                      settings["caption_choice"], recipe["global_batch_size"] //
                                                      world_size())
