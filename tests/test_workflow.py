@@ -94,7 +94,8 @@ def test_lint_is_clean():
 
 
 @pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
-                                    "subset_tables", "stability", "download", "shards", "train"])
+                                    "subset_tables", "stability", "download", "shards", "train",
+                                    "evaluate"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

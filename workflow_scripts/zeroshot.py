@@ -23,6 +23,7 @@ def load_model(model: str, pretrained: str | None):
     """(model in eval mode, image preprocessing, tokenizer); the project's model configs known.
     `pretrained`: an open_clip tag, a checkpoint file (ours or anyone's), or None (random init)."""
     open_clip.add_model_config(MODEL_CONFIGS)
+    torch.manual_seed(0)  # a random-init control is the same model every time
     network, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device="cpu")
     return network.eval(), preprocess, open_clip.get_tokenizer(model)
 
@@ -46,6 +47,12 @@ def top_k(network, preprocess, images: list[Image.Image], weights: torch.Tensor,
             ids.append(best.indices.numpy())
             scores.append(best.values.numpy())
     return np.concatenate(ids), np.concatenate(scores)
+
+
+def shard_rows(shards: Path) -> list[dict]:
+    """The curated row of every sample in a shards folder (no image decoded)."""
+    tars = [str(shards / name) for name in json.loads((shards / "sizes.json").read_text())]
+    return [json.loads(sample["json"]) for sample in wds.WebDataset(tars, shardshuffle=False)]
 
 
 def shard_samples(shards: Path, split: str | None = None) -> list[tuple[Image.Image, dict]]:

@@ -1,0 +1,103 @@
+"""Evaluation metrics: accuracy with Wilson intervals, the paper's class-weighted average, and
+conformal prediction sets for long-tailed labels (the Pl@ntNet seed: Ding, Fermanian & Salmon).
+
+Conformal sets keep every class whose score is at least a threshold calibrated on held-out
+(probabilities, label) pairs:
+- `softmax`: score p(y|x), one threshold: marginal coverage >= 1 - alpha;
+- `class_conditional`: score p(y|x), one threshold per class from that class's points;
+- `pas`: Prevalence-Adjusted Softmax p(y|x) / p(y), calibrated with each point weighted by
+  1 / (its class's calibration count): macro-coverage (the mean over classes) >= 1 - alpha;
+- `wpas`: weighted PAS w(y) p(y|x) / p(y), points weighted by w(y) / (class count): w-weighted
+  macro-coverage.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z_95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (95% by default); (0, 1) for no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def top_k_hits(ranked: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per example, whether its label is among the first k of its ranked class ids."""
+    return (ranked[:, :k] == labels[:, None]).any(axis=1)
+
+
+def macro_accuracy(hits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over the classes present of each class's accuracy."""
+    classes, inverse = np.unique(labels, return_inverse=True)
+    return float(np.mean(np.bincount(inverse, weights=hits) / np.bincount(inverse))) if len(classes) else 0.0
+
+
+def weighted_average(accuracy: dict[str, float], classes: dict[str, int]) -> float:
+    """The paper's average across benchmarks, each weighted by its number of class labels."""
+    total = sum(classes[name] for name in accuracy)
+    return sum(accuracy[name] * classes[name] for name in accuracy) / total
+
+
+def _lower_quantile(scores: np.ndarray, weights: np.ndarray, alpha: float) -> float:
+    """The threshold t = s_(k), the k-th smallest calibration score, for the largest k whose
+    weighted share s_(1..k) of all points and the test point (weighted as the heaviest) is at most
+    alpha: a test score falls below t with probability at most alpha. Unweighted, k = floor(alpha
+    (n + 1)), split conformal's quantile; -inf (every class kept) when no k qualifies."""
+    order = np.argsort(scores, kind="stable")
+    scores, weights = scores[order], weights[order] / (weights.sum() + weights.max())
+    allowed = np.flatnonzero(np.cumsum(weights) <= alpha + 1e-12)
+    return float(scores[allowed[-1]]) if len(allowed) else -np.inf
+
+
+def conformal_scores(probabilities: np.ndarray, method: str, prevalence: np.ndarray | None = None,
+                     class_weights: np.ndarray | None = None) -> np.ndarray:
+    """Scores s(x, y) for every class: p(y|x), or its prevalence-adjusted (and weighted) form."""
+    if method in ("softmax", "class_conditional"):
+        return probabilities
+    adjusted = probabilities / prevalence[None, :]
+    return adjusted * class_weights[None, :] if method == "wpas" else adjusted
+
+
+def calibrate(probabilities: np.ndarray, labels: np.ndarray, alpha: float, method: str,
+              class_weights: np.ndarray | None = None) -> dict:
+    """Thresholds (one, or one per class) and the prevalence p(y) estimated on the calibration set."""
+    classes = probabilities.shape[1]
+    counts = np.bincount(labels, minlength=classes)
+    prevalence = np.maximum(counts, 1) / len(labels)
+    weights = class_weights if class_weights is not None else np.full(classes, 1 / classes)
+    true = conformal_scores(probabilities, method, prevalence, weights)[np.arange(len(labels)), labels]
+    if method == "class_conditional":
+        thresholds = np.array([_lower_quantile(true[labels == y], np.ones(counts[y]), alpha) if counts[y] else -np.inf
+                               for y in range(classes)])
+    else:
+        point_weights = np.ones(len(labels)) if method == "softmax" else weights[labels] / counts[labels]
+        thresholds = np.full(classes, _lower_quantile(true, point_weights, alpha))
+    return {"method": method, "thresholds": thresholds, "prevalence": prevalence, "class_weights": weights}
+
+
+def prediction_sets(probabilities: np.ndarray, calibration: dict) -> np.ndarray:
+    """Boolean (examples x classes): the classes in each example's set."""
+    scores = conformal_scores(probabilities, calibration["method"], calibration["prevalence"],
+                              calibration["class_weights"])
+    return scores >= calibration["thresholds"][None, :]
+
+
+def set_report(sets: np.ndarray, labels: np.ndarray, class_weights: np.ndarray | None = None) -> dict:
+    """Coverage, macro-coverage over the classes present (weighted when class weights are given)
+    and mean set size."""
+    covered = sets[np.arange(len(labels)), labels]
+    classes, inverse = np.unique(labels, return_inverse=True)
+    per_class = np.bincount(inverse, weights=covered) / np.bincount(inverse)
+    weights = np.full(len(classes), 1 / len(classes)) if class_weights is None else (
+        class_weights[classes] / class_weights[classes].sum())
+    return {"coverage": float(covered.mean()), "macro_coverage": float(per_class @ weights),
+            "mean_set_size": float(sets.sum(axis=1).mean())}
