@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.measure import measured  # noqa: E402
 from workflow_scripts.download import download, serving  # noqa: E402
-from workflow_scripts.shards import shard_order  # noqa: E402
+from workflow_scripts.shards import read_images, shard_order  # noqa: E402
 
 SPECIES = 400
 PROCESSES = os.cpu_count()
@@ -68,17 +68,9 @@ def copy(subset: Path, downloaded: Path, out: Path) -> None:
     stage does, written to one file."""
     with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
         table, index, _, order = shard_order(subset, downloaded, SETTINGS, pool)
-    files = {}
     with open(out, "wb") as target:
-        for photo_id in table.column("photo_id").take(order).to_pylist():
-            tar, offset, size = index[photo_id]
-            if tar not in files:
-                files[tar] = tar.open("rb")
-            source = files[tar]
-            source.seek(offset)
-            target.write(source.read(size))
-    for source in files.values():
-        source.close()
+        for _, image in read_images([index[p] for p in table.column("photo_id").take(order).to_pylist()]):
+            target.write(image)
 
 
 def main() -> None:

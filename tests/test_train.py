@@ -112,7 +112,7 @@ def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path
 
     species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"
                                              ).fetchall())
-    test = shard_samples(tmp_path / "shards", split="test")
+    test, _ = shard_samples(tmp_path / "shards", split="test")
     labels = np.array([species.index(row["species"]) for _, row in test])
     chance = 1 / len(species)
     accuracy = {}

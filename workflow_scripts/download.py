@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"download failed: {exc}", file=sys.stderr)
         return 1
     print(json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}), file=sys.stderr)
-    size = sum(p.stat().st_size for p in (args.out / "tars").glob("*.tar"))
-    print(f"downloaded {throughput(report['succeeded'], size, time.perf_counter() - started)}", file=sys.stderr)
+    print(f"downloaded {throughput(report['succeeded'], args.out / 'tars', time.perf_counter() - started)}",
+          file=sys.stderr)
     return 0
 
 

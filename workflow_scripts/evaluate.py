@@ -46,16 +46,17 @@ def benchmark_metrics(ranked: np.ndarray, labels: np.ndarray, classes: int) -> d
 
 
 def evaluate(shards: Path, model: str, pretrained: str | None, out: Path) -> dict:
-    from workflow_scripts.zeroshot import classifier, load_model, shard_rows, shard_samples, top_k
+    from workflow_scripts.zeroshot import classifier, load_model, shard_samples, top_k
 
     network, preprocess, tokenizer = load_model(model, pretrained)
     results = {}
     with building(out) as staging:
         for name, (folder, split, column) in BENCHMARKS.items():
-            samples = shard_samples(shards / folder, split)
+            samples, every_row = shard_samples(shards / folder, split)  # Train: classes from all its rows
             rows = [row for _, row in samples]
-            class_names = sorted({row[column] for row in (shard_rows(shards / folder) if split else rows)})
-            labels = np.array([class_names.index(row[column]) for row in rows], dtype=np.int64)
+            class_names = sorted({row[column] for row in every_row})
+            class_ids = {name: number for number, name in enumerate(class_names)}
+            labels = np.array([class_ids[row[column]] for row in rows], dtype=np.int64)
             weights = classifier(network, tokenizer, class_names)
             ranked, scores = top_k(network, preprocess, [image for image, _ in samples], weights, TOP_K)
             order = np.argsort([row["photo_id"] for row in rows], kind="stable")

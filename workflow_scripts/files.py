@@ -46,8 +46,10 @@ def building(final: Path):
     replace_dir(staging, final)
 
 
-def throughput(items: int, size: int, seconds: float) -> str:
-    """One line for the end of a long step: how much, how long, how fast."""
+def throughput(items: int, tars: Path, seconds: float) -> str:
+    """One line for the end of a long step that wrote `items` images into the tars of a folder:
+    how much, how long, how fast."""
+    size = sum(p.stat().st_size for p in tars.glob("*.tar"))
     seconds = max(seconds, 1e-9)
     return (f"{items:,} images, {size / 1e6:,.1f} MB in {seconds:,.1f} s: "
             f"{items / seconds:,.0f} images/s, {size / 1e6 / seconds:,.1f} MB/s")

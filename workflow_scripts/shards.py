@@ -128,25 +128,30 @@ def write_shards(table, order: np.ndarray, index: dict, folder: Path, per_shard:
     return sizes
 
 
-def write_shard(path: Path, rows, locations: list[tuple[Path, int, int]]) -> int:
-    """One shard: each row's image (read at its location), its captions and the row as JSON."""
+def read_images(locations: list[tuple[Path, int, int]]):
+    """The bytes at each (tar, offset, size), in order, each tar opened once."""
     files = {}
     try:
-        with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
-            writer.tarstream.format = tarfile.USTAR_FORMAT  # webdataset 0.2.86 drops its `format` argument;
-            # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
-            for row, (tar, offset, size) in zip(rows.to_pylist(), locations):
-                if tar not in files:
-                    files[tar] = tar.open("rb")
-                files[tar].seek(offset)
-                image = files[tar].read(size)
-                sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
-                          "json": json.dumps(row, sort_keys=True, default=str).encode()}
-                sample.update({f"{kind}.txt": text.encode() for kind, text in captions(row).items()})
-                writer.write(sample)
+        for tar, offset, size in locations:
+            if tar not in files:
+                files[tar] = tar.open("rb")
+            files[tar].seek(offset)
+            yield tar, files[tar].read(size)
     finally:
         for handle in files.values():
             handle.close()
+
+
+def write_shard(path: Path, rows, locations: list[tuple[Path, int, int]]) -> int:
+    """One shard: each row's image (read at its location), its captions and the row as JSON."""
+    with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
+        writer.tarstream.format = tarfile.USTAR_FORMAT  # webdataset 0.2.86 drops its `format` argument;
+        # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
+        for row, (tar, image) in zip(rows.to_pylist(), read_images(locations)):
+            sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
+                      "json": json.dumps(row, sort_keys=True, default=str).encode()}
+            sample.update({f"{kind}.txt": text.encode() for kind, text in captions(row).items()})
+            writer.write(sample)
     return len(locations)
 
 
@@ -170,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except ShardsError as exc:
         print(f"shards failed: {exc}", file=sys.stderr)
         return 1
-    size = sum(p.stat().st_size for p in args.out.glob("*.tar"))
-    print(f"sharded {throughput(report['samples'], size, time.perf_counter() - started)}", file=sys.stderr)
+    print(f"sharded {throughput(report['samples'], args.out, time.perf_counter() - started)}", file=sys.stderr)
     return 0
 
 

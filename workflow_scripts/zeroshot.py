@@ -49,20 +49,15 @@ def top_k(network, preprocess, images: list[Image.Image], weights: torch.Tensor,
     return np.concatenate(ids), np.concatenate(scores)
 
 
-def shard_rows(shards: Path) -> list[dict]:
-    """The curated row of every sample in a shards folder (no image decoded)."""
+def shard_samples(shards: Path, split: str | None = None) -> tuple[list[tuple[Image.Image, dict]], list[dict]]:
+    """One pass over a shards folder, in shard order: (image, curated row) of the samples of
+    `split` (all when None; Train's shards hold its train, val and test splits), and every
+    sample's row whatever its split (images outside the split are not decoded)."""
     tars = [str(shards / name) for name in json.loads((shards / "sizes.json").read_text())]
-    return [json.loads(sample["json"]) for sample in wds.WebDataset(tars, shardshuffle=False)]
-
-
-def shard_samples(shards: Path, split: str | None = None) -> list[tuple[Image.Image, dict]]:
-    """(image, curated row) of every sample in a shards folder, in shard order; only `split`'s rows
-    when given (Train's shards hold its train, val and test splits)."""
-    tars = [str(shards / name) for name in json.loads((shards / "sizes.json").read_text())]
-    found = []
+    found, rows = [], []
     for sample in wds.WebDataset(tars, shardshuffle=False):
-        row = json.loads(sample["json"])
-        if split is None or row.get("split") == split:
+        rows.append(json.loads(sample["json"]))
+        if split is None or rows[-1].get("split") == split:
             data = next(sample[key] for key in ("jpg", "png", "gif", "webp") if key in sample)
-            found.append((Image.open(io.BytesIO(data)).convert("RGB"), row))
-    return found
+            found.append((Image.open(io.BytesIO(data)).convert("RGB"), rows[-1]))
+    return found, rows
