@@ -29,6 +29,7 @@ demo: install
 	dvc repro
 	dvc status
 	snakemake  # what DVC does not track: the stability report between the two months
+	snakemake --report results/report.html  # every table and figure, with provenance (has run times: not versioned)
 	@echo "Fetched snapshots: data/snapshots/*/raw/ (manifest.json in each)."
 	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
@@ -36,6 +37,10 @@ demo: install
 	@echo "Stability:         data/snapshots/<second month>/stability/ (photos that moved between months, and why)."
 	@echo "Images, shards:    data/snapshots/*/images/ (download reports, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
 	@echo "Models:            models/*/tiny-cpu/ (checkpoint.pt, argv.json, metrics.json, train.log)."
+	@echo "Evaluation:        results/*/eval/<model>/ (predictions Parquet per benchmark, metrics.json); results/*/metrics.json (dvc metrics show)."
+	@echo "Tables:            results/*/tables/ (Tables 3, 5, 7, 8, 9 and conformal_sets as .csv, .md, .tex)."
+	@echo "Figures:           results/*/figures/ (zero-shot accuracy, conformal set size vs coverage, subset distributions)."
+	@echo "Report:            results/report.html (every table and figure; open it in a browser)."
 
 test: install
 	$(PYTHON) -m pytest

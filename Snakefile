@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/sample.smk"
 include: "rules/fetch.smk"
@@ -16,6 +19,7 @@ include: "rules/stats.smk"
 include: "rules/subsets.smk"
 include: "rules/images.smk"
 include: "rules/train.smk"
+include: "rules/evaluate.smk"
 
 
 localrules:
@@ -30,3 +34,4 @@ rule all:
         expand(f"{RESULTS}/{{date}}/tables/table7_balanced_species.md", date=SNAPSHOTS),
         expand(f"{DATA}/snapshots/{{date}}/shards/{{subset}}", date=SNAPSHOTS, subset=config["images"]["subsets"]),
         expand(f"{MODELS}/{{date}}/{{recipe}}/checkpoint.pt", date=SNAPSHOTS, recipe=config["train"]["run"]),
+        expand(f"{RESULTS}/{{date}}/metrics.json", date=SNAPSHOTS),

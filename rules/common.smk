@@ -1,8 +1,11 @@
+import re
+import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from workflow_scripts.config import (
+    evaluated_model,
     fetch_options,
     lifestages_export,
     memory_mb,
@@ -31,6 +34,7 @@ wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
     subset="|".join(SUBSETS),
     recipe="|".join(config["train"]["recipes"]),
+    model="|".join(re.escape(name) for name in config["evaluate"]["models"]),
 
 
 def recipe(wildcards) -> dict:
@@ -45,3 +49,22 @@ def previous_snapshot(wildcards):
         raise ValueError(f"no snapshot before {wildcards.date} in config snapshots: nothing to compare")
     folder = f"{DATA}/snapshots/{earlier[-1]}"
     return {"previous_curated": f"{folder}/curated", "previous_subsets": f"{folder}/subsets"}
+
+
+EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
+
+
+def evaluation_inputs(wildcards) -> dict:
+    """The evaluate rule's inputs: the benchmarks' shards, the model's checkpoint when it is this
+    run's, and the external benchmarks' metadata."""
+    settings = config["evaluate"]
+    folder = f"{DATA}/snapshots/{wildcards.date}/shards"
+    inputs = {name: f"{folder}/{name}" for name in settings["benchmarks"]}  # each subset's own shards
+    trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
+    return inputs | ({"checkpoint": trained} if trained else {}) | {
+        f"external_{name}": spec["metadata"] for name, spec in settings["external"].items()}
+
+
+def pretrained_option(wildcards) -> str:
+    pretrained = evaluated_model(config, wildcards.model, wildcards.date)["pretrained"]
+    return f"--pretrained {shlex.quote(pretrained)}" if pretrained else ""

@@ -49,15 +49,30 @@ rule subset_tables:
     input:
         f"{DATA}/snapshots/{{date}}/subsets",
     output:
-        tables=multiext(f"{RESULTS}/{{date}}/tables/table3_train_unique_taxa", ".csv", ".md", ".tex")
-        + multiext(f"{RESULTS}/{{date}}/tables/table7_balanced_species", ".csv", ".md", ".tex"),
-        figures=expand(
-            f"{RESULTS}/{{{{date}}}}/figures/subset_distribution_{{subset}}.png",
-            subset=["train", "balanced", "unseen", "lifestages"],
-        ),
+        csv=[
+            report(
+                f"{RESULTS}/{{date}}/tables/{table}.csv",
+                caption="../report/tables.rst",
+                category="Tables",
+                subcategory="{date}",
+            )
+            for table in ("table3_train_unique_taxa", "table7_balanced_species")
+        ],
+        text=multiext(f"{RESULTS}/{{date}}/tables/table3_train_unique_taxa", ".md", ".tex")
+        + multiext(f"{RESULTS}/{{date}}/tables/table7_balanced_species", ".md", ".tex"),
+        figures=[
+            report(
+                f"{RESULTS}/{{date}}/figures/subset_distribution_{subset}.png",
+                caption="../report/figures.rst",
+                category="Figures",
+                subcategory="{date}",
+            )
+            for subset in ("train", "balanced", "unseen", "lifestages")
+        ],
     params:
         tables=f"{RESULTS}/{{date}}/tables",
         figures=f"{RESULTS}/{{date}}/figures",
+        config=lambda wildcards: json.dumps(config),  # a function: the JSON's braces are not wildcards
     log:
         f"{LOGS}/subset_tables/{{date}}.log",
     conda:
@@ -67,7 +82,7 @@ rule subset_tables:
         runtime=10,
     shell:
         "python -m workflow_scripts.subset_tables --subsets {input} --tables {params.tables}"
-        " --figures {params.figures} > {log} 2>&1"
+        " --figures {params.figures} --date {wildcards.date} --config {params.config:q} > {log} 2>&1"
 
 
 rule stability:

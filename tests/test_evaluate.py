@@ -1,17 +1,23 @@
-"""Zero-shot evaluation core: metrics on a hand case; every benchmark evaluated, same bytes on rerun."""
+"""Zero-shot evaluation: metrics on a hand case; every benchmark evaluated with levels and conformal
+sets, same bytes on rerun; the external-benchmark adapter on generated folders and tars."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import tarfile
 
 import duckdb
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import evaluate
-from workflow_scripts.download import download
+from workflow_scripts.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
+from workflow_scripts.download import download, serving
 from workflow_scripts.shards import build
 
 
@@ -21,27 +27,126 @@ def test_benchmark_metrics_by_hand():
     assert (metrics["top1"], metrics["top5"], metrics["macro_top1"]) == (0.5, 1.0, pytest.approx((1 / 3 + 1) / 2,
                                                                                                    abs=1e-6))
     assert metrics["top1_ci95"] == [0.150039, 0.849961] and (metrics["images"], metrics["classes"]) == (4, 5)
+    assert (metrics["top1_hits"], metrics["top5_hits"]) == (2, 4)
 
 
-def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(photo_server, tmp_path):
-    served, _, _ = photo_server
+def test_class_names_per_level_and_name_mode():
+    row = rows_of("Aus alba", 1, "Aves", 1)[0]
+    names = {mode: class_name(row, "species", mode) for mode in NAME_MODES}
+    assert names == {"scientific": "Aus alba", "common": "common Aus alba",
+                     "taxonomic": "Animalia Chordata Aves OAves FAus Aus alba",
+                     "scientific_common": "Aus alba with common name common Aus alba"}
+    assert {class_name(row, "family", mode) for mode in ("scientific", "common", "scientific_common")} == {"FAus"}
+    assert class_name(row, "family", "taxonomic") == "Animalia Chordata Aves OAves FAus"
+
+
+def test_class_weights_most_specific_name_wins():
+    rows = rows_of("Aus alba", 1, "Aves", 1) + rows_of("Bus beta", 1, "Insecta", 2) + rows_of("Cus gamma", 1, "Aves", 3)
+    weights = evaluate.class_weights(rows, {"Aves": 2.0, "Cus gamma": 5.0})
+    assert list(weights) == pytest.approx([2 / 8, 1 / 8, 5 / 8])
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """Shards of four tiny subsets, downloaded from a local photo server."""
+    folder = tmp_path_factory.mktemp("evaluate")
     rows = {"train": [{**r, "split": "test" if r["photo_id"] % 2 else "train"}
-                      for r in rows_of("Aus alba", 2, "Aves", 1) + rows_of("Bus beta", 2, "Insecta", 3)],
-            "balanced": rows_of("Aus alba", 1, "Aves", 5) + rows_of("Bus beta", 1, "Insecta", 6),
-            "unseen": rows_of("Cus gamma", 1, "Insecta", 7),
-            "lifestages": [{**r, "label": "common Dus delta larva"} for r in rows_of("Dus delta", 1, "Insecta", 8)]}
-    for subset, subset_rows in rows.items():
-        table = write_curated(subset_rows, tmp_path / f"{subset}.parquet")
-        download(table, tmp_path / "images" / subset, {"url_rewrite": {"from": "https://example.org", "to": served}})
-        build(table, tmp_path / "images" / subset, tmp_path / "shards" / subset)
-    first = evaluate.evaluate(tmp_path / "shards", "biotrove-tiny", None, tmp_path / "a")
-    evaluate.evaluate(tmp_path / "shards", "biotrove-tiny", None, tmp_path / "b")
-    assert {name: first[name]["images"] for name in evaluate.BENCHMARKS} == {
-        "train": 2, "balanced": 2, "unseen": 1, "lifestages": 1}
-    assert first["train"]["classes"] == 2  # every Train species, not only those of the test split
+                      for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 11)],
+            "balanced": rows_of("Aus alba", 3, "Aves", 21) + rows_of("Bus beta", 3, "Insecta", 31),
+            "unseen": rows_of("Cus gamma", 2, "Insecta", 41),
+            "lifestages": [{**r, "label": "common Dus delta larva"} for r in rows_of("Dus delta", 2, "Insecta", 51)]}
+    for row in (row for subset_rows in rows.values() for row in subset_rows):
+        (folder / "mirror" / "photos" / str(row["photo_id"])).mkdir(parents=True)
+        (folder / "mirror" / "photos" / str(row["photo_id"]) / "medium.jpg").write_bytes(
+            picture(row["photo_id"] * 4, "JPEG"))
+    with serving(folder / "mirror") as port:
+        for subset, subset_rows in rows.items():
+            table = write_curated(subset_rows, folder / f"{subset}.parquet")
+            download(table, folder / "images" / subset,
+                     {"url_rewrite": {"from": "https://example.org", "to": f"http://127.0.0.1:{port}"}})
+            build(table, folder / "images" / subset, folder / "shards" / subset)
+    return folder / "shards"
+
+
+def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(shards, tmp_path):
+    settings = {"conformal": {**evaluate.DEFAULTS["conformal"], "calibration_fraction": 0.5}}
+    first = evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "a", settings)
+    evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "b", settings)
+    scored = first["benchmarks"]
+    assert {name: scored[name]["images"] for name in scored} == {"train": 4, "balanced": 6, "unseen": 2,
+                                                                  "lifestages": 2}
+    assert scored["train"]["classes"] == 2  # every Train species, not only those of the test split
     predictions = duckdb.sql(f"SELECT photo_id, len(top_ids) FROM '{tmp_path}/a/train.predictions.parquet'").fetchall()
-    assert predictions == [(1, 2), (3, 2)]
+    assert predictions == [(1, 2), (3, 2), (11, 2), (13, 2)]
+    assert [(r["level"], r["name_mode"]) for r in first["levels"]] == [(l, m) for l in LEVELS for m in NAME_MODES]
+    assert next(r for r in first["levels"] if r["level"] == "kingdom")["classes"] == 1  # Animalia only
+    levels = duckdb.sql(f"SELECT count(*) FROM '{tmp_path}/a/balanced.levels.parquet'").fetchone()[0]
+    assert levels == 6 * len(LEVELS) * len(NAME_MODES)
+    calibrated = {(r["benchmark"], r["method"]) for r in first["conformal"]}
+    assert ("balanced", "pas") in calibrated and all(
+        r["calibration_images"] + r["test_images"] == scored[r["benchmark"]]["images"] for r in first["conformal"])
     assert json.loads((tmp_path / "a" / "metrics.json").read_text()) == first
     digests = [{p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((tmp_path / run).iterdir())}
                for run in ("a", "b")]
     assert digests[0] == digests[1]
+
+
+def picture(colour: int, kind: str = "PNG") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (40, 40), (colour, 255 - colour, 60)).save(out, format=kind)
+    return out.getvalue()
+
+
+def write_metadata(path, rows: list[tuple[str, str]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filepath", "species"])
+        writer.writerows(rows)
+
+
+def folder_benchmark(tmp_path, labelled: list[tuple[str, str]]) -> dict:
+    for number, (name, _) in enumerate(labelled):
+        (tmp_path / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "images" / name).write_bytes(picture(number * 40))
+    write_metadata(tmp_path / "metadata.csv", labelled)
+    return {"format": "folder", "images": str(tmp_path / "images"), "metadata": str(tmp_path / "metadata.csv"),
+            "key_column": "filepath", "label_column": "species", "name_mode": "common"}
+
+
+def test_external_folder_benchmark_evaluated_beside_ours(shards, tmp_path):
+    labelled = [("b/2.png", "blue jay"), ("a/1.png", "robin"), ("a/3.png", "robin"), ("b/4.png", "blue jay")]
+    spec = folder_benchmark(tmp_path, labelled)
+    results = evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "out",
+                                {"benchmarks": ["unseen"], "external": {"birds": spec}, "levels_benchmark": "unseen"})
+    assert results["benchmarks"]["birds"] | {"images": 4, "classes": 2, "name_mode": "common"} == \
+        results["benchmarks"]["birds"]
+    rows = duckdb.sql(f"SELECT photo_id, label FROM '{tmp_path}/out/birds.predictions.parquet'").fetchall()
+    assert rows == [("a/1.png", 1), ("a/3.png", 1), ("b/2.png", 0), ("b/4.png", 0)]  # classes sorted: blue jay, robin
+
+
+def test_external_webdataset_benchmark_counts_samples_without_metadata(tmp_path):
+    (tmp_path / "tars").mkdir()
+    with tarfile.open(tmp_path / "tars" / "000000.tar", "w") as tar:
+        for key, colour in (("x1", 10), ("x2", 90), ("stray", 200)):
+            data = picture(colour)
+            info = tarfile.TarInfo(f"{key}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    write_metadata(tmp_path / "meta.csv", [("x2", "weed"), ("x1", "grass")])
+    benchmark = external_benchmark({"format": "webdataset", "images": str(tmp_path / "tars"),
+                                    "metadata": str(tmp_path / "meta.csv"), "key_column": "filepath",
+                                    "label_column": "species", "name_mode": "common"})
+    assert len(list(benchmark.images)) == 2 and benchmark.skipped == {"without_metadata": 1}
+    assert benchmark.rows == [{"photo_id": "x1", "label": "grass"}, {"photo_id": "x2", "label": "weed"}]
+
+
+def test_external_benchmark_errors_name_the_file_and_line(tmp_path):
+    spec = folder_benchmark(tmp_path, [("a.png", "robin"), ("b.png", "wren")])
+    write_metadata(tmp_path / "metadata.csv", [("a.png", "robin"), ("b.png", "wren"), ("gone.png", "wren")])
+    with pytest.raises(FileNotFoundError, match=r"metadata.csv:4: no image .*gone.png"):
+        external_benchmark(spec)
+    write_metadata(tmp_path / "metadata.csv", [("a.png", "robin"), ("a.png", "wren")])
+    with pytest.raises(ValueError, match=r"metadata.csv:3: 'a.png' repeats line 2"):
+        external_benchmark(spec)
+    with pytest.raises(ValueError, match=r"no column 'label'"):
+        external_benchmark({**spec, "label_column": "label"})

@@ -25,11 +25,22 @@ def test_accuracies_and_the_weighted_average():
 
 
 def test_split_conformal_threshold_by_hand():
-    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.7, 0.3]])
-    labels = np.array([0, 1, 0, 1])  # true-class scores 0.9, 0.8, 0.6, 0.3
-    assert list(calibrate(probabilities, labels, 0.25, "softmax")["thresholds"]) == [0.3, 0.3]  # floor(0.25 * 5) = 1st
-    assert list(calibrate(probabilities, labels, 0.45, "softmax")["thresholds"]) == [0.6, 0.6]  # floor(0.45 * 5) = 2nd
-    assert np.all(calibrate(probabilities, labels, 0.1, "softmax")["thresholds"] == -np.inf)   # too few points
+    true, labels = np.array([0.9, 0.8, 0.6, 0.3]), np.array([0, 1, 0, 1])
+    assert list(calibrate(true, labels, 2, 0.25, "softmax")["thresholds"]) == [0.3, 0.3]  # floor(0.25 * 5) = 1st
+    assert list(calibrate(true, labels, 2, 0.45, "softmax")["thresholds"]) == [0.6, 0.6]  # floor(0.45 * 5) = 2nd
+    assert np.all(calibrate(true, labels, 2, 0.1, "softmax")["thresholds"] == -np.inf)   # too few points
+    pas = calibrate(true, labels, 2, 0.45, "pas")  # p(y) = 1/2 each: scores doubled, each point weighs 1/2
+    assert list(pas["factors"]) == [2.0, 2.0] and list(pas["thresholds"]) == [1.2, 1.2]
+
+
+def calibrated(probabilities: np.ndarray, labels: np.ndarray, alpha: float, method: str, weights=None) -> dict:
+    true = probabilities[np.arange(len(labels)), labels]
+    return calibrate(true, labels, probabilities.shape[1], alpha, method, weights)
+
+
+def report(probabilities: np.ndarray, labels: np.ndarray, calibration: dict, weights=None) -> dict:
+    sets = prediction_sets(probabilities, calibration)
+    return set_report(sets[np.arange(len(labels)), labels], sets.sum(axis=1), labels, weights)
 
 
 def long_tailed(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +55,7 @@ def long_tailed(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_conformal_coverage_marginal_and_macro_on_long_tailed_scores():
     calibration, test = long_tailed(20000, 0), long_tailed(20000, 1)
-    reports = {method: set_report(prediction_sets(test[0], calibrate(*calibration, 0.1, method)), test[1])
-               for method in ("softmax", "class_conditional", "pas")}
+    reports = {method: report(*test, calibrated(*calibration, 0.1, method)) for method in ("softmax", "class_conditional", "pas")}
     assert reports["softmax"]["coverage"] == pytest.approx(0.9, abs=0.015)
     assert reports["softmax"]["macro_coverage"] < 0.8           # rare classes under-covered
     assert reports["pas"]["macro_coverage"] == pytest.approx(0.9, abs=0.03)
@@ -58,5 +68,4 @@ def test_weighted_pas_covers_the_weighted_classes():
     weights = np.ones(30)
     weights[20:] = 10.0  # the rarest classes matter most (e.g. endangered species)
     weights /= weights.sum()
-    sets = prediction_sets(test[0], calibrate(*calibration, 0.1, "wpas", weights))
-    assert set_report(sets, test[1], weights)["macro_coverage"] >= 0.87
+    assert report(*test, calibrated(*calibration, 0.1, "wpas", weights), weights)["macro_coverage"] >= 0.87

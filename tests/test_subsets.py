@@ -183,10 +183,11 @@ def test_users_filter_keeps_only_species_under_the_given_taxa(tmp_path):
 
 def test_tables_3_and_7_and_distribution_plots(explicit, tmp_path):
     _, out = explicit
-    subset_tables(out, tmp_path / "tables", tmp_path / "figures")
+    subset_tables(out, tmp_path / "tables", tmp_path / "figures", "2024-09-27", {"a": 1})
     table3 = (tmp_path / "tables" / "table3_train_unique_taxa.csv").read_text().splitlines()
     assert table3[0] == "level,unique in Train,paper (BioTrove-Train)"
-    assert table3[1:3] == ["kingdom,1,3", "phylum,2,14"] and table3[-1] == "species,2,33364"
+    assert table3[1:3] == ["kingdom,1,3", "phylum,2,14"] and table3[7] == "species,2,33364"
+    assert table3[8] == "# snapshot: 2024-09-27" and "train.parquet sha256: " in table3[-1]
     table7 = (tmp_path / "tables" / "table7_balanced_species.csv").read_text().splitlines()
     assert "Aves,1,10,500" in table7 and "Fungi,0,0,281" in table7
     tex = (tmp_path / "tables" / "table7_balanced_species.tex").read_text()

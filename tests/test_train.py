@@ -24,7 +24,8 @@ from workflow_scripts.curate import curate
 from workflow_scripts.download import SAMPLE_REWRITE, download, serving
 from workflow_scripts.shards import build
 from workflow_scripts.subsets import build as subsets
-from workflow_scripts.zeroshot import classifier, load_model, shard_samples, top_k
+from workflow_scripts.benchmarks import shard_images
+from workflow_scripts.zeroshot import classifier, encode_images, load_model, top_k
 
 SETTINGS = load_config(REPO / "config.yaml")["train"]
 
@@ -112,13 +113,14 @@ def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path
 
     species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"
                                              ).fetchall())
-    test, _ = shard_samples(tmp_path / "shards", split="test")
-    labels = np.array([species.index(row["species"]) for _, row in test])
     chance = 1 / len(species)
     accuracy = {}
     for name, weights in (("trained", str(tmp_path / "tiny-cpu" / "checkpoint.pt")), ("random", None)):
         network, preprocess, tokenizer = load_model("biotrove-tiny", weights)
-        ids, _ = top_k(network, preprocess, [image for image, _ in test], classifier(network, tokenizer, species))
+        images, test, _ = shard_images(tmp_path / "shards", split="test")
+        features = encode_images(network, preprocess, images)
+        labels = np.array([species.index(row["species"]) for row in test])
+        ids, _ = top_k(features, classifier(network, tokenizer, species))
         accuracy[name] = float((ids[:, 0] == labels).mean())
     assert len(test) > 100 and accuracy["trained"] >= 5 * chance, (accuracy, chance)
     assert accuracy["random"] < 3 * chance, (accuracy, chance)

@@ -17,6 +17,7 @@ from workflow_scripts.curate import DEFAULTS as CURATE_DEFAULTS
 from workflow_scripts.subsets import DEFAULTS as SUBSETS_DEFAULTS
 from workflow_scripts.download import DEFAULTS as DOWNLOAD_DEFAULTS
 from workflow_scripts.shards import DEFAULTS as SHARDS_DEFAULTS
+from workflow_scripts.evaluate import DEFAULTS as EVALUATE_DEFAULTS
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
@@ -66,7 +67,8 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
     assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
                     "check_overlap": "2", "subset_tables": "2", "stability": "1", "download": "8",
-                    "check_image_overlap": "2", "shards": "8", "train": "2", "all": "1", "total": "35"}
+                    "check_image_overlap": "2", "shards": "8", "train": "2", "evaluate": "4", "paper_tables": "2",
+                    "all": "1", "total": "41"}
 
 
 def test_stage_defaults_match_the_schema():
@@ -74,6 +76,8 @@ def test_stage_defaults_match_the_schema():
     assert validated({})["subsets"] == SUBSETS_DEFAULTS
     assert {k: v for k, v in validated({})["images"].items() if k != "subsets"} == DOWNLOAD_DEFAULTS
     assert validated({})["shards"] == SHARDS_DEFAULTS
+    resources = ("models", "threads", "mem_mb", "runtime", "gpu")
+    assert {k: v for k, v in validated({})["evaluate"].items() if k not in resources} == EVALUATE_DEFAULTS
 
 
 def test_memory_sizes():
@@ -95,7 +99,7 @@ def test_lint_is_clean():
 
 @pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
                                     "subset_tables", "stability", "download", "shards", "train",
-                                    "evaluate"])
+                                    "evaluate", "paper_tables"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

@@ -98,3 +98,16 @@ def train_launcher(recipe: dict) -> str:
     if recipe["gpu"] > 1:
         return f"torchrun --standalone --nproc_per_node={recipe['gpu']}"
     return "python"
+
+
+def evaluated_model(config: dict, name: str, date: str) -> dict:
+    """An evaluate.models entry as {model, pretrained, checkpoint}: a recipe's entry points at
+    this snapshot's checkpoint (then also the rule's input); others name open_clip weights."""
+    entry = config["evaluate"]["models"][name]
+    if "recipe" not in entry:
+        return {**entry, "checkpoint": None}
+    if entry["recipe"] not in config["train"]["recipes"]:
+        raise ValueError(f"config evaluate.models.{name}: no recipe {entry['recipe']!r} in train.recipes")
+    checkpoint = f"{config['models_root']}/{date}/{entry['recipe']}/checkpoint.pt"
+    return {"model": config["train"]["recipes"][entry["recipe"]]["model"], "pretrained": checkpoint,
+            "checkpoint": checkpoint}

@@ -58,46 +58,43 @@ def _lower_quantile(scores: np.ndarray, weights: np.ndarray, alpha: float) -> fl
     return float(scores[allowed[-1]]) if len(allowed) else -np.inf
 
 
-def conformal_scores(probabilities: np.ndarray, method: str, prevalence: np.ndarray | None = None,
-                     class_weights: np.ndarray | None = None) -> np.ndarray:
-    """Scores s(x, y) for every class: p(y|x), or its prevalence-adjusted (and weighted) form."""
+def score_factors(method: str, prevalence: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """Per class, the factor that turns p(y|x) into the method's score s(x, y): 1, 1 / p(y) (PAS),
+    or w(y) / p(y) (weighted PAS)."""
     if method in ("softmax", "class_conditional"):
-        return probabilities
-    adjusted = probabilities / prevalence[None, :]
-    return adjusted * class_weights[None, :] if method == "wpas" else adjusted
+        return np.ones(len(prevalence))
+    return (class_weights if method == "wpas" else 1.0) / prevalence
 
 
-def calibrate(probabilities: np.ndarray, labels: np.ndarray, alpha: float, method: str,
+def calibrate(true_probabilities: np.ndarray, labels: np.ndarray, classes: int, alpha: float, method: str,
               class_weights: np.ndarray | None = None) -> dict:
-    """Thresholds (one, or one per class) and the prevalence p(y) estimated on the calibration set."""
-    classes = probabilities.shape[1]
+    """Thresholds (one, or one per class) from the calibration points' p(y|x) of their own label;
+    the prevalence p(y) is estimated on the same points."""
     counts = np.bincount(labels, minlength=classes)
-    prevalence = np.maximum(counts, 1) / len(labels)
     weights = class_weights if class_weights is not None else np.full(classes, 1 / classes)
-    true = conformal_scores(probabilities, method, prevalence, weights)[np.arange(len(labels)), labels]
+    factors = score_factors(method, np.maximum(counts, 1) / len(labels), weights)
+    true = true_probabilities * factors[labels]
     if method == "class_conditional":
         thresholds = np.array([_lower_quantile(true[labels == y], np.ones(counts[y]), alpha) if counts[y] else -np.inf
                                for y in range(classes)])
     else:
         point_weights = np.ones(len(labels)) if method == "softmax" else weights[labels] / counts[labels]
         thresholds = np.full(classes, _lower_quantile(true, point_weights, alpha))
-    return {"method": method, "thresholds": thresholds, "prevalence": prevalence, "class_weights": weights}
+    return {"method": method, "thresholds": thresholds, "factors": factors}
 
 
 def prediction_sets(probabilities: np.ndarray, calibration: dict) -> np.ndarray:
     """Boolean (examples x classes): the classes in each example's set."""
-    scores = conformal_scores(probabilities, calibration["method"], calibration["prevalence"],
-                              calibration["class_weights"])
-    return scores >= calibration["thresholds"][None, :]
+    return probabilities * calibration["factors"][None, :] >= calibration["thresholds"][None, :]
 
 
-def set_report(sets: np.ndarray, labels: np.ndarray, class_weights: np.ndarray | None = None) -> dict:
+def set_report(covered: np.ndarray, sizes: np.ndarray, labels: np.ndarray,
+               class_weights: np.ndarray | None = None) -> dict:
     """Coverage, macro-coverage over the classes present (weighted when class weights are given)
-    and mean set size."""
-    covered = sets[np.arange(len(labels)), labels]
+    and mean set size, from each example's `covered` (its label in its set) and set size."""
     classes, inverse = np.unique(labels, return_inverse=True)
     per_class = np.bincount(inverse, weights=covered) / np.bincount(inverse)
     weights = np.full(len(classes), 1 / len(classes)) if class_weights is None else (
         class_weights[classes] / class_weights[classes].sum())
     return {"coverage": float(covered.mean()), "macro_coverage": float(per_class @ weights),
-            "mean_set_size": float(sets.sum(axis=1).mean())}
+            "mean_set_size": float(sizes.mean())}

@@ -1,7 +1,7 @@
 """The paper's Tables 3 and 7 and a distribution plot per subset, from one snapshot's subsets.
 
     python -m workflow_scripts.subset_tables --subsets data/snapshots/<date>/subsets \\
-        --tables results/<date>/tables --figures results/<date>/figures
+        --tables results/<date>/tables --figures results/<date>/figures --date <date> --config '<JSON>'
 
 Table 3: unique taxa per level in Train; Table 7: species (and images) per category in Balanced;
 each beside the paper's reported values, as CSV, Markdown and LaTeX. Figures: images per species
@@ -21,7 +21,7 @@ import pandas as pd
 from workflow_scripts.duck import quote
 from workflow_scripts.plots import plt, save
 from workflow_scripts.subsets import SUBSETS
-from workflow_scripts.tables import write_table
+from workflow_scripts.tables import provenance, write_table
 
 LEVELS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 # biotrove-method.md: the paper's Table 3 (family count OCR-damaged in the seed) and Table 7
@@ -64,7 +64,7 @@ def distribution(con: duckdb.DuckDBPyConnection, subset: str, path: Path) -> Non
     save(fig, path)
 
 
-def subset_tables(subsets: Path, tables: Path, figures: Path) -> None:
+def subset_tables(subsets: Path, tables: Path, figures: Path, date: str, config: dict) -> None:
     con = duckdb.connect()
     for subset in SUBSETS:
         con.execute(f"CREATE VIEW {subset} AS SELECT * FROM read_parquet({quote(subsets / f'{subset}.parquet')})")
@@ -72,9 +72,9 @@ def subset_tables(subsets: Path, tables: Path, figures: Path) -> None:
     tables.mkdir(parents=True, exist_ok=True)
     figures.mkdir(parents=True, exist_ok=True)
     write_table(table3(con), tables / "table3_train_unique_taxa", "Unique taxa per level in BioTrove-Train.",
-                tex=True)
+                provenance(date, config, [subsets / "train.parquet"]), tex=True)
     write_table(table7(report), tables / "table7_balanced_species", "Species per category in BioTrove-Balanced.",
-                tex=True)
+                provenance(date, config, [subsets / "subsets_report.json"]), tex=True)
     for subset in SUBSETS:
         distribution(con, subset, figures / f"subset_distribution_{subset}.png")
 
@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subsets", type=Path, required=True)
     parser.add_argument("--tables", type=Path, required=True)
     parser.add_argument("--figures", type=Path, required=True)
+    parser.add_argument("--date", required=True, help="the snapshot's date (the tables' footer)")
+    parser.add_argument("--config", type=json.loads, required=True, help="the whole configuration, as JSON")
     args = parser.parse_args(argv)
-    subset_tables(args.subsets, args.tables, args.figures)
+    subset_tables(args.subsets, args.tables, args.figures, args.date, args.config)
     return 0
 
 
