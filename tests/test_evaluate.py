@@ -150,3 +150,24 @@ def test_external_benchmark_errors_name_the_file_and_line(tmp_path):
         external_benchmark(spec)
     with pytest.raises(ValueError, match=r"no column 'label'"):
         external_benchmark({**spec, "label_column": "label"})
+
+
+def test_a_local_checkpoint_is_what_gets_evaluated(shards, tmp_path):
+    """A pretrained model given as a checkpoint file (open_clip_train's layout, as ours and others'
+    training writes it) is loaded, not the random-init control."""
+    import open_clip
+    import torch
+
+    from workflow_scripts.zeroshot import MODEL_CONFIGS, load_model
+
+    open_clip.add_model_config(MODEL_CONFIGS)
+    torch.manual_seed(1)  # not the control's seed
+    saved = open_clip.create_model("biotrove-tiny").state_dict()
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in saved.items()}}, tmp_path / "local.pt")
+    loaded = load_model("biotrove-tiny", str(tmp_path / "local.pt"))[0].state_dict()
+    assert all(torch.equal(loaded[k], saved[k]) for k in saved)
+    scores = {}
+    for name, pretrained in (("local", str(tmp_path / "local.pt")), ("control", None)):
+        evaluate.evaluate(shards, "biotrove-tiny", pretrained, tmp_path / name, {"benchmarks": ["balanced"]})
+        scores[name] = duckdb.sql(f"SELECT top_scores FROM '{tmp_path / name}/balanced.predictions.parquet'").fetchall()
+    assert scores["local"] != scores["control"]
