@@ -22,11 +22,12 @@ import webdataset as wds
 from PIL import Image
 from tqdm import tqdm
 
+from workflow_scripts.captions import LEVELS, species_names
+
 
 # our benchmarks: shards folder, the split read (None: all), the column naming the class
 SUBSET_BENCHMARKS = {"train": ("train", "test", "species"), "balanced": ("balanced", None, "species"),
                      "unseen": ("unseen", None, "species"), "lifestages": ("lifestages", None, "label")}
-LEVELS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 NAME_MODES = ("scientific", "common", "taxonomic", "scientific_common")
 IMAGE_KEYS = ("jpg", "png", "gif", "webp")
 
@@ -66,8 +67,9 @@ def shard_images(shards: Path, split: str | None = None) -> tuple[Iterator[Image
         for sample in tqdm(wds.WebDataset(tars, shardshuffle=False), desc=f"reading {shards.name}", unit=" images",
                            mininterval=5):
             row = json.loads(sample["json"])
-            if class_key(row) not in seen:
-                seen.add(class_key(row))
+            key = class_key(row)
+            if key not in seen:
+                seen.add(key)
                 class_rows.append(row)
             if split is None or row.get("split") == split:
                 rows.append(row)
@@ -156,11 +158,12 @@ def lineage(row: dict, level: str) -> tuple:
 def class_name(row: dict, level: str, mode: str) -> str:
     """The text a classifier gets for a row's class at a level, in a name mode. Common names exist
     for species only (the curated table has the taxon's own); other levels use the scientific name."""
-    scientific = row.get(level) or ""
-    taxonomic = " ".join(name for name in lineage(row, level) if name)
     if level == "species":
-        scientific = row["species"] or row["scientific_name"]
-        taxonomic = " ".join([name for name in lineage(row, "genus") if name] + [scientific.split()[-1]])
-    common = (row.get("common_name") if level == "species" else None) or scientific
-    return {"scientific": scientific, "common": common, "taxonomic": taxonomic,
-            "scientific_common": scientific if common == scientific else f"{scientific} with common name {common}"}[mode]
+        names = species_names(row)
+    else:
+        scientific = row.get(level) or ""
+        names = {"scientific": scientific, "common": scientific,
+                 "taxonomic": " ".join(name for name in lineage(row, level) if name)}
+    scientific, common = names["scientific"], names["common"]
+    return {**names, "scientific_common": scientific if common == scientific else
+            f"{scientific} with common name {common}"}[mode]

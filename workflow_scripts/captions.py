@@ -9,18 +9,25 @@ scientific name, then to the taxonomic string.
 from __future__ import annotations
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
+LEVELS = (*RANKS, "species")
 CAPTION_TYPES = ("com", "common_name", "sci", "scientific_name", "sci_com", "taxon", "taxonomic_name", "taxonTag",
                  "taxon_com", "taxonTag_com")
 
 
+def species_names(row: dict) -> dict[str, str]:
+    """A row's species as its scientific name, its taxonomic string (ranks and epithet) and its
+    common name (the scientific name when it has none)."""
+    scientific = row["species"] or row["scientific_name"]
+    taxonomic = " ".join([row[rank] for rank in RANKS if row.get(rank)] + [scientific.split()[-1]])
+    return {"scientific": scientific, "taxonomic": taxonomic, "common": row.get("common_name") or scientific}
+
+
 def captions(row: dict) -> dict[str, str]:
     """Every caption type for one curated row (a mapping with the curated taxonomy columns)."""
-    scientific = row["species"] or row["scientific_name"]
+    names = species_names(row)
+    scientific, taxonomic, common = names["scientific"], names["taxonomic"], names["common"]
     epithet = scientific.split()[-1]
-    present = [(rank, row[rank]) for rank in RANKS if row.get(rank)]
-    taxonomic = " ".join([name for _, name in present] + [epithet])
-    tagged = " ".join([f"{rank} {name}" for rank, name in present] + [f"species {epithet}"])
-    common = row.get("common_name") or scientific or taxonomic
+    tagged = " ".join([f"{rank} {row[rank]}" for rank in RANKS if row.get(rank)] + [f"species {epithet}"])
     return {
         "com": f"a photo of {common}.",
         "common_name": f"{common}.",

@@ -36,13 +36,14 @@ METHOD_NAMES = {"softmax": "softmax (marginal)", "class_conditional": "class-con
                 "pas": "PAS (macro)", "wpas": "weighted PAS"}
 
 
-def top1(scored: dict) -> Fraction:
-    return Fraction(scored["top1_hits"], scored["images"])
+def accuracy(scored: dict, k: int = 1) -> Fraction:
+    """Top-k accuracy, exactly, from the hit count."""
+    return Fraction(scored[f"top{k}_hits"], scored["images"])
 
 
 def weighted_top1(benchmarks: dict) -> Fraction:
     """The paper's weighted average: each benchmark's top-1 weighted by its number of classes."""
-    return sum(top1(b) * b["classes"] for b in benchmarks.values()) / sum(b["classes"] for b in benchmarks.values())
+    return sum(accuracy(b) * b["classes"] for b in benchmarks.values()) / sum(b["classes"] for b in benchmarks.values())
 
 
 def table5(results: dict[str, dict], names: list[str], abbreviations: dict[str, str]) -> pd.DataFrame:
@@ -54,7 +55,7 @@ def table5(results: dict[str, dict], names: list[str], abbreviations: dict[str, 
         for name in names:
             low, high = scored[name]["top1_ci95"]
             row[f"{abbreviations[name]} (n={scored[name]['classes']})"] = (
-                f"{half_up(100 * top1(scored[name]), 1)} ± {half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}")
+                f"{half_up(100 * accuracy(scored[name]), 1)} ± {half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}")
         rows.append(row | {"Weighted Avg.": half_up(100 * weighted_top1(scored), 1)})
     return pd.DataFrame(rows)
 
@@ -66,7 +67,7 @@ def table8(results: dict[str, dict]) -> pd.DataFrame:
         by_level: dict[str, dict] = {}
         for record in result["levels"]:
             by_level.setdefault(record["level"], {"Model": model, "Level": record["level"], "classes": record["classes"]})
-            by_level[record["level"]][MODE_HEADINGS[record["name_mode"]]] = half_up(100 * top1(record), 1)
+            by_level[record["level"]][MODE_HEADINGS[record["name_mode"]]] = half_up(100 * accuracy(record), 1)
         rows += by_level.values()
     return pd.DataFrame(rows, columns=["Model", "Level", "classes", *(MODE_HEADINGS[m] for m in NAME_MODES)])
 
@@ -76,8 +77,7 @@ def table9(results: dict[str, dict], names: list[str], full_names: dict[str, str
     frame = pd.DataFrame({"Benchmark": [full_names[name] for name in names]})
     for model, result in results.items():
         for k in (1, 5):
-            frame[f"{model} Top-{k}"] = [half_up(Fraction(result["benchmarks"][n][f"top{k}_hits"],
-                                                          result["benchmarks"][n]["images"]), 4) for n in names]
+            frame[f"{model} Top-{k}"] = [half_up(accuracy(result["benchmarks"][n], k), 4) for n in names]
     return frame
 
 

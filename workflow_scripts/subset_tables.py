@@ -18,12 +18,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from workflow_scripts.captions import LEVELS
 from workflow_scripts.duck import quote
 from workflow_scripts.plots import plt, save
 from workflow_scripts.subsets import SUBSETS
 from workflow_scripts.tables import provenance, write_table
 
-LEVELS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 # biotrove-method.md: the paper's Table 3 (family count OCR-damaged in the seed) and Table 7
 PAPER_TABLE3 = {"kingdom": 3, "phylum": 14, "class": 50, "order": 361, "family": 1912, "genus": 11506,
                 "species": 33364}
