@@ -20,6 +20,7 @@ include: "rules/subsets.smk"
 include: "rules/images.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/diff.smk"
 
 
 localrules:
@@ -30,8 +31,9 @@ rule all:
     input:
         expand(f"{DATA}/snapshots/{{date}}/stats", date=SNAPSHOTS),
         expand(f"{DATA}/snapshots/{{date}}/overlap_report.json", date=SNAPSHOTS),
-        expand(f"{DATA}/snapshots/{{date}}/stability", date=sorted(SNAPSHOTS)[1:]),
         expand(f"{RESULTS}/{{date}}/tables/table7_balanced_species.md", date=SNAPSHOTS),
         expand(f"{DATA}/snapshots/{{date}}/shards/{{subset}}", date=SNAPSHOTS, subset=config["images"]["subsets"]),
         expand(f"{MODELS}/{{date}}/{{recipe}}/checkpoint.pt", date=SNAPSHOTS, recipe=config["train"]["run"]),
         expand(f"{RESULTS}/{{date}}/metrics.json", date=SNAPSHOTS),
+        # each snapshot against the one before it
+        [f"{RESULTS}/diff/{a}_vs_{b}/report.md" for a, b in zip(sorted(SNAPSHOTS), sorted(SNAPSHOTS)[1:])],

@@ -16,6 +16,7 @@ from workflow_scripts.config import (
     train_launcher,
     uses_sample,
 )
+from workflow_scripts.diff import LISTS
 from workflow_scripts.subsets import SUBSETS
 
 
@@ -32,6 +33,8 @@ LIFESTAGES_EXPORT = lifestages_export(config)
 
 wildcard_constraints:
     date=r"\d{4}-\d{2}-\d{2}",
+    previous=r"\d{4}-\d{2}-\d{2}",
+    current=r"\d{4}-\d{2}-\d{2}",
     subset="|".join(SUBSETS),
     recipe="|".join(config["train"]["recipes"]),
     model="|".join(re.escape(name) for name in config["evaluate"]["models"]),
@@ -40,15 +43,6 @@ wildcard_constraints:
 def recipe(wildcards) -> dict:
     """The train rule's recipe (config train.recipes)."""
     return config["train"]["recipes"][wildcards.recipe]
-
-
-def previous_snapshot(wildcards):
-    """The snapshot folder before this one in the configured list (the stability rule compares them)."""
-    earlier = sorted(d for d in SNAPSHOTS if d < wildcards.date)
-    if not earlier:
-        raise ValueError(f"no snapshot before {wildcards.date} in config snapshots: nothing to compare")
-    folder = f"{DATA}/snapshots/{earlier[-1]}"
-    return {"previous_curated": f"{folder}/curated", "previous_subsets": f"{folder}/subsets"}
 
 
 EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
@@ -68,3 +62,16 @@ def evaluation_inputs(wildcards) -> dict:
 def pretrained_option(wildcards) -> str:
     pretrained = evaluated_model(config, wildcards.model, wildcards.date)["pretrained"]
     return f"--pretrained {shlex.quote(pretrained)}" if pretrained else ""
+
+
+DIFF_FILES = ["report.json", *(f"{name}.parquet" for name in LISTS)]
+
+
+def snapshot_pair(wildcards) -> dict:
+    """Both snapshots' raw, curated and subsets folders, and each configured model's evaluation."""
+    inputs = {}
+    for side in ("previous", "current"):
+        day = wildcards[side]
+        inputs |= {f"{side}_{part}": f"{DATA}/snapshots/{day}/{part}" for part in ("raw", "curated", "subsets")}
+        inputs |= {f"{side}_eval_{model}": f"{RESULTS}/{day}/eval/{model}" for model in EVALUATED}
+    return inputs

@@ -9,7 +9,7 @@ rule fetch:
     output:
         directory(f"{DATA}/snapshots/{{date}}/raw"),
     params:
-        source=lambda wildcards, input: input.mirror or source_location(config),
+        source=lambda wildcards: source_location(config),
         spec=lambda wildcards: SNAPSHOTS.get(wildcards.date, wildcards.date),
         snapshots_dir=lambda wildcards, output: Path(output[0]).parent.parent,
         options=" ".join(fetch_options(config)),

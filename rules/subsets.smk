@@ -83,27 +83,3 @@ rule subset_tables:
     shell:
         "python -m workflow_scripts.subset_tables --subsets {input} --tables {params.tables}"
         " --figures {params.figures} --date {wildcards.date} --config {params.config:q} > {log} 2>&1"
-
-
-rule stability:
-    """Photos of both snapshots whose subset or split changed, each with its reason; fails on any
-    move that no threshold or re-identification explains."""
-    input:
-        unpack(previous_snapshot),
-        curated=f"{DATA}/snapshots/{{date}}/curated",
-        subsets=f"{DATA}/snapshots/{{date}}/subsets",
-    output:
-        directory(f"{DATA}/snapshots/{{date}}/stability"),
-    params:
-        previous=lambda wildcards, input: str(Path(input.previous_subsets).parent),
-        current=lambda wildcards, input: str(Path(input.subsets).parent),
-    log:
-        f"{LOGS}/stability/{{date}}.log",
-    conda:
-        "../envs/data.yaml"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    shell:
-        "python -m workflow_scripts.stability --previous {params.previous} --current {params.current}"
-        " --out {output} > {log} 2>&1"

@@ -7,6 +7,7 @@ import http.client
 import io
 import os
 import socket
+import tarfile
 import threading
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,8 +18,10 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from workflow_scripts.curate import curate
 from workflow_scripts.download import serving
 from workflow_scripts.sample_snapshot import generate
+from workflow_scripts.subsets import build
 
 REPO = Path(__file__).resolve().parent.parent
 # real iNaturalist samples nobody here wrote: shared/ sits beside the checkout (CI does the same)
@@ -38,6 +41,24 @@ def mirror(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mirror") / "mirror"
     generate(out, seed=20240927, months=MONTHS, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_months(mirror, tmp_path_factory) -> Path:
+    """Both sample months as the pipeline lays them out: <root>/<date>/raw (the bundle's tables),
+    curated/ and subsets/."""
+    root = tmp_path_factory.mktemp("months")
+    for day in MONTHS:
+        bundle = f"inaturalist-open-data-{day:%Y%m%d}"
+        with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
+            tar.extractall(root, filter="data")
+        snapshot = root / day.isoformat()
+        snapshot.mkdir()
+        (root / bundle).rename(snapshot / "raw")
+        curate(snapshot / "raw", mirror / "inaturalist-taxonomy.dwca.zip", snapshot / "curated")
+        build(snapshot / "curated" / "curated.parquet", snapshot / "subsets", {},
+              mirror / "exports" / "observations-lifestages.csv")
+    return root
 
 
 @pytest.fixture(scope="session")

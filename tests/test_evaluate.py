@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 
 import duckdb
@@ -171,3 +172,15 @@ def test_a_local_checkpoint_is_what_gets_evaluated(shards, tmp_path):
         evaluate.evaluate(shards, "biotrove-tiny", pretrained, tmp_path / name, {"benchmarks": ["balanced"]})
         scores[name] = duckdb.sql(f"SELECT top_scores FROM '{tmp_path / name}/balanced.predictions.parquet'").fetchall()
     assert scores["local"] != scores["control"]
+
+
+def test_an_empty_subset_is_named_not_a_crash(shards, tmp_path):
+    """A small sample can leave a subset without images (no shards): the error says which and what to do."""
+    empty = tmp_path / "shards"
+    shutil.copytree(shards, empty)
+    for tar in (empty / "unseen").glob("*.tar"):
+        tar.unlink()
+    (empty / "unseen" / "sizes.json").write_text("{}")
+    with pytest.raises(ValueError, match="benchmark unseen: no images to evaluate .*evaluate.benchmarks"):
+        evaluate.evaluate(empty, "biotrove-tiny", None, tmp_path / "out", {"benchmarks": ["balanced", "unseen"]})
+    assert not (tmp_path / "out").exists()

@@ -24,7 +24,9 @@ ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
 
 
 def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(["snakemake", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    # Snakemake ignores SIGTERM while jobs run: `timeout -k` kills it if it outlives the limit
+    return subprocess.run(["timeout", "-k", "30", "300", "snakemake", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=360)
 
 
 def test_config_yaml_spells_out_every_default():
@@ -66,9 +68,9 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
     assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
-                    "check_overlap": "2", "subset_tables": "2", "stability": "1", "download": "8",
-                    "check_image_overlap": "2", "shards": "8", "train": "2", "evaluate": "4", "paper_tables": "2",
-                    "all": "1", "total": "41"}
+                    "check_overlap": "2", "subset_tables": "2", "download": "8",
+                    "check_image_overlap": "2", "shards": "8", "train": "2", "evaluate": "4",
+                    "paper_tables": "2", "diff": "1", "all": "1", "total": "41"}
 
 
 def test_stage_defaults_match_the_schema():
@@ -98,8 +100,8 @@ def test_lint_is_clean():
 
 
 @pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
-                                    "subset_tables", "stability", "download", "shards", "train",
-                                    "evaluate", "paper_tables"])
+                                    "subset_tables", "download", "shards", "train",
+                                    "evaluate", "paper_tables", "diff"])
 def test_every_stage_has_a_cli(module):
     result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
                             cwd=REPO, capture_output=True, text=True)

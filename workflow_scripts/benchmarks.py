@@ -64,6 +64,8 @@ def shard_images(shards: Path, split: str | None = None) -> tuple[Iterator[Image
     rows, class_rows, seen = [], [], set()
 
     def images() -> Iterator[Image.Image]:
+        if not tars:  # an empty subset has no shards (evaluate() then says so)
+            return
         for sample in tqdm(wds.WebDataset(tars, shardshuffle=False), desc=f"reading {shards.name}", unit=" images",
                            mininterval=5):
             row = json.loads(sample["json"])

@@ -38,8 +38,9 @@ def uses_sample(config: dict) -> bool:
 
 
 def sample_mirror_input(config: dict) -> list[str]:
-    """The mirror as a rule input when the sample is the source, else nothing."""
-    return [mirror_dir(config)] if uses_sample(config) else []
+    """The mirror (its checksums list, which the sample_snapshot rule declares) as a rule input when
+    the sample is the source, else nothing."""
+    return [f"{mirror_dir(config)}.sha256"] if uses_sample(config) else []
 
 
 def mirror_dir(config: dict) -> str:

@@ -160,7 +160,8 @@ def evaluate(shards: Path, model: str, pretrained: str | None, out: Path, settin
             benchmark = open_benchmark(name, shards, settings)
             features = encode_images(network, preprocess, benchmark.images, settings["batch_size"])
             if not benchmark.rows:
-                raise ValueError(f"benchmark {name}: no images to evaluate")
+                raise ValueError(f"benchmark {name}: no images to evaluate (an empty subset?): remove it from "
+                                 f"config evaluate.benchmarks, or use more data")
             class_keys, labels, class_rows = classes_of(benchmark.rows, benchmark.class_rows,
                                                         lambda row: row[benchmark.label_column])
             weights = classifier(network, tokenizer, class_keys)

@@ -123,8 +123,8 @@ class LocalSource:
         self.description = str(root)
         if not self.root.is_dir():
             raise FileNotFoundError(
-                f"mirror folder {self.root} does not exist: generate it with "
-                f"'python -m workflow_scripts.sample_snapshot --out {self.root}' or point fetch.source elsewhere")
+                f"mirror folder {self.root} does not exist: generate the sample with 'snakemake --forcerun "
+                f"sample_snapshot' or point fetch.source elsewhere")
 
     def list(self, prefix: str) -> list[str]:
         folder = self.root / os.path.dirname(prefix)

@@ -7,7 +7,7 @@ Writes train.parquet (with `split`: train/val/test), balanced.parquet, unseen.pa
 lifestages.parquet (with `life_stage` and `label`), each with the curated columns and sorted;
 species.parquet (each species' size and what the thresholds made of it); subsets_report.json
 (images and species per subset and category). What moved between two snapshots:
-workflow_scripts.stability. The rules are SQL in
+workflow_scripts.diff. The rules are SQL in
 workflow_scripts/sql/subsets.sql; overlaps between the outputs are checked by
 workflow_scripts.overlap, its own rule.
 """

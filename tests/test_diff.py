@@ -1,0 +1,96 @@
+"""The monthly diff: on the two sample months it finds every planted change, the same bytes on a
+rerun, results compared with their intervals, and a clear error for a snapshot without raw tables."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import duckdb
+import pytest
+
+from workflow_scripts.curate import CurateError
+from workflow_scripts.diff import diff, results_diff
+
+
+def write_metrics(folder, benchmarks: dict, weighted: float) -> None:
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"benchmarks": benchmarks, "weighted_average_top1": weighted}))
+
+
+def scored(top1: float, low: float, high: float) -> dict:
+    return {"top1": top1, "top1_ci95": [low, high], "macro_top1": top1}
+
+
+@pytest.fixture
+def evaluations(tmp_path):
+    write_metrics(tmp_path / "a" / "clip", {"balanced": scored(0.5, 0.45, 0.55), "unseen": scored(0.2, 0.1, 0.3)}, 0.4)
+    write_metrics(tmp_path / "b" / "clip", {"balanced": scored(0.7, 0.65, 0.75), "unseen": scored(0.25, 0.15, 0.35),
+                                            "lifestages": scored(0.1, 0.05, 0.2)}, 0.5)
+    return tmp_path / "a", tmp_path / "b"
+
+
+def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
+    return con.execute(sql).fetchall()
+
+
+def test_sample_months_every_planted_change_found(sample_months, mirror, evaluations, tmp_path):
+    planted = json.loads((mirror / "_sample" / "planted.json").read_text())["planted"]
+    out = tmp_path / "diff"
+    report = diff(sample_months / "2024-08-27", sample_months / "2024-09-27", out, *evaluations, ["clip"])
+
+    swap = planted["taxon_swap"]  # the old taxon inactive, its observations on a new one
+    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["added"]] == [swap["new_name"].split()]
+    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["removed"]] == [swap["old_name"].split()]
+    assert report["inactivated_taxa"] == [{
+        "taxon_id": swap["old_taxon_id"], "name": swap["old_name"], "rank": "species",
+        "replaced_by": [{"taxon_id": swap["new_taxon_id"], "name": swap["new_name"],
+                         "observations": swap["observations_moved"]}]}]
+    assert sorted(r[0] for r in parquet(out / "deleted_photos.parquet")) == planted["deleted_photo_ids"]
+    licenses = {str(r[0]): [r[2], r[3]] for r in parquet(out / "license_changes.parquet")}
+    assert licenses == planted["license_changes"]
+    assert report["species"]["images_changed"] > 0  # quality grades changed, new observations arrived
+
+    # split stability: only threshold crossings (the planted late uploads among them) move photos
+    stability = report["split_stability"]
+    assert stability["photos_in_both"] > 10_000 and 0 < stability["moved"] < 100
+    assert set(stability["by_reason"]) <= {"species crossed a threshold",
+                                           "capped choice moved as the species changed size"}
+    late = duckdb.sql(f"SELECT DISTINCT taxonomic_name FROM "
+                      f"'{sample_months / '2024-09-27' / 'curated' / 'curated.parquet'}' "
+                      f"WHERE taxon_id = {planted['late_upload_species']}").fetchone()[0]
+    assert (late, "species crossed a threshold (unseen -> train)") in {
+        (m["species"], m["reason"]) for m in report["moved"]}
+    assert late in report["benchmarks"]["unseen"]["species_removed"]
+    assert report["benchmarks"]["balanced"]["species_removed"] == report["species"]["removed"]
+    assert report["benchmarks"]["balanced"]["species_added"] == report["species"]["added"]
+
+    text = (out / "report.md").read_text()
+    assert swap["new_name"] in text and "| NO |" in text
+    assert {p.name for p in out.glob("*.png")} == {"images_per_category.png", "results.png"}
+
+    again = tmp_path / "again"
+    diff(sample_months / "2024-08-27", sample_months / "2024-09-27", again, *evaluations, ["clip"])
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in again.iterdir()}
+
+
+def test_results_delta_and_interval_overlap(evaluations):
+    rows = {(r["benchmark"], r["metric"]): r for r in results_diff(*evaluations, ["clip"])}
+    assert rows["balanced", "top1"]["delta"] == pytest.approx(0.2) and rows["balanced", "top1"]["cis_overlap"] is False
+    assert rows["unseen", "top1"]["cis_overlap"] is True
+    assert rows["lifestages", "top1"]["previous"] is None and rows["lifestages", "top1"]["delta"] is None
+    assert rows["balanced", "macro_top1"]["cis_overlap"] is None  # no interval for macro accuracy
+    assert rows["weighted average", "top1"]["delta"] == pytest.approx(0.1)
+
+
+def test_snapshot_without_raw_tables_is_named(sample_months, tmp_path):
+    broken = tmp_path / "2024-09-27"
+    shutil.copytree(sample_months / "2024-09-27", broken)
+    (broken / "raw" / "photos.csv").unlink()
+    with pytest.raises(CurateError, match=r"2024-09-27/raw: no photos\.csv\.gz or photos\.csv"):
+        diff(sample_months / "2024-08-27", broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,43 @@
+"""The pipeline on a real SLURM cluster through profiles/slurm (the official executor plugin).
+`make test-slurm` brings up a single-node cluster on this machine (profiles/slurm/single_node.sh)
+and runs this test: one month of a small sample goes through the whole pipeline, training and
+evaluation included, once locally and once as SLURM jobs; the shards and tables must be the same bytes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+from tests.project_copy import edit_config, git_copy, hashes, run
+
+pytestmark = pytest.mark.slurm
+SMALL = 0.2  # sample scale: every subset still has images (at 0.1 Balanced has none)
+MONTH = "2024-09-27"  # one snapshot: every stage still runs, in half the jobs (each job costs ~15 s of SLURM polling)
+
+
+def cluster_nodes() -> str:
+    try:
+        return subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        return ""
+
+
+def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
+    assert re.search(r"idle|mixed|allocated", cluster_nodes()), (
+        "no SLURM cluster answers: bring one up with `bash profiles/slurm/single_node.sh` (as root), or run `make test-slurm`")
+    copies = {}
+    for name in ("local", "slurm"):
+        copies[name] = tmp_path / name
+        git_copy(REPO, copies[name])
+        edit_config(copies[name], lambda config: config.update(snapshots=[MONTH]) or config["sample"].update(scale=SMALL))
+
+    run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
+    log = run("snakemake", "--profile", "profiles/slurm", "--max-threads", "2", cwd=copies["slurm"], timeout=1800)
+
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == 20, log[-3000:]  # every job but `all` went through sbatch
+    for folder in (f"results/{MONTH}/tables", f"data/snapshots/{MONTH}/shards"):
+        assert hashes(copies["slurm"] / folder) == hashes(copies["local"] / folder), folder
