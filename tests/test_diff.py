@@ -3,13 +3,13 @@ rerun, results compared with their intervals, and a clear error for a snapshot w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 
 import duckdb
 import pytest
 
+from tests.project_copy import hashes
 from workflow_scripts.curate import CurateError
 from workflow_scripts.diff import diff, results_diff
 
@@ -74,8 +74,7 @@ def test_sample_months_every_planted_change_found(sample_months, mirror, evaluat
 
     again = tmp_path / "again"
     diff(sample_months / "2024-08-27", sample_months / "2024-09-27", again, *evaluations, ["clip"])
-    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.iterdir()} == {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in again.iterdir()}
+    assert hashes(out) == hashes(again)
 
 
 def test_results_delta_and_interval_overlap(evaluations):

@@ -73,14 +73,20 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, side: str, snapshot: Path) -
     con.execute(f"CREATE VIEW {side}_benchmarks AS {' UNION ALL '.join(parts)}")
 
 
-def delta(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else round(after - before, 6)
-
-
-def overlap(first: list[float] | None, second: list[float] | None) -> bool | None:
+def intervals_overlap(first: list[float] | None, second: list[float] | None) -> bool | None:
     if not first or not second:
         return None
     return max(first[0], second[0]) <= min(first[1], second[1])
+
+
+def compared(model: str, benchmark: str, metric: str, old: dict, new: dict) -> dict:
+    """One metric in both months (`old`, `new`: the benchmark's metrics, each may lack it)."""
+    before, after = old.get(metric), new.get(metric)
+    before_ci, after_ci = old.get(f"{metric}_ci95"), new.get(f"{metric}_ci95")
+    return {"model": model, "benchmark": benchmark, "metric": metric, "previous": before, "current": after,
+            "delta": None if before is None or after is None else round(after - before, 6),
+            "previous_ci95": before_ci, "current_ci95": after_ci,
+            "cis_overlap": intervals_overlap(before_ci, after_ci)}
 
 
 def results_diff(previous_eval: Path, current_eval: Path, models: list[str]) -> list[dict]:
@@ -92,18 +98,9 @@ def results_diff(previous_eval: Path, current_eval: Path, models: list[str]) -> 
                          for folder in (previous_eval, current_eval))
         for benchmark in sorted(set(before["benchmarks"]) | set(after["benchmarks"])):
             old, new = before["benchmarks"].get(benchmark, {}), after["benchmarks"].get(benchmark, {})
-            for metric in METRICS:
-                if metric not in old and metric not in new:
-                    continue
-                a, b = old.get(metric), new.get(metric)
-                rows.append({"model": model, "benchmark": benchmark, "metric": metric, "previous": a, "current": b,
-                             "delta": delta(a, b),
-                             "previous_ci95": old.get(f"{metric}_ci95"), "current_ci95": new.get(f"{metric}_ci95"),
-                             "cis_overlap": overlap(old.get(f"{metric}_ci95"), new.get(f"{metric}_ci95"))})
-        a, b = before.get("weighted_average_top1"), after.get("weighted_average_top1")
-        rows.append({"model": model, "benchmark": "weighted average", "metric": "top1", "previous": a, "current": b,
-                     "delta": delta(a, b), "previous_ci95": None,
-                     "current_ci95": None, "cis_overlap": None})
+            rows += [compared(model, benchmark, metric, old, new)
+                     for metric in METRICS if metric in old or metric in new]
+        rows.append(compared(model, "weighted average", "weighted_average_top1", before, after) | {"metric": "top1"})
     return rows
 
 
@@ -170,7 +167,7 @@ def percent(value) -> str:
     return "" if value is None or pd.isna(value) else half_up(100 * Fraction(repr(value)), 1)
 
 
-def render(report: dict, lists: Path) -> str:
+def render(report: dict) -> str:
     """report.md: the summary a person reads; the full lists are the Parquet files beside it."""
     species, deleted, licenses = report["species"], report["deleted_photos"], report["license_changes"]
     stability = report["split_stability"]
@@ -236,8 +233,8 @@ def category_figure(categories: list[dict], months: tuple[str, str], path: Path)
     fig, (totals, change) = plt.subplots(1, 2, figsize=(2.4 + 1.5 * len(names), 3.6))
     for offset, side, month in ((-0.2, "previous", months[0]), (0.2, "current", months[1])):
         totals.bar(x + offset, [c[f"{side}_images"] for c in categories], width=0.4, label=month)
-    delta = [c["current_images"] - c["previous_images"] for c in categories]
-    change.bar(x, delta, color=["tab:green" if d >= 0 else "tab:red" for d in delta])
+    differences = [c["current_images"] - c["previous_images"] for c in categories]
+    change.bar(x, differences, color=["tab:green" if d >= 0 else "tab:red" for d in differences])
     change.axhline(0, color="black", linewidth=0.8)
     totals.set_ylabel("images")
     change.set_ylabel(f"images {months[1]} minus {months[0]}")
@@ -282,7 +279,7 @@ def diff(previous: Path, current: Path, out: Path, previous_eval: Path | None = 
         con.close()
         report["results"] = results_diff(previous_eval, current_eval, list(models)) if models else []
         write_json(staging / "report.json", report)
-        write_text(staging / "report.md", render(report, staging))
+        write_text(staging / "report.md", render(report))
         category_figure(report["categories"], (previous.name, current.name), staging / "images_per_category.png")
         results_figure(report["results"], (previous.name, current.name), staging / "results.png")
     return report
