@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m workflow_scripts...` and DVC stages call `snakemake`: use the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install demo test test-slurm bench lock clean
+.PHONY: help install demo test test-slurm bench generate lock clean
 
 help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make test     install if needed, then run the test suite"
 	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
-	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy; ~15 minutes)"
+	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, the sample's scaling; ~20 minutes)"
+	@echo "make generate write dvc.yaml and envs/*.yaml from the Snakemake rules (after changing rules, code or config.yaml)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
 	@echo "make lock     re-pin requirements.lock after editing pyproject.toml"
 	@echo "make clean    remove generated data, models, results and logs"
@@ -32,17 +33,18 @@ demo: install
 	# every table and figure, with provenance (it records run times: not versioned). Snakemake ignores
 	# SIGTERM while jobs run, so every scripted call is bounded and then killed.
 	timeout -k 60 30m snakemake --report results/report.html
+	@echo "The sample:        data/sample/ (bucket/: the generated bucket; the LifeStages web export; planted.json)."
 	@echo "Fetched snapshots: data/snapshots/*/raw/ (manifest.json in each)."
 	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
-	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/tables/ (Tables 3, 7)."
+	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/subset_tables/ (Tables 3, 7)."
 	@echo "Images, shards:    data/snapshots/*/images/ (download reports, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
 	@echo "Models:            models/*/tiny-cpu/ (checkpoint.pt, argv.json, metrics.json, train.log)."
-	@echo "Evaluation:        results/*/eval/<model>/ (predictions Parquet per benchmark, metrics.json); results/*/metrics.json (dvc metrics show)."
-	@echo "Tables:            results/*/tables/ (Tables 3, 5, 7, 8, 9 and conformal_sets as .csv, .md, .tex)."
-	@echo "Figures:           results/*/figures/ (zero-shot accuracy, conformal set size vs coverage, subset distributions)."
+	@echo "Evaluation:        results/*/eval/<model>/ (predictions Parquet per benchmark, metrics.json)."
+	@echo "Paper tables:      results/*/paper_tables/ (Tables 5, 8, 9, conformal_sets as .csv, .md, .tex; figures; metrics.json for dvc metrics show)."
 	@echo "Monthly diff:      results/diff/<A>_vs_<B>/report.md (data, split stability, benchmarks, results; JSON, Parquet, plots)."
-	@echo "Report:            results/report.html (every table and figure; open it in a browser)."
+	@echo "Provenance:        <output>.provenance.json beside every output folder (settings, code, inputs, tool versions)."
+	@echo "Report:            results/report.html (every table, figure and provenance; open it in a browser)."
 
 test: install
 	$(PYTHON) -m pytest -m "not slurm"
@@ -57,6 +59,12 @@ bench: install
 	$(PYTHON) bench/curate.py
 	$(PYTHON) bench/subsets.py
 	$(PYTHON) bench/shards.py
+	$(PYTHON) bench/sample.py
+
+# dvc.yaml (the DVC stages) and envs/*.yaml (the conda environments) are derived from the rules and
+# the code they run; a test fails when the committed ones differ from what this writes.
+generate: install
+	$(PYTHON) -m tools.generate
 
 lock:
 	rm -rf .venv-lock && python3 -m venv .venv-lock

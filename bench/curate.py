@@ -16,7 +16,6 @@ import csv
 import json
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +25,11 @@ sys.path.insert(0, str(REPO))
 
 from bench.measure import measured  # noqa: E402
 from tests.sample_tables import bundle_tables, tiled_snapshot  # noqa: E402
-from workflow_scripts.curate import DEFAULTS  # noqa: E402
-from workflow_scripts.sample_snapshot import generate  # noqa: E402
+from workflow_scripts.common import contracts  # noqa: E402
+from workflow_scripts.common.config import settings  # noqa: E402
+from workflow_scripts.sample.bucket import generate  # noqa: E402
+
+DEFAULTS = settings("curate")  # the schema's: the rules the pandas version follows too
 
 FULL_SNAPSHOT_ROWS = 400_000_000
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
@@ -73,8 +75,8 @@ def pandas_curate(folder: Path, taxonomy_csv: Path, out: Path) -> int:
 
 
 def curate_command(folder: Path, taxonomy: Path, settings: dict) -> list[str]:
-    return [sys.executable, "-m", "workflow_scripts.curate", "--snapshot-dir", str(folder), "--taxonomy",
-            str(taxonomy), "--out", str(folder / "curated-duckdb"), "--snapshot-date", "2024-09-27",
+    return [sys.executable, "-m", "workflow_scripts.curate", "--raw", str(folder), "--taxonomy",
+            str(taxonomy), "--out", str(folder / "curated-duckdb"), "--date", "2024-09-27",
             "--settings", json.dumps(settings)]
 
 
@@ -88,9 +90,9 @@ def main() -> int:
     if args.pandas_only:
         pandas_curate(Path(args.pandas_only[0]), Path(args.pandas_only[1]), Path(args.pandas_only[2]))
         return 0
-    mirror = args.workdir / "mirror"
+    mirror = args.workdir / "sample" / contracts.SAMPLE_BUCKET
     if not (mirror / "metadata").exists():
-        generate(mirror, seed=20240927, months=[date(2024, 8, 27), date(2024, 9, 27)], images=False)
+        generate(mirror.parent, with_images=False)
     base = bundle_tables(mirror, "2024-09-27")
     taxonomy = mirror / "inaturalist-taxonomy.dwca.zip"
     subprocess.run(["unzip", "-o", "-q", str(taxonomy), "VernacularNames-english.csv", "-d", str(args.workdir)],

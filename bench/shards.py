@@ -6,7 +6,7 @@ Input: `--images` photos of 400 species with random bytes behind a JPEG signatur
 around 60 KB (iNaturalist's medium JPEGs are 30-150 KB), served locally and downloaded by
 img2dataset as the download stage does. Then, alternately and twice each (the best of two, so
 both see a warm page cache):
-  shards: `python -m workflow_scripts.shards` with the authors' sizes (10,000 per shard,
+  shards: `python -m workflow_scripts.images.shards` with the authors' sizes (10,000 per shard,
           chunks of 50,000, parts of 1,000), one process per core;
   copy:   the same images found in img2dataset's tars and their bytes read in the same order
           and written to one file: the floor of any sharder, which must move exactly these bytes.
@@ -30,8 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.measure import measured  # noqa: E402
-from workflow_scripts.download import download, serving  # noqa: E402
-from workflow_scripts.shards import read_images, shard_order  # noqa: E402
+from workflow_scripts.images.download import download  # noqa: E402
+from workflow_scripts.images.shards import read_images, shard_order  # noqa: E402
 
 SPECIES = 400
 PROCESSES = os.cpu_count()
@@ -57,9 +57,8 @@ def prepare(workdir: Path, images: int) -> tuple[Path, Path]:
                                'Animalia Arthropoda Insecta Lepidoptera Nymphalidae ' || species AS taxonomic_name,
                                'CC-BY' AS license, 'train' AS split
                         FROM range({images})) TO '{subset}' (FORMAT parquet)""")
-    with serving(workdir / "mirror") as port:
-        download(subset, downloaded, {"url_rewrite": {"from": "https://example.org", "to": f"http://127.0.0.1:{port}"},
-                                      "processes": 2, "threads": 32})
+    download(subset, downloaded, {"url_rewrite": {"from": "https://example.org", "to": str(workdir / "mirror")},
+                                  "processes": 2, "threads": 32})
     return subset, downloaded
 
 
@@ -85,9 +84,9 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     subset, downloaded = prepare(workdir, args.images)
     size = sum(p.stat().st_size for p in (downloaded / "tars").glob("*.tar"))
-    shards_command = [sys.executable, "-m", "workflow_scripts.shards", "--subset", str(subset), "--images", str(downloaded),
-                      "--out", str(workdir / "shards"), "--settings", json.dumps(SETTINGS),
-                      "--processes", str(PROCESSES)]
+    shards_command = [sys.executable, "-m", "workflow_scripts.images.shards", "--subset", str(subset),
+                      "--download", str(downloaded / "download_report.json"), "--out", str(workdir / "shards"),
+                      "--settings", json.dumps(SETTINGS), "--processes", str(PROCESSES)]
     copy_command = [sys.executable, "bench/shards.py", "--copy", str(subset), str(downloaded), str(workdir / "copy.bin")]
     times = {"shards": [], "copy": []}
     for _ in range(2):

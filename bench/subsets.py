@@ -16,9 +16,9 @@ snapshot's curated table (target <= 5 min).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tarfile
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.measure import measured  # noqa: E402
-from workflow_scripts.curate import curate  # noqa: E402
-from workflow_scripts.sample_snapshot import generate  # noqa: E402
+from workflow_scripts.common import contracts  # noqa: E402
+from workflow_scripts.curate.stage import curate  # noqa: E402
+from workflow_scripts.sample.bucket import generate  # noqa: E402
 
 FULL_CURATED_ROWS = 162_000_000  # the paper's curated BioTrove: 161.9 M images
 IMAGES_PER_SPECIES = 442  # ... of 366.6 K species
@@ -39,13 +40,13 @@ def tiled_curated(workdir: Path, rows: int) -> Path:
     target = workdir / f"tiled-curated-{rows}.parquet"
     if target.exists():
         return target
-    mirror = workdir / "mirror"
+    mirror = workdir / "sample" / contracts.SAMPLE_BUCKET
     if not (mirror / "metadata").exists():
-        generate(mirror, seed=20240927, months=[date(2024, 8, 27), date(2024, 9, 27)], images=False)
+        generate(mirror.parent, with_images=False)
     bundle = "inaturalist-open-data-20240927"
     with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
         tar.extractall(workdir, filter="data")
-    curate(workdir / bundle, mirror / "inaturalist-taxonomy.dwca.zip", workdir / "curated-sample")
+    curate(workdir / bundle, workdir / "curated-sample", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE)
     source = workdir / "curated-sample" / "curated.parquet"
     base, species = duckdb.sql(f"SELECT count(*), count(DISTINCT taxonomic_name) FROM '{source}'").fetchone()
     copies = -(-rows // base)
@@ -78,12 +79,13 @@ def main() -> int:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     curated = tiled_curated(args.workdir, args.rows)
-    export = args.workdir / "mirror" / "exports" / "observations-lifestages.csv"
+    export = args.workdir / "sample" / contracts.SAMPLE_LIFESTAGES
     floor, _ = measured([sys.executable, "-c", f"import duckdb; duckdb.sql(\"COPY (FROM '{curated}') TO "
                          f"'{args.workdir / 'rewritten.parquet'}' (FORMAT parquet, COMPRESSION zstd, "
                          "ROW_GROUP_SIZE 122880)\")"])
     seconds, rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated),
-                             "--out", str(args.workdir / "subsets"), "--lifestages", str(export)])
+                             "--out", str(args.workdir / "subsets"),
+                             "--settings", json.dumps({"lifestages": {"export": str(export)}})])
     train, unsorted = duckdb.sql(f"""
         SELECT count(*), count(*) FILTER (WHERE photo_id <= previous)
         FROM (SELECT photo_id, lag(photo_id) OVER () AS previous FROM '{args.workdir / "subsets" / "train.parquet"}')

@@ -1,34 +1,29 @@
+import json
 import re
 import shlex
 from pathlib import Path
 
 from snakemake.utils import validate
 
-from workflow_scripts.config import (
+from workflow_scripts.common import contracts
+from workflow_scripts.common.config import (
+    Section,
     evaluated_model,
-    fetch_options,
-    lifestages_export,
+    local_path,
     memory_mb,
-    mirror_dir,
-    sample_mirror_input,
-    snapshot_specs,
-    source_location,
     train_launcher,
-    uses_sample,
 )
-from workflow_scripts.diff import LISTS
-from workflow_scripts.subsets import SUBSETS
 
-
-validate(config, "../workflow_scripts/schemas/config.schema.yaml")
+validate(config, "../workflow_scripts/common/schemas/config.schema.yaml")
 
 DATA = config["data_root"]
 LOGS = config["logs_root"]
 RESULTS = config["results_root"]
 MODELS = config["models_root"]
-# {date: "YYYY-MM-DD" or "latest"}: what fetch is asked for to produce each dated snapshot
-SNAPSHOTS = snapshot_specs(config)
-LIFESTAGES_EXPORT = lifestages_export(config)
+SAMPLE = contracts.sample(DATA)
+SNAPSHOT = contracts.snapshot(DATA)  # data/snapshots/{date}
+SUBSETS = contracts.SUBSETS
+EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
 
 
 wildcard_constraints:
@@ -37,7 +32,52 @@ wildcard_constraints:
     current=r"\d{4}-\d{2}-\d{2}",
     subset="|".join(SUBSETS),
     recipe="|".join(config["train"]["recipes"]),
-    model="|".join(re.escape(name) for name in config["evaluate"]["models"]),
+    model="|".join(re.escape(name) for name in EVALUATED),
+
+
+def provenance(output: str):
+    """An output's provenance file (beside it), shown in the report."""
+    return report(
+        contracts.provenance(output),
+        caption="../report/provenance.rst",
+        category="Provenance",
+    )
+
+
+def local_input(location: str | None) -> list[str]:
+    """A configured location that is a local file or folder (the sample's, or a user's copy) is a
+    rule input, so the rule that makes it runs first; a URL is not."""
+    return [path for path in [local_path(location)] if path]
+
+
+def latest_resolution(wildcards=None) -> list[str]:
+    """The checkpoint's answer to what `latest` is, when snapshots ask for it."""
+    return (
+        [checkpoints.latest_snapshot.get().output[0]]
+        if "latest" in config["snapshots"]
+        else []
+    )
+
+
+def resolved_latest() -> list[str]:
+    """The date `latest` resolved to (none when snapshots do not ask for it)."""
+    return [
+        json.loads(Path(path).read_text())["snapshot"] for path in latest_resolution()
+    ]
+
+
+def dates() -> list[str]:
+    """The configured snapshots as dates: `latest` is resolved by the latest_snapshot checkpoint
+    when the workflow runs, never while it is planned."""
+    return sorted(
+        {spec for spec in config["snapshots"] if spec != "latest"}
+        | set(resolved_latest())
+    )
+
+
+def snapshot_spec(wildcards) -> str:
+    """What fetch is asked for: `latest` for the date it resolved to, else the date."""
+    return "latest" if wildcards.date in resolved_latest() else wildcards.date
 
 
 def recipe(wildcards) -> dict:
@@ -45,33 +85,73 @@ def recipe(wildcards) -> dict:
     return config["train"]["recipes"][wildcards.recipe]
 
 
-EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
+def output_folder(wildcards, output) -> str:
+    """A job's output folder: the one its provenance sits beside."""
+    return contracts.provenance_target(output.provenance)
 
 
-def evaluation_inputs(wildcards) -> dict:
-    """The evaluate rule's inputs: the benchmarks' shards, the model's checkpoint when it is this
-    run's, and the external benchmarks' metadata."""
+def benchmark_shards(wildcards) -> dict:
+    """The evaluate rule's inputs: the shards of our benchmarks, the model's checkpoint when it is
+    this run's, and the external benchmarks' metadata."""
     settings = config["evaluate"]
-    folder = f"{DATA}/snapshots/{wildcards.date}/shards"
-    inputs = {name: f"{folder}/{name}" for name in settings["benchmarks"]}  # each subset's own shards
+    inputs = {
+        name: contracts.shards(SNAPSHOT, name).format(date=wildcards.date)
+        for name in settings["benchmarks"]
+    }
     trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
-    return inputs | ({"checkpoint": trained} if trained else {}) | {
-        f"external_{name}": spec["metadata"] for name, spec in settings["external"].items()}
+    return (
+        inputs
+        | ({"checkpoint": trained} if trained else {})
+        | {
+            f"external_{name}": spec["metadata"]
+            for name, spec in settings["external"].items()
+        }
+    )
+
+
+def evaluated(wildcards) -> dict:
+    return evaluated_model(config, wildcards.model, wildcards.date)
 
 
 def pretrained_option(wildcards) -> str:
-    pretrained = evaluated_model(config, wildcards.model, wildcards.date)["pretrained"]
+    pretrained = evaluated(wildcards)["pretrained"]
     return f"--pretrained {shlex.quote(pretrained)}" if pretrained else ""
 
 
-DIFF_FILES = ["report.json", *(f"{name}.parquet" for name in LISTS)]
-
-
-def snapshot_pair(wildcards) -> dict:
-    """Both snapshots' raw, curated and subsets folders, and each configured model's evaluation."""
+def compared_inputs(wildcards) -> dict:
+    """Both snapshots' raw tables, curated table and subsets, and each configured model's metrics."""
     inputs = {}
     for side in ("previous", "current"):
-        day = wildcards[side]
-        inputs |= {f"{side}_{part}": f"{DATA}/snapshots/{day}/{part}" for part in ("raw", "curated", "subsets")}
-        inputs |= {f"{side}_eval_{model}": f"{RESULTS}/{day}/eval/{model}" for model in EVALUATED}
+        files = contracts.compared_files(contracts.snapshot(DATA, wildcards[side]))
+        inputs |= {f"{side}_{name}": path for name, path in files.items()}
+        inputs[f"{side}_metrics"] = [
+            f"{contracts.evaluation(RESULTS, wildcards[side], model)}/{contracts.METRICS}"
+            for model in EVALUATED
+        ]
     return inputs
+
+
+def final_outputs(wildcards) -> list[str]:
+    """Every snapshot's statistics, subset tables, shards, models and evaluation tables, and each
+    snapshot diffed against the one before it."""
+    snapshots = dates()
+    per_date = [
+        rules.stats.output.stats,
+        rules.subset_tables.output.provenance,
+        *expand(
+            rules.shards.output.shards,
+            subset=config["images"]["subsets"],
+            allow_missing=True,
+        ),
+        *expand(
+            rules.train.output.checkpoint,
+            recipe=config["train"]["run"],
+            allow_missing=True,
+        ),
+        rules.paper_tables.output.summary,
+    ]
+    pairs = [
+        rules.diff.output.report.format(previous=a, current=b)
+        for a, b in zip(snapshots, snapshots[1:])
+    ]
+    return expand(per_date, date=snapshots) + pairs

@@ -1,16 +1,12 @@
-import json
-
-
 rule curate:
-    """One clean Parquet per snapshot (SQL in workflow_scripts/sql/), with a report of every drop."""
+    """One clean Parquet per snapshot (SQL in workflow_scripts/curate/), with a report of every drop."""
     input:
-        raw=f"{DATA}/snapshots/{{date}}/raw",
+        raw=contracts.raw(SNAPSHOT),
     output:
-        directory(f"{DATA}/snapshots/{{date}}/curated"),
-    params:
-        settings=lambda wildcards, threads: json.dumps(
-            {**config["curate"], "threads": config["curate"]["threads"] or threads}
-        ),
+        table=f"{contracts.curated(SNAPSHOT)}/{contracts.CURATED_TABLE}",
+        report=f"{contracts.curated(SNAPSHOT)}/{contracts.CURATION_REPORT}",
+        rejects=f"{contracts.curated(SNAPSHOT)}/{contracts.REJECTS}",
+        provenance=provenance(contracts.curated(SNAPSHOT)),
     log:
         f"{LOGS}/curate/{{date}}.log",
     conda:
@@ -19,7 +15,9 @@ rule curate:
     resources:
         mem_mb=1024 + memory_mb(config["curate"]["memory_limit"]),
         runtime=60,
+    params:
+        out=output_folder,
+        settings=Section(config, "curate"),
     shell:
-        "python -m workflow_scripts.curate --snapshot-dir {input.raw}"
-        " --taxonomy {input.raw}/inaturalist-taxonomy.dwca.zip --out {output}"
-        " --settings {params.settings:q} > {log} 2>&1"
+        "python -m workflow_scripts.curate --raw {input.raw} --out {params.out} --threads {threads}"
+        " --settings {params.settings:q} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

@@ -1,32 +1,30 @@
 rule diff:
     """What changed between two monthly snapshots: species, inactive taxa and their replacements,
     images per category and species, license changes, deleted photos, photos that changed subset or
-    split, benchmark membership, and each model x benchmark result with its delta and intervals."""
+    split, benchmark membership, and each model x benchmark result with its delta and intervals.
+    """
     input:
-        unpack(snapshot_pair),
+        unpack(compared_inputs),
     output:
-        report(
-            f"{RESULTS}/diff/{{previous}}_vs_{{current}}/report.md",
+        report=report(
+            f"{contracts.diff(RESULTS)}/{contracts.DIFF_REPORT}",
             caption="../report/diff.rst",
             category="Snapshot diff",
         ),
-        expand(f"{RESULTS}/diff/{{{{previous}}}}_vs_{{{{current}}}}/{{name}}", name=DIFF_FILES),
+        summary=f"{contracts.diff(RESULTS)}/{contracts.DIFF_SUMMARY}",
+        lists=[
+            f"{contracts.diff(RESULTS)}/{name}.parquet"
+            for name in contracts.DIFF_LISTS
+        ],
         figures=[
             report(
-                f"{RESULTS}/diff/{{previous}}_vs_{{current}}/{figure}.png",
+                f"{contracts.diff(RESULTS)}/{figure}",
                 caption="../report/diff.rst",
                 category="Snapshot diff",
             )
-            for figure in ("images_per_category", "results")
+            for figure in contracts.DIFF_FIGURES
         ],
-    params:
-        previous=f"{DATA}/snapshots/{{previous}}",
-        current=f"{DATA}/snapshots/{{current}}",
-        evaluations=lambda wildcards: (
-            f"--previous-eval {RESULTS}/{wildcards.previous}/eval --current-eval {RESULTS}/{wildcards.current}/eval"
-            f" --models {' '.join(shlex.quote(model) for model in EVALUATED)}"
-        ),
-        out=lambda wildcards, output: str(Path(output[0]).parent),
+        provenance=provenance(contracts.diff(RESULTS)),
     log:
         f"{LOGS}/diff/{{previous}}_vs_{{current}}.log",
     conda:
@@ -34,6 +32,12 @@ rule diff:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        previous=contracts.snapshot(DATA, "{previous}"),
+        current=contracts.snapshot(DATA, "{current}"),
+        models=" ".join(shlex.quote(model) for model in EVALUATED),
+        out=output_folder,
     shell:
         "python -m workflow_scripts.diff --previous {params.previous} --current {params.current}"
-        " {params.evaluations} --out {params.out} > {log} 2>&1"
+        " --previous-metrics {input.previous_metrics} --current-metrics {input.current_metrics}"
+        " --models {params.models} --out {params.out} --provenance {output.provenance} > {log} 2>&1"

@@ -1,18 +1,31 @@
-from pathlib import Path
+checkpoint latest_snapshot:
+    """The date `latest` stands for now, asked of the source when the workflow runs (temporary: asked
+    again by the next run)."""
+    input:
+        source=local_input(config["fetch"]["source"]),
+    output:
+        temp(f"{DATA}/snapshots/{contracts.LATEST}"),
+    log:
+        f"{LOGS}/fetch/latest.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        settings=Section(config, "fetch"),
+    shell:
+        "python -m workflow_scripts.fetch --resolve latest --out {output} --settings {params.settings:q} > {log} 2>&1"
 
 
 rule fetch:
     """One monthly snapshot + the taxonomy DwC-A, verified, with manifest.json."""
     input:
-        # the generated mirror when fetching from the sample; nothing for S3 or a user's folder
-        mirror=sample_mirror_input(config),
+        source=local_input(config["fetch"]["source"]),
+        latest=latest_resolution,
     output:
-        directory(f"{DATA}/snapshots/{{date}}/raw"),
-    params:
-        source=lambda wildcards: source_location(config),
-        spec=lambda wildcards: SNAPSHOTS.get(wildcards.date, wildcards.date),
-        snapshots_dir=lambda wildcards, output: Path(output[0]).parent.parent,
-        options=" ".join(fetch_options(config)),
+        raw=directory(contracts.raw(SNAPSHOT)),
+        provenance=provenance(contracts.raw(SNAPSHOT)),
     log:
         f"{LOGS}/fetch/{{date}}.log",
     conda:
@@ -20,7 +33,9 @@ rule fetch:
     resources:
         mem_mb=1000,
         runtime=600,
+    params:
+        snapshot=snapshot_spec,
+        settings=Section(config, "fetch"),
     shell:
-        "python -m workflow_scripts.fetch --source {params.source} --snapshot {params.spec}"
-        " --expect-date {wildcards.date} --snapshots-dir {params.snapshots_dir} {params.options}"
-        " > {log} 2>&1"
+        "python -m workflow_scripts.fetch --snapshot {params.snapshot} --expect-date {wildcards.date} --out {output.raw}"
+        " --settings {params.settings:q} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

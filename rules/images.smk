@@ -1,18 +1,13 @@
-import json
-
-
 rule download:
-    """One subset's images with img2dataset, and a report of every failure (fails below
-    images.min_success_rate). For the sample, the mirror is served locally while it runs."""
+    """One subset's images with img2dataset, once its leak check has passed, and a report of every
+    failure (fails below images.min_success_rate)."""
     input:
-        subsets=f"{DATA}/snapshots/{{date}}/subsets",
-        mirror=sample_mirror_input(config),
+        subset=contracts.subset_table(SNAPSHOT, "{subset}"),
+        leak_check=rules.check_overlap.output.report,
+        host=local_input((config["images"]["url_rewrite"] or {}).get("to")),
     output:
-        report=f"{DATA}/snapshots/{{date}}/images/{{subset}}/download_report.json",
-    params:
-        folder=f"{DATA}/snapshots/{{date}}/images/{{subset}}",
-        settings=lambda wildcards: json.dumps(config["images"]),  # a function: "{port}" is no wildcard
-        serve=f"--serve {mirror_dir(config)}" if uses_sample(config) else "",
+        report=f"{contracts.images(SNAPSHOT)}/{contracts.DOWNLOAD_REPORT}",
+        provenance=provenance(contracts.images(SNAPSHOT)),
     log:
         f"{LOGS}/download/{{date}}/{{subset}}.log",
     conda:
@@ -20,19 +15,26 @@ rule download:
     resources:
         mem_mb=4000,
         runtime=24 * 60,
+    params:
+        out=output_folder,
+        settings=Section(config, "images"),
     shell:
-        "python -m workflow_scripts.download --subset {input.subsets}/{wildcards.subset}.parquet"
-        " --out {params.folder} --settings {params.settings:q} {params.serve} > {log} 2>&1"
+        "python -m workflow_scripts.images.download --subset {input.subset} --out {params.out}"
+        " --settings {params.settings:q} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule check_image_overlap:
     """The subsets' leak checks again, and exact duplicate images (by sha256) between subsets and
-    inside Train: Train's copies of an evaluation image are named for the shards to leave out."""
+    inside Train: Train's copies of an evaluation image are named for the shards to leave out.
+    """
     input:
-        subsets=f"{DATA}/snapshots/{{date}}/subsets",
-        downloads=expand(f"{DATA}/snapshots/{{{{date}}}}/images/{{subset}}/download_report.json", subset=SUBSETS),
+        tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
+        downloads=expand(
+            rules.download.output.report, subset=SUBSETS, allow_missing=True
+        ),
     output:
-        f"{DATA}/snapshots/{{date}}/images/overlap_report.json",
+        report=contracts.image_leak_report(SNAPSHOT),
+        provenance=provenance(contracts.image_leak_report(SNAPSHOT)),
     log:
         f"{LOGS}/overlap/{{date}}-images.log",
     conda:
@@ -41,30 +43,31 @@ rule check_image_overlap:
         mem_mb=4000,
         runtime=60,
     shell:
-        "python -m workflow_scripts.overlap --subsets {input.subsets} --images $(dirname {output})"
-        " --out {output} > {log} 2>&1"
+        "python -m workflow_scripts.images.duplicates --subsets {input.tables} --downloads {input.downloads}"
+        " --out {output.report} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule shards:
     """Webdataset shards of one subset in semi-global order, with every caption type; the species
     mixing per batch of that order against a local shuffle (Figure 5c)."""
     input:
-        subsets=f"{DATA}/snapshots/{{date}}/subsets",
-        download=f"{DATA}/snapshots/{{date}}/images/{{subset}}/download_report.json",
-        image_overlap=f"{DATA}/snapshots/{{date}}/images/overlap_report.json",
+        subset=contracts.subset_table(SNAPSHOT, "{subset}"),
+        download=rules.download.output.report,
+        image_overlap=rules.check_image_overlap.output.report,
     output:
-        directory(f"{DATA}/snapshots/{{date}}/shards/{{subset}}"),
-    params:
-        settings=json.dumps(config["shards"]),
+        shards=directory(contracts.shards(SNAPSHOT)),
+        provenance=provenance(contracts.shards(SNAPSHOT)),
     log:
         f"{LOGS}/shards/{{date}}/{{subset}}.log",
-    threads: 8  # worker processes writing shards (capped at --cores); the bytes do not depend on it
     conda:
         "../envs/data.yaml"
+    threads: 8  # worker processes writing shards (capped at --cores); the bytes do not depend on it
     resources:
         mem_mb=8000,
         runtime=12 * 60,
+    params:
+        settings=Section(config, "shards"),
     shell:
-        "python -m workflow_scripts.shards --subset {input.subsets}/{wildcards.subset}.parquet"
-        " --images $(dirname {input.download}) --image-overlap {input.image_overlap} --out {output}"
-        " --settings {params.settings:q} --processes {threads} > {log} 2>&1"
+        "python -m workflow_scripts.images.shards --subset {input.subset} --download {input.download}"
+        " --image-overlap {input.image_overlap} --out {output.shards} --settings {params.settings:q}"
+        " --processes {threads} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

@@ -1,9 +1,10 @@
 rule stats:
     """Figures 2 and 3, the BioTrove column of Tables 2/6 and the long tail, for one snapshot."""
     input:
-        curated=f"{DATA}/snapshots/{{date}}/curated",
+        curated=rules.curate.output.table,
     output:
-        directory(f"{DATA}/snapshots/{{date}}/stats"),
+        stats=directory(contracts.stats(SNAPSHOT)),
+        provenance=provenance(contracts.stats(SNAPSHOT)),
     log:
         f"{LOGS}/stats/{{date}}.log",
     conda:
@@ -12,4 +13,5 @@ rule stats:
         mem_mb=2000,
         runtime=30,
     shell:
-        "python -m workflow_scripts.stats --curated {input.curated}/curated.parquet --out {output} > {log} 2>&1"
+        "python -m workflow_scripts.stats --curated {input.curated} --out {output.stats} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"

@@ -1,17 +1,13 @@
-import json
-
-
 rule subsets:
     """BioTrove-Train (with its splits), -Balanced, -Unseen and LifeStages for one snapshot."""
     input:
-        curated=f"{DATA}/snapshots/{{date}}/curated",
-        # the sample's export lives in the generated mirror; a real one is a file of its own
-        lifestages=sample_mirror_input(config) or LIFESTAGES_EXPORT or [],
+        curated=rules.curate.output.table,
+        lifestages=local_input(config["subsets"]["lifestages"]["export"]),
     output:
-        directory(f"{DATA}/snapshots/{{date}}/subsets"),
-    params:
-        settings=json.dumps(config["subsets"]),
-        lifestages=f"--lifestages {LIFESTAGES_EXPORT}" if LIFESTAGES_EXPORT else "",
+        **{subset: contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS},
+        species=f"{contracts.subsets(SNAPSHOT)}/{contracts.SPECIES_TABLE}",
+        report=f"{contracts.subsets(SNAPSHOT)}/{contracts.SUBSETS_REPORT}",
+        provenance=provenance(contracts.subsets(SNAPSHOT)),
     log:
         f"{LOGS}/subsets/{{date}}.log",
     conda:
@@ -19,18 +15,23 @@ rule subsets:
     resources:
         mem_mb=1024 + memory_mb(config["subsets"]["memory_limit"]),
         runtime=30,
+    params:
+        out=output_folder,
+        settings=Section(config, "subsets"),
     shell:
-        "python -m workflow_scripts.subsets --curated {input.curated}/curated.parquet --out {output}"
-        " --settings {params.settings:q} {params.lifestages} > {log} 2>&1"
+        "python -m workflow_scripts.subsets --curated {input.curated} --out {params.out} --settings {params.settings:q}"
+        " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule check_overlap:
     """Fails the pipeline when two subsets or two Train splits share a photo or an observation, or
-    an Unseen species is in Train; the report stays in logs/overlap/<date>.json either way."""
+    an Unseen species is in Train; the report stays in logs/overlap/<date>.json either way.
+    """
     input:
-        f"{DATA}/snapshots/{{date}}/subsets",
+        tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
     output:
-        f"{DATA}/snapshots/{{date}}/overlap_report.json",
+        report=contracts.leak_report(SNAPSHOT),
+        provenance=provenance(contracts.leak_report(SNAPSHOT)),
     log:
         messages=f"{LOGS}/overlap/{{date}}.log",
         report=f"{LOGS}/overlap/{{date}}.json",
@@ -40,39 +41,40 @@ rule check_overlap:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m workflow_scripts.overlap --subsets {input} --out {log.report} > {log.messages} 2>&1"
-        " && cp {log.report} {output}"
+        "python -m workflow_scripts.subsets.overlap --subsets {input.tables} --out {log.report} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log.messages} 2>&1 && cp {log.report} {output.report}"
 
 
 rule subset_tables:
     """The paper's Tables 3 and 7 (CSV, Markdown, LaTeX) and images-per-species plots per subset."""
     input:
-        f"{DATA}/snapshots/{{date}}/subsets",
+        tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
+        report=rules.subsets.output.report,
     output:
-        csv=[
+        tables=[
             report(
-                f"{RESULTS}/{{date}}/tables/{table}.csv",
+                f"{contracts.subset_tables(RESULTS)}/{table}.csv",
                 caption="../report/tables.rst",
                 category="Tables",
                 subcategory="{date}",
             )
-            for table in ("table3_train_unique_taxa", "table7_balanced_species")
+            for table in contracts.SUBSET_TABLES
         ],
-        text=multiext(f"{RESULTS}/{{date}}/tables/table3_train_unique_taxa", ".md", ".tex")
-        + multiext(f"{RESULTS}/{{date}}/tables/table7_balanced_species", ".md", ".tex"),
+        text=[
+            f"{contracts.subset_tables(RESULTS)}/{table}{suffix}"
+            for table in contracts.SUBSET_TABLES
+            for suffix in (".md", ".tex")
+        ],
         figures=[
             report(
-                f"{RESULTS}/{{date}}/figures/subset_distribution_{subset}.png",
+                f"{contracts.subset_tables(RESULTS)}/{contracts.subset_figure(subset)}",
                 caption="../report/figures.rst",
                 category="Figures",
                 subcategory="{date}",
             )
-            for subset in ("train", "balanced", "unseen", "lifestages")
+            for subset in SUBSETS
         ],
-    params:
-        tables=f"{RESULTS}/{{date}}/tables",
-        figures=f"{RESULTS}/{{date}}/figures",
-        config=lambda wildcards: json.dumps(config),  # a function: the JSON's braces are not wildcards
+        provenance=provenance(contracts.subset_tables(RESULTS)),
     log:
         f"{LOGS}/subset_tables/{{date}}.log",
     conda:
@@ -80,6 +82,8 @@ rule subset_tables:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        out=output_folder,
     shell:
-        "python -m workflow_scripts.subset_tables --subsets {input} --tables {params.tables}"
-        " --figures {params.figures} --date {wildcards.date} --config {params.config:q} > {log} 2>&1"
+        "python -m workflow_scripts.subsets.tables --subsets {input.tables} --report {input.report} --out {params.out}"
+        " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

@@ -1,10 +1,11 @@
-"""Shared fixtures: the generated sample mirror, a real local S3 server (moto), a faulty proxy, a photo
+"""Shared fixtures: the generated sample, a real local S3 server (moto), a faulty proxy, a photo
 server over HTTP."""
 
 from __future__ import annotations
 
 import http.client
 import io
+import json
 import os
 import socket
 import tarfile
@@ -18,14 +19,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from workflow_scripts.curate import curate
-from workflow_scripts.download import serving
-from workflow_scripts.sample_snapshot import generate
-from workflow_scripts.subsets import build
+from workflow_scripts.common import contracts
+from workflow_scripts.curate.stage import curate
+from workflow_scripts.images.download import serving
+from workflow_scripts.sample.bucket import generate
+from workflow_scripts.subsets.build import build
 
 REPO = Path(__file__).resolve().parent.parent
-# real iNaturalist samples nobody here wrote: shared/ sits beside the checkout (CI does the same)
-REAL = Path(os.environ.get("BIOTROVE_SHARED", REPO.parent / "shared")) / "fixtures" / "real"
+REAL = REPO / "tests" / "fixtures" / "real"  # real iNaturalist samples nobody here wrote (README there)
 MONTHS = [date(2024, 8, 27), date(2024, 9, 27)]
 BUCKET = "inaturalist-open-data"
 
@@ -36,15 +37,28 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
 @pytest.fixture(scope="session")
-def mirror(tmp_path_factory) -> Path:
-    """The default sample (scale 1, with images), generated once per test session."""
-    out = tmp_path_factory.mktemp("mirror") / "mirror"
-    generate(out, seed=20240927, months=MONTHS, workers=2)
+def sample(tmp_path_factory) -> Path:
+    """The default sample (scale 1, with images), generated once per test session: the bucket, the
+    web export with life stages and planted.json."""
+    out = tmp_path_factory.mktemp("sample") / "sample"
+    generate(out, workers=2)  # the schema's defaults: config.yaml's sample
     return out
 
 
 @pytest.fixture(scope="session")
-def sample_months(mirror, tmp_path_factory) -> Path:
+def mirror(sample) -> Path:
+    """The sample's bucket."""
+    return sample / contracts.SAMPLE_BUCKET
+
+
+@pytest.fixture(scope="session")
+def planted(sample) -> dict:
+    """What the generator planted (planted.json's `planted`)."""
+    return json.loads((sample / contracts.SAMPLE_PLANTED).read_text())["planted"]
+
+
+@pytest.fixture(scope="session")
+def sample_months(sample, mirror, tmp_path_factory) -> Path:
     """Both sample months as the pipeline lays them out: <root>/<date>/raw (the bundle's tables),
     curated/ and subsets/."""
     root = tmp_path_factory.mktemp("months")
@@ -55,9 +69,9 @@ def sample_months(mirror, tmp_path_factory) -> Path:
         snapshot = root / day.isoformat()
         snapshot.mkdir()
         (root / bundle).rename(snapshot / "raw")
-        curate(snapshot / "raw", mirror / "inaturalist-taxonomy.dwca.zip", snapshot / "curated")
-        build(snapshot / "curated" / "curated.parquet", snapshot / "subsets", {},
-              mirror / "exports" / "observations-lifestages.csv")
+        curate(snapshot / "raw", snapshot / "curated", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE)
+        build(snapshot / "curated" / contracts.CURATED_TABLE, snapshot / "subsets",
+              {"lifestages": {"export": str(sample / contracts.SAMPLE_LIFESTAGES)}})
     return root
 
 
@@ -76,7 +90,7 @@ def upload_mirror(endpoint: str, mirror: Path, bucket: str, replace: dict[str, b
     client.create_bucket(Bucket=bucket, ACL="public-read")  # anonymous access, as the real bucket allows
     for path in sorted(mirror.rglob("*")):
         key = path.relative_to(mirror).as_posix()
-        if path.is_dir() or key.startswith(("photos/", "_sample/")):
+        if path.is_dir() or key.startswith("photos/"):
             continue
         body = (replace or {}).get(key, path.read_bytes())
         extra = {"ContentEncoding": "gzip"} if key.endswith(".csv.gz") else {}

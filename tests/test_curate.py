@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import tarfile
 import threading
 import time
@@ -15,8 +14,9 @@ import pytest
 
 from tests.conftest import REAL
 from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
-from workflow_scripts.curate import CurateError, curate
-from workflow_scripts.inat_format import COLUMNS
+from workflow_scripts.common.contracts import TAXONOMY_ARCHIVE
+from workflow_scripts.common.inat_format import COLUMNS
+from workflow_scripts.curate.stage import CurateError, curate
 
 DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
 URL = "https://inaturalist-open-data.s3.amazonaws.com/photos"
@@ -28,7 +28,7 @@ def balanced(report: dict) -> bool:
 
 # -- real files ---------------------------------------------------------------------------------
 def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
-    report = curate(REAL / "inat-open-data-2022-06", DWCA_REAL, tmp_path / "out", snapshot="2022-06-27")
+    report = curate(REAL / "inat-open-data-2022-06", tmp_path / "out", snapshot="2022-06-27", taxonomy=DWCA_REAL)
     # checked by hand: 10 photo_ids sit on two observations; 4 of them on two research-grade
     # observations of different taxa (8 rows dropped), 5 keep their one research-grade row
     assert report["photos_in"] == 37 and report["photos_out"] == 12
@@ -45,7 +45,7 @@ def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
 
 
 def test_real_older_schema_with_extra_fields(tmp_path):
-    report = curate(REAL / "inat-open-data-pyinat", DWCA_REAL, tmp_path / "out", snapshot="2021-06-01")
+    report = curate(REAL / "inat-open-data-pyinat", tmp_path / "out", snapshot="2021-06-01", taxonomy=DWCA_REAL)
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 2  # read by their first 8 columns
     assert report["rows_read"]["observations"] == 50 and report["rejected_rows"]["observations"] == 0
@@ -140,7 +140,7 @@ def small(tmp_path):
         (27, "Red Oak", "2010-01-01T00:00:00Z"), (27, "Northern Red Oak", "2010-01-01T00:00:00Z"),
         (40, 'O\'Hara\'s "odd" oak', "2015-01-01T00:00:00Z"),
     ])
-    report = curate(snapshot, dwca, tmp_path / "out", snapshot="2024-09-27")
+    report = curate(snapshot, tmp_path / "out", snapshot="2024-09-27", taxonomy=dwca)
     return report, {r["photo_id"]: r for r in parquet_rows(tmp_path / "out" / "curated.parquet")}, tmp_path
 
 
@@ -201,7 +201,7 @@ def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
                                                                        "research", "2020-01-01")]
     photos = [photo(1, 1), photo(2, 2), ("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
     snapshot = write_snapshot(tmp_path / "snap", observations, photos, old_schema=True, gz=False)
-    report = curate(snapshot, write_dwca(tmp_path / "dwca", []), tmp_path / "out", snapshot="2021-01-01")
+    report = curate(snapshot, tmp_path / "out", taxonomy=write_dwca(tmp_path / "dwca", []), snapshot="2021-01-01")
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 1
     assert report["rejected_rows"] == {"observations": 1, "photos": 1, "taxa": 0}
@@ -241,7 +241,7 @@ def test_bad_input_is_a_clear_error_and_no_output(tmp_path, fault, message):
     else:
         target.write_bytes(gzip.compress(data))
     with pytest.raises(CurateError, match=message.replace("[", r"\[").replace("]", r"\]")) as error:
-        curate(snapshot, write_dwca(tmp_path / "dwca", []), tmp_path / "out", snapshot="2021-01-01")
+        curate(snapshot, tmp_path / "out", taxonomy=write_dwca(tmp_path / "dwca", []), snapshot="2021-01-01")
     assert str(target) in str(error.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
 
@@ -255,8 +255,7 @@ def test_sample_is_deterministic_across_runs_threads_and_input_form(mirror, tmp_
     # the mirror's root tables are the same month as .csv.gz (streamed to DuckDB through a pipe)
     for run, (folder, threads) in enumerate(((bundle, 1), (bundle, 2), (bundle, 2), (mirror, 2))):
         out = tmp_path / f"out{run}"
-        report = curate(folder, mirror / "inaturalist-taxonomy.dwca.zip", out, {"threads": threads},
-                        snapshot="2024-09-27")
+        report = curate(folder, out, {"threads": threads}, mirror / TAXONOMY_ARCHIVE, snapshot="2024-09-27")
         assert balanced(report)
         outputs[run] = {f: hashlib.sha256((out / f).read_bytes()).hexdigest()
                         for f in ("curated.parquet", "curation_report.json", "rejects.csv")}
@@ -283,9 +282,9 @@ def test_a_memory_limit_below_the_data_spills_to_disk_and_gives_the_same_bytes(m
         watcher = threading.Thread(target=watch, args=(tmp_path / limit,))
         watcher.start()
         try:
-            curate(snapshot, mirror / "inaturalist-taxonomy.dwca.zip", tmp_path / f"out-{limit}",
+            curate(snapshot, tmp_path / f"out-{limit}",
                    {"memory_limit": limit, "temp_directory": str(tmp_path / limit), "threads": 2},
-                   snapshot="2024-09-27")
+                   mirror / TAXONOMY_ARCHIVE, snapshot="2024-09-27")
         finally:
             watching.set()
             watcher.join()
@@ -310,7 +309,7 @@ def test_no_observer_login_or_name_in_any_output(mirror, tmp_path):
             _, login, name = line.split("\t")
             pii |= {v for v in (login, name) if len(v) > 3 and v != "None"}
         out = tmp_path / f"out{i}"
-        curate(folder, mirror / "inaturalist-taxonomy.dwca.zip", out, snapshot=day)
+        curate(folder, out, taxonomy=mirror / TAXONOMY_ARCHIVE, snapshot=day)
         curated = duckdb.sql(f"SELECT * FROM '{out / 'curated.parquet'}'")
         assert not any("observer" in c or "user" in c for c in curated.columns)
         values = {str(v) for row in curated.fetchall() for v in row if isinstance(v, str)}
@@ -323,6 +322,5 @@ def test_no_observer_login_or_name_in_any_output(mirror, tmp_path):
 def test_too_little_memory_is_a_clear_error(mirror, tmp_path):
     # .csv.gz inputs: DuckDB fails while the gzip streams wait on their pipes, which must not hang
     with pytest.raises(CurateError, match="curate.memory_limit=1MB"):
-        curate(mirror, mirror / "inaturalist-taxonomy.dwca.zip", tmp_path / "out",
-               {"memory_limit": "1MB", "threads": 1}, snapshot="2024-09-27")
+        curate(mirror, tmp_path / "out", {"memory_limit": "1MB", "threads": 1}, snapshot="2024-09-27")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()

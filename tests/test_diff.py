@@ -10,8 +10,8 @@ import duckdb
 import pytest
 
 from tests.project_copy import hashes
-from workflow_scripts.curate import CurateError
-from workflow_scripts.diff import diff, results_diff
+from workflow_scripts.curate.stage import CurateError
+from workflow_scripts.diff.stage import diff, results_diff
 
 
 def write_metrics(folder, benchmarks: dict, weighted: float) -> None:
@@ -25,10 +25,11 @@ def scored(top1: float, low: float, high: float) -> dict:
 
 @pytest.fixture
 def evaluations(tmp_path):
+    """Each month's metrics.json of one model, `clip`."""
     write_metrics(tmp_path / "a" / "clip", {"balanced": scored(0.5, 0.45, 0.55), "unseen": scored(0.2, 0.1, 0.3)}, 0.4)
     write_metrics(tmp_path / "b" / "clip", {"balanced": scored(0.7, 0.65, 0.75), "unseen": scored(0.25, 0.15, 0.35),
                                             "lifestages": scored(0.1, 0.05, 0.2)}, 0.5)
-    return tmp_path / "a", tmp_path / "b"
+    return [tmp_path / "a" / "clip" / "metrics.json"], [tmp_path / "b" / "clip" / "metrics.json"]
 
 
 def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
@@ -37,8 +38,7 @@ def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
     return con.execute(sql).fetchall()
 
 
-def test_sample_months_every_planted_change_found(sample_months, mirror, evaluations, tmp_path):
-    planted = json.loads((mirror / "_sample" / "planted.json").read_text())["planted"]
+def test_sample_months_every_planted_change_found(sample_months, planted, evaluations, tmp_path):
     out = tmp_path / "diff"
     report = diff(sample_months / "2024-08-27", sample_months / "2024-09-27", out, *evaluations, ["clip"])
 

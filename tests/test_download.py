@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from workflow_scripts.download import DownloadError, download
+from workflow_scripts.images.download import DownloadError, download
 
 S3 = "https://inaturalist-open-data.s3.amazonaws.com"
 
@@ -54,3 +54,23 @@ def test_an_empty_subset_is_an_empty_download(tmp_path):
     duckdb.sql(f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url WHERE false) TO '{empty}' (FORMAT parquet)")
     report = download(empty, tmp_path / "images", {"url_rewrite": None})
     assert (report["attempted"], report["succeeded"], report["success_rate"]) == (0, 0, 1.0)
+
+
+def test_a_local_folder_is_served_while_downloading_and_the_url_list_stays_the_same(photo_server, tmp_path):
+    """url_rewrite to a folder laid out like the bucket (the sample's): served on a free port for the
+    run, while the URL list (what a rerun resumes from) names the folder, not the port."""
+    _, _, mirror = photo_server
+    table = tmp_path / "subset.parquet"
+    duckdb.sql(f"COPY (SELECT i::BIGINT AS photo_id, '{S3}/photos/' || i || '/medium.jpg' AS photo_url "
+               f"FROM range(1, 9) AS t(i)) TO '{table}' (FORMAT parquet)")
+    settings = {"url_rewrite": {"from": S3, "to": str(mirror)}, "threads": 2}
+    lists = []
+    for run in range(2):
+        report = download(table, tmp_path / "images", settings)
+        assert (report["attempted"], report["succeeded"]) == (8, 8)
+        lists.append((tmp_path / "images" / "urls.parquet").read_bytes())
+    assert lists[0] == lists[1]
+    urls = [r[0] for r in duckdb.sql(f"SELECT url FROM '{tmp_path / 'images' / 'urls.parquet'}'").fetchall()]
+    assert all(url.startswith(f"{mirror}/photos/") for url in urls)
+    with pytest.raises(DownloadError, match="images.url_rewrite.to is .*/nowhere: no such folder"):
+        download(table, tmp_path / "other", {"url_rewrite": {"from": S3, "to": str(tmp_path / "nowhere")}})

@@ -6,6 +6,8 @@ hash), and `dvc metrics diff` between two git revisions."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import boto3
@@ -14,11 +16,13 @@ import yaml
 from tests.conftest import REPO
 from tests.project_copy import edit_config, git_copy, hashes, run
 
+SMALL = 0.05  # sample scale: every subset still has images
 
 def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     repo = tmp_path / "repo"
     git_copy(REPO, repo)
-    edit_config(repo, lambda config: config["sample"].update(scale=0.2))  # small and quick; same code path
+    edit_config(repo, lambda config: config["sample"].update(scale=SMALL))  # small and quick; same code path
+    run(sys.executable, "-m", "tools.generate", cwd=repo)  # dvc.yaml follows the configuration
     run("git", "init", "-q", cwd=repo)
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "copy", cwd=repo)
@@ -29,6 +33,18 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
 
     run("dvc", "repro", cwd=repo)
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=repo)
+
+    # a comment edited in one stage's code reruns that stage alone: its outputs keep their bytes (what
+    # made them, its provenance, sits beside them), so no stage downstream of it runs again
+    before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    code = repo / "workflow_scripts" / "subsets" / "tables.py"
+    code.write_text(code.read_text() + "# an edited comment\n")
+    log = run("dvc", "repro", cwd=repo)
+    after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    subsets = {"subsets@2024-08-27", "subsets@2024-09-27"}
+    assert set(re.findall(r"Running stage '([^']+)'", log)) == subsets
+    assert {stage for stage in before if before[stage] != after[stage]} == subsets
+    assert all(data_outs(before[stage]) == data_outs(after[stage]) for stage in before)
     run("dvc", "push", cwd=repo)  # the configured remote (a local folder here)
     add_s3_remote(repo, *s3_remote)
     run("dvc", "push", "-r", "s3", cwd=repo)
@@ -41,7 +57,7 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     add_s3_remote(pulled, *s3_remote)
     run("dvc", "pull", "-r", "s3", cwd=pulled)
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=pulled)
-    for folder in ("results/2024-09-27/tables", "results/diff", "data/snapshots/2024-09-27/shards"):
+    for folder in ("results/2024-09-27/paper_tables", "results/diff", "data/snapshots/2024-09-27/shards"):
         assert hashes(pulled / folder) == hashes(repo / folder), folder
     # DVC restores files with new modification times, in no particular order; Snakemake 9 reruns a
     # job whose input is newer than its output whatever its rerun triggers: --touch orders them
@@ -57,18 +73,25 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote), cwd=clone)
     run("dvc", "pull", "fetch@2024-08-27", "fetch@2024-09-27", cwd=clone)
-    edit_config(clone, lambda config: config["evaluate"]["models"].pop("random-init"))
+    edit_config(clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}}))
+    run(sys.executable, "-m", "tools.generate", cwd=clone)
     run("dvc", "repro", cwd=clone)
     before, after = (yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (repo, clone))
     assert {stage for stage in before if before[stage] != after[stage]} == {
-        "evaluate@2024-08-27", "evaluate@2024-09-27", "diff"}, "a rebuild from clean changed an output"
+        "evaluate@2024-08-27", "evaluate@2024-09-27", "diff@2024-08-27_vs_2024-09-27"}, \
+        "a rebuild from clean changed an output"
     run("git", "commit", "-qam", "no control", cwd=clone)
     diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=clone))
-    summary = diff["results/2024-09-27/metrics.json"]
-    old = json.loads((pulled / "results" / "2024-09-27" / "metrics.json").read_text())
+    summary = diff["results/2024-09-27/paper_tables/metrics.json"]
+    old = json.loads((pulled / "results" / "2024-09-27" / "paper_tables" / "metrics.json").read_text())
     removed = summary["random-init.balanced.top1"]
     assert (removed["old"], removed["new"]) == (old["random-init"]["balanced"]["top1"], None)
     assert not any(key.startswith("tiny-cpu") for key in summary), "the trained model's metrics changed"
+
+
+def data_outs(stage: dict) -> dict[str, str]:
+    """A locked stage's outputs and their hashes, provenance aside."""
+    return {out["path"]: out["md5"] for out in stage["outs"] if not out["path"].endswith(".provenance.json")}
 
 
 def add_s3_remote(repo: Path, url: str, endpoint: str) -> None:

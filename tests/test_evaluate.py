@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import tarfile
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -16,10 +17,11 @@ import pytest
 from PIL import Image
 
 from tests.test_subsets import rows_of, write_curated
-from workflow_scripts import evaluate
-from workflow_scripts.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
-from workflow_scripts.download import download, serving
-from workflow_scripts.shards import build
+from workflow_scripts.common import contracts
+from workflow_scripts.evaluate import stage as evaluate
+from workflow_scripts.evaluate.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
+from workflow_scripts.images.download import download
+from workflow_scripts.images.shards import build
 
 
 def test_benchmark_metrics_by_hand():
@@ -48,8 +50,8 @@ def test_class_weights_most_specific_name_wins():
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    """Shards of four tiny subsets, downloaded from a local photo server."""
+def snapshot(tmp_path_factory):
+    """A snapshot folder with the shards of four tiny subsets, downloaded from a local photo server."""
     folder = tmp_path_factory.mktemp("evaluate")
     rows = {"train": [{**r, "split": "test" if r["photo_id"] % 2 else "train"}
                       for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 11)],
@@ -60,19 +62,18 @@ def shards(tmp_path_factory):
         (folder / "mirror" / "photos" / str(row["photo_id"])).mkdir(parents=True)
         (folder / "mirror" / "photos" / str(row["photo_id"]) / "medium.jpg").write_bytes(
             picture(row["photo_id"] * 4, "JPEG"))
-    with serving(folder / "mirror") as port:
-        for subset, subset_rows in rows.items():
-            table = write_curated(subset_rows, folder / f"{subset}.parquet")
-            download(table, folder / "images" / subset,
-                     {"url_rewrite": {"from": "https://example.org", "to": f"http://127.0.0.1:{port}"}})
-            build(table, folder / "images" / subset, folder / "shards" / subset)
-    return folder / "shards"
+    for subset, subset_rows in rows.items():
+        table = write_curated(subset_rows, folder / f"{subset}.parquet")
+        download(table, folder / "images" / subset, {"url_rewrite": {"from": "https://example.org",
+                                                                      "to": str(folder / "mirror")}})
+        build(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
+    return folder
 
 
-def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(shards, tmp_path):
-    settings = {"conformal": {**evaluate.DEFAULTS["conformal"], "calibration_fraction": 0.5}}
-    first = evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "a", settings)
-    evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "b", settings)
+def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(snapshot, tmp_path):
+    settings = {"conformal": {"calibration_fraction": 0.5}}
+    first = evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "a", settings)
+    evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "b", settings)
     scored = first["benchmarks"]
     assert {name: scored[name]["images"] for name in scored} == {"train": 4, "balanced": 6, "unseen": 2,
                                                                   "lifestages": 2}
@@ -114,10 +115,10 @@ def folder_benchmark(tmp_path, labelled: list[tuple[str, str]]) -> dict:
             "key_column": "filepath", "label_column": "species", "name_mode": "common"}
 
 
-def test_external_folder_benchmark_evaluated_beside_ours(shards, tmp_path):
+def test_external_folder_benchmark_evaluated_beside_ours(snapshot, tmp_path):
     labelled = [("b/2.png", "blue jay"), ("a/1.png", "robin"), ("a/3.png", "robin"), ("b/4.png", "blue jay")]
     spec = folder_benchmark(tmp_path, labelled)
-    results = evaluate.evaluate(shards, "biotrove-tiny", None, tmp_path / "out",
+    results = evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "out",
                                 {"benchmarks": ["unseen"], "external": {"birds": spec}, "levels_benchmark": "unseen"})
     assert results["benchmarks"]["birds"] | {"images": 4, "classes": 2, "name_mode": "common"} == \
         results["benchmarks"]["birds"]
@@ -153,15 +154,16 @@ def test_external_benchmark_errors_name_the_file_and_line(tmp_path):
         external_benchmark({**spec, "label_column": "label"})
 
 
-def test_a_local_checkpoint_is_what_gets_evaluated(shards, tmp_path):
+def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     """A pretrained model given as a checkpoint file (open_clip_train's layout, as ours and others'
     training writes it) is loaded, not the random-init control."""
     import open_clip
     import torch
 
-    from workflow_scripts.zeroshot import MODEL_CONFIGS, load_model
+    from workflow_scripts.common.models import register_model_configs
+    from workflow_scripts.evaluate.zeroshot import load_model
 
-    open_clip.add_model_config(MODEL_CONFIGS)
+    register_model_configs()
     torch.manual_seed(1)  # not the control's seed
     saved = open_clip.create_model("biotrove-tiny").state_dict()
     torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in saved.items()}}, tmp_path / "local.pt")
@@ -169,18 +171,19 @@ def test_a_local_checkpoint_is_what_gets_evaluated(shards, tmp_path):
     assert all(torch.equal(loaded[k], saved[k]) for k in saved)
     scores = {}
     for name, pretrained in (("local", str(tmp_path / "local.pt")), ("control", None)):
-        evaluate.evaluate(shards, "biotrove-tiny", pretrained, tmp_path / name, {"benchmarks": ["balanced"]})
+        evaluate.evaluate(snapshot, "biotrove-tiny", pretrained, tmp_path / name, {"benchmarks": ["balanced"]})
         scores[name] = duckdb.sql(f"SELECT top_scores FROM '{tmp_path / name}/balanced.predictions.parquet'").fetchall()
     assert scores["local"] != scores["control"]
 
 
-def test_an_empty_subset_is_named_not_a_crash(shards, tmp_path):
+def test_an_empty_subset_is_named_not_a_crash(snapshot, tmp_path):
     """A small sample can leave a subset without images (no shards): the error says which and what to do."""
-    empty = tmp_path / "shards"
-    shutil.copytree(shards, empty)
-    for tar in (empty / "unseen").glob("*.tar"):
+    empty = tmp_path / "snapshot"
+    shutil.copytree(snapshot, empty)
+    unseen = Path(contracts.shards(str(empty), "unseen"))
+    for tar in unseen.glob("*.tar"):
         tar.unlink()
-    (empty / "unseen" / "sizes.json").write_text("{}")
-    with pytest.raises(ValueError, match="benchmark unseen: no images to evaluate .*evaluate.benchmarks"):
+    (unseen / contracts.SHARD_SIZES).write_text("{}")
+    with pytest.raises(evaluate.EvaluateError, match="benchmark unseen: no images to evaluate .*evaluate.benchmarks"):
         evaluate.evaluate(empty, "biotrove-tiny", None, tmp_path / "out", {"benchmarks": ["balanced", "unseen"]})
     assert not (tmp_path / "out").exists()

@@ -18,9 +18,10 @@ import pytest
 
 from tests.conftest import upload_mirror
 from tests.sample_tables import bundle_tables
-from workflow_scripts import fetch as fetch_mod
-from workflow_scripts.fetch import FetchError, available_dates, fetch, resolve
-from workflow_scripts.storage import LocalSource, S3Source, open_source
+from workflow_scripts.common.config import settings
+from workflow_scripts.fetch import snapshot as fetch_mod
+from workflow_scripts.fetch.snapshot import FetchError, available_dates, fetch, resolve
+from workflow_scripts.fetch.storage import LocalSource, S3Source, open_source
 
 TABLES = ("observations", "observers", "photos", "taxa")
 
@@ -38,7 +39,7 @@ def sha256(path: Path) -> str:
 
 
 def test_fetch_by_date_from_s3(s3_server, bucket, mirror, tmp_path):
-    raw = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path)
+    raw = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path / "{date}" / "raw")
     assert raw == tmp_path / "2024-08-27" / "raw"
     assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
     manifest = json.loads((raw / "manifest.json").read_text())
@@ -56,7 +57,7 @@ def test_fetch_by_date_from_s3(s3_server, bucket, mirror, tmp_path):
 
 
 def test_fetch_latest_uses_root_files_and_records_the_date(s3_server, bucket, mirror, tmp_path):
-    raw = fetch(s3(s3_server, bucket), "latest", tmp_path)
+    raw = fetch(s3(s3_server, bucket), "latest", tmp_path / "{date}" / "raw")
     assert raw == tmp_path / "2024-09-27" / "raw"
     for table in TABLES:  # root files are kept byte for byte
         assert (raw / f"{table}.csv.gz").read_bytes() == (mirror / f"{table}.csv.gz").read_bytes()
@@ -80,7 +81,7 @@ def test_latest_without_alias_takes_newest_bundle(tmp_path, mirror):
 
 def test_missing_date_lists_available_dates(s3_server, bucket, tmp_path):
     with pytest.raises(FetchError) as error:
-        fetch(s3(s3_server, bucket), "2024-07-27", tmp_path)
+        fetch(s3(s3_server, bucket), "2024-07-27", tmp_path / "{date}" / "raw")
     assert "2024-07-27" in str(error.value)
     assert "2024-08-27, 2024-09-27" in str(error.value)
     assert not (tmp_path / "2024-07-27").exists()
@@ -90,7 +91,8 @@ def test_retries_after_two_server_errors(s3_server, bucket, proxy, mirror, tmp_p
     delays = []
     monkeypatch.setattr(fetch_mod.time, "sleep", delays.append)
     proxy.faults["inaturalist-open-data-20240827"] = {"fail": 2}
-    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=3, backoff=0.5)
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw",
+                {"retries": 3, "backoff_seconds": 0.5})
     assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
     statuses = [status for method, path, _, status in proxy.log if method == "GET" and "20240827" in path]
     assert statuses == [500, 500, 206]
@@ -101,7 +103,7 @@ def test_listing_and_head_are_retried_too(s3_server, bucket, proxy, mirror, tmp_
     monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
     proxy.faults[f"/{bucket}?list-type"] = {"fail": 1}
     proxy.faults["inaturalist-taxonomy"] = {"fail": 1, "methods": ("HEAD",)}
-    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=1)
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw", {"retries": 1})
     assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
     assert [s for m, p, _, s in proxy.log if "list-type" in p] == [500, 200]
     assert [s for m, p, _, s in proxy.log if m == "HEAD" and "taxonomy" in p] == [500, 200]
@@ -111,7 +113,7 @@ def test_gives_up_after_retries_and_writes_nothing(s3_server, bucket, proxy, tmp
     monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
     proxy.faults["20240827"] = {"fail": 100}
     with pytest.raises(FetchError, match="gave up after 2 retries"):
-        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=2)
+        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw", {"retries": 2})
     assert not (tmp_path / "2024-08-27" / "raw").exists()
     assert not (tmp_path / "2024-08-27" / "raw.tmp").exists()
 
@@ -119,7 +121,7 @@ def test_gives_up_after_retries_and_writes_nothing(s3_server, bucket, proxy, tmp
 def test_dropped_connection_resumes_with_a_range_request(s3_server, bucket, proxy, mirror, tmp_path, monkeypatch):
     monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
     proxy.faults["20240827"] = {"cut_after": 1_000_000}
-    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw")
     ranges = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path]
     assert ranges[0] == "bytes=0-" and ranges[1].startswith("bytes=") and ranges[1] != "bytes=0-"
     assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
@@ -127,8 +129,9 @@ def test_dropped_connection_resumes_with_a_range_request(s3_server, bucket, prox
 
 def test_resume_after_killed_transfer(s3_server, bucket, proxy, mirror, tmp_path):
     proxy.faults["20240827"] = {"throttle": 150_000}
-    command = [sys.executable, "-m", "workflow_scripts.fetch", "--source", f"s3://{bucket}",
-               "--endpoint-url", proxy.url, "--snapshot", "2024-08-27", "--snapshots-dir", str(tmp_path)]
+    options = json.dumps({"source": f"s3://{bucket}", "endpoint_url": proxy.url})
+    command = [sys.executable, "-m", "workflow_scripts.fetch", "--settings", options, "--snapshot", "2024-08-27",
+               "--out", str(tmp_path / "2024-08-27" / "raw")]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = tmp_path / "2024-08-27" / ".partial" / "metadata__inaturalist-open-data-20240827.tar.gz.part"
     deadline = time.monotonic() + 60
@@ -141,7 +144,7 @@ def test_resume_after_killed_transfer(s3_server, bucket, proxy, mirror, tmp_path
     assert not (tmp_path / "2024-08-27" / "raw").exists()
 
     proxy.faults.clear()
-    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw")
     last_range = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path][-1]
     assert last_range == f"bytes={done}-"
     assert raw_tables(raw) == bundle_tables(mirror, "2024-08-27")
@@ -154,7 +157,7 @@ def test_corrupted_bytes_are_refetched_then_rejected(s3_server, bucket, proxy, t
     monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: None)
     proxy.faults["20240827"] = {"corrupt": True}  # every answer has a flipped byte
     with pytest.raises(FetchError, match="checksum") as error:
-        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path, retries=2)
+        fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw", {"retries": 2})
     assert "gave up after 2 retries" in str(error.value)
     ranges = [r for method, path, r, _ in proxy.log if method == "GET" and "20240827" in path]
     assert ranges == ["bytes=0-"] * 3  # each retry starts over: the bytes on disk were bad
@@ -166,7 +169,7 @@ def test_truncated_archive_is_a_clear_error_with_no_output(s3_server, mirror, tm
     whole = (mirror / key).read_bytes()
     upload_mirror(s3_server, mirror, "truncated", replace={key: whole[: len(whole) // 2]})
     with pytest.raises(FetchError, match="truncated or corrupt archive") as error:
-        fetch(s3(s3_server, "truncated"), "2024-08-27", tmp_path)
+        fetch(s3(s3_server, "truncated"), "2024-08-27", tmp_path / "{date}" / "raw")
     assert key in str(error.value)
     snapshot = tmp_path / "2024-08-27"
     assert not (snapshot / "raw").exists() and not (snapshot / "raw.tmp").exists()
@@ -177,42 +180,42 @@ def test_truncated_gzip_table_in_latest(s3_server, mirror, tmp_path):
     whole = (mirror / "photos.csv.gz").read_bytes()
     upload_mirror(s3_server, mirror, "truncated-gz", replace={"photos.csv.gz": whole[:-100]})
     with pytest.raises(FetchError, match="photos.csv.gz: truncated or corrupt gzip"):
-        fetch(s3(s3_server, "truncated-gz"), "latest", tmp_path)
+        fetch(s3(s3_server, "truncated-gz"), "latest", tmp_path / "{date}" / "raw")
     assert not (tmp_path / "2024-09-27" / "raw").exists()
 
 
 def test_taxonomy_from_an_http_url(s3_server, bucket, mirror, tmp_path):
     url = f"{s3_server}/{bucket}/inaturalist-taxonomy.dwca.zip"
-    raw = fetch(s3(s3_server, bucket), "2024-09-27", tmp_path, taxonomy=url,
-                source_options={"endpoint_url": None, "timeout": 10})
+    raw = fetch(s3(s3_server, bucket), "2024-09-27", tmp_path / "{date}" / "raw",
+                {"taxonomy": url, "timeout_seconds": 10})
     assert sha256(raw / "inaturalist-taxonomy.dwca.zip") == sha256(mirror / "inaturalist-taxonomy.dwca.zip")
     manifest = json.loads((raw / "manifest.json").read_text())
     assert manifest["files"]["inaturalist-taxonomy.dwca.zip"]["from"].startswith(s3_server)
 
 
 def test_local_mirror_gives_the_same_tables_as_s3(s3_server, bucket, mirror, tmp_path):
-    local = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "local")
-    remote = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path / "s3")
+    local = fetch(open_source(str(mirror), settings("fetch")), "2024-08-27", tmp_path / "local")
+    remote = fetch(s3(s3_server, bucket), "2024-08-27", tmp_path / "s3" / "{date}" / "raw")
     for table in TABLES:  # re-compressed deterministically: same bytes whatever the source
         assert sha256(local / f"{table}.csv.gz") == sha256(remote / f"{table}.csv.gz")
-    assert available_dates(open_source(str(mirror))) == ["2024-08-27", "2024-09-27"]
+    assert available_dates(open_source(str(mirror), settings("fetch"))) == ["2024-08-27", "2024-09-27"]
 
 
 def test_refetch_is_byte_identical(mirror, tmp_path):
-    first = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "a")
-    second = fetch(open_source(str(mirror)), "2024-08-27", tmp_path / "b")
+    first = fetch(open_source(str(mirror), settings("fetch")), "2024-08-27", tmp_path / "a")
+    second = fetch(open_source(str(mirror), settings("fetch")), "2024-08-27", tmp_path / "b")
     assert {p.name: sha256(p) for p in first.iterdir()} == {p.name: sha256(p) for p in second.iterdir()}
 
 
 def test_expect_date_mismatch_is_an_error(mirror, tmp_path):
     with pytest.raises(FetchError, match="resolves to 2024-09-27, not 2024-08-27"):
-        fetch(open_source(str(mirror)), "latest", tmp_path, expect_date="2024-08-27")
+        fetch(open_source(str(mirror), settings("fetch")), "latest", tmp_path / "raw", expect_date="2024-08-27")
 
 
 def test_cli_reports_failure_without_traceback(mirror, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch", "--source", str(mirror),
-                             "--snapshot", "2023-01-01", "--snapshots-dir", str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch", "--settings",
+                             json.dumps({"source": str(mirror)}), "--snapshot", "2023-01-01", "--out",
+                             str(tmp_path / "raw")], capture_output=True, text=True)
     assert result.returncode == 1
     assert "Available dates: 2024-08-27, 2024-09-27" in result.stderr
     assert "Traceback" not in result.stderr
@@ -228,7 +231,7 @@ def test_corrupt_bundle_without_md5_is_caught_by_the_gzip_crc(mirror, tmp_path, 
     (source / key).write_bytes(bytes(data))
     (source / "inaturalist-taxonomy.dwca.zip").write_bytes((mirror / "inaturalist-taxonomy.dwca.zip").read_bytes())
     with pytest.raises(FetchError, match=key):
-        fetch(LocalSource(source), "2024-08-27", tmp_path / "out")
+        fetch(LocalSource(source), "2024-08-27", tmp_path / "out" / "{date}" / "raw")
     assert not (tmp_path / "out" / "2024-08-27" / "raw").exists()
 
 
@@ -243,7 +246,7 @@ def test_object_replaced_mid_transfer_restarts_on_the_new_one(s3_server, bucket,
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     proxy.faults[key] = {"cut_after": 5000,
                          "then": lambda: client.put_object(Bucket=bucket, Key=key, Body=replacement, ACL="public-read")}
-    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path)
+    raw = fetch(s3(proxy.url, bucket), "2024-08-27", tmp_path / "{date}" / "raw")
     assert (raw / key).read_bytes() == replacement
     gets = [(r, status) for method, path, r, status in proxy.log if method == "GET" and key in path]
     assert gets[1] == ("bytes=5000-", 412) and gets[-1] == ("bytes=0-", 206)
@@ -261,6 +264,6 @@ def test_multipart_etag_is_recorded_not_compared(s3_server, mirror, tmp_path):
                               Body=(mirror / key).read_bytes())
     client.complete_multipart_upload(Bucket="multipart", Key=key, UploadId=upload["UploadId"],
                                      MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
-    raw = fetch(s3(s3_server, "multipart"), "2024-08-27", tmp_path)
+    raw = fetch(s3(s3_server, "multipart"), "2024-08-27", tmp_path / "{date}" / "raw")
     record = next(o for o in json.loads((raw / "manifest.json").read_text())["objects"] if o["key"] == key)
     assert record["etag"].endswith("-1") and record["sha256"] == sha256(mirror / key)

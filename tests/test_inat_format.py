@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from tests.conftest import REAL
-from workflow_scripts.inat_format import check_table_file, main
+from workflow_scripts.common.inat_format import check_table_file, main
 
 REAL_OPEN_DATA = sorted((REAL / "inat-open-data-2022-06").glob("*.csv.gz")) + sorted(
     (REAL / "inat-open-data-pyinat").glob("*.csv"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workflow_scripts.metrics import (calibrate, macro_accuracy, prediction_sets, set_report, top_k_hits,
-                                      weighted_average, wilson)
+from workflow_scripts.evaluate.metrics import (calibrate, macro_accuracy, prediction_sets, set_report, top_k_hits,
+                                               weighted_average, wilson)
 
 
 def test_wilson_interval():

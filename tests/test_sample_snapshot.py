@@ -6,9 +6,7 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import zipfile
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +15,9 @@ import pytest
 from PIL import Image
 
 from tests.sample_tables import good_images_per_species, month_tables, read_tsv
-from workflow_scripts.inat_format import LICENSES
-from workflow_scripts.sample_snapshot import generate
+from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES
+from workflow_scripts.common.inat_format import LICENSES
+from workflow_scripts.sample.bucket import generate
 
 M1, M2 = "2024-08-27", "2024-09-27"
 CATEGORY_IDS = {"Aves": "3", "Arachnida": "47119", "Insecta": "47158", "Reptilia": "26036",
@@ -35,25 +34,21 @@ def m2(mirror):
     return month_tables(mirror, M2)
 
 
-@pytest.fixture(scope="module")
-def planted(mirror):
-    return json.loads((mirror / "_sample" / "planted.json").read_text())["planted"]
-
-
 def tree_hashes(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_same_seed_gives_identical_bytes(tmp_path):
-    months = [date(2024, 8, 27), date(2024, 9, 27)]
-    generate(tmp_path / "a", seed=7, months=months, scale=0.2)
-    generate(tmp_path / "b", seed=7, months=months, scale=0.2, workers=2)  # same bytes however rendered
+    generate(tmp_path / "a", {"seed": 7, "scale": 0.05})
+    generate(tmp_path / "b", {"seed": 7, "scale": 0.05}, workers=2)  # same bytes however rendered
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["bucket", "observations-lifestages.csv",
+                                                                  "planted.json"]
     first = tree_hashes(tmp_path / "a")
     assert first == tree_hashes(tmp_path / "b")
-    assert any(k.startswith("photos/") for k in first)
-    generate(tmp_path / "c", seed=8, months=months, scale=0.2)
-    assert tree_hashes(tmp_path / "c")["photos.csv.gz"] != first["photos.csv.gz"]
+    assert any(k.startswith("bucket/photos/") for k in first)
+    generate(tmp_path / "c", {"seed": 8, "scale": 0.05})
+    assert tree_hashes(tmp_path / "c")["bucket/photos.csv.gz"] != first["bucket/photos.csv.gz"]
 
 
 def test_bucket_layout(mirror):
@@ -218,8 +213,9 @@ def test_taxonomy_archive(mirror, m2):
     assert some["scientificName"].startswith(some["genus"]) and some["kingdom"]
 
 
-def test_lifestages_export(mirror, planted):
-    rows = list(csv.DictReader(open(mirror / "exports" / "observations-lifestages.csv", encoding="utf-8")))
+def test_lifestages_export(sample, mirror, planted):
+    """A web export, not part of the bucket: beside it."""
+    rows = list(csv.DictReader(open(sample / SAMPLE_LIFESTAGES, encoding="utf-8")))
     assert len(rows) == 5 * 4 * 10
     assert {r["Life Stage"] for r in rows} == {"Egg", "Larva", "Pupa", "Adult"}
     assert {int(r["taxon_id"]) for r in rows} == set(planted["lifestage_species"])

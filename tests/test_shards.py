@@ -9,10 +9,10 @@ import tarfile
 import webdataset as wds
 
 from tests.test_subsets import rows_of, write_curated
-from workflow_scripts import overlap, shards
-from workflow_scripts.captions import CAPTION_TYPES
-from workflow_scripts.download import download
-from workflow_scripts.shards import build
+from workflow_scripts.common.captions import CAPTION_TYPES
+from workflow_scripts.images import duplicates, shards
+from workflow_scripts.images.download import download
+from workflow_scripts.images.shards import build
 
 SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1}
 
@@ -64,15 +64,17 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
         download(tmp_path / "subsets" / f"{subset}.parquet", tmp_path / "images" / subset,
                  {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2})
     report_path = tmp_path / "images" / "overlap_report.json"
-    assert overlap.main(["--subsets", str(tmp_path / "subsets"), "--images", str(tmp_path / "images"),
-                         "--out", str(report_path)]) == 0
+    subsets = [str(tmp_path / "subsets" / f"{subset}.parquet") for subset in members]
+    downloads = [str(tmp_path / "images" / subset / "download_report.json") for subset in members]
+    assert duplicates.main(["--subsets", *subsets, "--downloads", *downloads, "--out", str(report_path)]) == 0
     images = json.loads(report_path.read_text())["images"]
     assert images["shared_between_subsets"] == [{"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}]
     assert images["drop_from_shards"] == {"train": [2]}
     assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
 
-    assert shards.main(["--subset", str(tmp_path / "subsets" / "train.parquet"), "--images",
-                        str(tmp_path / "images" / "train"), "--image-overlap", str(report_path),
+    assert shards.main(["--subset", str(tmp_path / "subsets" / "train.parquet"),
+                        "--download", str(tmp_path / "images" / "train" / "download_report.json"),
+                        "--image-overlap", str(report_path),
                         "--out", str(tmp_path / "shards")]) == 0
     report = json.loads((tmp_path / "shards" / "shards_report.json").read_text())
     assert (report["samples"], report["dropped_as_duplicates"]) == (3, [2])

@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
-from workflow_scripts.captions import CAPTION_TYPES, captions
-from workflow_scripts.shuffle import batch_mixing, local_order, semi_global_order, shuffle_quality
+from workflow_scripts.common.captions import CAPTION_TYPES, captions
+from workflow_scripts.images.shuffle import batch_mixing, local_order, semi_global_order, shuffle_quality
 
 ROW = {"kingdom": "Animalia", "phylum": "Chordata", "class": "Aves", "order": "Anseriformes", "family": "Anatidae",
        "genus": "Anas", "species": "Anas platyrhynchos", "scientific_name": "Anas platyrhynchos domesticus",

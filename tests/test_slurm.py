@@ -14,7 +14,7 @@ from tests.conftest import REPO
 from tests.project_copy import edit_config, git_copy, hashes, run
 
 pytestmark = pytest.mark.slurm
-SMALL = 0.2  # sample scale: every subset still has images (at 0.1 Balanced has none)
+SMALL = 0.05  # sample scale: every subset still has images
 MONTH = "2024-09-27"  # one snapshot: every stage still runs, in half the jobs (each job costs ~15 s of SLURM polling)
 
 
@@ -32,12 +32,13 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
     for name in ("local", "slurm"):
         copies[name] = tmp_path / name
         git_copy(REPO, copies[name])
-        edit_config(copies[name], lambda config: config.update(snapshots=[MONTH]) or config["sample"].update(scale=SMALL))
+        edit_config(copies[name],
+                    lambda config: config.update(snapshots=[MONTH]) or config["sample"].update(scale=SMALL))
 
     run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
     log = run("snakemake", "--profile", "profiles/slurm", "--max-threads", "2", cwd=copies["slurm"], timeout=1800)
 
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == 20, log[-3000:]  # every job but `all` went through sbatch
-    for folder in (f"results/{MONTH}/tables", f"data/snapshots/{MONTH}/shards"):
+    for folder in (f"results/{MONTH}/paper_tables", f"results/{MONTH}/subset_tables", f"data/snapshots/{MONTH}/shards"):
         assert hashes(copies["slurm"] / folder) == hashes(copies["local"] / folder), folder

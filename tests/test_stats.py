@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workflow_scripts.common.tables import markdown
 from workflow_scripts.stats import lorenz, stats
-from workflow_scripts.tables import markdown
 
 
 def test_lorenz_on_known_counts():

@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import REAL
 from tests.sample_tables import parquet_rows
-from workflow_scripts import overlap
-from workflow_scripts.subset_tables import subset_tables
-from workflow_scripts.subsets import SubsetsError, build
+from workflow_scripts.subsets import overlap
+from workflow_scripts.subsets.build import SubsetsError, build
+from workflow_scripts.subsets.tables import subset_tables
 
 SETTINGS = {"min_images": 30, "max_images": 40, "balanced_species_per_category": 1, "balanced_images_per_species": 10,
             "unseen_min_images": 10, "test_fraction": 0.2, "val_fraction": 0.1}
@@ -56,6 +56,11 @@ def explicit_rows() -> list[dict]:
             + [{**r, "species": None, "taxonomic_name": "x"} for r in rows_of("Kus", 40, "Aves", 7_000)])
 
 
+def tables(folder: Path) -> list[Path]:
+    """The subsets' tables in a subsets folder."""
+    return [folder / f"{subset}.parquet" for subset in ("train", "balanced", "unseen", "lifestages")]
+
+
 @pytest.fixture
 def explicit(tmp_path):
     curated = write_curated(explicit_rows(), tmp_path / "curated.parquet")
@@ -78,7 +83,7 @@ def test_paper_rules_on_explicit_rows(explicit):
     assert all(len(s) == 1 for s in splits.values()) and set().union(*splits.values()) <= {"train", "val", "test"}
     assert [r["photo_id"] for r in train] == sorted(r["photo_id"] for r in train)
     assert report["subsets"]["train"]["images"] == 70 and report["subsets"]["unseen"]["species"] == 2
-    assert overlap.check(out)["ok"]
+    assert overlap.check(overlap.subset_views(tables(out)))["ok"]
 
 
 def test_choices_depend_on_ids_and_salt_not_on_file_layout(tmp_path):
@@ -135,7 +140,9 @@ def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, caps
     _, out = explicit
     plant(out, leak)
     report_path = tmp_path / "overlap_report.json"
-    assert overlap.main(["--subsets", str(out), "--out", str(report_path)]) == 1
+    with pytest.raises(SystemExit) as failed:
+        overlap.main(["--subsets", *map(str, tables(out)), "--out", str(report_path)])
+    assert failed.value.code == 1
     report = json.loads(report_path.read_text())
     assert not report["ok"] and check in {v["check"] for v in report["violations"]}
     assert f"LEAK: {check}" in capsys.readouterr().err
@@ -143,7 +150,8 @@ def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, caps
 
 def test_lifestages_in_the_authors_format(explicit, tmp_path):
     curated = write_curated(explicit_rows(), tmp_path / "c.parquet")
-    report = build(curated, tmp_path / "out", SETTINGS, REAL / "biotrove" / "lifestages_metadata.csv")
+    report = build(curated, tmp_path / "out",
+                   {**SETTINGS, "lifestages": {"export": str(REAL / "biotrove" / "lifestages_metadata.csv")}})
     rows = parquet_rows(tmp_path / "out" / "lifestages.parquet")
     assert report["lifestages_format"] == "authors" and len(rows) == 600
     assert report["subsets"]["lifestages"]["labels"] == 20
@@ -156,7 +164,7 @@ def test_sample_months_every_subset_non_empty(sample_months):
         report = json.loads((sample_months / day / "subsets" / "subsets_report.json").read_text())
         assert all(report["subsets"][s]["images"] > 0 for s in ("train", "balanced", "unseen", "lifestages"))
         assert report["subsets"]["lifestages"]["labels"] == 20
-        assert overlap.check(sample_months / day / "subsets")["ok"]
+        assert overlap.check(overlap.subset_views(tables(sample_months / day / "subsets")))["ok"]
 
 
 def test_users_filter_keeps_only_species_under_the_given_taxa(tmp_path):
@@ -168,14 +176,13 @@ def test_users_filter_keeps_only_species_under_the_given_taxa(tmp_path):
 
 def test_tables_3_and_7_and_distribution_plots(explicit, tmp_path):
     _, out = explicit
-    subset_tables(out, tmp_path / "tables", tmp_path / "figures", "2024-09-27", {"a": 1})
+    subset_tables(tables(out), out / "subsets_report.json", tmp_path / "tables")
     table3 = (tmp_path / "tables" / "table3_train_unique_taxa.csv").read_text().splitlines()
     assert table3[0] == "level,unique in Train,paper (BioTrove-Train)"
-    assert table3[1:3] == ["kingdom,1,3", "phylum,2,14"] and table3[7] == "species,2,33364"
-    assert table3[8] == "# snapshot: 2024-09-27" and "train.parquet sha256: " in table3[-1]
+    assert table3[1:3] == ["kingdom,1,3", "phylum,2,14"] and table3[7:] == ["species,2,33364"]  # no footer
     table7 = (tmp_path / "tables" / "table7_balanced_species.csv").read_text().splitlines()
     assert "Aves,1,10,500" in table7 and "Fungi,0,0,281" in table7
     tex = (tmp_path / "tables" / "table7_balanced_species.tex").read_text()
     assert "\\begin{tabular}{lrrr}" in tex and "Aves & 1 & 10 & 500 \\\\" in tex
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "tables").glob("*.png")) == [
         f"subset_distribution_{s}.png" for s in ("balanced", "lifestages", "train", "unseen")]

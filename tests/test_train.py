@@ -19,15 +19,17 @@ import torch
 from tests.conftest import REPO
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
-from workflow_scripts.config import load_config, train_launcher
-from workflow_scripts.curate import curate
-from workflow_scripts.download import SAMPLE_REWRITE, download, serving
-from workflow_scripts.shards import build
-from workflow_scripts.subsets import build as subsets
-from workflow_scripts.benchmarks import shard_images
-from workflow_scripts.zeroshot import classifier, encode_images, load_model, top_k
+from workflow_scripts.common.config import load_config, train_launcher
+from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES, TAXONOMY_ARCHIVE
+from workflow_scripts.curate.stage import curate
+from workflow_scripts.evaluate.benchmarks import shard_images
+from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
+from workflow_scripts.images.download import download
+from workflow_scripts.images.shards import build
+from workflow_scripts.subsets.build import build as subsets
 
-SETTINGS = load_config(REPO / "config.yaml")["train"]
+CONFIG = load_config(REPO / "config.yaml")
+SETTINGS = CONFIG["train"]
 
 
 @pytest.fixture
@@ -96,18 +98,18 @@ def test_global_batch_must_split_over_processes_and_processes_need_gpus():
         train.open_clip_argv(SETTINGS["recipes"]["tiny-cpu"], 0, "x", 1, REPO, "n", 2)
 
 
-def test_demo_recipe_learns_the_sample_and_random_init_does_not(mirror, tmp_path):
+def test_demo_recipe_learns_the_sample_and_random_init_does_not(sample, mirror, tmp_path):
     """The demo's path on the sample's newer month: curate, subsets, download from the mirror,
     shards, tiny-cpu as configured; zero-shot on Train's test split against all Train species."""
     bundle = "inaturalist-open-data-20240927"
     with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
-    curate(tmp_path / bundle, mirror / "inaturalist-taxonomy.dwca.zip", tmp_path / "curated")
-    subsets(tmp_path / "curated" / "curated.parquet", tmp_path / "subsets", {},
-            mirror / "exports" / "observations-lifestages.csv")
-    with serving(mirror) as port:
-        download(tmp_path / "subsets" / "train.parquet", tmp_path / "images",
-                 {"url_rewrite": {**SAMPLE_REWRITE, "to": f"http://127.0.0.1:{port}"}})
+    curate(tmp_path / bundle, tmp_path / "curated", taxonomy=mirror / TAXONOMY_ARCHIVE)
+    subsets(tmp_path / "curated" / "curated.parquet", tmp_path / "subsets",
+            {"lifestages": {"export": str(sample / SAMPLE_LIFESTAGES)}})
+    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
+    download(tmp_path / "subsets" / "train.parquet", tmp_path / "images",
+             {"url_rewrite": {**CONFIG["images"]["url_rewrite"], "to": str(mirror)}})
     build(tmp_path / "subsets" / "train.parquet", tmp_path / "images", tmp_path / "shards", {}, processes=2)
     train.train(tmp_path / "shards", tmp_path / "tiny-cpu", "tiny-cpu", SETTINGS, threads=2)
 

@@ -1,26 +1,29 @@
-"""Config validation, the Snakemake workflow, the environments and the install target."""
+"""Config validation and its one source of defaults, the Snakemake workflow (planning, `latest`, lint,
+format), the generated dvc.yaml and conda environments, the lock, and the install target."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from tests.conftest import REPO
-from workflow_scripts.config import fetch_options, load_config, memory_mb, snapshot_specs, source_location, validated
-from workflow_scripts.curate import DEFAULTS as CURATE_DEFAULTS
-from workflow_scripts.subsets import DEFAULTS as SUBSETS_DEFAULTS
-from workflow_scripts.download import DEFAULTS as DOWNLOAD_DEFAULTS
-from workflow_scripts.shards import DEFAULTS as SHARDS_DEFAULTS
-from workflow_scripts.evaluate import DEFAULTS as EVALUATE_DEFAULTS
+from tests.project_copy import git_copy, run
+from workflow_scripts.common import closure, contracts
+from workflow_scripts.common.captions import CAPTION_TYPES
+from workflow_scripts.common.config import load_config, memory_mb, settings, validated
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+HEAVY = ("duckdb", "matplotlib", "numpy", "pandas", "pyarrow", "PIL", "torch", "open_clip", "webdataset", "img2dataset")
 
 
 def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
@@ -29,18 +32,33 @@ def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
                           text=True, timeout=360)
 
 
-def test_config_yaml_spells_out_every_default():
-    assert load_config(REPO / "config.yaml") == validated({})
-
-
 def test_real_data_overlay_validates():
     config = load_config(REPO / "config.yaml")
     overlay = yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text())
     for key, value in overlay.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) else value
     validated(config)
-    assert source_location(config) == "s3://inaturalist-open-data"
-    assert "--signed" not in fetch_options(config)
+    assert config["fetch"]["source"] == "s3://inaturalist-open-data" and config["images"]["url_rewrite"] is None
+
+
+def test_defaults_come_from_the_schema_alone():
+    schema = yaml.safe_load((REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text())
+    curate = settings("curate", {"threads": 3})
+    assert curate["threads"] == 3
+    assert curate["memory_limit"] == schema["properties"]["curate"]["properties"]["memory_limit"]["default"]
+    assert settings("subsets")["lifestages"]["stages"] == ["egg", "larva", "pupa", "adult"]  # nested defaults too
+    # the stages keep no defaults of their own: no module-level DEFAULTS anywhere
+    sources = [p.read_text() for p in (REPO / "workflow_scripts").rglob("*.py")]
+    assert not any(re.search(r"^DEFAULTS\b", text, re.M) for text in sources)
+
+
+def test_the_schema_names_the_contracts_subsets_and_caption_types():
+    """The schema's enums repeat two facts the code defines: they must say the same."""
+    schema = yaml.safe_load((REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text())
+    sections = schema["properties"]
+    assert tuple(sections["images"]["properties"]["subsets"]["items"]["enum"]) == contracts.SUBSETS
+    assert tuple(sections["evaluate"]["properties"]["benchmarks"]["items"]["enum"]) == contracts.SUBSETS
+    assert tuple(sections["train"]["properties"]["caption_types"]["items"]["enum"]) == CAPTION_TYPES
 
 
 @pytest.mark.parametrize("bad, named", [
@@ -54,6 +72,12 @@ def test_bad_config_is_rejected_naming_the_key(bad, named):
         validated(bad)
 
 
+def test_memory_sizes():
+    assert (memory_mb("4GB"), memory_mb("512MB"), memory_mb("1.5GiB")) == (4096, 512, 1536)
+    with pytest.raises(ValueError, match="not a memory size"):
+        memory_mb("lots")
+
+
 def test_snakemake_rejects_an_unknown_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("fetch:\n  retires: 3\n")
@@ -63,71 +87,139 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
 
 
 def test_dry_run_plans_every_stage_for_both_months(tmp_path):
-    result = snakemake("-n", "--config", f"data_root={tmp_path}/data", f"logs_root={tmp_path}/logs",
-                       f"results_root={tmp_path}/results")
+    result = snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
+                       "--configfile", str(REPO / "config.yaml"))
     assert result.returncode == 0, result.stderr
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
-    assert jobs == {"sample_snapshot": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
+    assert jobs == {"sample": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
                     "check_overlap": "2", "subset_tables": "2", "download": "8",
                     "check_image_overlap": "2", "shards": "8", "train": "2", "evaluate": "4",
                     "paper_tables": "2", "diff": "1", "all": "1", "total": "41"}
 
 
-def test_stage_defaults_match_the_schema():
-    assert validated({})["curate"] == CURATE_DEFAULTS
-    assert validated({})["subsets"] == SUBSETS_DEFAULTS
-    assert {k: v for k, v in validated({})["images"].items() if k != "subsets"} == DOWNLOAD_DEFAULTS
-    assert validated({})["shards"] == SHARDS_DEFAULTS
-    resources = ("models", "threads", "mem_mb", "runtime", "gpu")
-    assert {k: v for k, v in validated({})["evaluate"].items() if k not in resources} == EVALUATE_DEFAULTS
+def test_parsing_the_snakefile_imports_nothing_heavy():
+    """Beyond what Snakemake itself loads, parsing the workflow imports no heavy library (and asks
+    no source anything: see the `latest` test)."""
+    probe = ("import sys\nfrom pathlib import Path\nfrom snakemake.api import SnakemakeApi\n"
+             "from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings\n"
+             "before = set(sys.modules)\n"
+             "with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:\n"
+             "    api.workflow(ResourceSettings(), snakefile=Path('Snakefile'), workdir=Path('.'))._workflow\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in set(sys.modules) - before))\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
-def test_memory_sizes():
-    assert (memory_mb("4GB"), memory_mb("512MB"), memory_mb("1.5GiB")) == (4096, 512, 1536)
-    with pytest.raises(ValueError, match="not a memory size"):
-        memory_mb("lots")
+def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_path):
+    unreachable = {"snapshots": ["latest"], "fetch": {"source": "s3://no-such-bucket-here", "endpoint_url":
+                                                      "http://127.0.0.1:9"}}
+    (tmp_path / "unreachable.yaml").write_text(yaml.safe_dump(unreachable))
+    planned = snakemake("-n", "--configfile", "config.yaml", str(tmp_path / "unreachable.yaml"))
+    assert planned.returncode == 0, planned.stderr  # planning asks no source anything
+    assert re.search(r"^latest_snapshot\s+1$", planned.stdout, re.M)
+
+    local = {"snapshots": ["latest"], "fetch": {"source": str(mirror)}, "data_root": str(tmp_path / "data"),
+             "logs_root": str(tmp_path / "logs")}
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
+    overlay = ("--configfile", "config.yaml", str(tmp_path / "local.yaml"))
+    snapshots = tmp_path / "data" / "snapshots"
+    # the checkpoint answers (its file is temporary: the next run asks again), then the month it
+    # named is fetched from the bucket-root tables, as `latest` asks
+    for target in (snapshots / "latest.json", snapshots / "2024-09-27" / "raw"):
+        ran = snakemake("--cores", "1", str(target), *overlay)
+        assert ran.returncode == 0, ran.stderr
+    manifest = json.loads((snapshots / "2024-09-27" / "raw" / "manifest.json").read_text())
+    assert (manifest["requested"], manifest["snapshot"]) == ("latest", "2024-09-27")
+    assert not (snapshots / "latest.json").exists()
 
 
-def test_latest_resolves_when_planning(mirror):
-    config = validated({"snapshots": ["latest", "2024-08-27"], "fetch": {"source": str(mirror)}})
-    assert snapshot_specs(config) == {"2024-09-27": "latest", "2024-08-27": "2024-08-27"}
-
-
-def test_lint_is_clean():
+def test_lint_and_format_are_clean():
     result = snakemake("--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations" in result.stdout + result.stderr
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout
+    result = subprocess.run(["snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, env=ENV, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["sample_snapshot", "fetch", "inat_format", "curate", "stats", "subsets", "overlap",
-                                    "subset_tables", "download", "shards", "train",
-                                    "evaluate", "paper_tables", "diff"])
+def modules_the_rules_run() -> list[str]:
+    return sorted({m for smk in (REPO / "rules").glob("*.smk")
+                   for m in re.findall(r"-m (workflow_scripts[\w.]*)", smk.read_text())})
+
+
+@pytest.mark.parametrize("module", [*modules_the_rules_run(), "workflow_scripts.common.inat_format"])
 def test_every_stage_has_a_cli(module):
-    result = subprocess.run([sys.executable, "-m", f"workflow_scripts.{module}", "--help"],
-                            cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
 def test_every_rule_names_log_and_conda_env():
     for smk in sorted((REPO / "rules").glob("*.smk")):
         text = smk.read_text()
-        for rule in re.findall(r"^rule (\w+):", text, re.M):
-            if rule == "all":
-                continue
-            body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
+        for rule in re.findall(r"^(?:rule|checkpoint) (\w+):", text, re.M):
+            body = text.split(f" {rule}:", 1)[1].split("\nrule ", 1)[0]
             assert "    log:" in body and "    conda:" in body, f"{smk.name}: rule {rule}"
             env = re.search(r'conda:\s+"\.\./(envs/[\w.]+)"', body).group(1)
             assert (REPO / env).is_file()
 
 
-def test_conda_envs_pin_what_pyproject_pins():
-    pinned = dict(p.split("==") for p in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
-    pinned = {name.split("[")[0].lower(): version for name, version in pinned.items()}
-    for env_file in sorted((REPO / "envs").glob("*.yaml")):
-        pip = next(d["pip"] for d in yaml.safe_load(env_file.read_text())["dependencies"] if isinstance(d, dict))
-        for requirement in pip:
-            name, version = requirement.split("==")
-            assert pinned.get(name.split("[")[0].lower()) == version, f"{env_file.name}: {requirement}"
+def test_generated_files_are_what_the_rules_make_them():
+    """dvc.yaml and envs/*.yaml as committed are what `make generate` writes from the rules now."""
+    result = subprocess.run([sys.executable, "-m", "tools.generate", "--check"], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def provided(requirements: list[str]) -> set[str]:
+    """The top-level modules the requirements install, with everything they require (installed
+    distributions' metadata, extras and markers applied)."""
+    modules_of: dict[str, set[str]] = {}
+    for module, distributions in metadata.packages_distributions().items():
+        for name in distributions:
+            modules_of.setdefault(name.lower().replace("_", "-"), set()).add(module)
+    pending, seen, found = [Requirement(r) for r in requirements], set(), set()
+    while pending:
+        requirement = pending.pop()
+        name = requirement.name.lower().replace("_", "-")
+        if (name, tuple(sorted(requirement.extras))) in seen:
+            continue
+        seen.add((name, tuple(sorted(requirement.extras))))
+        found |= modules_of.get(name, set())
+        for text in metadata.requires(requirement.name) or []:
+            needed = Requirement(text)
+            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in requirement.extras or [""]):
+                pending.append(needed)
+    return found
+
+
+@pytest.mark.parametrize("env", sorted(p.name for p in (REPO / "envs").glob("*.yaml")))
+def test_each_conda_env_provides_what_its_rules_import(env):
+    spec = yaml.safe_load((REPO / "envs" / env).read_text())
+    pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+    modules = sorted({m for smk in (REPO / "rules").glob("*.smk") for block in smk.read_text().split("\nrule ")
+                      if f'conda:\n        "../envs/{env}"' in block
+                      for m in re.findall(r"-m (workflow_scripts[\w.]*)", block)})
+    assert modules
+    missing = closure.third_party(modules) - provided(pip)
+    assert not missing, f"envs/{env} lacks what {', '.join(modules)} import: {sorted(missing)}"
+
+
+def test_dvc_lock_is_true_to_the_committed_code(tmp_path):
+    """Every dependency of dvc.lock that git holds (code, rules, config) has the hash the lock
+    records, on a checkout with no data: DVC compares them itself (`dvc status`)."""
+    git_copy(REPO, tmp_path)
+    run("git", "init", "-q", cwd=tmp_path)
+    result = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    tracked = set(run("git", "ls-files", cwd=REPO).split())
+    stale = {f"{stage}: {path} {how}" for stage, changes in status.items() for change in changes
+             if isinstance(change, dict) for path, how in change.get("changed deps", {}).items()
+             if path in tracked and how != "deleted"}
+    stale |= {f"{stage}: {change}" for stage, changes in status.items() for change in changes
+              if isinstance(change, str)}  # "changed command", "always changed"
+    assert not stale, f"dvc.lock is stale (run `make demo` and commit it): {sorted(stale)}"
 
 
 def test_toolchain_pins():

@@ -9,7 +9,6 @@ All counts are integers computed in DuckDB and sorted before writing: reruns giv
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,11 +17,14 @@ import numpy as np
 import pandas as pd
 import squarify
 
-from workflow_scripts.files import building
-from workflow_scripts.plots import plt, save
-from workflow_scripts.tables import write_table
+from workflow_scripts.common import cli
+from workflow_scripts.common.duck import quote
+from workflow_scripts.common.files import building
+from workflow_scripts.common.plots import plt, save
+from workflow_scripts.common.tables import write_table
 
 LEVELS = ("kingdom", "phylum", "class", "order", "family")
+TOP_SPECIES = 40  # in the top-species table and Figure 2c
 KINGDOM_COLOURS = {"Animalia": "tab:orange", "Plantae": "tab:green", "Fungi": "tab:purple"}
 
 
@@ -104,10 +106,10 @@ def lorenz_plot(x: np.ndarray, y: np.ndarray, gini: float, top20: float, path: P
     save(fig, path)
 
 
-def stats(curated: Path, out: Path, top_n: int = 40) -> dict:
+def stats(curated: Path, out: Path, top_n: int = TOP_SPECIES) -> dict:
     with building(out) as staging:
         con = duckdb.connect()
-        con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet('{curated}')")
+        con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
         levels = {level: per_level(con, level) for level in ("kingdom", "phylum", "class")}
         for level, frame in levels.items():
             write_table(frame, staging / f"images_species_by_{level}", f"Curated images and species per {level}.")
@@ -138,13 +140,12 @@ def stats(curated: Path, out: Path, top_n: int = 40) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.stats", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__spec__.name, __doc__)
     parser.add_argument("--curated", type=Path, required=True, help="curated.parquet")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--top", type=int, default=40, help="species in the top-species table and Figure 2c")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    summary = stats(args.curated, args.out, args.top)
+    with cli.running(args, inputs=[args.curated]):
+        summary = stats(args.curated, args.out)
     print(f"{args.out}: {summary['images']} images, {summary['species']} species; top 20% of species hold "
           f"{100 * summary['top20_share']:.1f}% of images", file=sys.stderr)
     return 0

@@ -1,10 +1,10 @@
 """Train one CLIP recipe on a subset's shards with open_clip_train, in this process.
 
     python -m workflow_scripts.train --shards data/snapshots/<date>/shards/train \\
-        --out models/<date>/<recipe> --recipe NAME --settings JSON [--threads N]
+        --out models/<date>/<recipe> --recipe NAME [--config config.yaml] [--threads N]
 
-`--settings` is config.yaml's `train:` section; the recipe is `train.recipes[NAME]`. The project's
-model configs (workflow_scripts/model_configs/) are registered first, so a recipe may name one.
+The settings are config.yaml's `train` section; the recipe is `train.recipes[NAME]`. The project's
+model configs (workflow_scripts/common/model_configs/) are registered first, so a recipe may name one.
 open_clip_train then runs with the recipe's flags in `<out>.partial/`, always with
 `--resume latest`: a crashed run started again resumes from its last whole checkpoint (one cut
 short by the crash is removed first), and a finished
@@ -24,7 +24,6 @@ Under torchrun or srun every rank runs this module; rank 0 writes the outputs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pickle
@@ -34,20 +33,22 @@ import shutil
 import sys
 from pathlib import Path
 
-from workflow_scripts.files import building, write_json
+from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.config import settings as train_settings
+from workflow_scripts.common.files import building, write_json
+from workflow_scripts.common.models import register_model_configs
 
-MODEL_CONFIGS = Path(__file__).parent / "model_configs"
 SPLIT = "train"
 
 
-class TrainError(Exception):
+class TrainError(cli.StageError):
     """A training run that cannot start or did not finish; the message says what to do."""
 
 
 def shard_pattern(shards: Path, workers: int, world_size: int) -> str:
     """open_clip's --train-data for a shards folder: `shard-{000000..N}.tar`, checked against its
     sizes.json (open_clip reads the sample count from it)."""
-    sizes = json.loads((shards / "sizes.json").read_text())
+    sizes = json.loads((shards / contracts.SHARD_SIZES).read_text())
     if len(sizes) < max(1, workers) * world_size:
         raise TrainError(f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} processes: "
                          "lower the recipe's workers or shards.samples_per_shard")
@@ -136,17 +137,19 @@ def final_loss(log: str) -> float | None:
     return float(losses[-1]) if losses else None
 
 
-def train(shards: Path, out: Path, name: str, settings: dict, threads: int | None = None) -> dict:
-    import open_clip
+def train(shards: Path, out: Path, name: str, settings: dict | None = None, threads: int | None = None) -> dict:
     import open_clip_train.data
     import open_clip_train.main
     import torch
 
+    settings = train_settings("train", settings)
+    if name not in settings["recipes"]:
+        raise TrainError(f"no recipe {name!r} in train.recipes ({', '.join(settings['recipes'])})")
     recipe = settings["recipes"][name]
     if threads:
         torch.set_num_threads(threads)
-    open_clip.add_model_config(MODEL_CONFIGS)
-    report = json.loads((shards / "shards_report.json").read_text())
+    register_model_configs()
+    report = json.loads((shards / contracts.SHARDS_REPORT).read_text())
     samples = report.get("splits", {}).get(SPLIT, report["samples"])
     partial = out.with_name(out.name + ".partial")
     argv = open_clip_argv(recipe, settings["seed"], shard_pattern(shards, recipe["workers"], world_size()), samples,
@@ -174,32 +177,25 @@ def train(shards: Path, out: Path, name: str, settings: dict, threads: int | Non
     metrics = {"recipe": name, "epochs": recipe["epochs"], "samples_per_epoch": samples, "final_loss": final_loss(log)}
     with building(out) as staging:
         final = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        torch.save({k: final[k] for k in ("epoch", "name", "state_dict")}, staging / "checkpoint.pt")  # no optimizer
-        shutil.copyfile(recorded, staging / "argv.json")
+        torch.save({k: final[k] for k in ("epoch", "name", "state_dict")}, staging / contracts.CHECKPOINT)  # no optimizer
+        shutil.copyfile(recorded, staging / contracts.TRAIN_ARGV)
         (staging / "train.log").write_text(log)
-        write_json(staging / "metrics.json", metrics)
+        write_json(staging / contracts.METRICS, metrics)
     shutil.rmtree(partial)
     return metrics
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow_scripts.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser(__spec__.name, __doc__, section="train")
     parser.add_argument("--shards", type=Path, required=True, help="a subset's shards folder (sizes.json)")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--recipe", required=True)
-    parser.add_argument("--settings", type=json.loads, required=True, help="config.yaml's train: section as JSON")
+    parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    parser.add_argument("--recipe", required=True, help="a key of train.recipes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (also set OMP_NUM_THREADS)")
     args = parser.parse_args(argv)
-    if args.recipe not in args.settings["recipes"]:
-        print(f"train: no recipe {args.recipe!r} in train.recipes ({', '.join(args.settings['recipes'])})",
-              file=sys.stderr)
-        return 1
-    try:
-        metrics = train(args.shards, args.out, args.recipe, args.settings, args.threads)
-    except TrainError as exc:
-        print(f"train failed: {exc}", file=sys.stderr)
-        return 1
+    if rank():
+        args.provenance = None  # rank 0 writes the outputs
+    with cli.running(args, inputs=[args.shards]) as settings:
+        metrics = train(args.shards, args.out, args.recipe, settings, args.threads)
     print(json.dumps(metrics), file=sys.stderr)
     return 0
 

@@ -1,0 +1,1 @@
+"""Project tools that are not pipeline stages: the generator of dvc.yaml and envs/*.yaml."""

@@ -1,0 +1,183 @@
+"""Where each stage puts what it writes: the one definition of the pipeline's folders and file
+names, used by the rules (rules/common.smk) and by the stages that read another stage's output.
+
+Paths are built from a root or a snapshot folder, which may hold Snakemake wildcards
+("data/snapshots/{date}"). Every output folder or file has its provenance beside it
+(`provenance()`), outside what later stages read, so a change of code alone reruns nothing
+downstream.
+"""
+
+from __future__ import annotations
+
+SUBSETS = ("train", "balanced", "unseen", "lifestages")
+
+
+def provenance(output: str) -> str:
+    """The provenance file beside an output folder or file: curated/ -> curated.provenance.json."""
+    stem = output.rstrip("/")
+    return (stem.rsplit(".", 1)[0] if "." in stem.rsplit("/", 1)[-1] else stem) + ".provenance.json"
+
+
+def provenance_target(provenance_file: str) -> str:
+    """The output folder a provenance file sits beside: curated.provenance.json -> curated."""
+    return provenance_file.removesuffix(".provenance.json")
+
+
+def subsets_by_name(tables: list) -> dict[str, str]:
+    """{subset: its table} for the subsets' tables, each named <subset>.parquet: all of them, once."""
+    found = {str(table).rsplit("/", 1)[-1].removesuffix(".parquet"): str(table) for table in tables}
+    if sorted(found) != sorted(SUBSETS) or len(tables) != len(SUBSETS):
+        raise ValueError(f"expected the tables of {', '.join(SUBSETS)}, got {', '.join(map(str, tables))}")
+    return {subset: found[subset] for subset in SUBSETS}
+
+
+# -- sample (rules/sample.smk): the embedded default, a generated bucket and web export ------------
+def sample(data: str) -> str:
+    return f"{data}/sample"
+
+
+SAMPLE_BUCKET = "bucket"  # the bucket's layout: tables, monthly bundles, taxonomy archive, photos/
+SAMPLE_LIFESTAGES = "observations-lifestages.csv"  # an iNaturalist web export with a Life Stage column
+SAMPLE_PLANTED = "planted.json"  # what the generator planted, for tests
+
+
+# -- fetch: one monthly snapshot -------------------------------------------------------------------
+def snapshot(data: str, date: str = "{date}") -> str:
+    return f"{data}/snapshots/{date}"
+
+
+def raw(snapshot_dir: str) -> str:
+    """photos/observations/taxa/observers .csv.gz, the taxonomy archive and manifest.json."""
+    return f"{snapshot_dir}/raw"
+
+
+LATEST = "latest.json"  # under <data>/snapshots/: the date `latest` resolved to
+MANIFEST = "manifest.json"
+TAXONOMY_ARCHIVE = "inaturalist-taxonomy.dwca.zip"
+
+
+# -- curate ----------------------------------------------------------------------------------------
+def curated(snapshot_dir: str) -> str:
+    return f"{snapshot_dir}/curated"
+
+
+CURATED_TABLE = "curated.parquet"
+CURATION_REPORT = "curation_report.json"
+REJECTS = "rejects.csv"
+
+
+# -- stats: a folder of tables and figures ---------------------------------------------------------
+def stats(snapshot_dir: str) -> str:
+    return f"{snapshot_dir}/stats"
+
+
+# -- subsets, their leak check and Tables 3 and 7 --------------------------------------------------
+def subsets(snapshot_dir: str) -> str:
+    return f"{snapshot_dir}/subsets"
+
+
+def subset_file(subset: str) -> str:
+    return f"{subset}.parquet"
+
+
+def subset_table(snapshot_dir: str, subset: str) -> str:
+    return f"{subsets(snapshot_dir)}/{subset_file(subset)}"
+
+
+SPECIES_TABLE = "species.parquet"  # each species' size and what the thresholds made of it
+SUBSETS_REPORT = "subsets_report.json"
+
+
+def leak_report(snapshot_dir: str) -> str:
+    return f"{snapshot_dir}/overlap_report.json"
+
+
+def subset_tables(results: str, date: str = "{date}") -> str:
+    return f"{results}/{date}/subset_tables"
+
+
+SUBSET_TABLES = ("table3_train_unique_taxa", "table7_balanced_species")
+
+
+
+def subset_figure(subset: str) -> str:
+    return f"subset_distribution_{subset}.png"
+
+
+# -- images: downloads, duplicate images, shards ---------------------------------------------------
+def images(snapshot_dir: str, subset: str = "{subset}") -> str:
+    """img2dataset's tars (tars/), the URL list and the download report of one subset."""
+    return f"{snapshot_dir}/images/{subset}"
+
+
+IMAGE_TARS = "tars"
+URL_LIST = "urls.parquet"
+DOWNLOAD_REPORT = "download_report.json"
+
+
+def image_leak_report(snapshot_dir: str) -> str:
+    return f"{snapshot_dir}/images/overlap_report.json"
+
+
+def shards(snapshot_dir: str, subset: str = "{subset}") -> str:
+    """shard-%06d.tar, sizes.json, shards_report.json and shuffle_quality.{csv,md,png}."""
+    return f"{snapshot_dir}/shards/{subset}"
+
+
+SHARD_SIZES = "sizes.json"
+SHARDS_REPORT = "shards_report.json"
+
+
+# -- train -----------------------------------------------------------------------------------------
+def model(models: str, date: str = "{date}", recipe: str = "{recipe}") -> str:
+    return f"{models}/{date}/{recipe}"
+
+
+CHECKPOINT = "checkpoint.pt"
+TRAIN_ARGV = "argv.json"
+METRICS = "metrics.json"  # also each evaluation's and the paper tables' summary: DVC metrics
+
+
+# -- evaluate and the paper's evaluation tables ----------------------------------------------------
+def evaluation(results: str, date: str = "{date}", model_name: str = "{model}") -> str:
+    return f"{results}/{date}/eval/{model_name}"
+
+
+def benchmark_names(evaluate: dict) -> list[str]:
+    """The benchmarks config.yaml's `evaluate` section names, in table order: ours as listed, then
+    the external ones by name."""
+    return list(evaluate["benchmarks"]) + sorted(evaluate["external"])
+
+
+def predictions(benchmark: str) -> str:
+    return f"{benchmark}.predictions.parquet"
+
+
+def levels(benchmark: str) -> str:
+    return f"{benchmark}.levels.parquet"
+
+
+def paper_tables(results: str, date: str = "{date}") -> str:
+    return f"{results}/{date}/paper_tables"
+
+
+PAPER_TABLES = ("table5_zero_shot", "table8_levels", "table9_top1_top5", "conformal_sets")
+PAPER_FIGURES = ("zero_shot_accuracy.png", "conformal_set_size.png")
+
+
+# -- diff ------------------------------------------------------------------------------------------
+def diff(results: str, previous: str = "{previous}", current: str = "{current}") -> str:
+    return f"{results}/diff/{previous}_vs_{current}"
+
+
+def compared_files(snapshot_dir: str) -> dict[str, str]:
+    """What the diff reads of each snapshot: the raw tables, the curated table and the subsets."""
+    return {"raw": raw(snapshot_dir), "curated": f"{curated(snapshot_dir)}/{CURATED_TABLE}",
+            "species": f"{subsets(snapshot_dir)}/{SPECIES_TABLE}",
+            **{subset: subset_table(snapshot_dir, subset) for subset in SUBSETS}}
+
+
+DIFF_REPORT = "report.md"
+DIFF_SUMMARY = "report.json"
+DIFF_LISTS = ("species_images", "inactivated_taxa", "deleted_photos", "license_changes", "moved", "benchmark_species")
+DIFF_FIGURES = ("images_per_category.png", "results.png")

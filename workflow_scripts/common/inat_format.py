@@ -1,0 +1,195 @@
+"""The iNaturalist Open Data file format: table schemas and a streaming conformance check.
+
+One source of truth for what the exporter writes (see shared/reference/inat-open-data.md):
+rows are ``"\\t".join(fields) + "\\n"`` with no quoting, empty = null, a header line first.
+The sample generator writes with these definitions, fetch verifies downloads with them, and
+curation reads with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+TABLES = ("photos", "observations", "taxa", "observers")
+REQUIRED_TABLES = ("photos", "observations", "taxa")
+
+# Current schema (anomaly_score added to observations in 2024-11) and the one before it.
+COLUMNS = {
+    "observations": (
+        "observation_uuid", "observer_id", "latitude", "longitude", "positional_accuracy",
+        "taxon_id", "quality_grade", "observed_on", "anomaly_score",
+    ),
+    "photos": (
+        "photo_uuid", "photo_id", "observation_uuid", "observer_id", "extension", "license",
+        "width", "height", "position",
+    ),
+    "taxa": ("taxon_id", "ancestry", "rank_level", "rank", "name", "active"),
+    "observers": ("observer_id", "login", "name"),
+}
+OPTIONAL_TRAILING = {"observations": ("anomaly_score",)}
+
+LICENSES = ("CC0", "CC-BY", "CC-BY-NC", "CC-BY-SA", "CC-BY-ND", "CC-BY-NC-SA", "CC-BY-NC-ND", "PD")
+QUALITY_GRADES = ("research", "needs_id", "casual")
+
+RANK_LEVELS = {
+    "root": 100, "stateofmatter": 100, "kingdom": 70, "phylum": 60, "subphylum": 57,
+    "superclass": 53, "class": 50, "subclass": 47, "infraclass": 45, "subterclass": 44,
+    "superorder": 43, "order": 40, "suborder": 37, "infraorder": 35, "parvorder": 34.5,
+    "zoosection": 34, "zoosubsection": 33.5, "superfamily": 33, "epifamily": 32, "family": 30,
+    "subfamily": 27, "supertribe": 26, "tribe": 25, "subtribe": 24, "genus": 20,
+    "genushybrid": 20, "subgenus": 15, "section": 13, "subsection": 12, "complex": 11,
+    "species": 10, "hybrid": 10, "subspecies": 5, "variety": 5, "form": 5, "infrahybrid": 5,
+}
+
+_INT = re.compile(r"-?\d+\Z")
+_NUM = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?\Z")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_ANCESTRY = re.compile(r"(\d+(/\d+)*)?\Z")
+_EXTENSION = re.compile(r"[A-Za-z0-9]{2,5}\Z")
+
+
+def write_row(out: IO[str], fields: Iterable[object]) -> None:
+    """Write one row as the exporter does: TAB-joined, no quoting, None as empty."""
+    out.write("\t".join("" if f is None else str(f) for f in fields) + "\n")
+
+
+def _is_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return len(value) == 10
+
+
+def _field_problem(table: str, column: str, value: str) -> str | None:
+    """Why `value` is not valid for `column`, or None. Empty means null and is always valid."""
+    if value == "":
+        return None
+    checks = {
+        "observation_uuid": _UUID.match, "photo_uuid": _UUID.match,
+        "observer_id": _INT.match, "photo_id": _INT.match, "taxon_id": _INT.match,
+        "width": _INT.match, "height": _INT.match, "position": _INT.match,
+        "positional_accuracy": _INT.match, "latitude": _NUM.match, "longitude": _NUM.match,
+        "anomaly_score": _NUM.match, "rank_level": _NUM.match, "ancestry": _ANCESTRY.match,
+        "extension": _EXTENSION.match, "observed_on": _is_date,
+        "quality_grade": QUALITY_GRADES.__contains__, "license": LICENSES.__contains__,
+        "rank": RANK_LEVELS.__contains__, "active": ("true", "false").__contains__,
+    }
+    check = checks.get(column)
+    if check is None or check(value):
+        return None
+    return f"{column}={value!r} is not a valid {column}"
+
+
+@dataclass
+class TableCheck:
+    """Outcome of checking one table file; `errors` empty means it conforms."""
+
+    path: str
+    table: str
+    columns: tuple[str, ...] = ()
+    rows: int = 0
+    extra_field_rows: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "path": self.path, "table": self.table, "columns": list(self.columns),
+            "rows": self.rows, "extra_field_rows": self.extra_field_rows, "errors": self.errors,
+        }
+
+
+def table_name(path: str | Path) -> str:
+    """'photos' for photos.csv, photos.csv.gz or .../photos.csv inside a bundle."""
+    name = Path(str(path)).name
+    for suffix in (".gz", ".csv"):
+        name = name.removesuffix(suffix)
+    if name not in TABLES:
+        raise ValueError(f"{path}: not an iNaturalist Open Data table (expected one of {TABLES})")
+    return name
+
+
+def check_header(table: str, header: str, where: str) -> tuple[str, ...]:
+    """The header's columns if they are the table's current or previous schema; else ValueError."""
+    columns = tuple(header.rstrip("\n").split("\t"))
+    expected = COLUMNS[table]
+    older = expected[: len(expected) - len(OPTIONAL_TRAILING.get(table, ()))]
+    if columns not in (expected, older):
+        missing = [c for c in older if c not in columns]
+        detail = f"missing columns {missing}" if missing else f"unexpected column order {list(columns)}"
+        raise ValueError(f"{where}: line 1: header is not the {table} schema: {detail}")
+    return columns
+
+
+def check_lines(table: str, lines: Iterator[str], where: str, max_errors: int = 20) -> TableCheck:
+    """Check a table's lines (header first) against the format rules, streaming."""
+    result = TableCheck(path=where, table=table)
+    header = next(lines, None)
+    if header is None:
+        result.errors.append(f"{where}: empty file (no header line)")
+        return result
+    try:
+        result.columns = check_header(table, header, where)
+    except ValueError as exc:
+        result.errors.append(str(exc))
+        return result
+    width = len(result.columns)
+    for line_no, line in enumerate(lines, start=2):
+        if not line.endswith("\n"):
+            result.errors.append(f"{where}: line {line_no}: no line terminator (truncated file?)")
+        fields = line.rstrip("\n").split("\t")
+        result.rows += 1
+        if len(fields) == width + 1:
+            result.extra_field_rows += 1  # seen in real extracts: read by the first columns
+        elif len(fields) != width:
+            result.errors.append(f"{where}: line {line_no}: {len(fields)} fields, expected {width}")
+            continue
+        for column, value in zip(result.columns, fields):
+            problem = _field_problem(table, column, value)
+            if problem:
+                result.errors.append(f"{where}: line {line_no}: {problem}")
+        if len(result.errors) >= max_errors:
+            result.errors.append(f"{where}: stopped after {max_errors} errors")
+            break
+    return result
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a .csv or .csv.gz table as UTF-8 text that keeps line terminators as written."""
+    raw = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+
+
+def check_table_file(path: str | Path) -> TableCheck:
+    table = table_name(path)
+    try:
+        with open_text(path) as text:
+            return check_lines(table, iter(text), str(path))
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
+        return TableCheck(path=str(path), table=table, errors=[f"{path}: unreadable: {exc}"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow_scripts.common.inat_format",
+        description="Check iNaturalist Open Data table files (.csv or .csv.gz) against the format rules.",
+    )
+    parser.add_argument("files", nargs="+", type=Path, help="photos/observations/taxa/observers tables")
+    args = parser.parse_args(argv)
+    results = [check_table_file(path) for path in args.files]
+    json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 1 if any(r.errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

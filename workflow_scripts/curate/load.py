@@ -1,0 +1,154 @@
+"""Read the iNaturalist Open Data tables into DuckDB as the exporter writes them: typed, every row
+accounted for (a row with one extra trailing field is read by its first columns; any other row
+that cannot be parsed is rejected with its line and cause), observer columns never kept. Used by
+curation and by the monthly diff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import threading
+import zlib
+from pathlib import Path
+
+import duckdb
+
+from workflow_scripts.common import inat_format
+from workflow_scripts.common.cli import StageError
+from workflow_scripts.common.duck import quote
+
+TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
+    "photo_uuid": "UUID", "photo_id": "BIGINT", "observation_uuid": "UUID", "observer_id": "BIGINT",
+    "extension": "VARCHAR", "license": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "position": "INTEGER",
+    "latitude": "DOUBLE", "longitude": "DOUBLE", "positional_accuracy": "BIGINT", "taxon_id": "BIGINT",
+    "quality_grade": "VARCHAR", "observed_on": "DATE", "anomaly_score": "DOUBLE", "ancestry": "VARCHAR",
+    "rank_level": "DOUBLE", "rank": "VARCHAR", "name": "VARCHAR", "active": "BOOLEAN",
+}
+
+
+class CurateError(StageError):
+    """Input that cannot be curated; the message names the file and the problem."""
+
+
+def find_table(folder: Path, table: str) -> Path | None:
+    for name in (f"{table}.csv.gz", f"{table}.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def opened(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def input_columns(path: Path, table: str) -> tuple[str, ...]:
+    """The header's columns (current or older schema); a clear error for empty or wrong files."""
+    try:
+        with opened(path) as raw:
+            header = raw.readline().decode("utf-8")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CurateError(f"{path}: truncated or corrupt file ({exc}): fetch it again") from exc
+    except UnicodeDecodeError as exc:
+        raise CurateError(f"{path}: line 1: not UTF-8 ({exc})") from exc
+    if not header:
+        raise CurateError(f"{path}: empty file (no header line)")
+    try:
+        return inat_format.check_header(table, header, str(path))
+    except ValueError as exc:
+        raise CurateError(str(exc)) from exc
+
+
+def check_line_end(path: Path, last: bytes) -> None:
+    if last != b"\n":
+        raise CurateError(f"{path}: last line has no line terminator: truncated file")
+
+
+@contextlib.contextmanager
+def readable_csv(path: Path, workdir: Path):
+    """The path DuckDB should read. DuckDB reads a truncated .gz without complaint (it returns the
+    rows before the cut), so a .gz is decompressed here, where its CRC and length are checked, and
+    streamed to DuckDB through a named pipe: one decompression, beside DuckDB's parsing."""
+    if path.suffix != ".gz":
+        with open(path, "rb") as raw:
+            raw.seek(-1, os.SEEK_END)
+            check_line_end(path, raw.read(1))
+        yield path
+        return
+    pipe = workdir / path.stem  # photos.csv: DuckDB sees plain CSV
+    os.mkfifo(pipe)
+    stop = threading.Event()
+    outcome: dict = {}
+
+    def feed() -> None:
+        try:
+            with gzip.open(path, "rb") as source, open(pipe, "wb") as sink:
+                last = b""
+                while not stop.is_set() and (chunk := source.read(1 << 20)):
+                    sink.write(chunk)
+                    last = chunk[-1:]
+            outcome["last"] = last
+        except BrokenPipeError:
+            pass  # DuckDB stopped reading: its own error is the one reported
+        except (OSError, EOFError, zlib.error) as exc:
+            outcome["error"] = exc
+
+    feeder = threading.Thread(target=feed, name=f"gunzip {path.name}", daemon=True)
+    feeder.start()
+    try:
+        yield pipe
+    finally:
+        if feeder.is_alive():  # DuckDB failed before reading to the end: unblock the feeder
+            stop.set()
+            reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                while feeder.is_alive():
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(reader, 1 << 20)
+                    feeder.join(0.01)
+            finally:
+                os.close(reader)
+        pipe.unlink()
+    if "error" in outcome:
+        raise CurateError(f"{path}: truncated or corrupt file ({outcome['error']}): fetch it again")
+    check_line_end(path, outcome.get("last", b""))
+
+
+def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: Path) -> dict:
+    """Typed read with a reject table; rows with one extra trailing field are read by their first
+    columns. Observer columns are never kept. Returns counts and the rejected lines for the report."""
+    columns = input_columns(path, table)
+    kept = [c for c in columns if c != "observer_id"]
+    spec = "{" + ", ".join(f"{quote(c)}: {quote(TYPES[c])}" for c in columns) + "}"
+    with readable_csv(path, workdir) as source:
+        try:
+            con.execute(f"""
+                CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(f'"{c}"' for c in kept)}
+                FROM read_csv({quote(source)}, delim='\\t', quote='', escape='', header=true, auto_detect=false,
+                    columns={spec}, store_rejects=true, rejects_table='rejects_{table}',
+                    rejects_scan='scans_{table}')""")
+        except duckdb.OutOfMemoryException:
+            raise  # not the file's fault: reported as a memory_limit problem by curate()
+        except duckdb.Error as exc:
+            raise CurateError(f"{path}: cannot read: {exc}") from exc
+    width = len(columns)
+    fields = ", ".join(f"TRY_CAST(nullif(f[{columns.index(c) + 1}], '') AS {TYPES[c]})" for c in kept)
+    parsed = " AND ".join(f"(nullif(f[{i + 1}], '') IS NULL OR TRY_CAST(f[{i + 1}] AS {TYPES[c]}) IS NOT NULL)"
+                          for i, c in enumerate(columns))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE extra_{table} AS
+        SELECT line, string_split(any_value(csv_line), '\t') AS f FROM rejects_{table}
+        GROUP BY line HAVING bool_and(error_type = 'TOO MANY COLUMNS')""")
+    recovered = con.execute(f"""
+        INSERT INTO {table} SELECT {fields} FROM extra_{table}
+        WHERE len(f) = {width + 1} AND {parsed} ORDER BY line""").fetchone()[0]
+    rejects = con.execute(f"""
+        SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ' ORDER BY error_type || ': ' || error_message)
+        FROM rejects_{table}
+        WHERE line NOT IN (SELECT line FROM extra_{table} WHERE len(f) = {width + 1} AND {parsed})
+        GROUP BY line ORDER BY line""").fetchall()
+    if table == "observations" and "anomaly_score" not in columns:
+        con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
+    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return {"path": path, "rows": rows, "extra_field_rows": recovered, "rejects": rejects, "columns": columns}

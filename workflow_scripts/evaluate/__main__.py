@@ -1,0 +1,39 @@
+"""Zero-shot evaluation of one model on a snapshot's benchmarks (see workflow_scripts.evaluate.stage).
+
+    python -m workflow_scripts.evaluate --snapshot data/snapshots/<date> --model biotrove-tiny \\
+        --pretrained models/<date>/tiny-cpu/checkpoint.pt --out results/<date>/eval/tiny-cpu [--config config.yaml]
+
+--pretrained: an open_clip tag or a checkpoint file; empty or left out: random init (a control).
+The settings are config.yaml's `evaluate` section.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from workflow_scripts.common import cli, contracts
+from workflow_scripts.evaluate.stage import evaluate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__spec__.name, __doc__, section="evaluate")
+    parser.add_argument("--snapshot", type=Path, required=True, help="the snapshot folder (its shards/)")
+    parser.add_argument("--model", required=True, help="open_clip model name (or one of our model configs)")
+    parser.add_argument("--pretrained", help="open_clip pretrained tag or a checkpoint file; none: random init")
+    parser.add_argument("--out", type=Path, required=True, help="the evaluation folder to write")
+    args = parser.parse_args(argv)
+    settings = cli.settings(args)
+    inputs = [contracts.shards(str(args.snapshot), name) for name in settings["benchmarks"]]
+    inputs += [spec["metadata"] for spec in settings["external"].values()]
+    checkpoint = Path(args.pretrained) if args.pretrained and Path(args.pretrained).is_file() else None
+    with cli.running(args, inputs=[*inputs, checkpoint],
+                     recorded={**settings, "model": args.model, "pretrained": args.pretrained}) as settings:
+        results = evaluate(args.snapshot, args.model, args.pretrained or None, args.out, settings)
+    print(json.dumps({name: scored["top1"] for name, scored in results["benchmarks"].items()}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Fetch a monthly snapshot from the bucket, verified and archived (rules/fetch.smk)."""

@@ -1,0 +1,1 @@
+"""Images: downloads with img2dataset, duplicate images, webdataset shards (rules/images.smk)."""

@@ -1,0 +1,1 @@
+"""The embedded default (rules/sample.smk): a generated two-month sample of the bucket."""

@@ -1,0 +1,1 @@
+"""BioTrove-Train, the benchmarks, their leak checks and Tables 3 and 7 (rules/subsets.smk)."""

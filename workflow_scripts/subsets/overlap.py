@@ -1,0 +1,98 @@
+"""Leak checks between the subsets: no photo_id and no observation_uuid shared by two of Train,
+Balanced, Unseen, LifeStages or by two of Train's splits; no Unseen species in Train. Each check is
+a function in CHECKS that returns its violations; a violation fails the stage (exit 1) after the
+report is written. workflow_scripts.images.duplicates runs them again beside the image checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import duckdb
+
+from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.cli import StageError
+from workflow_scripts.common.duck import quote
+from workflow_scripts.common.files import write_json
+
+EXAMPLES = 5
+
+
+class LeakError(StageError):
+    """Two subsets share what must be apart."""
+
+
+def shared(con: duckdb.DuckDBPyConnection, column: str, left: str, right: str, where: str = "") -> dict | None:
+    rows = con.execute(f"""SELECT DISTINCT a.{column} FROM {left} AS a JOIN {right} AS b USING ({column})
+                           WHERE a.{column} IS NOT NULL {where} ORDER BY 1""").fetchall()
+    if not rows:
+        return None
+    return {"count": len(rows), "examples": [str(r[0]) for r in rows[:EXAMPLES]]}
+
+
+def ids_shared_between_subsets(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    found = []
+    for column in ("photo_id", "observation_uuid"):
+        for left, right in itertools.combinations(contracts.SUBSETS, 2):
+            if hit := shared(con, column, left, right):
+                found.append({"check": f"{column} shared", "between": [left, right], **hit})
+    return found
+
+
+def ids_shared_between_train_splits(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    found = []
+    for column in ("photo_id", "observation_uuid"):
+        if hit := shared(con, column, "train", "train", "AND a.split <> b.split"):
+            found.append({"check": f"{column} in two Train splits", "between": ["train", "train"], **hit})
+    return found
+
+
+def unseen_species_in_train(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    hit = shared(con, "taxonomic_name", "(SELECT * FROM unseen WHERE species IS NOT NULL)",
+                 "(SELECT * FROM train WHERE species IS NOT NULL)")
+    return [{"check": "Unseen species in Train", "between": ["unseen", "train"], **hit}] if hit else []
+
+
+CHECKS = (ids_shared_between_subsets, ids_shared_between_train_splits, unseen_species_in_train)
+
+
+def subset_views(tables: list[Path]) -> duckdb.DuckDBPyConnection:
+    """A connection with one view per subset, named after it (tables: <subset>.parquet each)."""
+    con = duckdb.connect()
+    for subset, path in contracts.subsets_by_name(tables).items():
+        if not Path(path).is_file():
+            raise LeakError(f"{path}: missing: build the subsets first")
+        con.execute(f"CREATE VIEW {subset} AS SELECT * FROM read_parquet({quote(path)})")
+    return con
+
+
+def check(con: duckdb.DuckDBPyConnection) -> dict:
+    violations = [v for run in CHECKS for v in run(con)]
+    return {"checks": [c.__name__ for c in CHECKS], "violations": violations, "ok": not violations}
+
+
+def fail_on_leaks(report: dict, where: Path) -> None:
+    """Name every violation on stderr; a LeakError if there is one (the report is already written)."""
+    for v in report["violations"]:
+        print(f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
+              f"(e.g. {', '.join(v['examples'])})", file=sys.stderr)
+    if not report["ok"]:
+        raise LeakError(f"the subsets overlap (see {where}): they must be rebuilt before training")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__spec__.name, __doc__)
+    parser.add_argument("--subsets", type=Path, nargs="+", required=True, help="the subsets' tables, <subset>.parquet")
+    parser.add_argument("--out", type=Path, required=True, help="the report to write (JSON)")
+    args = parser.parse_args(argv)
+    with cli.running(args, inputs=args.subsets):
+        report = check(subset_views(args.subsets))
+        write_json(args.out, report)
+        fail_on_leaks(report, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
