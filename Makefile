@@ -13,7 +13,7 @@ help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make test     install if needed, then run the test suite"
 	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
-	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, the sample's scaling; ~20 minutes)"
+	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, the sample's scaling; ~22 minutes)"
 	@echo "make generate write dvc.yaml and envs/*.yaml from the Snakemake rules (after changing rules, code or config.yaml)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
 	@echo "make lock     re-pin requirements.lock after editing pyproject.toml"
@@ -38,7 +38,7 @@ demo: install
 	@echo "Curated tables:    data/snapshots/*/curated/curated.parquet (curation_report.json: every dropped row)."
 	@echo "Statistics:        data/snapshots/*/stats/ (Figures 2 and 3, long tail, Tables 2/6 column)."
 	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/subset_tables/ (Tables 3, 7)."
-	@echo "Images, shards:    data/snapshots/*/images/ (download reports, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
+	@echo "Images, shards:    data/snapshots/*/images/ (download reports, failure ledgers, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
 	@echo "Models:            models/*/tiny-cpu/ (checkpoint.pt, argv.json, metrics.json, train.log)."
 	@echo "Evaluation:        results/*/eval/<model>/ (predictions Parquet per benchmark, metrics.json)."
 	@echo "Paper tables:      results/*/paper_tables/ (Tables 5, 8, 9, conformal_sets as .csv, .md, .tex; figures; metrics.json for dvc metrics show)."
@@ -59,6 +59,7 @@ bench: install
 	$(PYTHON) bench/curate.py
 	$(PYTHON) bench/subsets.py
 	$(PYTHON) bench/shards.py
+	$(PYTHON) bench/images.py
 	$(PYTHON) bench/sample.py
 
 # dvc.yaml (the DVC stages) and envs/*.yaml (the conda environments) are derived from the rules and

@@ -22,6 +22,7 @@ RESULTS = config["results_root"]
 MODELS = config["models_root"]
 SAMPLE = contracts.sample(DATA)
 SNAPSHOT = contracts.snapshot(DATA)  # data/snapshots/{date}
+IMAGES = contracts.images(SNAPSHOT)  # data/snapshots/{date}/images/{subset}
 SUBSETS = contracts.SUBSETS
 EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
 
@@ -33,6 +34,8 @@ wildcard_constraints:
     subset="|".join(SUBSETS),
     recipe="|".join(config["train"]["recipes"]),
     model="|".join(re.escape(name) for name in EVALUATED),
+    chunk=r"\d{5}",
+    part=r"\d{5}",
 
 
 def provenance(output: str):
@@ -132,12 +135,13 @@ def compared_inputs(wildcards) -> dict:
 
 
 def final_outputs(wildcards) -> list[str]:
-    """Every snapshot's statistics, subset tables, shards, models and evaluation tables, and each
-    snapshot diffed against the one before it."""
+    """Every snapshot's statistics, subset tables and leak check, shards, models and evaluation
+    tables, and each snapshot diffed against the one before it."""
     snapshots = dates()
     per_date = [
         rules.stats.output.stats,
         rules.subset_tables.output.provenance,
+        rules.check_overlap.output.report,
         *expand(
             rules.shards.output.shards,
             subset=config["images"]["subsets"],
@@ -155,3 +159,38 @@ def final_outputs(wildcards) -> list[str]:
         for a, b in zip(snapshots, snapshots[1:])
     ]
     return expand(per_date, date=snapshots) + pairs
+
+
+def subset_rows(date: str, subset: str) -> int:
+    """A subset's rows, from the report of the subsets checkpoint: the image jobs follow the data."""
+    counts = checkpoints.subsets.get(date=date).output.report
+    return json.loads(Path(counts).read_text())["subsets"][subset]["images"]
+
+
+def chunk_folders(date: str, subset: str) -> list[str]:
+    """A subset's chunk folders: one download job each."""
+    folder = IMAGES.format(date=date, subset=subset)
+    chunks = contracts.url_chunks(subset_rows(date, subset), config["images"])
+    return [
+        contracts.chunk_folder(folder, contracts.chunk_name(n)) for n in range(chunks)
+    ]
+
+
+def downloaded_chunks(wildcards) -> list[str]:
+    return chunk_folders(wildcards.date, wildcards.subset)
+
+
+def every_subsets_chunks(wildcards) -> list[str]:
+    return [
+        chunk for subset in SUBSETS for chunk in chunk_folders(wildcards.date, subset)
+    ]
+
+
+def shard_parts(wildcards) -> list[str]:
+    """A subset's shard parts: one shard job each, as many as its rows could fill."""
+    folder = IMAGES.format(date=wildcards.date, subset=wildcards.subset)
+    rows = subset_rows(wildcards.date, wildcards.subset)
+    return [
+        contracts.shard_part(folder, contracts.chunk_name(n))
+        for n in range(contracts.shard_parts(rows, config["shards"]))
+    ]

@@ -1,26 +1,52 @@
-rule download:
-    """One subset's images with img2dataset, once its leak check has passed, and a report of every
-    failure (fails below images.min_success_rate)."""
+rule download_chunk:
+    """One chunk of a subset's images (images.urls_per_job of its rows, once its leak check has
+    passed) with img2dataset, its retryable failures tried again. A temporary folder: deleted once the shards hold its images (snakemake --notemp keeps it).
+    """
     input:
         subset=contracts.subset_table(SNAPSHOT, "{subset}"),
         leak_check=rules.check_overlap.output.report,
         host=local_input((config["images"]["url_rewrite"] or {}).get("to")),
     output:
-        report=f"{contracts.images(SNAPSHOT)}/{contracts.DOWNLOAD_REPORT}",
-        provenance=provenance(contracts.images(SNAPSHOT)),
+        temp(directory(contracts.chunk_folder(IMAGES))),
     log:
-        f"{LOGS}/download/{{date}}/{{subset}}.log",
+        f"{LOGS}/download/{{date}}/{{subset}}/{{chunk}}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: config["images"]["processes"]  # img2dataset's processes
+    resources:
+        mem_mb=4000,
+        runtime=24 * 60,
+        downloads=1,  # `snakemake --resources downloads=N`: N jobs at once, the bucket's request rate
+    params:
+        settings=Section(config, "images"),
+    shell:
+        "python -m workflow_scripts.images.download --subset {input.subset} --chunk {wildcards.chunk} --out {output}"
+        " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
+
+
+rule download_report:
+    """A subset's downloads put together: the download report (per chunk and in total) and the
+    failure ledger; fails below images.min_success_rate."""
+    input:
+        chunks=downloaded_chunks,
+    output:
+        report=f"{IMAGES}/{contracts.DOWNLOAD_REPORT}",
+        failures=f"{IMAGES}/{contracts.FAILURES}",
+        provenance=provenance(IMAGES),
+    log:
+        f"{LOGS}/download/{{date}}/{{subset}}/report.log",
     conda:
         "../envs/data.yaml"
     resources:
         mem_mb=4000,
-        runtime=24 * 60,
+        runtime=60,
     params:
         out=output_folder,
         settings=Section(config, "images"),
     shell:
-        "python -m workflow_scripts.images.download --subset {input.subset} --out {params.out}"
-        " --settings {params.settings:q} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+        "python -m workflow_scripts.images.download_report --chunks {input.chunks}"
+        " --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"
 
 
 rule check_image_overlap:
@@ -30,8 +56,9 @@ rule check_image_overlap:
     input:
         tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
         downloads=expand(
-            rules.download.output.report, subset=SUBSETS, allow_missing=True
+            rules.download_report.output.report, subset=SUBSETS, allow_missing=True
         ),
+        chunks=every_subsets_chunks,
     output:
         report=contracts.image_leak_report(SNAPSHOT),
         provenance=provenance(contracts.image_leak_report(SNAPSHOT)),
@@ -47,18 +74,41 @@ rule check_image_overlap:
         " --out {output.report} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
-rule shards:
-    """Webdataset shards of one subset in semi-global order, with every caption type; the species
-    mixing per batch of that order against a local shuffle (Figure 5c)."""
+rule shard_order:
+    """The order a subset's shards hold its images in, computed once from metadata (temporary)."""
     input:
         subset=contracts.subset_table(SNAPSHOT, "{subset}"),
-        download=rules.download.output.report,
+        download=rules.download_report.output.report,
+        chunks=downloaded_chunks,
         image_overlap=rules.check_image_overlap.output.report,
     output:
-        shards=directory(contracts.shards(SNAPSHOT)),
-        provenance=provenance(contracts.shards(SNAPSHOT)),
+        temp(contracts.shard_order(IMAGES)),
     log:
-        f"{LOGS}/shards/{{date}}/{{subset}}.log",
+        f"{LOGS}/shards/{{date}}/{{subset}}/order.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 8  # worker processes reading img2dataset's tar headers (capped at --cores)
+    resources:
+        mem_mb=8000,
+        runtime=6 * 60,
+    params:
+        settings=Section(config, "shards"),
+    shell:
+        "python -m workflow_scripts.images.order --subset {input.subset} --download {input.download}"
+        " --image-overlap {input.image_overlap} --out {output} --processes {threads}"
+        " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
+
+
+rule shard_part:
+    """shards.shards_per_job consecutive shards of a subset (temporary: they join its shards folder)."""
+    input:
+        order=rules.shard_order.output[0],
+        subset=contracts.subset_table(SNAPSHOT, "{subset}"),
+        chunks=downloaded_chunks,
+    output:
+        temp(directory(contracts.shard_part(IMAGES))),
+    log:
+        f"{LOGS}/shards/{{date}}/{{subset}}/{{part}}.log",
     conda:
         "../envs/data.yaml"
     threads: 8  # worker processes writing shards (capped at --cores); the bytes do not depend on it
@@ -68,6 +118,35 @@ rule shards:
     params:
         settings=Section(config, "shards"),
     shell:
-        "python -m workflow_scripts.images.shards --subset {input.subset} --download {input.download}"
-        " --image-overlap {input.image_overlap} --out {output.shards} --settings {params.settings:q}"
-        " --processes {threads} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+        "python -m workflow_scripts.images.shards --order {input.order} --subset {input.subset}"
+        " --part {wildcards.part} --out {output} --processes {threads} --settings {params.settings:q}"
+        " --date {wildcards.date} > {log} 2>&1"
+
+
+rule shards:
+    """Webdataset shards of one subset in semi-global order, with every caption type, from its
+    parts; the species mixing per batch of that order against a local shuffle (Figure 5c).
+    """
+    input:
+        parts=shard_parts,
+        order=rules.shard_order.output[0],
+        subset=contracts.subset_table(SNAPSHOT, "{subset}"),
+        download=rules.download_report.output.report,
+        image_overlap=rules.check_image_overlap.output.report,
+    output:
+        shards=directory(contracts.shards(SNAPSHOT)),
+        provenance=provenance(contracts.shards(SNAPSHOT)),
+    log:
+        f"{LOGS}/shards/{{date}}/{{subset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings=Section(config, "shards"),
+    shell:
+        "python -m workflow_scripts.images.collect --parts {input.parts} --order {input.order}"
+        " --subset {input.subset} --download {input.download} --image-overlap {input.image_overlap}"
+        " --out {output.shards} --settings {params.settings:q} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"

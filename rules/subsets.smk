@@ -1,5 +1,6 @@
-rule subsets:
-    """BioTrove-Train (with its splits), -Balanced, -Unseen and LifeStages for one snapshot."""
+checkpoint subsets:
+    """BioTrove-Train (with its splits), -Balanced, -Unseen and LifeStages for one snapshot (a
+    checkpoint: the image stages' jobs follow its row counts)."""
     input:
         curated=rules.curate.output.table,
         lifestages=local_input(config["subsets"]["lifestages"]["export"]),

@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common import contracts
 from workflow_scripts.evaluate import stage as evaluate
 from workflow_scripts.evaluate.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
-from workflow_scripts.images.download import download
-from workflow_scripts.images.shards import build
 
 
 def test_benchmark_metrics_by_hand():
@@ -66,7 +65,7 @@ def snapshot(tmp_path_factory):
         table = write_curated(subset_rows, folder / f"{subset}.parquet")
         download(table, folder / "images" / subset, {"url_rewrite": {"from": "https://example.org",
                                                                       "to": str(folder / "mirror")}})
-        build(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
+        shard(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
     return folder
 
 

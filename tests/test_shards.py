@@ -1,4 +1,5 @@
-"""Shards from a real img2dataset download: every caption type, the metadata, true formats, same bytes."""
+"""Shards from a real img2dataset download: every caption type, the metadata, true formats, the same
+bytes for any number of shard jobs and worker processes; duplicate images left out."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import hashlib
 import json
 import tarfile
 
+import duckdb
 import webdataset as wds
 
+from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common.captions import CAPTION_TYPES
-from workflow_scripts.images import duplicates, shards
-from workflow_scripts.images.download import download
-from workflow_scripts.images.shards import build
+from workflow_scripts.images import duplicates, order
 
-SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1}
+SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1, "shards_per_job": 1}
 
 
 def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, tmp_path):
@@ -22,8 +23,8 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     subset = write_curated(rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6),
                            tmp_path / "subset.parquet")
     download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served},
-                                           "threads": 4, "timeout_seconds": 5})
-    report = build(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)
+                                           "threads": 4, "timeout_seconds": 5, "urls_per_job": 3})
+    report = shard(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)  # three parts of one shard
     assert (report["samples"], report["shards"], report["without_image"]) == (8, 3, [])
     sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
     assert sizes == {"shard-000000.tar": 3, "shard-000001.tar": 3, "shard-000002.tar": 2}
@@ -40,7 +41,8 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     assert json.loads(first["json"])["photo_id"] == 1 and json.loads(first["json"])["species"] == "Aus alba"
     assert [s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)] != [str(i) for i in range(1, 9)]
 
-    build(subset, tmp_path / "images", tmp_path / "again", SETTINGS, processes=2)   # same bytes however written
+    # the same bytes from one job of three shards, two processes, as from three jobs
+    shard(subset, tmp_path / "images", tmp_path / "again", {**SETTINGS, "shards_per_job": 3}, processes=2)
     names = [*sizes, "sizes.json", "shards_report.json", "shuffle_quality.csv", "shuffle_quality.png"]
     digests = [{name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
                for folder in (tmp_path / "shards", tmp_path / "again")]
@@ -72,11 +74,14 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     assert images["drop_from_shards"] == {"train": [2]}
     assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
 
-    assert shards.main(["--subset", str(tmp_path / "subsets" / "train.parquet"),
-                        "--download", str(tmp_path / "images" / "train" / "download_report.json"),
-                        "--image-overlap", str(report_path),
-                        "--out", str(tmp_path / "shards")]) == 0
-    report = json.loads((tmp_path / "shards" / "shards_report.json").read_text())
+    train = tmp_path / "subsets" / "train.parquet"
+    images_of_train = tmp_path / "images" / "train"
+    # the order job reads what to leave out from the report, as the rule runs it
+    assert order.main(["--subset", str(train), "--download", str(images_of_train / "download_report.json"),
+                       "--image-overlap", str(report_path), "--out", str(images_of_train / "order.parquet")]) == 0
+    ordered = duckdb.sql(f"SELECT photo_id FROM '{images_of_train / 'order.parquet'}'").fetchall()
+    assert sorted(row[0] for row in ordered) == [1, 3, 10]  # photo 2 left out: Balanced has its image
+    report = shard(train, images_of_train, tmp_path / "shards", drop=images["drop_from_shards"]["train"])
     assert (report["samples"], report["dropped_as_duplicates"]) == (3, [2])
     keys = {s["__key__"] for s in wds.WebDataset(str(tmp_path / "shards" / "shard-000000.tar"), shardshuffle=False)}
     assert keys == {"1", "3", "10"}

@@ -1,7 +1,8 @@
 """The pipeline on a real SLURM cluster through profiles/slurm (the official executor plugin).
 `make test-slurm` brings up a single-node cluster on this machine (profiles/slurm/single_node.sh)
 and runs this test: one month of a small sample goes through the whole pipeline, training and
-evaluation included, once locally and once as SLURM jobs; the shards and tables must be the same bytes."""
+evaluation included, once locally and once as SLURM jobs, Train's downloads and shards as several
+jobs each; the shards and tables must be the same bytes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def cluster_nodes() -> str:
         return ""
 
 
+def small(config: dict) -> None:
+    """One month of a small sample, its Train (about 560 images) downloaded and sharded in 3 jobs each."""
+    config.update(snapshots=[MONTH])
+    config["sample"].update(scale=SMALL)
+    config["images"].update(urls_per_job=200)
+    config["shards"].update(samples_per_shard=100, shards_per_job=2)
+
+
 def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
     assert re.search(r"idle|mixed|allocated", cluster_nodes()), (
         "no SLURM cluster answers: bring one up with `bash profiles/slurm/single_node.sh` (as root), or run `make test-slurm`")
@@ -32,13 +41,15 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
     for name in ("local", "slurm"):
         copies[name] = tmp_path / name
         git_copy(REPO, copies[name])
-        edit_config(copies[name],
-                    lambda config: config.update(snapshots=[MONTH]) or config["sample"].update(scale=SMALL))
+        edit_config(copies[name], small)
 
-    run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
-    log = run("snakemake", "--profile", "profiles/slurm", "--max-threads", "2", cwd=copies["slurm"], timeout=1800)
+    local = run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
+    log = run("snakemake", "--profile", "profiles/slurm", "--max-threads", "2", cwd=copies["slurm"], timeout=2400)
 
+    steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", local)[-1])
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
-    assert len(submitted) == 20, log[-3000:]  # every job but `all` went through sbatch
+    assert len(submitted) == steps - 1, log[-3000:]  # every job but `all` went through sbatch
+    for rule in ("download_chunk", "shard_part"):  # Train's three, and one per benchmark
+        assert len(re.findall(rf"^rule {rule}:", log, re.M)) == 6, rule
     for folder in (f"results/{MONTH}/paper_tables", f"results/{MONTH}/subset_tables", f"data/snapshots/{MONTH}/shards"):
         assert hashes(copies["slurm"] / folder) == hashes(copies["local"] / folder), folder

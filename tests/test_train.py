@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
+from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
 from workflow_scripts.common.config import load_config, train_launcher
@@ -24,8 +25,6 @@ from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES, TAXONOMY_ARCHIV
 from workflow_scripts.curate.stage import curate
 from workflow_scripts.evaluate.benchmarks import shard_images
 from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
-from workflow_scripts.images.download import download
-from workflow_scripts.images.shards import build
 from workflow_scripts.subsets.build import build as subsets
 
 CONFIG = load_config(REPO / "config.yaml")
@@ -39,7 +38,7 @@ def shards(photo_server, tmp_path):
     rows = [{**r, "split": "train"} for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 5)]
     subset = write_curated(rows, tmp_path / "train.parquet")
     download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}})
-    build(subset, tmp_path / "images", tmp_path / "shards", {"samples_per_shard": 4})
+    shard(subset, tmp_path / "images", tmp_path / "shards", {"samples_per_shard": 4})
     return tmp_path / "shards"
 
 
@@ -110,7 +109,7 @@ def test_demo_recipe_learns_the_sample_and_random_init_does_not(sample, mirror, 
     # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
     download(tmp_path / "subsets" / "train.parquet", tmp_path / "images",
              {"url_rewrite": {**CONFIG["images"]["url_rewrite"], "to": str(mirror)}})
-    build(tmp_path / "subsets" / "train.parquet", tmp_path / "images", tmp_path / "shards", {}, processes=2)
+    shard(tmp_path / "subsets" / "train.parquet", tmp_path / "images", tmp_path / "shards", processes=2)
     train.train(tmp_path / "shards", tmp_path / "tiny-cpu", "tiny-cpu", SETTINGS, threads=2)
 
     species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"

@@ -86,15 +86,37 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
     assert "'retires' was unexpected" in result.stderr + result.stdout
 
 
-def test_dry_run_plans_every_stage_for_both_months(tmp_path):
-    result = snakemake("-n", "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                       "--configfile", str(REPO / "config.yaml"))
+def planned_jobs(*args: str, cwd) -> dict[str, int]:
+    """`snakemake -n`'s job counts per rule, in the folder `cwd` with the repo's Snakefile and config."""
+    result = snakemake("-n", "--directory", str(cwd), "--snakefile", str(REPO / "Snakefile"),
+                       "--configfile", str(REPO / "config.yaml"), *args)
     assert result.returncode == 0, result.stderr
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M))
-    assert jobs == {"sample": "1", "fetch": "2", "curate": "2", "stats": "2", "subsets": "2",
-                    "check_overlap": "2", "subset_tables": "2", "download": "8",
-                    "check_image_overlap": "2", "shards": "8", "train": "2", "evaluate": "4",
-                    "paper_tables": "2", "diff": "1", "all": "1", "total": "41"}
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M)}
+
+
+def test_dry_run_plans_every_stage_for_both_months(tmp_path):
+    """Before any data exists: the image jobs per chunk and per shard part wait for the subsets."""
+    assert planned_jobs(cwd=tmp_path) == {
+        "sample": 1, "fetch": 2, "curate": 2, "stats": 2, "subsets": 2, "check_overlap": 2, "subset_tables": 2,
+        "download_report": 8, "check_image_overlap": 2, "shard_order": 8, "shards": 8, "train": 2, "evaluate": 4,
+        "paper_tables": 2, "diff": 1, "all": 1, "total": 49}
+
+
+def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):
+    """The subsets checkpoint's row counts decide the image jobs: ceil(rows / urls_per_job) downloads
+    and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per subset."""
+    overlay = tmp_path / "small.yaml"
+    overlay.write_text(yaml.safe_dump({"snapshots": ["2024-09-27"], "sample": {"scale": 0.05},
+                                       "images": {"urls_per_job": 200}, "shards": {"samples_per_shard": 50}}))
+    subsets_report = f"data/snapshots/2024-09-27/subsets/{contracts.SUBSETS_REPORT}"
+    ran = snakemake(subsets_report, "--cores", "2", "--directory", str(tmp_path), "--snakefile",
+                    str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml"), str(overlay))
+    assert ran.returncode == 0, ran.stderr
+    rows = [subset["images"] for subset in json.loads((tmp_path / subsets_report).read_text())["subsets"].values()]
+    jobs = planned_jobs(str(overlay), cwd=tmp_path)
+    assert jobs["download_chunk"] == sum(-(-n // 200) for n in rows) >= 6  # Train's three at least
+    assert jobs["shard_part"] == sum(-(-n // (50 * 4)) for n in rows)
+    assert (jobs["download_report"], jobs["shards"], jobs["check_overlap"]) == (4, 4, 1)
 
 
 def test_parsing_the_snakefile_imports_nothing_heavy():

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import difflib
 import re
+import shutil
 import sys
+import tempfile
 import tomllib
 from collections import defaultdict
 from pathlib import Path
@@ -46,18 +48,25 @@ class GenerateError(Exception):
     """The workflow cannot be written as DVC stages; the message says what to change."""
 
 
-def workflow_jobs(root: Path = ROOT) -> list:
-    """Every job of the default target, from Snakemake's own DAG (no job runs, no file is needed)."""
+def workflow_jobs(root: Path = ROOT) -> tuple[list, dict[str, list]]:
+    """Every job of the default target as Snakemake plans it before any data exists (in an empty
+    folder holding only config.yaml: the jobs after a checkpoint are not planned yet, the same on
+    every machine), and the rules of each rule file."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(ResourceSettings(), ConfigSettings(), snakefile=root / "Snakefile", workdir=root)
+    with tempfile.TemporaryDirectory() as empty, SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        shutil.copy(root / "config.yaml", empty)
+        workflow_api = api.workflow(ResourceSettings(), ConfigSettings(), snakefile=root / "Snakefile",
+                                    workdir=Path(empty))
         workflow_api.dag(DAGSettings(forceall=True))
         workflow = workflow_api._workflow  # the DAG as `snakemake --dag` builds it
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
         workflow._build_dag()
-        return [job for job in workflow.dag.jobs if job.output]
+        rules = defaultdict(list)
+        for rule in workflow.rules:
+            rules[Path(rule.snakefile).stem].append(rule)
+        return [job for job in workflow.dag.jobs if job.output], rules
 
 
 def relative(path: str | Path, root: Path = ROOT) -> str:
@@ -72,14 +81,14 @@ def rule_code(rule_files: set[str], modules: set[str], root: Path = ROOT) -> lis
     return sorted(rule_files | {COMMON_RULES} | {relative(p, root) for p in files})
 
 
-def modules_run(jobs: list) -> set[str]:
-    return {module for job in jobs for module in MODULE.findall(job.rule.shellcmd or "")}
+def modules_run(rules: list) -> set[str]:
+    return {module for rule in rules for module in MODULE.findall(rule.shellcmd or "")}
 
 
-def sections(jobs: list, config_file: dict) -> list[str]:
-    """The config.yaml sections the jobs hand to their stages; each must be in config.yaml (as `{}`
+def sections(rules: list, config_file: dict) -> list[str]:
+    """The config.yaml sections the rules hand to their stages; each must be in config.yaml (as `{}`
     when it keeps the defaults) for DVC to track it."""
-    found = sorted({value.path[0] for job in jobs for value in job.params if isinstance(value, Section)})
+    found = sorted({value.path[0] for rule in rules for value in rule.params if isinstance(value, Section)})
     missing = [name for name in found if name not in config_file]
     if missing:
         raise GenerateError(f"config.yaml has no {', '.join(missing)} section: add `{missing[0]}: {{}}` (the "
@@ -91,19 +100,69 @@ def stage_of(job) -> str:
     return Path(job.rule.snakefile).stem
 
 
-def stage_body(jobs: list, config_file: dict, root: Path) -> dict:
-    """One DVC stage for these jobs (one rule file, one value of its shared wildcards)."""
+class Unplanned:
+    """A job Snakemake cannot plan before a checkpoint has run (download_chunk: the chunks follow the
+    subsets' rows): its rule, with the inputs and outputs its planned neighbours' wildcards fill in."""
+
+    def __init__(self, rule, wildcards: dict):
+        self.rule, self.wildcards = rule, wildcards
+        self.input = filled(rule.input, wildcards)
+        self.output = filled(rule.output, wildcards)
+
+
+def filled(files, wildcards: dict) -> list:
+    """The files (of a rule's input or output) whose wildcards are all in `wildcards` (flags kept);
+    functions and files named by other wildcards left out."""
+    from snakemake.exceptions import WildcardError
+
+    found = []
+    for file in files:
+        if callable(file) or file.is_callable():
+            continue
+        try:
+            found.append(file.apply_wildcards(wildcards))
+        except WildcardError:
+            continue
+    return found
+
+
+def after_checkpoints(jobs: list, rules: list, made: set[str]) -> list[Unplanned]:
+    """The jobs of `rules` (one rule file's) that run after a checkpoint, for the snapshot of `jobs`
+    (the file's planned ones): each rule not planned, with the wildcards of a planned job, that reads
+    a file made upstream (`made`, the planned outputs; growing as jobs are found). A rule without
+    wildcards (latest_snapshot, when no snapshot is `latest`) would have been planned: it does not run."""
+    planned = {job.rule.name for job in jobs}
+    found: dict[tuple, Unplanned] = {}
+    grown = True
+    while grown:
+        grown = False
+        for rule in (rule for rule in rules if rule.name not in planned and rule.wildcard_names):
+            for wildcards in (dict(job.wildcards.items()) for job in jobs):
+                job = Unplanned(rule, wildcards)
+                key = (rule.name, tuple(map(str, job.output)))
+                if key not in found and {str(f) for f in job.input} & made:
+                    found[key] = job
+                    made |= {str(f) for f in job.output}
+                    grown = True
+    return list(found.values())
+
+
+def stage_body(jobs: list, rules: list, made: set[str], config_file: dict, root: Path) -> dict:
+    """One DVC stage: these jobs (one rule file's, for one snapshot) and those that run after a
+    checkpoint; `rules`: all the file's rules; `made`: every planned output."""
+    jobs = jobs + after_checkpoints(jobs, rules, set(made))
     produced = {str(f) for job in jobs for f in job.output}
     consumed = {str(f) for job in jobs for f in job.input}
-    data = sorted({str(f) for job in jobs for f in job.input} - produced)
-    final = sorted(str(job.output[0]) for job in jobs if not {str(f) for f in job.output} & consumed)
-    rules = sorted({job.rule.name for job in jobs})
-    code = rule_code({relative(job.rule.snakefile, root) for job in jobs}, modules_run(jobs), root)
-    body = {"cmd": f"{SNAKEMAKE} {' '.join(final)} --allowed-rules {' '.join(rules)}", "deps": data + code}
-    if params := sections(jobs, config_file):
+    data = sorted(consumed - produced)
+    final = sorted(str(job.output[0]) for job in jobs if job.output and not {str(f) for f in job.output} & consumed)
+    run = sorted({job.rule.name for job in jobs})
+    code = rule_code({relative(rule.snakefile, root) for rule in rules}, modules_run(rules), root)
+    body = {"cmd": f"{SNAKEMAKE} {' '.join(final)} --allowed-rules {' '.join(run)}", "deps": data + code}
+    if params := sections([job.rule for job in jobs], config_file):
         body["params"] = [{"config.yaml": params}]
     kinds = defaultdict(list)
-    for output in sorted(produced):
+    versioned = {str(f) for job in jobs for f in job.output if not f.is_temp}  # temporary files: not kept
+    for output in sorted(versioned):
         name = Path(output).name
         kinds["metrics" if name == contracts.METRICS else "plots" if name.endswith(".png") else "outs"].append(output)
     return body | {kind: kinds[kind] for kind in ("outs", "metrics", "plots") if kinds[kind]}
@@ -120,11 +179,12 @@ def templated(value, replacements: dict[str, str]):
     return {key: templated(item, replacements) for key, item in value.items()}
 
 
-def dvc_stages(jobs: list, config_file: dict, root: Path = ROOT) -> dict:
+def dvc_stages(jobs: list, rules: dict[str, list], config_file: dict, root: Path = ROOT) -> dict:
     """dvc.yaml's stages: per rule file, a foreach over the snapshots (or pairs) its jobs run for."""
     by_stage = defaultdict(list)
     for job in jobs:
         by_stage[stage_of(job)].append(job)
+    made = {str(f) for job in jobs for f in job.output}
     stages = {}
     for stage in stage_order(jobs):
         members = by_stage[stage]
@@ -133,13 +193,13 @@ def dvc_stages(jobs: list, config_file: dict, root: Path = ROOT) -> dict:
         for job in members:
             groups[tuple(job.wildcards[name] for name in shared)].append(job)
         if not shared:
-            stages[stage] = stage_body(members, config_file, root)
+            stages[stage] = stage_body(members, rules[stage], made, config_file, root)
             continue
         items, bodies = {}, []
         for values, group in sorted(groups.items()):
             names = {value: "${item}" if len(shared) == 1 else f"${{item.{name}}}"
                      for name, value in zip(shared, values)}
-            bodies.append(templated(stage_body(group, config_file, root), names))
+            bodies.append(templated(stage_body(group, rules[stage], made, config_file, root), names))
             items["_vs_".join(values)] = values[0] if len(shared) == 1 else dict(zip(shared, values))
         if any(body != bodies[0] for body in bodies):
             raise GenerateError(f"rules/{stage}.smk: its jobs differ by more than {', '.join(shared)} between "
@@ -175,12 +235,12 @@ def pins(root: Path = ROOT) -> dict[str, str]:
     return found
 
 
-def conda_envs(jobs: list, root: Path = ROOT) -> dict[str, str]:
+def conda_envs(rules: dict[str, list], root: Path = ROOT) -> dict[str, str]:
     """envs/<name>.yaml -> its text: each env pins the distributions its rules' modules import."""
     by_env = defaultdict(set)
-    for job in jobs:
-        if job.rule.conda_env:
-            by_env[relative(Path(job.rule.snakefile).parent / job.rule.conda_env, root)] |= modules_run([job])
+    for rule in (rule for file_rules in rules.values() for rule in file_rules):
+        if rule.conda_env:
+            by_env[relative(Path(rule.snakefile).parent / rule.conda_env, root)] |= modules_run([rule])
     pinned = pins(root)
     python = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"].strip("=.*")
     texts = {}
@@ -197,17 +257,18 @@ def conda_envs(jobs: list, root: Path = ROOT) -> dict[str, str]:
     return texts
 
 
-def dvc_yaml(jobs: list, root: Path = ROOT) -> str:
+def dvc_yaml(jobs: list, rules: dict[str, list], root: Path = ROOT) -> str:
     config_file = yaml.safe_load((root / "config.yaml").read_text()) or {}
     if "latest" in config_file.get("snapshots", []):
         raise GenerateError("config.yaml's snapshots include `latest`: DVC stages need dates (pin the month)")
-    return HEADER + yaml.safe_dump({"stages": dvc_stages(jobs, config_file, root)}, sort_keys=False, width=120)
+    stages = dvc_stages(jobs, rules, config_file, root)
+    return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120)
 
 
 def generated(root: Path = ROOT) -> dict[str, str]:
     """Every generated file (relative path -> text)."""
-    jobs = workflow_jobs(root)
-    return {"dvc.yaml": dvc_yaml(jobs, root), **conda_envs(jobs, root)}
+    jobs, rules = workflow_jobs(root)
+    return {"dvc.yaml": dvc_yaml(jobs, rules, root), **conda_envs(rules, root)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,15 +104,53 @@ def subset_figure(subset: str) -> str:
     return f"subset_distribution_{subset}.png"
 
 
-# -- images: downloads, duplicate images, shards ---------------------------------------------------
+# -- images: downloads in chunks, duplicate images, shards in parts ---------------------------------
 def images(snapshot_dir: str, subset: str = "{subset}") -> str:
-    """img2dataset's tars (tars/), the URL list and the download report of one subset."""
+    """One subset's images: the chunks' downloads (temporary), the download report, the failure
+    ledger, and the shard order and parts (temporary)."""
     return f"{snapshot_dir}/images/{subset}"
 
 
-IMAGE_TARS = "tars"
-URL_LIST = "urls.parquet"
 DOWNLOAD_REPORT = "download_report.json"
+FAILURES = "failures.parquet"  # the ledger: photo_id, url, reason, attempts of each image not downloaded
+CHUNK_URLS = "urls.parquet"  # one chunk's URL list (photo_id, url), in its folder
+CHUNK_REPORT = "report.json"  # one chunk's downloads, in its folder
+
+
+def jobs(rows: int, per_job: int) -> int:
+    """Jobs of `per_job` rows each for `rows` rows; an empty subset has one, empty."""
+    return max(1, -(-rows // per_job))
+
+
+def url_chunks(rows: int, images: dict) -> int:
+    """How many download jobs a subset of `rows` rows gets (`images`: config.yaml's section), each
+    `urls_per_job` consecutive rows in photo_id order."""
+    return jobs(rows, images["urls_per_job"])
+
+
+def chunk_name(number: int) -> str:
+    return f"{number:05d}"
+
+
+def chunk_folder(images_dir: str, chunk: str = "{chunk}") -> str:
+    """img2dataset's passes over one chunk (pass-0 and the retries), its URL list and report."""
+    return f"{images_dir}/chunks/{chunk}"
+
+
+def shard_order(images_dir: str) -> str:
+    """The subset's shards' order: photo_id and where its image is, position by position."""
+    return f"{images_dir}/shard_order.parquet"
+
+
+def shard_part(images_dir: str, part: str = "{part}") -> str:
+    """shards.shards_per_job consecutive shards of the subset, before they join its shards folder."""
+    return f"{images_dir}/parts/{part}"
+
+
+def shard_parts(rows: int, shards: dict) -> int:
+    """How many shard jobs a subset of `rows` rows gets (`shards`: config.yaml's section): enough for
+    every row to have an image; a part past the images written is empty."""
+    return jobs(rows, shards["samples_per_shard"] * shards["shards_per_job"])
 
 
 def image_leak_report(snapshot_dir: str) -> str:
@@ -122,6 +160,10 @@ def image_leak_report(snapshot_dir: str) -> str:
 def shards(snapshot_dir: str, subset: str = "{subset}") -> str:
     """shard-%06d.tar, sizes.json, shards_report.json and shuffle_quality.{csv,md,png}."""
     return f"{snapshot_dir}/shards/{subset}"
+
+
+def shard_file(number: int) -> str:
+    return f"shard-{number:06d}.tar"
 
 
 SHARD_SIZES = "sizes.json"

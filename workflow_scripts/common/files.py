@@ -46,10 +46,10 @@ def building(final: Path):
     replace_dir(staging, final)
 
 
-def throughput(items: int, tars: Path, seconds: float) -> str:
-    """One line for the end of a long step that wrote `items` images into the tars of a folder:
-    how much, how long, how fast."""
-    size = sum(p.stat().st_size for p in tars.glob("*.tar"))
+def throughput(items: int, files: list[Path], seconds: float) -> str:
+    """One line for the end of a long step that wrote `items` images into `files`: how much, how
+    long, how fast."""
+    size = sum(p.stat().st_size for p in files)
     seconds = max(seconds, 1e-9)
     return (f"{items:,} images, {size / 1e6:,.1f} MB in {seconds:,.1f} s: "
             f"{items / seconds:,.0f} images/s, {size / 1e6 / seconds:,.1f} MB/s")

@@ -15,7 +15,7 @@ import duckdb
 
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.files import write_json
-from workflow_scripts.images.download import statuses
+from workflow_scripts.images.download import downloaded
 from workflow_scripts.subsets import overlap
 
 EXAMPLES = overlap.EXAMPLES
@@ -41,14 +41,14 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
 
 def check(tables: list[Path], downloads: list[Path]) -> dict:
     """The subsets' leak checks and their images' duplicates: `tables`, the subsets' tables, and
-    `downloads`, their download reports (in the same order), each in the folder of its images."""
+    `downloads`, their download reports (in the same order), each beside its chunks' folders."""
     con = overlap.subset_views(tables)
     report = overlap.check(con)
     for subset, download in zip(contracts.subsets_by_name(tables), downloads, strict=True):
         if not download.is_file():
             raise overlap.LeakError(f"{download}: missing: download the images first")
-        con.execute(f"CREATE VIEW images_{subset} AS SELECT photo_id, sha256 "
-                    f"FROM {statuses(download.parent / contracts.IMAGE_TARS)} WHERE status = 'success'")
+        downloaded(con, download)
+        con.execute(f"CREATE TABLE images_{subset} AS SELECT photo_id, sha256 FROM successes")
     report["images"] = image_duplicates(con)
     return report
 

@@ -1,0 +1,42 @@
+"""The image stages' jobs for one subset, chained as the rules chain them (for tests): each chunk's
+download, the download report; the shard order, each part, the shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from workflow_scripts.common import contracts
+from workflow_scripts.common.config import settings
+from workflow_scripts.images.collect import collect
+from workflow_scripts.images.download import download_chunk
+from workflow_scripts.images.download_report import download_report
+from workflow_scripts.images.order import shard_order
+from workflow_scripts.images.shards import write_part
+
+
+def rows(subset: Path) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{subset}')").fetchone()[0]
+
+
+def download(subset: Path, folder: Path, images: dict | None = None) -> dict:
+    """Every download job of a subset into its image folder; returns the download report."""
+    chunks = [Path(contracts.chunk_folder(str(folder), contracts.chunk_name(number)))
+              for number in range(contracts.url_chunks(rows(subset), settings("images", images)))]
+    for number, chunk in enumerate(chunks):
+        download_chunk(subset, number, chunk, images)
+    return download_report(chunks, folder, images)
+
+
+def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, drop: list[int] = (),
+          processes: int = 1) -> dict:
+    """Every shard job of a subset whose images are in `folder` (downloaded); returns shards_report."""
+    shards = settings("shards", shards)
+    order = Path(contracts.shard_order(str(folder)))
+    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards, drop, processes)
+    parts = [Path(contracts.shard_part(str(folder), contracts.chunk_name(n)))
+             for n in range(contracts.shard_parts(rows(subset), shards))]
+    for number, part in enumerate(parts):
+        write_part(order, subset, number, part, shards, processes)
+    return collect(parts, order, subset, folder / contracts.DOWNLOAD_REPORT, out, shards, drop)

@@ -1,0 +1,97 @@
+"""A subset's shards folder, from its parts: the parts' shards (hard links: no copy), sizes.json,
+shards_report.json and the species mixing per batch of the shard order against a local shuffle
+(the paper's Figure 5c: shuffle_quality.{csv,md,png}).
+
+    python -m workflow_scripts.images.collect --parts data/snapshots/<date>/images/train/parts/* \\
+        --order data/snapshots/<date>/images/train/shard_order.parquet \\
+        --subset data/snapshots/<date>/subsets/train.parquet \\
+        --download data/snapshots/<date>/images/train/download_report.json \\
+        --image-overlap data/snapshots/<date>/images/overlap_report.json \\
+        --out data/snapshots/<date>/shards/train [--config config.yaml]
+
+shards_report.json: samples, shards, settings, the photos without a downloaded image (the failure
+ledger's), those left out as duplicates of an evaluation image, and for Train the samples per split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import duckdb
+import pyarrow.compute as pc
+
+from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.config import settings as shards_settings
+from workflow_scripts.common.duck import quote
+from workflow_scripts.common.files import building, write_json
+from workflow_scripts.common.tables import write_table
+from workflow_scripts.images.order import duplicates_of
+from workflow_scripts.images.shuffle import plot_shuffle_quality, shuffle_quality
+
+
+def collect(parts: list[Path], order: Path, subset: Path, download: Path, out: Path, settings: dict | None = None,
+            drop: list[int] = ()) -> dict:
+    """Put the parts together into the folder `out`; returns shards_report.json."""
+    settings = shards_settings("shards", settings)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW subset AS SELECT * FROM read_parquet({quote(subset)})")
+    con.execute(f"CREATE VIEW ordered AS SELECT o.position, s.* FROM read_parquet({quote(order)}) AS o "
+                "JOIN subset AS s USING (photo_id)")
+    failures = download.parent / contracts.FAILURES
+    with building(out) as staging:
+        sizes = {}
+        for part in sorted(parts):
+            for name, samples in json.loads((part / contracts.SHARD_SIZES).read_text()).items():
+                os.link(part / name, staging / name)
+                sizes[name] = samples
+        sizes = dict(sorted(sizes.items()))
+        write_json(staging / contracts.SHARD_SIZES, sizes)
+        shaping = {k: v for k, v in settings.items() if k != "shards_per_job"}  # how the work was cut: not the shards'
+        report = {"samples": sum(sizes.values()), "shards": len(sizes), "settings": shaping,
+                  "without_image": [row[0] for row in con.execute(
+                      f"SELECT photo_id FROM subset SEMI JOIN read_parquet({quote(failures)}) USING (photo_id) "
+                      "ORDER BY 1").fetchall()],
+                  "dropped_as_duplicates": sorted(drop)}
+        if "split" in con.table("subset").columns:  # Train: what training may read
+            report["splits"] = dict(con.execute("SELECT split, count(*) FROM ordered GROUP BY 1 ORDER BY 1").fetchall())
+        write_json(staging / contracts.SHARDS_REPORT, report)
+        write_mixing(con, subset.stem, settings, staging)
+    return report
+
+
+def write_mixing(con: duckdb.DuckDBPyConnection, name: str, settings: dict, folder: Path) -> None:
+    """Figure 5c: species per batch of a local and of the semi-global shuffle of the samples in
+    species order (as the shard order was computed from them)."""
+    species = con.sql("SELECT coalesce(taxonomic_name, '') FROM ordered ORDER BY taxonomic_name, photo_id"
+                      ).to_arrow_table().column(0)
+    codes = pc.dictionary_encode(species).combine_chunks().indices.to_numpy()
+    chunk_size, part_size = settings["chunk_size"], settings["part_size"]
+    quality = shuffle_quality(codes, settings["mixing_batch_sizes"], chunk_size, part_size, settings["seed"])
+    write_table(quality, folder / "shuffle_quality", "Species mixing per batch (the paper's Figure 5c)")
+    plot_shuffle_quality(quality, f"{name}: species mixing per batch, local vs semi-global shuffling "
+                         f"(chunks of {chunk_size:,}, parts of {part_size:,})", folder / "shuffle_quality.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__spec__.name, __doc__, section="shards")
+    parser.add_argument("--parts", type=Path, nargs="+", required=True, help="the subset's shard parts")
+    parser.add_argument("--order", type=Path, required=True, help="the subset's shard order")
+    parser.add_argument("--subset", type=Path, required=True, help="the subset Parquet")
+    parser.add_argument("--download", type=Path, required=True, help="the subset's download report")
+    parser.add_argument("--image-overlap", type=Path, help="the image overlap report (what was left out)")
+    parser.add_argument("--out", type=Path, required=True, help="the shards folder to write")
+    args = parser.parse_args(argv)
+    # not the order file: where img2dataset's threads happened to put each image varies run to run
+    inputs = [*args.parts, args.subset, args.download, args.image_overlap]
+    with cli.running(args, inputs=inputs) as settings:
+        report = collect(args.parts, args.order, args.subset, args.download, args.out, settings,
+                         duplicates_of(args.image_overlap, args.subset.stem))
+    print(f"{args.out}: {report['shards']} shards, {report['samples']:,} samples", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""The order a subset's shards hold its images in, computed once from metadata: the subset's rows
+with a downloaded image (and not left out as a duplicate of an evaluation image) in species order
+(taxonomic_name, photo_id), then in the paper's semi-global order (workflow_scripts.images.shuffle).
+
+    python -m workflow_scripts.images.order --subset data/snapshots/<date>/subsets/train.parquet \\
+        --download data/snapshots/<date>/images/train/download_report.json \\
+        --image-overlap data/snapshots/<date>/images/overlap_report.json \\
+        --out data/snapshots/<date>/images/train/shard_order.parquet [--config config.yaml]
+
+Writes one row per sample in shard order: position, photo_id, and where its image is (tar, offset,
+size, in img2dataset's tars of the chunk folders the download report names). The shard jobs each
+write their part of it (workflow_scripts.images.shards).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+import tarfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from workflow_scripts.common import cli
+from workflow_scripts.common.config import settings as shards_settings
+from workflow_scripts.common.duck import quote
+from workflow_scripts.images.download import downloaded
+from workflow_scripts.images.shuffle import semi_global_order
+
+
+MEMBERS = pa.schema([("folder_id", pa.int32()), ("key", pa.string()), ("tar_id", pa.int32()), ("offset", pa.int64()),
+                     ("size", pa.int64())])
+
+
+def tar_members(tar: Path, tar_id: int, folder_id: int) -> pa.Table:
+    """The images in one of img2dataset's tars (MEMBERS: the tar and its folder as numbers)."""
+    with tarfile.open(tar) as archive:
+        images = [(m.name.partition(".")[0], m.offset_data, m.size) for m in archive
+                  if m.name.partition(".")[2] not in ("json", "txt")]
+    keys, offsets, sizes = zip(*images) if images else ((), (), ())
+    return pa.table([[folder_id] * len(keys), keys, [tar_id] * len(keys), offsets, sizes], schema=MEMBERS)
+
+
+def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) -> list[str]:
+    """The table `located` (photo_id, tar_id, offset, size): where each image the download report's
+    chunks downloaded is (img2dataset's keys are unique within one pass's folder); returns the tars
+    by tar_id. Paths are numbered, not repeated per image: 40 M images take about 1 GB."""
+    downloaded(con, download)
+    folders = [row[0] for row in con.execute("SELECT DISTINCT folder FROM successes ORDER BY 1").fetchall()]
+    folder_ids = {folder: number for number, folder in enumerate(folders)}
+    tars = sorted(tar for folder in folders for tar in Path(folder).glob("*.tar"))
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        members = pool.map(tar_members, tars, range(len(tars)), [folder_ids[str(tar.parent)] for tar in tars])
+        con.register("members", pa.concat_tables([MEMBERS.empty_table(), *members]))
+    con.register("folders", pa.table({"folder_id": pa.array(range(len(folders)), pa.int32()), "folder": folders}))
+    con.execute("CREATE TABLE located AS SELECT s.photo_id, m.tar_id, m.offset, m.size FROM successes AS s "
+                "JOIN folders USING (folder) JOIN members AS m USING (folder_id, key)")
+    return [str(tar) for tar in tars]
+
+
+def shard_order(subset: Path, download: Path, out: Path, settings: dict | None = None, drop: list[int] = (),
+                processes: int = 1) -> int:
+    """Write the order into `out` (Parquet); `drop`: photo_ids to leave out. Returns the samples."""
+    settings = shards_settings("shards", settings)
+    con = duckdb.connect()
+    tars = located(con, download, processes)
+    con.register("dropped", pa.table({"photo_id": pa.array(sorted(drop), pa.int64())}))
+    # species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
+    present = con.execute(f"""SELECT l.photo_id, l.tar_id, l.offset, l.size
+                              FROM read_parquet({quote(subset)}) AS s JOIN located AS l USING (photo_id)
+                              ANTI JOIN dropped USING (photo_id)
+                              ORDER BY s.taxonomic_name, s.photo_id""").to_arrow_table().combine_chunks()
+    order = pa.array(semi_global_order(present.num_rows, settings["chunk_size"], settings["part_size"],
+                                       settings["seed"]), pa.int64())
+    ordered = present.take(order)
+    tar = pa.DictionaryArray.from_arrays(ordered.column("tar_id").combine_chunks(), pa.array(tars, pa.string()))
+    table = pa.table({"position": pa.array(np.arange(ordered.num_rows, dtype=np.int64)),
+                      "photo_id": ordered.column("photo_id"), "tar": tar, "offset": ordered.column("offset"),
+                      "size": ordered.column("size")})
+    temporary = out.with_name(out.name + ".tmp")
+    pq.write_table(table, temporary)
+    temporary.replace(out)
+    return table.num_rows
+
+
+def duplicates_of(image_overlap: Path | None, subset: str) -> list[int]:
+    """The subset's photos the image overlap check names for leaving out of its shards."""
+    if not image_overlap:
+        return []
+    return json.loads(image_overlap.read_text())["images"]["drop_from_shards"].get(subset, [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__spec__.name, __doc__, section="shards")
+    parser.add_argument("--subset", type=Path, required=True, help="a subset Parquet")
+    parser.add_argument("--download", type=Path, required=True, help="the subset's download report")
+    parser.add_argument("--image-overlap", type=Path, help="the image overlap report: this subset's photos to "
+                        "leave out as duplicates of another subset's images")
+    parser.add_argument("--out", type=Path, required=True, help="the order to write (Parquet)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes reading the tars' headers")
+    args = parser.parse_args(argv)
+    with cli.running(args, inputs=[args.subset, args.download, args.image_overlap]) as settings:
+        samples = shard_order(args.subset, args.download, args.out, settings,
+                              duplicates_of(args.image_overlap, args.subset.stem), args.processes)
+    print(f"{args.subset}: {samples:,} samples in shard order", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
