@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m workflow_scripts...` and DVC stages call `snakemake`: use the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install demo test test-slurm bench generate lock clean
+.PHONY: help install demo test test-slurm bench gpu-check generate lock clean
 
 help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make test     install if needed, then run the test suite"
 	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
-	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, the sample's scaling; ~22 minutes)"
+	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, the training loader, evaluation memory, the sample's scaling; ~26 minutes)"
+	@echo "make gpu-check  on a machine with an NVIDIA GPU, after make demo: the train wrapper vs bare open_clip_train, then evaluation on CUDA"
 	@echo "make generate write dvc.yaml and envs/*.yaml from the Snakemake rules (after changing rules, code or config.yaml)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
 	@echo "make lock     re-pin requirements.lock after editing pyproject.toml"
@@ -60,7 +61,13 @@ bench: install
 	$(PYTHON) bench/subsets.py
 	$(PYTHON) bench/shards.py
 	$(PYTHON) bench/images.py
+	$(PYTHON) bench/loader.py
+	$(PYTHON) bench/eval_memory.py
 	$(PYTHON) bench/sample.py
+
+# Results in results/gpu-check/result.json (README: Training, GPU check).
+gpu-check: install
+	bash tools/gpu_check/check.sh
 
 # dvc.yaml (the DVC stages) and envs/*.yaml (the conda environments) are derived from the rules and
 # the code they run; a test fails when the committed ones differ from what this writes.

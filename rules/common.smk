@@ -36,6 +36,7 @@ wildcard_constraints:
     model="|".join(re.escape(name) for name in EVALUATED),
     chunk=r"\d{5}",
     part=r"\d{5}",
+    shard_set="|".join((*contracts.TRAIN_SPLITS, contracts.WHOLE)),
 
 
 def provenance(output: str):
@@ -94,11 +95,16 @@ def output_folder(wildcards, output) -> str:
 
 
 def benchmark_shards(wildcards) -> dict:
-    """The evaluate rule's inputs: the shards of our benchmarks, the model's checkpoint when it is
-    this run's, and the external benchmarks' metadata."""
+    """The evaluate rule's inputs: the shards and tables of our benchmarks, the model's checkpoint
+    when it is this run's, and the external benchmarks' metadata."""
     settings = config["evaluate"]
     inputs = {
         name: contracts.shards(SNAPSHOT, name).format(date=wildcards.date)
+        for name in settings["benchmarks"]
+    } | {
+        f"{name}_table": contracts.subset_table(SNAPSHOT, name).format(
+            date=wildcards.date
+        )
         for name in settings["benchmarks"]
     }
     trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
@@ -161,16 +167,18 @@ def final_outputs(wildcards) -> list[str]:
     return expand(per_date, date=snapshots) + pairs
 
 
-def subset_rows(date: str, subset: str) -> int:
-    """A subset's rows, from the report of the subsets checkpoint: the image jobs follow the data."""
+def subset_report(date: str, subset: str) -> dict:
+    """A subset's entry in the subsets checkpoint's report: the image jobs follow its row counts."""
     counts = checkpoints.subsets.get(date=date).output.report
-    return json.loads(Path(counts).read_text())["subsets"][subset]["images"]
+    return json.loads(Path(counts).read_text())["subsets"][subset]
 
 
 def chunk_folders(date: str, subset: str) -> list[str]:
     """A subset's chunk folders: one download job each."""
     folder = IMAGES.format(date=date, subset=subset)
-    chunks = contracts.url_chunks(subset_rows(date, subset), config["images"])
+    chunks = contracts.url_chunks(
+        subset_report(date, subset)["images"], config["images"]
+    )
     return [
         contracts.chunk_folder(folder, contracts.chunk_name(n)) for n in range(chunks)
     ]
@@ -187,10 +195,13 @@ def every_subsets_chunks(wildcards) -> list[str]:
 
 
 def shard_parts(wildcards) -> list[str]:
-    """A subset's shard parts: one shard job each, as many as its rows could fill."""
+    """A subset's shard parts: one shard job each, as many per shard set (Train's splits) as its
+    rows could fill."""
     folder = IMAGES.format(date=wildcards.date, subset=wildcards.subset)
-    rows = subset_rows(wildcards.date, wildcards.subset)
+    counts = subset_report(wildcards.date, wildcards.subset)
+    rows = counts.get("splits", {contracts.WHOLE: counts["images"]})
     return [
-        contracts.shard_part(folder, contracts.chunk_name(n))
-        for n in range(contracts.shard_parts(rows, config["shards"]))
+        contracts.shard_part(folder, shard_set, contracts.chunk_name(n))
+        for shard_set in contracts.shard_sets(wildcards.subset)
+        for n in range(contracts.shard_parts(rows.get(shard_set, 0), config["shards"]))
     ]

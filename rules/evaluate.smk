@@ -16,19 +16,20 @@ rule evaluate:
         f"{LOGS}/evaluate/{{date}}/{{model}}.log",
     conda:
         "../envs/train.yaml"
-    threads: config["evaluate"]["threads"]
+    threads: config["evaluate"]["threads"] + config["evaluate"]["workers"]  # torch's, and the decoding workers
     resources:
         mem_mb=config["evaluate"]["mem_mb"],
         runtime=config["evaluate"]["runtime"],
         gpu=config["evaluate"]["gpu"],
     params:
         snapshot=SNAPSHOT,
+        torch_threads=config["evaluate"]["threads"],
         out=output_folder,
         model=lambda wildcards: evaluated(wildcards)["model"],
         pretrained=pretrained_option,
         settings=Section(config, "evaluate"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m workflow_scripts.evaluate --snapshot {params.snapshot}"
+        "OMP_NUM_THREADS={params.torch_threads} python -m workflow_scripts.evaluate --snapshot {params.snapshot}"
         " --model {params.model:q} {params.pretrained} --settings {params.settings:q} --out {params.out}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 

@@ -100,7 +100,8 @@ rule shard_order:
 
 
 rule shard_part:
-    """shards.shards_per_job consecutive shards of a subset (temporary: they join its shards folder)."""
+    """shards.shards_per_job consecutive shards of one shard set of a subset (Train's split, or the
+    whole subset; temporary: they join its shards folder)."""
     input:
         order=rules.shard_order.output[0],
         subset=contracts.subset_table(SNAPSHOT, "{subset}"),
@@ -108,7 +109,7 @@ rule shard_part:
     output:
         temp(directory(contracts.shard_part(IMAGES))),
     log:
-        f"{LOGS}/shards/{{date}}/{{subset}}/{{part}}.log",
+        f"{LOGS}/shards/{{date}}/{{subset}}/{{shard_set}}-{{part}}.log",
     conda:
         "../envs/data.yaml"
     threads: 8  # worker processes writing shards (capped at --cores); the bytes do not depend on it
@@ -119,14 +120,15 @@ rule shard_part:
         settings=Section(config, "shards"),
     shell:
         "python -m workflow_scripts.images.shards --order {input.order} --subset {input.subset}"
-        " --part {wildcards.part} --out {output} --processes {threads} --settings {params.settings:q}"
+        " --shard-set {wildcards.shard_set} --part {wildcards.part} --out {output} --processes {threads}"
+        " --settings {params.settings:q}"
         " --date {wildcards.date} > {log} 2>&1"
 
 
 rule shards:
     """Webdataset shards of one subset in semi-global order, with every caption type, from its
-    parts; the species mixing per batch of that order against a local shuffle (Figure 5c).
-    """
+    parts, Train's per split; the species mixing per batch of that order against a local shuffle
+    (Figure 5c)."""
     input:
         parts=shard_parts,
         order=rules.shard_order.output[0],

@@ -29,14 +29,24 @@ def download(subset: Path, folder: Path, images: dict | None = None) -> dict:
     return download_report(chunks, folder, images)
 
 
+def set_rows(subset: Path) -> dict[str, int]:
+    """Rows per shard set (Train's splits, or the whole subset), as subsets_report.json counts them."""
+    sets = contracts.shard_sets(subset.stem)
+    if sets == (contracts.WHOLE,):
+        return {contracts.WHOLE: rows(subset)}
+    return {split: duckdb.sql(f"SELECT count(*) FROM read_parquet('{subset}') WHERE split = '{split}'").fetchone()[0]
+            for split in sets}
+
+
 def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, drop: list[int] = (),
           processes: int = 1) -> dict:
     """Every shard job of a subset whose images are in `folder` (downloaded); returns shards_report."""
     shards = settings("shards", shards)
     order = Path(contracts.shard_order(str(folder)))
     shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards, drop, processes)
-    parts = [Path(contracts.shard_part(str(folder), contracts.chunk_name(n)))
-             for n in range(contracts.shard_parts(rows(subset), shards))]
-    for number, part in enumerate(parts):
-        write_part(order, subset, number, part, shards, processes)
+    parts = []
+    for shard_set, count in set_rows(subset).items():
+        for number in range(contracts.shard_parts(count, shards)):
+            parts.append(Path(contracts.shard_part(str(folder), shard_set, contracts.chunk_name(number))))
+            write_part(order, subset, shard_set, number, parts[-1], shards, processes)
     return collect(parts, order, subset, folder / contracts.DOWNLOAD_REPORT, out, shards, drop)

@@ -39,8 +39,9 @@ def calibrated(probabilities: np.ndarray, labels: np.ndarray, alpha: float, meth
 
 
 def report(probabilities: np.ndarray, labels: np.ndarray, calibration: dict, weights=None) -> dict:
-    sets = prediction_sets(probabilities, calibration)
-    return set_report(sets[np.arange(len(labels)), labels], sets.sum(axis=1), labels, weights)
+    sets, classes = prediction_sets(probabilities, calibration), probabilities.shape[1]
+    covered = np.bincount(labels, weights=sets[np.arange(len(labels)), labels], minlength=classes)
+    return set_report(covered, np.bincount(labels, minlength=classes), int(sets.sum()), weights)
 
 
 def long_tailed(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

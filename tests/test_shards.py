@@ -11,6 +11,7 @@ import duckdb
 import webdataset as wds
 
 from tests.images import download, shard
+from tests.project_copy import hashes
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common.captions import CAPTION_TYPES
 from workflow_scripts.images import duplicates, order
@@ -49,6 +50,30 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     assert digests[0] == digests[1]
 
 
+def test_train_is_sharded_by_split(photo_server, tmp_path):
+    """Train's train, val and test splits are shard sets of their own (each with sizes.json): training
+    and evaluation read one without decoding the others; the same bytes from one job per set as from
+    several."""
+    served, _, _ = photo_server
+    split = {1: "test", 2: "val", 5: "test"}
+    rows = [{**r, "split": split.get(r["photo_id"], "train")}
+            for r in rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6)]
+    subset = write_curated(rows, tmp_path / "train.parquet")
+    download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}})
+    report = shard(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)
+    assert report["splits"] == {"test": 2, "train": 5, "val": 1} and report["samples"] == 8
+    keys = {}
+    for name in ("train", "val", "test"):
+        folder = tmp_path / "shards" / name
+        tars = [str(folder / tar) for tar in json.loads((folder / "sizes.json").read_text())]
+        keys[name] = sorted(int(s["__key__"]) for s in wds.WebDataset(tars, shardshuffle=False))
+        assert all(json.loads(s["json"])["split"] == name for s in wds.WebDataset(tars, shardshuffle=False))
+    assert keys == {"train": [3, 4, 6, 7, 8], "val": [2], "test": [1, 5]}
+    assert not list((tmp_path / "shards").glob("*.tar"))
+    shard(subset, tmp_path / "images", tmp_path / "again", {**SETTINGS, "shards_per_job": 2})
+    assert hashes(tmp_path / "shards") == hashes(tmp_path / "again")
+
+
 def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     """Photo 9 is photo 2's image again (Balanced vs Train), photo 10 is photo 3's (both in Train)."""
     served, _, mirror = photo_server
@@ -83,5 +108,6 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     assert sorted(row[0] for row in ordered) == [1, 3, 10]  # photo 2 left out: Balanced has its image
     report = shard(train, images_of_train, tmp_path / "shards", drop=images["drop_from_shards"]["train"])
     assert (report["samples"], report["dropped_as_duplicates"]) == (3, [2])
-    keys = {s["__key__"] for s in wds.WebDataset(str(tmp_path / "shards" / "shard-000000.tar"), shardshuffle=False)}
+    first = tmp_path / "shards" / "train" / "shard-000000.tar"
+    keys = {s["__key__"] for s in wds.WebDataset(str(first), shardshuffle=False)}
     assert keys == {"1", "3", "10"}

@@ -12,7 +12,6 @@ import tarfile
 import time
 
 import duckdb
-import numpy as np
 import pytest
 import torch
 
@@ -23,7 +22,7 @@ from workflow_scripts import train
 from workflow_scripts.common.config import load_config, train_launcher
 from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES, TAXONOMY_ARCHIVE
 from workflow_scripts.curate.stage import curate
-from workflow_scripts.evaluate.benchmarks import shard_images
+from workflow_scripts.evaluate.benchmarks import subset_benchmark
 from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
 from workflow_scripts.subsets.build import build as subsets
 
@@ -84,10 +83,30 @@ def test_too_few_shards_for_the_workers_is_an_error(shards, tmp_path):
 
 
 def test_launchers():
-    recipes = SETTINGS["recipes"]
-    assert train_launcher(recipes["tiny-cpu"]) == "python"
-    assert train_launcher(recipes["bt-clip-o"]) == "torchrun --standalone --nproc_per_node=8"
-    assert train_launcher({**recipes["bt-clip-o"], "nodes": 4}).startswith("srun --ntasks-per-node=8 ")
+    assert train_launcher(SETTINGS["recipes"]["tiny-cpu"]) == "python"
+    for name in ("bt-clip-o", "bt-clip-b", "bt-clip-m"):  # the paper's recipes: 512 per GPU on one 8-GPU node
+        recipe = SETTINGS["recipes"][name]
+        assert recipe["global_batch_size"] // (recipe["gpu"] * recipe["nodes"]) == 512
+
+
+@pytest.mark.parametrize("nodes, launcher, environment, rank", [
+    (1, "torchrun --standalone --nproc_per_node=8", {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}, 3),
+    (2, "srun --ntasks-per-node=8 --cpu-bind=v --accel-bind=gn python -u",
+     {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}, 9)])
+def test_eight_gpus_on_one_node_by_torchrun_and_on_two_by_srun(monkeypatch, nodes, launcher, environment, rank):
+    """torchrun's and srun's rank variables give the rank and world size open_clip_train sees; the
+    global batch is split over every GPU, 512 each when it grows with the nodes."""
+    recipe = {**SETTINGS["recipes"]["bt-clip-o"], "nodes": nodes, "global_batch_size": 4096 * nodes}
+    assert train_launcher(recipe) == launcher
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert (train.rank(), train.world_size()) == (rank, 8 * nodes)
+    argv = train.open_clip_argv(recipe, 0, "x", 1, REPO, "n", train.world_size())
+    assert argv[argv.index("--batch-size") + 1] == "512"
+    halved = train.open_clip_argv({**recipe, "global_batch_size": 4096}, 0, "x", 1, REPO, "n", train.world_size())
+    assert halved[halved.index("--batch-size") + 1] == str(4096 // (8 * nodes))
 
 
 def test_global_batch_must_split_over_processes_and_processes_need_gpus():
@@ -114,38 +133,74 @@ def test_demo_recipe_learns_the_sample_and_random_init_does_not(sample, mirror, 
 
     species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"
                                              ).fetchall())
+    test = subset_benchmark(tmp_path / "shards", tmp_path / "subsets" / "train.parquet", "train")
+    assert test.class_keys == species  # every Train species, from the table
     chance = 1 / len(species)
     accuracy = {}
     for name, weights in (("trained", str(tmp_path / "tiny-cpu" / "checkpoint.pt")), ("random", None)):
         network, preprocess, tokenizer = load_model("biotrove-tiny", weights)
-        images, test, _ = shard_images(tmp_path / "shards", split="test")
-        features = encode_images(network, preprocess, images)
-        labels = np.array([species.index(row["species"]) for row in test])
+        features = encode_images(network, preprocess, test.paths, test.locations, tmp_path / f"{name}.features")
         ids, _ = top_k(features, classifier(network, tokenizer, species))
-        accuracy[name] = float((ids[:, 0] == labels).mean())
-    assert len(test) > 100 and accuracy["trained"] >= 5 * chance, (accuracy, chance)
+        accuracy[name] = float((ids[:, 0] == test.labels).mean())
+    assert len(test.keys) > 100 and accuracy["trained"] >= 5 * chance, (accuracy, chance)
     assert accuracy["random"] < 3 * chance, (accuracy, chance)
 
 
-def caption_samples(count: int, split_of=lambda i: "train") -> list[dict]:
-    return [{"__key__": str(i), "json": json.dumps({"split": split_of(i)}).encode(),
-             **{f"{kind.lower()}.txt": f"{kind} {i}" for kind in SETTINGS["caption_types"]}} for i in range(count)]
+def caption_samples(count: int) -> list[dict]:
+    return [{"__key__": str(i), **{f"{kind.lower()}.txt": f"{kind} {i}" for kind in SETTINGS["caption_types"]}}
+            for i in range(count)]
 
 
-def test_caption_type_per_batch_per_sample_seeded_and_train_split_only():
+def test_caption_type_per_batch_per_sample_seeded():
+    """Every sample kept (the train split has its own shards) and shuffled, seeded."""
     per_batch = list(train.caption_stage(0, SETTINGS["caption_types"], "batch", 8)(bufsize=50, initial=10)(
-        iter(caption_samples(64, lambda i: "test" if i % 4 == 0 else "train"))))
-    assert len(per_batch) == 48 and all(json.loads(s["json"])["split"] == "train" for s in per_batch)
+        iter(caption_samples(64))))
+    assert sorted(int(s["__key__"]) for s in per_batch) == list(range(64))
     kinds = [s["txt"].split()[0] for s in per_batch]
-    batches = [set(kinds[i:i + 8]) for i in range(0, 48, 8)]
+    batches = [set(kinds[i:i + 8]) for i in range(0, 64, 8)]
     assert all(len(b) == 1 for b in batches) and len(set().union(*batches)) > 1
     assert [s["__key__"] for s in per_batch] != sorted((s["__key__"] for s in per_batch), key=int)  # shuffled
     again = list(train.caption_stage(0, SETTINGS["caption_types"], "batch", 8)(bufsize=50, initial=10)(
-        iter(caption_samples(64, lambda i: "test" if i % 4 == 0 else "train"))))
+        iter(caption_samples(64))))
     assert [(s["__key__"], s["txt"]) for s in again] == [(s["__key__"], s["txt"]) for s in per_batch]
     per_sample = list(train.caption_stage(0, SETTINGS["caption_types"], "sample", 8)(bufsize=50, initial=10)(
         iter(caption_samples(64))))
     assert len({s["txt"].split()[0] for s in per_sample[:8]}) > 1
+
+
+def test_open_clip_loader_with_the_caption_stage_keeps_every_image_format(tmp_path):
+    """open_clip_train's own loader drops images that are not jpg/jpeg/png/webp; the shards keep GIFs
+    as they are (iNaturalist has them), and the caption stage passes them on."""
+    import io
+
+    import open_clip
+    import open_clip_train.data
+    import webdataset as wds
+    from open_clip_train.params import parse_args
+    from PIL import Image
+
+    def image(kind: str, shade: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (32, 24), (shade, 40, 40)).save(out, kind)
+        return out.getvalue()
+
+    tar = tmp_path / "shard-000000.tar"
+    with wds.TarWriter(str(tar), encoder=False) as writer:
+        for key, kind in enumerate(("jpg", "png", "gif", "gif", "jpg", "png")):
+            writer.write({"__key__": str(key), kind: image({"jpg": "JPEG"}.get(kind, kind.upper()), 40 * key),
+                          **{k: v.encode() for k, v in caption_samples(key + 1)[key].items() if k != "__key__"}})
+    args = parse_args(["--train-data", str(tar), "--dataset-type", "webdataset", "--train-num-samples", "6",
+                       "--batch-size", "1", "--workers", "0"])
+    args.world_size, args.rank = 1, 0
+    original = open_clip_train.data.wds.shuffle
+    open_clip_train.data.wds.shuffle = train.caption_stage(0, SETTINGS["caption_types"], "batch", 1)
+    try:
+        data = open_clip_train.data.get_wds_dataset(args, open_clip.image_transform(16, is_train=False),
+                                                    is_train=True, tokenizer=open_clip.get_tokenizer("ViT-B-16"))
+        shades = {round(float(images[0, 0, 0, 0]), 1) for images, _ in data.dataloader}  # an epoch: 6 batches
+    finally:
+        open_clip_train.data.wds.shuffle = original
+    assert len(shades) == 6  # without the GIFs: 4 images, repeated to fill the epoch
 
 
 def test_a_killed_run_resumes_from_its_last_whole_checkpoint(shards, tmp_path):

@@ -104,7 +104,7 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
 
 def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):
     """The subsets checkpoint's row counts decide the image jobs: ceil(rows / urls_per_job) downloads
-    and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per subset."""
+    per subset and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per shard set."""
     overlay = tmp_path / "small.yaml"
     overlay.write_text(yaml.safe_dump({"snapshots": ["2024-09-27"], "sample": {"scale": 0.05},
                                        "images": {"urls_per_job": 200}, "shards": {"samples_per_shard": 50}}))
@@ -112,10 +112,12 @@ def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_pa
     ran = snakemake(subsets_report, "--cores", "2", "--directory", str(tmp_path), "--snakefile",
                     str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml"), str(overlay))
     assert ran.returncode == 0, ran.stderr
-    rows = [subset["images"] for subset in json.loads((tmp_path / subsets_report).read_text())["subsets"].values()]
+    subsets = json.loads((tmp_path / subsets_report).read_text())["subsets"]
     jobs = planned_jobs(str(overlay), cwd=tmp_path)
-    assert jobs["download_chunk"] == sum(-(-n // 200) for n in rows) >= 6  # Train's three at least
-    assert jobs["shard_part"] == sum(-(-n // (50 * 4)) for n in rows)
+    assert jobs["download_chunk"] == sum(-(-subset["images"] // 200) for subset in subsets.values()) >= 6
+    shard_sets = [*subsets["train"]["splits"].values(),
+                  *(subsets[name]["images"] for name in subsets if name != "train")]
+    assert jobs["shard_part"] == sum(-(-n // (50 * 4)) for n in shard_sets)  # Train's per split
     assert (jobs["download_report"], jobs["shards"], jobs["check_overlap"]) == (4, 4, 1)
 
 

@@ -17,8 +17,9 @@ Two things open_clip_train 3.3.0 leaves open are set here, in its webdataset pip
 - its per-sample shuffle is unseeded (seeded from pid and time): it gets `train.seed`, so runs at
   a fixed thread count give bitwise-identical checkpoints;
 - it reads one caption, `txt`: each sample gets the caption of a type drawn, seeded, from
-  `train.caption_types` per batch or per sample (the paper's `text_type random`), and only rows of
-  Train's `train` split are used (the shards hold the val and test splits too).
+  `train.caption_types` per batch or per sample (the paper's `text_type random`).
+It reads the shard set of Train's `train` split (contracts.shard_set): no sample is decoded to be
+filtered out.
 Under torchrun or srun every rank runs this module; rank 0 writes the outputs.
 """
 
@@ -46,8 +47,8 @@ class TrainError(cli.StageError):
 
 
 def shard_pattern(shards: Path, workers: int, world_size: int) -> str:
-    """open_clip's --train-data for a shards folder: `shard-{000000..N}.tar`, checked against its
-    sizes.json (open_clip reads the sample count from it)."""
+    """open_clip's --train-data for a shard set's folder: `shard-{000000..N}.tar`, checked against its
+    sizes.json."""
     sizes = json.loads((shards / contracts.SHARD_SIZES).read_text())
     if len(sizes) < max(1, workers) * world_size:
         raise TrainError(f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} processes: "
@@ -81,9 +82,9 @@ def open_clip_argv(recipe: dict, seed: int, data: str, samples: int, logs: Path,
 
 
 def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int):
-    """What open_clip's per-sample shuffle becomes: the split's samples only, shuffled with a seeded
-    RNG, each given `txt`: the caption of a type drawn per batch (every batch_size samples, in the
-    order batches are cut) or per sample."""
+    """What open_clip's per-sample shuffle becomes: the samples shuffled with a seeded RNG, each given
+    `txt`: the caption of a type drawn per batch (every batch_size samples, in the order batches are
+    cut) or per sample; a GIF passed on where open_clip_train looks for images."""
     from torch.utils.data import get_worker_info
     from webdataset.filters import _shuffle
 
@@ -93,12 +94,13 @@ def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int
         def run(samples):
             worker = get_worker_info().id if get_worker_info() else 0
             shuffle_rng, caption_rng = random.Random(f"{seed}-{worker}"), random.Random(f"{seed}-captions-{worker}")
-            kept = (s for s in samples if json.loads(s["json"]).get("split", SPLIT) == SPLIT)
             key = None
-            for number, sample in enumerate(_shuffle(kept, bufsize, initial, rng=shuffle_rng)):
+            for number, sample in enumerate(_shuffle(samples, bufsize, initial, rng=shuffle_rng)):
                 if per == "sample" or number % batch_size == 0:
                     key = caption_rng.choice(keys)
                 sample["txt"] = sample[key]
+                if "gif" in sample:  # open_clip_train drops any image not jpg/jpeg/png/webp; PIL reads GIF bytes
+                    sample["png"] = sample.pop("gif")  # by their content under any key
                 yield sample
         return run
     return stage
@@ -149,10 +151,10 @@ def train(shards: Path, out: Path, name: str, settings: dict | None = None, thre
     if threads:
         torch.set_num_threads(threads)
     register_model_configs()
-    report = json.loads((shards / contracts.SHARDS_REPORT).read_text())
-    samples = report.get("splits", {}).get(SPLIT, report["samples"])
+    split = Path(contracts.shard_set(str(shards), SPLIT))
+    samples = sum(json.loads((split / contracts.SHARD_SIZES).read_text()).values())
     partial = out.with_name(out.name + ".partial")
-    argv = open_clip_argv(recipe, settings["seed"], shard_pattern(shards, recipe["workers"], world_size()), samples,
+    argv = open_clip_argv(recipe, settings["seed"], shard_pattern(split, recipe["workers"], world_size()), samples,
                           partial.parent, partial.name, world_size())
     recorded = partial / "argv.json"
     if rank() == 0:
@@ -187,7 +189,7 @@ def train(shards: Path, out: Path, name: str, settings: dict | None = None, thre
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="train")
-    parser.add_argument("--shards", type=Path, required=True, help="a subset's shards folder (sizes.json)")
+    parser.add_argument("--shards", type=Path, required=True, help="Train's shards folder (its train/ is read)")
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
     parser.add_argument("--recipe", required=True, help="a key of train.recipes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (also set OMP_NUM_THREADS)")

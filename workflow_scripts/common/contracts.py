@@ -142,15 +142,30 @@ def shard_order(images_dir: str) -> str:
     return f"{images_dir}/shard_order.parquet"
 
 
-def shard_part(images_dir: str, part: str = "{part}") -> str:
-    """shards.shards_per_job consecutive shards of the subset, before they join its shards folder."""
-    return f"{images_dir}/parts/{part}"
+def shard_part(images_dir: str, shard_set: str = "{shard_set}", part: str = "{part}") -> str:
+    """shards.shards_per_job consecutive shards of one shard set, before they join the shards folder."""
+    return f"{images_dir}/parts/{shard_set}/{part}"
 
 
 def shard_parts(rows: int, shards: dict) -> int:
-    """How many shard jobs a subset of `rows` rows gets (`shards`: config.yaml's section): enough for
-    every row to have an image; a part past the images written is empty."""
+    """How many shard jobs a shard set of `rows` rows gets (`shards`: config.yaml's section): enough
+    for every row to have an image; a part past the images written is empty."""
     return jobs(rows, shards["samples_per_shard"] * shards["shards_per_job"])
+
+
+TRAIN_SPLITS = ("train", "val", "test")  # the Train subset's `split` column
+WHOLE = "all"  # the shard set of a subset without splits
+
+
+def shard_sets(subset: str) -> tuple[str, ...]:
+    """The shard sets of a subset's shards, each its own shards and sizes.json: Train's one per split
+    (training reads `train` and evaluation `test`, neither filtering samples), another subset's one."""
+    return TRAIN_SPLITS if subset == "train" else (WHOLE,)
+
+
+def shard_set(shards_dir: str, name: str) -> str:
+    """A shard set's folder: a split's under Train's shards folder, a whole subset's the folder itself."""
+    return shards_dir if name == WHOLE else f"{shards_dir}/{name}"
 
 
 def image_leak_report(snapshot_dir: str) -> str:
@@ -158,7 +173,8 @@ def image_leak_report(snapshot_dir: str) -> str:
 
 
 def shards(snapshot_dir: str, subset: str = "{subset}") -> str:
-    """shard-%06d.tar, sizes.json, shards_report.json and shuffle_quality.{csv,md,png}."""
+    """Its shard sets' shard-%06d.tar and sizes.json (shard_set()), shards_report.json and
+    shuffle_quality.{csv,md,png}."""
     return f"{snapshot_dir}/shards/{subset}"
 
 

@@ -19,13 +19,14 @@ from workflow_scripts.evaluate.stage import evaluate
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="evaluate")
-    parser.add_argument("--snapshot", type=Path, required=True, help="the snapshot folder (its shards/)")
+    parser.add_argument("--snapshot", type=Path, required=True, help="the snapshot folder (its shards/, subsets/)")
     parser.add_argument("--model", required=True, help="open_clip model name (or one of our model configs)")
     parser.add_argument("--pretrained", help="open_clip pretrained tag or a checkpoint file; none: random init")
     parser.add_argument("--out", type=Path, required=True, help="the evaluation folder to write")
     args = parser.parse_args(argv)
     settings = cli.settings(args)
-    inputs = [contracts.shards(str(args.snapshot), name) for name in settings["benchmarks"]]
+    inputs = [path for name in settings["benchmarks"] for path in (contracts.shards(str(args.snapshot), name),
+                                                                    contracts.subset_table(str(args.snapshot), name))]
     inputs += [spec["metadata"] for spec in settings["external"].values()]
     checkpoint = Path(args.pretrained) if args.pretrained and Path(args.pretrained).is_file() else None
     with cli.running(args, inputs=[*inputs, checkpoint],

@@ -1,6 +1,12 @@
-"""What evaluation reads: the subsets' shards, or an external benchmark (an image folder or
-webdataset tars, with a metadata CSV naming each image's label), and the class names a
+"""What evaluation reads: a subset's shards (one shard set: Train's test split, or a benchmark's
+whole folder) with its classes from the subset's table, or an external benchmark (an image folder
+or webdataset tars, with a metadata CSV naming each image's label); and the class names a
 classifier is built from at each taxonomic level and name mode (Table 8).
+
+A benchmark is a list of images in a fixed order with where each one's bytes are (a tar member's
+offset and size, or a whole file), each image's class and one row per class: nothing is decoded
+to find them (tar headers and the table are enough), and the images are decoded later, by
+DataLoader workers (workflow_scripts.evaluate.zeroshot).
 
 An external benchmark's settings (config evaluate.external.<name>):
     format: folder | webdataset
@@ -12,75 +18,95 @@ An external benchmark's settings (config evaluate.external.<name>):
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Iterator
+import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import webdataset as wds
-from PIL import Image
-from tqdm import tqdm
+import duckdb
+import numpy as np
+import pyarrow as pa
 
 from workflow_scripts.common import contracts
 from workflow_scripts.common.captions import LEVELS, species_names
+from workflow_scripts.common.duck import quote
 
-# our benchmarks, each a subset's shards: the split read (None: all), the column naming the class
+# our benchmarks, each a subset's shards: the split read (None: the whole subset), the column naming the class
 SUBSET_BENCHMARKS = {"train": ("test", "species"), "balanced": (None, "species"), "unseen": (None, "species"),
                      "lifestages": (None, "label")}
 NAME_MODES = ("scientific", "common", "taxonomic", "scientific_common")
 IMAGE_KEYS = ("jpg", "png", "gif", "webp")
-
-
-def class_key(row: dict) -> tuple:
-    """Rows with the same key are of the same class at every level and for every label column."""
-    return (row.get("label"), row.get("scientific_name"), *(row.get(rank) for rank in LEVELS))
+WHOLE_FILE = -1  # a location's offset when the image is a file of its own
 
 
 @dataclass
 class Benchmark:
-    """A lazy stream of images; `rows` (one per image) and `class_rows` (the first row of each
-    class among all the benchmark's labelled rows: the classifiers are built from them) fill as
-    the images are read."""
-    images: Iterator[Image.Image]
-    rows: list[dict]
-    class_rows: list[dict]
-    label_column: str
+    """The images of a benchmark in the order they are encoded, and their classes."""
+    keys: np.ndarray | list  # each image's id: its photo_id, or an external benchmark's metadata key
+    paths: list[str]  # the files holding the images
+    locations: np.ndarray  # per image (path index, offset, size); offset WHOLE_FILE: the whole file
+    labels: np.ndarray  # per image, its class: an index into class_keys
+    class_keys: list[str]  # the classifier's class names, sorted
+    class_rows: list[dict]  # per class, a row with its taxonomy (names per level, class weights)
     name_mode: str = "scientific"
     skipped: dict = field(default_factory=dict)
+    # Table 8 (subset benchmarks): per level, each image's class and a row per class
+    lineage_classes: Callable[[str], tuple[np.ndarray, list[dict]]] | None = None
 
 
-def shard_images(shards: Path, split: str | None = None) -> tuple[Iterator[Image.Image], list[dict], list[dict]]:
-    """A lazy pass over a shards folder in shard order: the images of `split` (all when None;
-    Train's shards hold its train, val and test splits), decoded as they are consumed. The two
-    lists fill as it runs: the rows of those images, and the first row of each class among all
-    samples whatever their split (one per class, not per sample: Train has tens of millions)."""
-    tars = [str(shards / name) for name in json.loads((shards / contracts.SHARD_SIZES).read_text())]
-    rows, class_rows, seen = [], [], set()
-
-    def images() -> Iterator[Image.Image]:
-        if not tars:  # an empty subset has no shards (evaluate() then says so)
-            return
-        for sample in tqdm(wds.WebDataset(tars, shardshuffle=False), desc=f"reading {shards.name}", unit=" images",
-                           mininterval=5):
-            row = json.loads(sample["json"])
-            key = class_key(row)
-            if key not in seen:
-                seen.add(key)
-                class_rows.append(row)
-            if split is None or row.get("split") == split:
-                rows.append(row)
-                data = next(sample[key] for key in IMAGE_KEYS if key in sample)
-                yield Image.open(io.BytesIO(data)).convert("RGB")
-
-    return images(), rows, class_rows
+def tar_images(tars: list[Path]) -> tuple[list[str], np.ndarray]:
+    """The image members of webdataset tars, in tar order: their keys and (tar index, offset, size)."""
+    keys, locations = [], []
+    for number, tar in enumerate(tars):
+        with tarfile.open(tar) as archive:
+            for member in archive:
+                key, _, extension = member.name.partition(".")
+                if extension in IMAGE_KEYS:
+                    keys.append(key)
+                    locations.append((number, member.offset_data, member.size))
+    return keys, np.array(locations, dtype=np.int64).reshape(-1, 3)
 
 
-def subset_benchmark(shards: Path, name: str) -> Benchmark:
-    """The subset `name` as a benchmark, from its shards folder."""
+def subset_benchmark(shards: Path, table: Path, name: str) -> Benchmark:
+    """The subset `name` as a benchmark: the images of its shard set (Train's test split) from the
+    tar headers, the classes from its table (every row's: Train's classes are all its species)."""
     split, column = SUBSET_BENCHMARKS[name]
-    images, rows, class_rows = shard_images(shards, split)
-    return Benchmark(images, rows, class_rows, column, "common" if name == "lifestages" else "scientific")
+    folder = Path(contracts.shard_set(str(shards), split or contracts.WHOLE))
+    tars = [folder / tar for tar in json.loads((folder / contracts.SHARD_SIZES).read_text())]
+    keys, locations = tar_images(tars)
+    photo_ids = np.array([int(key) for key in keys], dtype=np.int64)
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW subset AS SELECT * FROM read_parquet({quote(table)})")
+    con.register("images", pa.table({"position": np.arange(len(photo_ids)), "photo_id": photo_ids}))
+    absent = con.execute("SELECT photo_id FROM images ANTI JOIN subset USING (photo_id) LIMIT 1").fetchone()
+    if absent:
+        raise ValueError(f"{folder}: photo {absent[0]} is not in {table}: rebuild the shards from this subset")
+    labels, class_rows = classes(con, [column])
+    return Benchmark(photo_ids, [str(tar) for tar in tars], locations, labels, [row[column] for row in class_rows],
+                     class_rows, "common" if name == "lifestages" else "scientific",
+                     lineage_classes=lambda level: classes(con, LEVELS[:LEVELS.index(level) + 1]))
+
+
+def classes(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[np.ndarray, list[dict]]:
+    """Classes by the values of `columns` in the view `subset` (a missing name counts as ''): one row
+    per class (its lowest photo_id's), in sorted order, and the class of each row of `images` in its
+    order."""
+    key = ", ".join(f"coalesce({quote_name(c)}, '') AS {quote_name(c)}" for c in columns)
+    names = ", ".join(quote_name(c) for c in columns)
+    rows = con.execute(f"""SELECT * FROM subset WHERE photo_id IN (
+                               SELECT min(photo_id) FROM (SELECT {key}, photo_id FROM subset) GROUP BY {names})
+                           """).to_arrow_table().to_pylist()
+    class_rows = sorted(rows, key=lambda row: tuple(row[c] or "" for c in columns))
+    con.register("class_ids", pa.table({"class_id": np.arange(len(class_rows)),
+                                        **{c: [row[c] or "" for row in class_rows] for c in columns}}))
+    labels = con.execute(f"""SELECT c.class_id FROM images AS i JOIN (SELECT photo_id, {key} FROM subset) AS s
+                             USING (photo_id) JOIN class_ids AS c USING ({names}) ORDER BY i.position""").fetchnumpy()
+    return labels["class_id"].astype(np.int64), class_rows
+
+
+def quote_name(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
 
 
 def read_metadata(path: Path, key_column: str, label_column: str) -> dict[str, tuple[str, int]]:
@@ -109,43 +135,31 @@ def external_benchmark(spec: dict) -> Benchmark:
     without a metadata row is skipped and counted."""
     metadata, images_at = Path(spec["metadata"]), Path(spec["images"])
     labels = read_metadata(metadata, spec["key_column"], spec["label_column"])
-    every_row = [{"photo_id": key, "label": label} for key, (label, _) in sorted(labels.items())]
-    class_rows = list({row["label"]: row for row in every_row}.values())
-    benchmark = Benchmark(iter(()), [], class_rows, "label", spec["name_mode"], {"without_metadata": 0})
+    class_keys = sorted({label for label, _ in labels.values()})
+    skipped = {}
     if spec["format"] == "folder":
-        absent = next(((key, line) for key, (_, line) in labels.items() if not (images_at / key).is_file()), None)
+        keys = sorted(labels)
+        absent = next(((key, labels[key][1]) for key in keys if not (images_at / key).is_file()), None)
         if absent:
             raise FileNotFoundError(f"{metadata}:{absent[1]}: no image {images_at / absent[0]}")
-        benchmark.images = folder_images(images_at, every_row, benchmark.rows)
+        paths = [str(images_at / key) for key in keys]
+        locations = np.array([(number, WHOLE_FILE, 0) for number in range(len(keys))], np.int64).reshape(-1, 3)
     else:
-        tars = sorted(str(p) for p in images_at.glob("*.tar"))
-        if not tars:
+        paths = sorted(str(p) for p in images_at.glob("*.tar"))
+        if not paths:
             raise FileNotFoundError(f"{images_at}: no .tar shards (external benchmark format webdataset)")
-        benchmark.images = tar_images(tars, labels, metadata, benchmark)
-    return benchmark
-
-
-def folder_images(folder: Path, every_row: list[dict], rows: list[dict]) -> Iterator[Image.Image]:
-    for row in tqdm(every_row, desc=f"reading {folder.name}", unit=" images", mininterval=5):
-        rows.append(row)
-        with Image.open(folder / row["photo_id"]) as image:
-            yield image.convert("RGB")
-
-
-def tar_images(tars: list[str], labels: dict, metadata: Path, benchmark: Benchmark) -> Iterator[Image.Image]:
-    for sample in tqdm(wds.WebDataset(tars, shardshuffle=False), desc="reading tars", unit=" images", mininterval=5):
-        key = sample["__key__"]
-        data = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
-        if key not in labels or data is None:
-            benchmark.skipped["without_metadata"] += 1
-            continue
-        benchmark.rows.append({"photo_id": key, "label": labels[key][0]})
-        yield Image.open(io.BytesIO(data)).convert("RGB")
-    seen = {row["photo_id"] for row in benchmark.rows}
-    unseen = sorted((line, key) for key, (_, line) in labels.items() if key not in seen)
-    if unseen:
-        raise ValueError(f"{metadata}:{unseen[0][0]}: no sample with key {unseen[0][1]!r} in the tars "
-                         f"({len(unseen)} rows without an image)")
+        found, locations = tar_images([Path(p) for p in paths])
+        kept = [number for number, key in enumerate(found) if key in labels]
+        skipped["without_metadata"] = len(found) - len(kept)
+        keys, locations = [found[number] for number in kept], locations[kept]
+        present = set(keys)
+        unseen = sorted((line, key) for key, (_, line) in labels.items() if key not in present)
+        if unseen:
+            raise ValueError(f"{metadata}:{unseen[0][0]}: no sample with key {unseen[0][1]!r} in the tars "
+                             f"({len(unseen)} rows without an image)")
+    class_ids = {label: number for number, label in enumerate(class_keys)}
+    return Benchmark(keys, paths, locations, np.array([class_ids[labels[key][0]] for key in keys], np.int64),
+                     class_keys, [{"label": label} for label in class_keys], spec["name_mode"], skipped)
 
 
 def lineage(row: dict, level: str) -> tuple:

@@ -88,13 +88,13 @@ def prediction_sets(probabilities: np.ndarray, calibration: dict) -> np.ndarray:
     return probabilities * calibration["factors"][None, :] >= calibration["thresholds"][None, :]
 
 
-def set_report(covered: np.ndarray, sizes: np.ndarray, labels: np.ndarray,
-               class_weights: np.ndarray | None = None) -> dict:
+def set_report(covered: np.ndarray, counts: np.ndarray, sizes: int, class_weights: np.ndarray | None = None) -> dict:
     """Coverage, macro-coverage over the classes present (weighted when class weights are given)
-    and mean set size, from each example's `covered` (its label in its set) and set size."""
-    classes, inverse = np.unique(labels, return_inverse=True)
-    per_class = np.bincount(inverse, weights=covered) / np.bincount(inverse)
-    weights = np.full(len(classes), 1 / len(classes)) if class_weights is None else (
-        class_weights[classes] / class_weights[classes].sum())
-    return {"coverage": float(covered.mean()), "macro_coverage": float(per_class @ weights),
-            "mean_set_size": float(sizes.mean())}
+    and mean set size, from per class the test examples covered (their label in their set) and
+    the examples (`counts`), and the sum of their set sizes."""
+    present = np.flatnonzero(counts)
+    per_class = covered[present] / counts[present]
+    weights = np.full(len(present), 1 / len(present)) if class_weights is None else (
+        class_weights[present] / class_weights[present].sum())
+    return {"coverage": float(covered.sum() / counts.sum()), "macro_coverage": float(per_class @ weights),
+            "mean_set_size": float(sizes / counts.sum())}

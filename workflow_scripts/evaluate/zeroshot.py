@@ -2,23 +2,32 @@
 the mean of the normalised text embeddings of the 80 OpenAI ImageNet templates filled with the
 class name (open_clip.build_zero_shot_classifier), and images ranked against it.
 
-Images are encoded once per benchmark, a batch at a time; every classifier (levels, name modes)
-and the conformal sets reuse those features.
+Images are decoded and preprocessed by DataLoader workers (any number: the batches are the same
+consecutive images) and encoded once per benchmark; their features go to a file as they come and
+are read back a chunk at a time by every classifier (levels, name modes) and the conformal sets,
+so memory does not grow with the benchmark. On CUDA the model runs under autocast in the
+configured precision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import open_clip
 import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from PIL import Image
+from tqdm import tqdm
 
 from workflow_scripts.common.models import register_model_configs
 
 LOGIT_SCALE = 100.0  # CLIP's zero-shot temperature
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHUNK = 4096  # feature rows read back at a time
 
 
 def load_model(model: str, pretrained: str | None, device: str = "cpu"):
@@ -30,43 +39,106 @@ def load_model(model: str, pretrained: str | None, device: str = "cpu"):
     return network.eval(), preprocess, open_clip.get_tokenizer(model)
 
 
-def classifier(network, tokenizer, class_names: list[str], templates=OPENAI_IMAGENET_TEMPLATES) -> torch.Tensor:
-    """(embedding size x classes), on the model's device."""
+def autocast(network, precision: str = "fp32"):
+    """The context the model runs in: autocast to bf16/fp16 on CUDA; fp32 as it is."""
     device = next(network.parameters()).device
-    with torch.no_grad():
-        return open_clip.build_zero_shot_classifier(network, tokenizer, class_names, templates, num_classes_per_batch=50,
-                                                    device=device, use_tqdm=False)
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    if device.type != "cuda":
+        raise ValueError(f"evaluate.precision {precision} needs evaluate.device cuda (on the CPU: fp32)")
+    return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
-def encode_images(network, preprocess, images: Iterable[Image.Image], batch_size: int = 256) -> np.ndarray:
-    """Normalised image embeddings (images x embedding size, float32), a batch decoded at a time."""
+def classifier(network, tokenizer, class_names: list[str], templates=OPENAI_IMAGENET_TEMPLATES,
+               precision: str = "fp32") -> torch.Tensor:
+    """(embedding size x classes), float32, on the model's device."""
     device = next(network.parameters()).device
-    features, batch = [], []
+    with torch.no_grad(), autocast(network, precision):
+        return open_clip.build_zero_shot_classifier(network, tokenizer, class_names, templates,
+                                                    num_classes_per_batch=50, device=device, use_tqdm=False).float()
 
-    def flush() -> None:
+
+class Images(torch.utils.data.Dataset):
+    """A benchmark's images, preprocessed: item i is image i, read at its location (a tar member, or
+    a whole file: workflow_scripts.evaluate.benchmarks.Benchmark)."""
+
+    def __init__(self, paths: list[str], locations: np.ndarray, preprocess):
+        self.paths, self.locations, self.preprocess = paths, locations, preprocess
+        self.open: tuple[int, io.BufferedReader] | None = None  # the last file read, per worker
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def __getitem__(self, number: int) -> torch.Tensor:
+        path, offset, size = (int(value) for value in self.locations[number])
+        if offset < 0:
+            with Image.open(self.paths[path]) as image:
+                return self.preprocess(image.convert("RGB"))
+        if self.open is None or self.open[0] != path:
+            if self.open:
+                self.open[1].close()
+            self.open = (path, open(self.paths[path], "rb"))
+        self.open[1].seek(offset)
+        return self.preprocess(Image.open(io.BytesIO(self.open[1].read(size))).convert("RGB"))
+
+
+class Features:
+    """Normalised image embeddings (images x embedding size, float32) in a file, written as they are
+    computed and read back a chunk at a time."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows, self.width = path, 0, 0
+
+    def append(self, batch: np.ndarray) -> None:
+        self.width = batch.shape[1]
+        with open(self.path, "ab") as handle:
+            handle.write(np.ascontiguousarray(batch, np.float32).tobytes())
+        self.rows += len(batch)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def chunks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index of the chunk's first row among those selected, the chunk), of the rows selected by
+        the boolean mask `rows` (every row when None)."""
+        done = 0
+        with open(self.path, "rb") as handle:
+            for start in range(0, self.rows, CHUNK):
+                chunk = np.fromfile(handle, np.float32, min(CHUNK, self.rows - start) * self.width)
+                chunk = chunk.reshape(-1, self.width)
+                if rows is not None:
+                    chunk = chunk[rows[start:start + len(chunk)]]
+                if len(chunk):
+                    yield done, chunk
+                    done += len(chunk)
+
+
+def encode_images(network, preprocess, paths: list[str], locations: np.ndarray, out: Path, batch_size: int = 256,
+                  workers: int = 0, precision: str = "fp32", label: str = "images") -> Features:
+    """The images' normalised embeddings into the file `out`, a batch at a time."""
+    device = next(network.parameters()).device
+    features = Features(out)
+    out.unlink(missing_ok=True)
+    loader = torch.utils.data.DataLoader(Images(paths, locations, preprocess), batch_size=batch_size,
+                                         num_workers=workers, pin_memory=device.type == "cuda")
+    with torch.no_grad(), autocast(network, precision):
+        for batch in tqdm(loader, desc=f"encoding {label}", unit=" batches", mininterval=5):
+            encoded = network.encode_image(batch.to(device, non_blocking=True))
+            features.append(torch.nn.functional.normalize(encoded.float(), dim=-1).cpu().numpy())
+    return features
+
+
+def probabilities(features: Features, weights: torch.Tensor,
+                  rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, softmax probabilities of a chunk of images x classes), chunk by chunk, of the rows
+    the boolean mask `rows` selects (all when None)."""
+    for start, chunk in features.chunks(rows):
         with torch.no_grad():
-            encoded = network.encode_image(torch.stack([preprocess(image) for image in batch]).to(device))
-        features.append(torch.nn.functional.normalize(encoded.float(), dim=-1).cpu().numpy())
-        batch.clear()
-
-    for image in images:
-        batch.append(image)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
-    return np.concatenate(features) if features else np.zeros((0, 0), np.float32)  # callers check for no images
-
-
-def probabilities(features: np.ndarray, weights: torch.Tensor, chunk: int = 4096) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, softmax probabilities of `chunk` images x classes), chunk by chunk."""
-    for start in range(0, len(features), chunk):
-        with torch.no_grad():
-            logits = LOGIT_SCALE * torch.from_numpy(features[start:start + chunk]).to(weights.device) @ weights.float()
+            logits = LOGIT_SCALE * torch.from_numpy(chunk).to(weights.device) @ weights
         yield start, logits.softmax(dim=-1).cpu().numpy()
 
 
-def top_k(features: np.ndarray, weights: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+def top_k(features: Features, weights: torch.Tensor, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the k best class indices and their probabilities."""
     k = min(k, weights.shape[1])
     ids, scores = np.zeros((len(features), k), np.int64), np.zeros((len(features), k), np.float32)

@@ -1,8 +1,9 @@
-"""A subset's shards folder, from its parts: the parts' shards (hard links: no copy), sizes.json,
-shards_report.json and the species mixing per batch of the shard order against a local shuffle
-(the paper's Figure 5c: shuffle_quality.{csv,md,png}).
+"""A subset's shards folder, from its parts: each shard set's shards (hard links: no copy) and
+sizes.json in its folder (Train's splits in train/, val/ and test/; another subset's in the folder
+itself), shards_report.json and the species mixing per batch of the shard order against a local
+shuffle (the paper's Figure 5c: shuffle_quality.{csv,md,png}; for Train, of its train split).
 
-    python -m workflow_scripts.images.collect --parts data/snapshots/<date>/images/train/parts/* \\
+    python -m workflow_scripts.images.collect --parts data/snapshots/<date>/images/train/parts/*/* \\
         --order data/snapshots/<date>/images/train/shard_order.parquet \\
         --subset data/snapshots/<date>/subsets/train.parquet \\
         --download data/snapshots/<date>/images/train/download_report.json \\
@@ -34,23 +35,29 @@ from workflow_scripts.images.shuffle import plot_shuffle_quality, shuffle_qualit
 
 def collect(parts: list[Path], order: Path, subset: Path, download: Path, out: Path, settings: dict | None = None,
             drop: list[int] = ()) -> dict:
-    """Put the parts together into the folder `out`; returns shards_report.json."""
+    """Put the parts (each in a folder named for its shard set) together into the folder `out`;
+    returns shards_report.json."""
     settings = shards_settings("shards", settings)
     con = duckdb.connect()
     con.execute(f"CREATE VIEW subset AS SELECT * FROM read_parquet({quote(subset)})")
-    con.execute(f"CREATE VIEW ordered AS SELECT o.position, s.* FROM read_parquet({quote(order)}) AS o "
-                "JOIN subset AS s USING (photo_id)")
+    con.execute(f"CREATE VIEW ordered AS SELECT o.shard_set, o.position, s.* "
+                f"FROM read_parquet({quote(order)}) AS o JOIN subset AS s USING (photo_id)")
     failures = download.parent / contracts.FAILURES
+    sets = contracts.shard_sets(subset.stem)
     with building(out) as staging:
         sizes = {}
-        for part in sorted(parts):
-            for name, samples in json.loads((part / contracts.SHARD_SIZES).read_text()).items():
-                os.link(part / name, staging / name)
-                sizes[name] = samples
-        sizes = dict(sorted(sizes.items()))
-        write_json(staging / contracts.SHARD_SIZES, sizes)
+        for shard_set in sets:
+            folder = Path(contracts.shard_set(str(staging), shard_set))
+            folder.mkdir(exist_ok=True)
+            sizes[shard_set] = {}
+            for part in sorted(part for part in parts if part.parent.name == shard_set):
+                for name, samples in json.loads((part / contracts.SHARD_SIZES).read_text()).items():
+                    os.link(part / name, folder / name)
+                    sizes[shard_set][name] = samples
+            write_json(folder / contracts.SHARD_SIZES, dict(sorted(sizes[shard_set].items())))
         shaping = {k: v for k, v in settings.items() if k != "shards_per_job"}  # how the work was cut: not the shards'
-        report = {"samples": sum(sizes.values()), "shards": len(sizes), "settings": shaping,
+        report = {"samples": sum(sum(counts.values()) for counts in sizes.values()),
+                  "shards": sum(len(counts) for counts in sizes.values()), "settings": shaping,
                   "without_image": [row[0] for row in con.execute(
                       f"SELECT photo_id FROM subset SEMI JOIN read_parquet({quote(failures)}) USING (photo_id) "
                       "ORDER BY 1").fetchall()],
@@ -58,15 +65,15 @@ def collect(parts: list[Path], order: Path, subset: Path, download: Path, out: P
         if "split" in con.table("subset").columns:  # Train: what training may read
             report["splits"] = dict(con.execute("SELECT split, count(*) FROM ordered GROUP BY 1 ORDER BY 1").fetchall())
         write_json(staging / contracts.SHARDS_REPORT, report)
-        write_mixing(con, subset.stem, settings, staging)
+        write_mixing(con, subset.stem, sets[0], settings, staging)
     return report
 
 
-def write_mixing(con: duckdb.DuckDBPyConnection, name: str, settings: dict, folder: Path) -> None:
-    """Figure 5c: species per batch of a local and of the semi-global shuffle of the samples in
-    species order (as the shard order was computed from them)."""
-    species = con.sql("SELECT coalesce(taxonomic_name, '') FROM ordered ORDER BY taxonomic_name, photo_id"
-                      ).to_arrow_table().column(0)
+def write_mixing(con: duckdb.DuckDBPyConnection, name: str, shard_set: str, settings: dict, folder: Path) -> None:
+    """Figure 5c: species per batch of a local and of the semi-global shuffle of a shard set's samples
+    in species order (as the shard order was computed from them)."""
+    species = con.sql(f"SELECT coalesce(taxonomic_name, '') FROM ordered WHERE shard_set = {quote(shard_set)} "
+                      "ORDER BY taxonomic_name, photo_id").to_arrow_table().column(0)
     codes = pc.dictionary_encode(species).combine_chunks().indices.to_numpy()
     chunk_size, part_size = settings["chunk_size"], settings["part_size"]
     quality = shuffle_quality(codes, settings["mixing_batch_sizes"], chunk_size, part_size, settings["seed"])

@@ -1,15 +1,16 @@
-"""The order a subset's shards hold its images in, computed once from metadata: the subset's rows
-with a downloaded image (and not left out as a duplicate of an evaluation image) in species order
-(taxonomic_name, photo_id), then in the paper's semi-global order (workflow_scripts.images.shuffle).
+"""The order a subset's shards hold its images in, computed once from metadata: per shard set
+(Train's splits, or the whole subset: contracts.shard_sets), its rows with a downloaded image (and
+not left out as a duplicate of an evaluation image) in species order (taxonomic_name, photo_id),
+then in the paper's semi-global order (workflow_scripts.images.shuffle).
 
     python -m workflow_scripts.images.order --subset data/snapshots/<date>/subsets/train.parquet \\
         --download data/snapshots/<date>/images/train/download_report.json \\
         --image-overlap data/snapshots/<date>/images/overlap_report.json \\
         --out data/snapshots/<date>/images/train/shard_order.parquet [--config config.yaml]
 
-Writes one row per sample in shard order: position, photo_id, and where its image is (tar, offset,
-size, in img2dataset's tars of the chunk folders the download report names). The shard jobs each
-write their part of it (workflow_scripts.images.shards).
+Writes one row per sample in shard order: shard_set, position (within its set), photo_id, and where
+its image is (tar, offset, size, in img2dataset's tars of the chunk folders the download report
+names). The shard jobs each write their part of it (workflow_scripts.images.shards).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from workflow_scripts.common import cli
+from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
 from workflow_scripts.images.download import downloaded
@@ -70,16 +71,20 @@ def shard_order(subset: Path, download: Path, out: Path, settings: dict | None =
     con = duckdb.connect()
     tars = located(con, download, processes)
     con.register("dropped", pa.table({"photo_id": pa.array(sorted(drop), pa.int64())}))
-    # species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
-    present = con.execute(f"""SELECT l.photo_id, l.tar_id, l.offset, l.size
+    shard_set = quote(contracts.WHOLE) if contracts.shard_sets(subset.stem) == (contracts.WHOLE,) else "split"
+    # per set, species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
+    present = con.execute(f"""SELECT {shard_set} AS shard_set, l.photo_id, l.tar_id, l.offset, l.size
                               FROM read_parquet({quote(subset)}) AS s JOIN located AS l USING (photo_id)
                               ANTI JOIN dropped USING (photo_id)
-                              ORDER BY s.taxonomic_name, s.photo_id""").to_arrow_table().combine_chunks()
-    order = pa.array(semi_global_order(present.num_rows, settings["chunk_size"], settings["part_size"],
-                                       settings["seed"]), pa.int64())
-    ordered = present.take(order)
+                              ORDER BY shard_set, s.taxonomic_name, s.photo_id""").to_arrow_table().combine_chunks()
+    _, starts = np.unique(present.column("shard_set").to_numpy(zero_copy_only=False), return_index=True)
+    ranges = list(zip(starts, [*starts[1:], present.num_rows]))
+    order = np.concatenate([np.empty(0, np.int64)] + [start + semi_global_order(
+        end - start, settings["chunk_size"], settings["part_size"], settings["seed"]) for start, end in ranges])
+    positions = np.concatenate([np.empty(0, np.int64)] + [np.arange(end - start) for start, end in ranges])
+    ordered = present.take(pa.array(order, pa.int64()))
     tar = pa.DictionaryArray.from_arrays(ordered.column("tar_id").combine_chunks(), pa.array(tars, pa.string()))
-    table = pa.table({"position": pa.array(np.arange(ordered.num_rows, dtype=np.int64)),
+    table = pa.table({"shard_set": ordered.column("shard_set"), "position": pa.array(positions, pa.int64()),
                       "photo_id": ordered.column("photo_id"), "tar": tar, "offset": ordered.column("offset"),
                       "size": ordered.column("size")})
     temporary = out.with_name(out.name + ".tmp")

@@ -1,14 +1,15 @@
 """Webdataset shards of one subset, one part at a time: shards.shards_per_job consecutive shards of
-the subset's shard order (workflow_scripts.images.order), with every caption type.
+one shard set (Train's split, or the whole subset) in the subset's shard order
+(workflow_scripts.images.order), with every caption type.
 
     python -m workflow_scripts.images.shards --order data/snapshots/<date>/images/train/shard_order.parquet \
-        --subset data/snapshots/<date>/subsets/train.parquet --part 00000 \
-        --out data/snapshots/<date>/images/train/parts/00000 [--config config.yaml]
+        --subset data/snapshots/<date>/subsets/train.parquet --shard-set train --part 00000 \
+        --out data/snapshots/<date>/images/train/parts/train/00000 [--config config.yaml]
 
 Each sample, keyed by photo_id: the downloaded image under its true format's extension (read from
 its first bytes: img2dataset names every image .jpg), one `<type>.txt` per caption type
 (workflow_scripts.common.captions) and a `.json` of the curated row. Shards are `shard-%06d.tar`
-of `samples_per_shard` samples, numbered across the whole subset, so the parts put together
+of `samples_per_shard` samples, numbered across the shard set, so the parts put together
 (workflow_scripts.images.collect) are the same bytes however many parts there are; sizes.json
 counts the part's. Tar entries carry no time: a rerun writes the same bytes. The settings are
 config.yaml's `shards` section.
@@ -57,10 +58,10 @@ def part_range(part: int, settings: dict) -> tuple[int, int]:
     return first, first * settings["samples_per_shard"]
 
 
-def write_part(order: Path, subset: Path, part: int, out: Path, settings: dict | None = None,
+def write_part(order: Path, subset: Path, shard_set: str, part: int, out: Path, settings: dict | None = None,
                processes: int = 1) -> dict[str, int]:
-    """Write part `part` of the shards into the folder `out`, by `processes` worker processes (the
-    bytes do not depend on how many); returns its shards' sizes."""
+    """Write part `part` of a shard set's shards into the folder `out`, by `processes` worker
+    processes (the bytes do not depend on how many); returns its shards' sizes."""
     settings = shards_settings("shards", settings)
     per_shard = settings["samples_per_shard"]
     first_shard, start = part_range(part, settings)
@@ -71,7 +72,8 @@ def write_part(order: Path, subset: Path, part: int, out: Path, settings: dict |
         rows = duckdb.connect().execute(f"""SELECT s.*, o.tar, o."offset", o.size
                                             FROM read_parquet({quote(order)}) AS o
                                             JOIN read_parquet({quote(subset)}) AS s USING (photo_id)
-                                            WHERE o.position >= {start} AND o.position < {end}
+                                            WHERE o.shard_set = {quote(shard_set)}
+                                                  AND o.position >= {start} AND o.position < {end}
                                             ORDER BY o.position""").to_arrow_table()
         locations = list(zip(*(rows.column(name).to_pylist() for name in ("tar", "offset", "size"))))
         rows = rows.drop_columns(["tar", "offset", "size"])
@@ -127,16 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="shards")
     parser.add_argument("--order", type=Path, required=True, help="the subset's shard order")
     parser.add_argument("--subset", type=Path, required=True, help="the subset Parquet")
-    parser.add_argument("--part", required=True, help="which part (a number)")
+    parser.add_argument("--shard-set", default=contracts.WHOLE, help="Train's split, or `all`")
+    parser.add_argument("--part", required=True, help="which part of the set (a number)")
     parser.add_argument("--out", type=Path, required=True, help="the part's folder")
     parser.add_argument("--processes", type=int, default=1, help="worker processes writing shards (same bytes)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with cli.running(args, inputs=[args.order, args.subset]) as settings:
-        sizes = write_part(args.order, args.subset, int(args.part), args.out, settings, args.processes)
+        sizes = write_part(args.order, args.subset, args.shard_set, int(args.part), args.out, settings,
+                           args.processes)
     shards = [args.out / name for name in sizes]
     rate = throughput(sum(sizes.values()), shards, time.perf_counter() - started)
-    print(f"part {args.part}: {len(sizes)} shards, {rate}", file=sys.stderr)
+    print(f"{args.shard_set} part {args.part}: {len(sizes)} shards, {rate}", file=sys.stderr)
     return 0
 
 
