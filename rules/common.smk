@@ -3,8 +3,6 @@ import re
 import shlex
 from pathlib import Path
 
-from snakemake.utils import validate
-
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import (
     Section,
@@ -12,9 +10,11 @@ from workflow_scripts.common.config import (
     local_path,
     memory_mb,
     train_launcher,
+    validated,
 )
 
-validate(config, "../workflow_scripts/common/schemas/config.schema.yaml")
+# the schema (defaults filled in, real dates) and the names it refers to
+validated(config)
 
 DATA = config["data_root"]
 LOGS = config["logs_root"]

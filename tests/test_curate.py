@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import re
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -12,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import REAL
+from tests.conftest import REAL, REPO
 from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
 from workflow_scripts.common.contracts import TAXONOMY_ARCHIVE
 from workflow_scripts.common.inat_format import COLUMNS
@@ -20,6 +24,7 @@ from workflow_scripts.curate.stage import CurateError, curate
 
 DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
 URL = "https://inaturalist-open-data.s3.amazonaws.com/photos"
+LOOSE = {"drop_limits": {"other": 1.0}}  # a few hand-written rows: any reason may take a large share
 
 
 def balanced(report: dict) -> bool:
@@ -28,7 +33,8 @@ def balanced(report: dict) -> bool:
 
 # -- real files ---------------------------------------------------------------------------------
 def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
-    report = curate(REAL / "inat-open-data-2022-06", tmp_path / "out", snapshot="2022-06-27", taxonomy=DWCA_REAL)
+    report = curate(REAL / "inat-open-data-2022-06", tmp_path / "out", LOOSE, snapshot="2022-06-27",
+                    taxonomy=DWCA_REAL)
     # checked by hand: 10 photo_ids sit on two observations; 4 of them on two research-grade
     # observations of different taxa (8 rows dropped), 5 keep their one research-grade row
     assert report["photos_in"] == 37 and report["photos_out"] == 12
@@ -45,7 +51,9 @@ def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
 
 
 def test_real_older_schema_with_extra_fields(tmp_path):
-    report = curate(REAL / "inat-open-data-pyinat", tmp_path / "out", snapshot="2021-06-01", taxonomy=DWCA_REAL)
+    # its taxa are an excerpt without their ancestors: every row rejected, no photo kept
+    report = curate(REAL / "inat-open-data-pyinat", tmp_path / "out", {**LOOSE, "allow_empty": True},
+                    snapshot="2021-06-01", taxonomy=DWCA_REAL)
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 2  # read by their first 8 columns
     assert report["rows_read"]["observations"] == 50 and report["rejected_rows"]["observations"] == 0
@@ -60,13 +68,13 @@ TAXA = [  # id, ancestry, level, rank, name, active
     (47126, "48460", 70, "kingdom", "Plantae", "true"),
     (47686, "48460", 70, "kingdom", "Protozoa", "true"),
     (2, "48460/1", 60, "phylum", "Chordata", "true"),
-    (3, "48460/1/2/355675", 50, "class", "Aves", "true"),  # 355675 (subphylum) is absent: unresolved
-    (10, "48460/1/2/355675/3", 40, "order", "Passeriformes", "true"),
-    (11, "48460/1/2/355675/3/10", 30, "family", "Parulidae", "true"),
-    (12, "48460/1/2/355675/3/10/11", 20, "genus", "Setophaga", "true"),
-    (13, "48460/1/2/355675/3/10/11/12", 10, "species", "Setophaga petechia", "true"),
-    (14, "48460/1/2/355675/3/10/11/12/13", 5, "subspecies", "Setophaga petechia aestiva", "true"),
-    (15, "48460/1/2/355675/3/10/11/12", 10, "species", "Setophaga ruticilla", "false"),
+    (3, "48460/1/2", 50, "class", "Aves", "true"),
+    (10, "48460/1/2/3", 40, "order", "Passeriformes", "true"),
+    (11, "48460/1/2/3/10", 30, "family", "Parulidae", "true"),
+    (12, "48460/1/2/3/10/11", 20, "genus", "Setophaga", "true"),
+    (13, "48460/1/2/3/10/11/12", 10, "species", "Setophaga petechia", "true"),
+    (14, "48460/1/2/3/10/11/12/13", 5, "subspecies", "Setophaga petechia aestiva", "true"),
+    (15, "48460/1/2/3/10/11/12", 10, "species", "Setophaga ruticilla", "false"),
     (20, "48460/47126", 60, "phylum", "Tracheophyta", "true"),
     (21, "48460/47126/20", 50, "class", "Magnoliopsida", "true"),
     (22, "48460/47126/20/21", 40, "order", "Fagales", "true"),
@@ -96,8 +104,8 @@ def write_snapshot(folder: Path, observations: list[tuple], photos: list[tuple],
         text = "\t".join(columns) + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in data)
         if gz:
             (folder / f"{table}.csv.gz").write_bytes(gzip.compress(text.encode()))
-        else:
-            (folder / f"{table}.csv").write_text(text, encoding="utf-8")
+        else:  # a lone surrogate escape (\udcff) is written as that byte (0xff): not UTF-8
+            (folder / f"{table}.csv").write_bytes(text.encode("utf-8", "surrogateescape"))
     return folder
 
 
@@ -140,7 +148,7 @@ def small(tmp_path):
         (27, "Red Oak", "2010-01-01T00:00:00Z"), (27, "Northern Red Oak", "2010-01-01T00:00:00Z"),
         (40, 'O\'Hara\'s "odd" oak', "2015-01-01T00:00:00Z"),
     ])
-    report = curate(snapshot, tmp_path / "out", snapshot="2024-09-27", taxonomy=dwca)
+    report = curate(snapshot, tmp_path / "out", LOOSE, snapshot="2024-09-27", taxonomy=dwca)
     return report, {r["photo_id"]: r for r in parquet_rows(tmp_path / "out" / "curated.parquet")}, tmp_path
 
 
@@ -191,8 +199,6 @@ def test_columns_types_and_url(small):
         ("positional_accuracy", "BIGINT"), ("anomaly_score", "DOUBLE"), ("photo_url", "VARCHAR"), ("snapshot", "DATE")]
     assert kept[101]["extension"] == "JPG" and kept[101]["photo_url"] == f"{URL}/101/medium.JPG"
     assert kept[112]["observed_on"] is None
-    assert report["unresolved_ancestors"]["ancestor_ids"] == 1  # 355675
-    assert report["unresolved_ancestors"]["curated_photos_affected"] == 6  # 101 102 110 112 200 202
     assert report["curated_taxa_without_common_name"] == 3  # 12 (genus), 14, 28
 
 
@@ -201,7 +207,8 @@ def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
                                                                        "research", "2020-01-01")]
     photos = [photo(1, 1), photo(2, 2), ("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
     snapshot = write_snapshot(tmp_path / "snap", observations, photos, old_schema=True, gz=False)
-    report = curate(snapshot, tmp_path / "out", taxonomy=write_dwca(tmp_path / "dwca", []), snapshot="2021-01-01")
+    report = curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []),
+                    snapshot="2021-01-01")
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 1
     assert report["rejected_rows"] == {"observations": 1, "photos": 1, "taxa": 0}
@@ -244,6 +251,84 @@ def test_bad_input_is_a_clear_error_and_no_output(tmp_path, fault, message):
         curate(snapshot, tmp_path / "out", taxonomy=write_dwca(tmp_path / "dwca", []), snapshot="2021-01-01")
     assert str(target) in str(error.value)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("bom", "byte-order mark"),
+    ("crlf", "Windows (CRLF) line endings"),
+    ("commas", "comma-separated"),
+    ("plain_named_gz", "named .gz but not gzip-compressed"),
+    ("gz_named_plain", "gzip-compressed but not named .gz: rename it to photos.csv.gz"),
+])
+def test_a_wrong_file_form_is_named_with_what_to_do(tmp_path, fault, message):
+    snapshot = write_snapshot(tmp_path / "snap", [obs(1, 13)], [photo(1, 1)], gz=False)
+    target = snapshot / "photos.csv"
+    data = target.read_bytes()
+    forms = {"bom": b"\xef\xbb\xbf" + data, "crlf": data.replace(b"\n", b"\r\n"), "commas": data.replace(b"\t", b","),
+             "plain_named_gz": data, "gz_named_plain": gzip.compress(data)}
+    if fault == "plain_named_gz":
+        target.unlink()
+        target = target.with_name("photos.csv.gz")
+    target.write_bytes(forms[fault])
+    with pytest.raises(CurateError, match=re.escape(message)) as error:
+        curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []), snapshot="2021-01-01")
+    assert str(target) in str(error.value)
+
+
+def test_bad_values_are_counted_drops_with_file_and_line(tmp_path):
+    """Values the format rules refuse (inat_format.VALUE_RULES, ancestry links) never reach the table:
+    each rejected row is in rejects.csv with its line, and its photos are dropped under that cause."""
+    taxa = [t for t in TAXA if t[0] not in (12, 13)] + [
+        (12, "48460/1/2/3/10/11/13", 20, "genus", "Setophaga", "true"),  # a cycle with its own species
+        (13, "48460/1/2/3/10/11/12", 10, "species", "Setophaga petechia", "true"),
+        (50, "48460/47126/20/2x1", 10, "species", "Quercus alba", "true"),  # not an id in the ancestry
+        (51, "48460/47126/20/51", 10, "species", "Quercus velutina", "true"),  # itself among its ancestors
+        (52, "48460/47126/20/21/22/23/24/25", 10, "species", "Quercus \udcff", "true"),  # not UTF-8
+        (53, "48460/47126/20/21/22/23/24/25/52", 5, "variety", "Quercus nova var. x", "true"),
+        (54, "48460/47126/20/21/22/23/24/25", 10, "species", "Q" * 600, "true"),  # longer than a name is
+    ]
+    observations = [obs(1, 12), obs(2, 13), obs(3, 50), obs(4, 51), obs(5, 52), obs(6, 53), obs(7, 54),
+                    obs(8, 27), ("00000000-0000-4000-8000-000000000009", 7, "95.0", "0", "", 27, "research",
+                                 "2020-05-01", "0.1"), obs(10, 27)]
+    photos = [photo(n, n) for n in range(1, 11)] + [photo(11, 10, ext="x" * 200_000), photo(12, 10, "CC-BY-4.0")]
+    snapshot = write_snapshot(tmp_path / "snap", observations, photos, taxa=taxa, gz=False)
+    report = curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []),
+                    snapshot="2024-09-27")
+    kept = {r["photo_id"]: r for r in parquet_rows(tmp_path / "out" / "curated.parquet")}
+    assert sorted(kept) == [8, 10] and balanced(report)
+    assert report["dropped"] == {"ancestor_rejected": 1, "invalid_extension": 1, "invalid_license": 1,
+                                 "observation_rejected": 1, "taxon_rejected": 6}
+    assert report["rejected_rows"] == {"observations": 1, "photos": 2, "taxa": 6}
+    rejects = [line.split("\t") for line in (tmp_path / "out" / "rejects.csv").read_text().splitlines()[1:]]
+    lines = {(file, int(line)): reason for file, line, reason in rejects}
+    taxa_line = {t[0]: n + 2 for n, t in enumerate(taxa)}
+    assert lines[("observations.csv", 10)] == "latitude='95.0' is not a valid latitude"
+    assert lines[("photos.csv", 12)].startswith("extension='xxxx") and "(200000 characters)" in \
+        lines[("photos.csv", 12)] and len(lines[("photos.csv", 12)]) < 200
+    assert lines[("photos.csv", 13)] == "license='CC-BY-4.0' is not a valid license"
+    assert lines[("taxa.csv", taxa_line[12])] == "ancestry cycle: 13 lists 12 among its ancestors"
+    assert lines[("taxa.csv", taxa_line[13])] == "ancestry cycle: 12 lists 13 among its ancestors"
+    assert lines[("taxa.csv", taxa_line[50])].startswith("ancestry='48460/47126/20/2x1' is not a valid ancestry")
+    assert lines[("taxa.csv", taxa_line[51])] == "ancestry lists the taxon itself (51)"
+    assert "INVALID ENCODING" in lines[("taxa.csv", taxa_line[52])]
+    assert lines[("taxa.csv", taxa_line[54])].startswith("name='QQQ")
+
+
+def test_floors_empty_table_and_drop_limits(tmp_path):
+    snapshot = write_snapshot(tmp_path / "snap", [], [photo(1, 1), photo(2, 2)])
+    dwca = write_dwca(tmp_path / "dwca", [])
+    with pytest.raises(CurateError, match=r"no photo survived curation \(2 photo rows in; dropped most: "
+                                          r"observation_missing 2.*curate.allow_empty"):
+        curate(snapshot, tmp_path / "out", LOOSE, taxonomy=dwca, snapshot="2024-09-27")
+    assert not (tmp_path / "out").exists()
+    snapshot = write_snapshot(tmp_path / "snap2", [obs(n, 13) for n in range(1, 20)] + [obs(20, 15)],
+                              [photo(n, n) for n in range(1, 21)])
+    with pytest.raises(CurateError, match=r"5\.0% of the photo rows dropped as taxon_inactive \(1 of 20\), above "
+                                          r"curate.drop_limits.other = 0.04.*raise curate.drop_limits.taxon_inactive"):
+        curate(snapshot, tmp_path / "out", {"drop_limits": {"other": 0.04}}, taxonomy=dwca, snapshot="2024-09-27")
+    report = curate(snapshot, tmp_path / "out", {"drop_limits": {"other": 0.04, "taxon_inactive": 0.05}},
+                    taxonomy=dwca, snapshot="2024-09-27")
+    assert (report["photos_out"], report["dropped"]) == (19, {"taxon_inactive": 1})
 
 
 # -- the sample ---------------------------------------------------------------------------------
@@ -309,7 +394,7 @@ def test_no_observer_login_or_name_in_any_output(mirror, tmp_path):
             _, login, name = line.split("\t")
             pii |= {v for v in (login, name) if len(v) > 3 and v != "None"}
         out = tmp_path / f"out{i}"
-        curate(folder, out, taxonomy=mirror / TAXONOMY_ARCHIVE, snapshot=day)
+        curate(folder, out, {**LOOSE, "allow_empty": True}, taxonomy=mirror / TAXONOMY_ARCHIVE, snapshot=day)
         curated = duckdb.sql(f"SELECT * FROM '{out / 'curated.parquet'}'")
         assert not any("observer" in c or "user" in c for c in curated.columns)
         values = {str(v) for row in curated.fetchall() for v in row if isinstance(v, str)}
@@ -324,3 +409,23 @@ def test_too_little_memory_is_a_clear_error(mirror, tmp_path):
     with pytest.raises(CurateError, match="curate.memory_limit=1MB"):
         curate(mirror, tmp_path / "out", {"memory_limit": "1MB", "threads": 1}, snapshot="2024-09-27")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_a_killed_run_leaves_its_spill_folder_only_in_its_staging_folder(mirror, tmp_path):
+    """DuckDB's spill folder lives in the output's staging folder (out.tmp), never in the system temp
+    folder, so the next run, which starts by removing out.tmp, removes a killed run's spill."""
+    system_temp = tmp_path / "system-temp"
+    system_temp.mkdir()
+    command = [sys.executable, "-m", "workflow_scripts.curate", "--raw", str(mirror), "--out", str(tmp_path / "out"),
+               "--date", "2024-09-27"]
+    run = subprocess.Popen(command, cwd=REPO, env={**os.environ, "TMPDIR": str(system_temp)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while run.poll() is None and not list((tmp_path / "out.tmp").glob("curate-*")):
+        time.sleep(0.01)
+    run.kill()
+    run.wait()
+    assert list((tmp_path / "out.tmp").glob("curate-*")) and not list(system_temp.iterdir())
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert rerun.returncode == 0 and not (tmp_path / "out.tmp").exists()
+    assert ("31,327 photo rows in, 16,044 curated; rejected rows (rejects.csv): observations 0, photos 0, taxa 0; "
+            "dropped most: quality_grade 8,870, license 5,892, kingdom 453") in rerun.stderr  # the summary

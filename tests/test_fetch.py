@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import json
 import signal
+import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -16,12 +19,12 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.conftest import upload_mirror
+from tests.conftest import FaultyProxy, upload_mirror
 from tests.sample_tables import bundle_tables
 from workflow_scripts.common.config import settings
 from workflow_scripts.fetch import snapshot as fetch_mod
-from workflow_scripts.fetch.snapshot import FetchError, available_dates, fetch, resolve
-from workflow_scripts.fetch.storage import LocalSource, S3Source, open_source
+from workflow_scripts.fetch.snapshot import FetchError, available_dates, download, fetch, resolve
+from workflow_scripts.fetch.storage import HTTPSource, LocalSource, S3Source, open_source
 
 TABLES = ("observations", "observers", "photos", "taxa")
 
@@ -267,3 +270,199 @@ def test_multipart_etag_is_recorded_not_compared(s3_server, mirror, tmp_path):
     raw = fetch(s3(s3_server, "multipart"), "2024-08-27", tmp_path / "{date}" / "raw")
     record = next(o for o in json.loads((raw / "manifest.json").read_text())["objects"] if o["key"] == key)
     assert record["etag"].endswith("-1") and record["sha256"] == sha256(mirror / key)
+
+
+# -- planted faults (issue 19): a stand-in server that stalls, throttles with Retry-After, ignores Range, refuses --
+TAXONOMY = "inaturalist-taxonomy.dwca.zip"
+
+
+class StandIn(FaultyProxy):
+    """The conftest proxy plus more faults, each on the first `times` (default 1) matching requests:
+    "stall": seconds  send the first `after` bytes of the answer (None: not even the status line), then nothing;
+    "status": code    answer that status with `headers` instead of asking the server;
+    "ignore_range"    ask the server without the Range header: a 200 with the whole object.
+    arrived: (time.monotonic(), method, path) of every request, faulty or not."""
+
+    FAULTS = frozenset({"stall", "status", "ignore_range"})
+
+    def __init__(self, upstream: str):
+        super().__init__(upstream)
+        self.arrived: list[tuple[float, str, str]] = []
+        self.released = threading.Event()  # ends the stalls when the test is over
+
+    def forward(self, handler) -> None:
+        self.arrived.append((time.monotonic(), handler.command, handler.path))
+        fault = self.fault_for(handler.command, handler.path)
+        if not self.FAULTS & fault.keys() or fault.get("times", 1) <= 0:
+            super().forward(handler)
+            return
+        fault["times"] = fault.get("times", 1) - 1
+        asked = handler.headers.get("Range")
+        if "status" in fault:
+            status, headers, body = fault["status"], list(fault.get("headers", {}).items()), b""
+        else:
+            status, headers, body = self.ask(handler, drop=("range",) if fault.get("ignore_range") else ())
+        self.log.append((handler.command, handler.path, asked, status))
+        if "stall" in fault:
+            if fault.get("after") is not None:
+                self.answer(handler, status, headers, body[: fault["after"]], length=len(body))
+            self.released.wait(fault["stall"])
+            handler.close_connection = True
+            return
+        self.answer(handler, status, headers, body)
+
+    def ask(self, handler, drop=()) -> tuple[int, list, bytes]:
+        connection = http.client.HTTPConnection(self.upstream, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", *drop)}
+        connection.request(handler.command, handler.path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.getheaders(), response.read()
+
+    @staticmethod
+    def answer(handler, status: int, headers: list, body: bytes, length: int | None = None) -> None:
+        handler.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("transfer-encoding", "connection", "server", "date", "content-length"):
+                handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(body) if length is None else length))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(body)
+            handler.wfile.flush()
+
+    def close(self) -> None:
+        self.released.set()
+        super().close()
+
+
+@pytest.fixture
+def stand_in(s3_server):
+    server = StandIn(s3_server)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def taxonomy_bucket(s3_server, mirror, request) -> str:
+    """A bucket of its own holding only the taxonomy archive (a quick upload)."""
+    name = "x-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=name, ACL="public-read")
+    client.put_object(Bucket=name, Key=TAXONOMY, Body=(mirror / TAXONOMY).read_bytes(), ACL="public-read")
+    return name
+
+
+def through(kind: str, server: StandIn, bucket: str, timeout: float = 10):
+    """The taxonomy archive's bucket through the stand-in, as the S3 or the plain HTTP back end sees it."""
+    if kind == "s3":
+        return S3Source(bucket, endpoint_url=server.url, timeout=timeout)
+    return HTTPSource(f"{server.url}/{bucket}", timeout=timeout)
+
+
+def gets(server: StandIn, key: str) -> list[tuple[str | None, int]]:
+    return [(r, status) for method, path, r, status in server.log if method == "GET" and key in path]
+
+
+BACK_ENDS = pytest.mark.parametrize("kind", ["s3", "http"])
+
+
+@BACK_ENDS
+@pytest.mark.parametrize("after", [None, 5000], ids=["silent", "mid-body"])
+def test_stalled_response_times_out_then_succeeds(kind, after, stand_in, taxonomy_bucket, mirror, tmp_path):
+    """A server that accepts and then goes quiet (before answering, or halfway through the body)
+    must cost one timeout and a retry, not hang the fetch for as long as the server likes."""
+    stand_in.faults[TAXONOMY] = {"stall": 20, "after": after}
+    started = time.monotonic()
+    item = download(through(kind, stand_in, taxonomy_bucket, timeout=1), TAXONOMY, tmp_path / ".partial", 1, 0)
+    assert time.monotonic() - started < 10
+    assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
+    assert len(gets(stand_in, TAXONOMY)) == 2
+
+
+@BACK_ENDS
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(kind, status, stand_in, taxonomy_bucket, mirror, tmp_path):
+    """A throttled answer says when to come back (Retry-After); retrying sooner, on our own shorter
+    backoff, only gets throttled again (and may get the client banned)."""
+    stand_in.faults[TAXONOMY] = {"status": status, "headers": {"Retry-After": "1"}}
+    item = download(through(kind, stand_in, taxonomy_bucket), TAXONOMY, tmp_path / ".partial", 1, 0)  # backoff 0
+    first, second = [t for t, method, path in stand_in.arrived if method == "GET" and TAXONOMY in path]
+    assert second - first >= 1
+    assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
+    assert [s for _, s in gets(stand_in, TAXONOMY)] == [status, 206]
+
+
+@BACK_ENDS
+def test_server_ignoring_range_still_gives_the_right_bytes(kind, stand_in, taxonomy_bucket, mirror, tmp_path):
+    """Resuming, a server may answer 200 with the whole object instead of 206 from the offset: the
+    bytes already on disk must not be written twice, and the answer is usable as it is (no retry:
+    with retries 0 the resume must still succeed)."""
+    source = through(kind, stand_in, taxonomy_bucket)
+    stand_in.faults[TAXONOMY] = {"cut_after": 5000}
+    with pytest.raises(FetchError, match="gave up after 0 retries"):  # leaves 5000 bytes to resume from
+        download(source, TAXONOMY, tmp_path / ".partial", 0, 0)
+    stand_in.faults[TAXONOMY] = {"ignore_range": True}
+    item = download(source, TAXONOMY, tmp_path / ".partial", 0, 0)
+    assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
+    assert gets(stand_in, TAXONOMY)[-1] == ("bytes=5000-", 200)
+
+
+def corrupt_zip(data: bytes, how: str) -> bytes:
+    """The taxonomy archive damaged in taxa.csv: a broken deflate stream, an unknown compression
+    method, a CRC that does not match the bytes; or the archive cut in half."""
+    local = zipfile.ZipFile(io.BytesIO(data)).getinfo("taxa.csv").header_offset
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46: central + 54] != b"taxa.csv":
+        central = data.index(b"PK\x01\x02", central + 4)
+    damaged = bytearray(data)
+    if how == "deflate":
+        name_len, extra_len = struct.unpack("<HH", data[local + 26: local + 30])
+        damaged[local + 30 + name_len + extra_len] = 0xFF  # deflate block type 3: reserved
+    elif how == "method":
+        damaged[central + 10: central + 12] = struct.pack("<H", 99)
+    elif how == "crc":
+        damaged[local + 14] ^= 0xFF
+        damaged[central + 16] ^= 0xFF
+    else:
+        return data[: len(data) // 2]
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("how", ["deflate", "method", "crc", "truncated"])
+def test_corrupt_taxonomy_archive_is_a_clear_error(how, s3_server, mirror, tmp_path):
+    """Whatever the damage to the DwC-A, the fetch ends with a FetchError (printed without a traceback)
+    that names the archive and says to fetch again, and leaves nothing to resume."""
+    bucket = f"corrupt-dwca-{how}"
+    upload_mirror(s3_server, mirror, bucket, replace={TAXONOMY: corrupt_zip((mirror / TAXONOMY).read_bytes(), how)})
+    with pytest.raises(FetchError) as error:
+        fetch(s3(s3_server, bucket), "2024-08-27", tmp_path / "{date}" / "raw")
+    assert TAXONOMY in str(error.value) and "fetch again" in str(error.value).lower()
+    assert not (tmp_path / "2024-08-27" / "raw").exists()
+    assert not (tmp_path / "2024-08-27" / ".partial" / f"{TAXONOMY}.part").exists()  # not resumed next time
+
+
+@BACK_ENDS
+def test_refused_object_is_named_and_said_refused(kind, stand_in, s3_server, bucket, tmp_path):
+    """A 403 is not a missing object and not worth retrying: the CLI says which object and that access
+    was refused (what to change), without a traceback."""
+    if kind == "s3":  # the bundle, from the bucket
+        key, options = "metadata/inaturalist-open-data-20240827.tar.gz", {"endpoint_url": stand_in.url}
+    else:  # the taxonomy archive, from a plain URL
+        key, options = TAXONOMY, {"endpoint_url": s3_server, "taxonomy": f"{stand_in.url}/{bucket}/{TAXONOMY}"}
+    stand_in.faults[key] = {"status": 403, "times": 10, "methods": ("HEAD", "GET")}
+    options = json.dumps({"source": f"s3://{bucket}", "retries": 1, "timeout_seconds": 10, **options})
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch", "--settings", options, "--snapshot",
+                             "2024-08-27", "--out", str(tmp_path / "raw")], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert key in result.stderr and "access refused" in result.stderr
+    assert [method for _, method, path in stand_in.arrived if key in path] == ["HEAD"]  # not retried
+    assert not (tmp_path / "raw").exists()
+
+
+def test_refused_optional_table_is_an_error_not_a_skip(stand_in, bucket, tmp_path):
+    """observers.csv.gz may be absent from `latest`, but a 403 on it is not absence: silently
+    dropping the table would make a snapshot that differs from the source."""
+    stand_in.faults["observers.csv.gz"] = {"status": 403, "times": 10, "methods": ("HEAD", "GET")}
+    with pytest.raises(PermissionError, match="observers.csv.gz: access refused"):
+        fetch(s3(stand_in.url, bucket), "latest", tmp_path / "{date}" / "raw")
+    assert not (tmp_path / "2024-09-27" / "raw").exists()

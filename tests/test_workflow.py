@@ -72,6 +72,45 @@ def test_bad_config_is_rejected_naming_the_key(bad, named):
         validated(bad)
 
 
+RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"snapshots": ["2024-08-27", "2024-02-30"]}, "config snapshots[1]: '2024-02-30' is not a real date"),
+    ({"sample": {"months": ["2023-02-29", "2024-09-27"]}}, "config sample.months[0]: '2023-02-29' is not a real date"),
+    ({"subsets": {"observed_before": "2024-13-01"}}, "config subsets.observed_before: '2024-13-01' is not a real date"),
+    ({"subsets": {"lifestages": {"observed_to": "2024-04-31"}}},
+     "config subsets.lifestages.observed_to: '2024-04-31' is not a real date"),
+    ({"train": {"run": ["tiny-cpu", "bt-clip-x"]}},
+     f"config train.run: no recipe 'bt-clip-x' in train.recipes {RECIPES}"),
+    ({"evaluate": {"models": {"BT-CLIP-X": {"recipe": "bt-clip-x"}}}},
+     f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in train.recipes {RECIPES}"),
+    ({"images": {"subsets": ["train", "balancd"]}},
+     "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, lifestages, train, unseen)"),
+    ({"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
+     "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)"),
+])
+def test_config_semantics_are_checked_at_load(tmp_path, bad, named):
+    """What a schema cannot say (a real date, a name defined elsewhere in the config) fails when the
+    config is loaded, naming the key, the bad value and the choices, not later as a missing file."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match=re.escape(named)):
+        load_config(path)
+
+
+def test_config_semantics_accept_the_shipped_configs_and_their_own_names():
+    for path in (REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))):
+        load_config(path)  # an overlay alone: the rest takes the schema's defaults
+    assert settings("subsets", {"observed_before": "2024-02-29"})["observed_before"] == "2024-02-29"  # a leap day
+    recipe = settings("train")["recipes"]["tiny-cpu"]
+    own = {"snapshots": ["latest"], "train": {"run": ["mine"], "recipes": {"mine": recipe}},
+           "evaluate": {"models": {"Mine": {"recipe": "mine"}}}}
+    validated(own)  # names defined by the config itself
+    # a stage's section alone is checked against the schema; its names are checked on the whole config
+    assert settings("evaluate", own["evaluate"])["models"] == {"Mine": {"recipe": "mine"}}
+
+
 def test_memory_sizes():
     assert (memory_mb("4GB"), memory_mb("512MB"), memory_mb("1.5GiB")) == (4096, 512, 1536)
     with pytest.raises(ValueError, match="not a memory size"):

@@ -5,22 +5,85 @@ stage's params)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
-from snakemake.utils import validate
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
 
 from workflow_scripts.common import contracts
 
 SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
 
 
+class ConfigError(ValueError):
+    """A configuration the pipeline cannot run: the message names the key and what is wrong."""
+
+
+def _filling_defaults(check_properties):
+    """The schema's `properties` check, first filling in each missing property's default (a copy)."""
+    def check(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from check_properties(validator, properties, instance, schema)
+    return check
+
+
+_VALIDATOR = validators.extend(
+    Draft202012Validator, {"properties": _filling_defaults(Draft202012Validator.VALIDATORS["properties"])},
+)(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _key(path) -> str:
+    """A config key as written in messages: train.run[0], evaluate.models.tiny-cpu.recipe."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+
+
+def _choices(names) -> str:
+    return ", ".join(sorted(map(str, names)))
+
+
+def _schema_checked(config: dict) -> dict:
+    """Fill in the schema's defaults and check against it, dates as real calendar dates (format: date)."""
+    error = best_match(_VALIDATOR.iter_errors(config))
+    if error is None:
+        return config
+    if error.validator == "enum":
+        problem = f"{error.instance!r} is not allowed (choices: {_choices(error.validator_value)})"
+    elif error.validator == "format":
+        problem = f"{error.instance!r} is not a real {error.validator_value} (YYYY-MM-DD)"
+    else:
+        problem = error.message
+    raise ConfigError(f"config {_key(error.absolute_path) or '(top level)'}: {problem}")
+
+
+def _check_names(config: dict) -> None:
+    """Names that must be defined elsewhere in the config: recipes trained or evaluated must be
+    train.recipes' keys, Table 8's benchmark one of evaluate.benchmarks."""
+    recipes = config["train"]["recipes"]
+    for name in config["train"]["run"]:
+        if name not in recipes:
+            raise ConfigError(f"config train.run: no recipe {name!r} in train.recipes (choices: {_choices(recipes)})")
+    for model, entry in config["evaluate"]["models"].items():
+        if "recipe" in entry and entry["recipe"] not in recipes:
+            raise ConfigError(f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in train.recipes "
+                              f"(choices: {_choices(recipes)})")
+    benchmarks = config["evaluate"]["benchmarks"]
+    if config["evaluate"]["levels_benchmark"] not in benchmarks:
+        raise ConfigError(f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
+                          f"evaluate.benchmarks (choices: {_choices(benchmarks)})")
+
+
 def validated(config: dict) -> dict:
-    """Fill in defaults and check against the schema; raises naming the offending key."""
-    validate(config, str(SCHEMA), set_default=True)
+    """The whole configuration: defaults filled in, checked against the schema, then the names it
+    refers to (_check_names); raises ConfigError naming the offending key."""
+    _check_names(_schema_checked(config))
     return config
 
 
@@ -31,8 +94,9 @@ def load_config(path: str | Path) -> dict:
 
 def settings(section: str, given: dict | None = None) -> dict:
     """One section of the configuration: `given` (a partial section, as config.yaml or --settings
-    write it) with the schema's defaults filled in and validated."""
-    return validated({section: dict(given or {})})[section]
+    write it) with the schema's defaults filled in and checked against the schema. Names that point
+    into other sections are checked on the whole config (`validated`): here the others are defaults."""
+    return _schema_checked({section: dict(given or {})})[section]
 
 
 class Section:

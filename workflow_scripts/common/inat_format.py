@@ -50,16 +50,13 @@ RANK_LEVELS = {
     "species": 10, "hybrid": 10, "subspecies": 5, "variety": 5, "form": 5, "infrahybrid": 5,
 }
 
+EXTENSIONS = ("jpg", "jpeg", "png", "gif")  # kept in their uploaded case (JPG occurs): compared lowercased
+MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
+
+# The syntax of each column's type (curation reads the columns typed, and DuckDB applies the same).
 _INT = re.compile(r"-?\d+\Z")
 _NUM = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?\Z")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-_ANCESTRY = re.compile(r"(\d+(/\d+)*)?\Z")
-_EXTENSION = re.compile(r"[A-Za-z0-9]{2,5}\Z")
-
-
-def write_row(out: IO[str], fields: Iterable[object]) -> None:
-    """Write one row as the exporter does: TAB-joined, no quoting, None as empty."""
-    out.write("\t".join("" if f is None else str(f) for f in fields) + "\n")
 
 
 def _is_date(value: str) -> bool:
@@ -70,24 +67,93 @@ def _is_date(value: str) -> bool:
     return len(value) == 10
 
 
-def _field_problem(table: str, column: str, value: str) -> str | None:
-    """Why `value` is not valid for `column`, or None. Empty means null and is always valid."""
+SYNTAX = {
+    "observation_uuid": _UUID.match, "photo_uuid": _UUID.match,
+    "observer_id": _INT.match, "photo_id": _INT.match, "taxon_id": _INT.match,
+    "width": _INT.match, "height": _INT.match, "position": _INT.match, "positional_accuracy": _INT.match,
+    "latitude": _NUM.match, "longitude": _NUM.match, "anomaly_score": _NUM.match, "rank_level": _NUM.match,
+    "observed_on": _is_date, "active": ("true", "false").__contains__,
+}
+
+# The rules on a well-typed value, one definition for both checkers: the format checker applies
+# them in Python (value_problem), curation in SQL (value_problem_sql). A rule is (kind, argument):
+# "pattern" (a regex the whole value matches), "one_of", "one_of_lowercased", "range" (inclusive
+# bounds, None for none) or "max_length". Ancestry's links between taxa are curation's
+# (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
+VALUE_RULES = {
+    "photo_id": ("range", (1, None)), "taxon_id": ("range", (1, None)), "observer_id": ("range", (1, None)),
+    "width": ("range", (0, None)), "height": ("range", (0, None)), "position": ("range", (0, None)),
+    "positional_accuracy": ("range", (0, None)),
+    "latitude": ("range", (-90, 90)), "longitude": ("range", (-180, 180)), "rank_level": ("range", (0, 100)),
+    "ancestry": ("pattern", r"\d{1,18}(/\d{1,18})*"),
+    "extension": ("one_of_lowercased", EXTENSIONS), "license": ("one_of", LICENSES),
+    "quality_grade": ("one_of", QUALITY_GRADES), "rank": ("one_of", tuple(RANK_LEVELS)),
+    "name": ("max_length", MAX_NAME_LENGTH),
+}
+SHOWN = 60  # characters of a bad value an error message shows
+
+
+def _holds(rule: tuple, value: str) -> bool:
+    kind, argument = rule
+    if kind == "pattern":
+        return re.fullmatch(argument, value) is not None
+    if kind == "one_of":
+        return value in argument
+    if kind == "one_of_lowercased":
+        return value.lower() in argument
+    if kind == "range":
+        low, high = argument
+        return (low is None or float(value) >= low) and (high is None or float(value) <= high)
+    return len(value) <= argument  # max_length
+
+
+def _sql_breaks(rule: tuple, column: str) -> str:
+    kind, argument = rule
+    quoted = f'"{column}"'
+    if kind == "pattern":
+        return f"NOT regexp_full_match({quoted}, '{argument}')"
+    if kind == "one_of":
+        return f"{quoted} NOT IN ({', '.join(repr(v) for v in argument)})"
+    if kind == "one_of_lowercased":
+        return f"lower({quoted}) NOT IN ({', '.join(repr(v) for v in argument)})"
+    if kind == "range":
+        low, high = argument
+        return " OR ".join([f"{quoted} < {low}"] * (low is not None) + [f"{quoted} > {high}"] * (high is not None))
+    return f"length({quoted}) > {argument}"  # max_length
+
+
+def _message(column: str, value: str) -> str:
+    shown = f"{value[:SHOWN]}... ({len(value)} characters)" if len(value) > SHOWN else value
+    return f"{column}={shown!r} is not a valid {column}"
+
+
+def value_problem(column: str, value: str) -> str | None:
+    """Why `value` (as the file has it) is not valid for `column`, or None. Empty means null."""
     if value == "":
         return None
-    checks = {
-        "observation_uuid": _UUID.match, "photo_uuid": _UUID.match,
-        "observer_id": _INT.match, "photo_id": _INT.match, "taxon_id": _INT.match,
-        "width": _INT.match, "height": _INT.match, "position": _INT.match,
-        "positional_accuracy": _INT.match, "latitude": _NUM.match, "longitude": _NUM.match,
-        "anomaly_score": _NUM.match, "rank_level": _NUM.match, "ancestry": _ANCESTRY.match,
-        "extension": _EXTENSION.match, "observed_on": _is_date,
-        "quality_grade": QUALITY_GRADES.__contains__, "license": LICENSES.__contains__,
-        "rank": RANK_LEVELS.__contains__, "active": ("true", "false").__contains__,
-    }
-    check = checks.get(column)
-    if check is None or check(value):
-        return None
-    return f"{column}={value!r} is not a valid {column}"
+    syntax = SYNTAX.get(column)
+    if (syntax and not syntax(value)) or (column in VALUE_RULES and not _holds(VALUE_RULES[column], value)):
+        return _message(column, value)
+    return None
+
+
+def value_problem_sql(columns: Iterable[str]) -> str:
+    """A SQL expression over a typed table with these columns: for a row, the message value_problem
+    gives for its first column whose value breaks its rule, else NULL."""
+    cases = []
+    for column in columns:
+        if column in VALUE_RULES:
+            text = f'"{column}"::VARCHAR'
+            shown = (f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || length({text}) "
+                     f"|| ' characters)' ELSE {text} END")
+            cases.append(f"""WHEN "{column}" IS NOT NULL AND ({_sql_breaks(VALUE_RULES[column], column)}) """
+                         f"""THEN '{column}=''' || {shown} || ''' is not a valid {column}'""")
+    return f"CASE {' '.join(cases)} END" if cases else "NULL"
+
+
+def write_row(out: IO[str], fields: Iterable[object]) -> None:
+    """Write one row as the exporter does: TAB-joined, no quoting, None as empty."""
+    out.write("\t".join("" if f is None else str(f) for f in fields) + "\n")
 
 
 @dataclass
@@ -154,7 +220,7 @@ def check_lines(table: str, lines: Iterator[str], where: str, max_errors: int = 
             result.errors.append(f"{where}: line {line_no}: {len(fields)} fields, expected {width}")
             continue
         for column, value in zip(result.columns, fields):
-            problem = _field_problem(table, column, value)
+            problem = value_problem(column, value)
             if problem:
                 result.errors.append(f"{where}: line {line_no}: {problem}")
         if len(result.errors) >= max_errors:

@@ -10,7 +10,6 @@ config.yaml's `curate` section.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -28,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     with cli.running(args, inputs=[args.raw, args.taxonomy]) as settings:
         report = curate(args.raw, args.out, {**settings, "threads": settings["threads"] or args.threads},
                         args.taxonomy, args.date)
-    print(f"{args.out}: {report['photos_in']} photo rows in, {report['photos_out']} curated, dropped "
-          f"{json.dumps(report['dropped'], sort_keys=True)}", file=sys.stderr)
+    largest = sorted(report["dropped"].items(), key=lambda item: (-item[1], item[0]))
+    rejected = ", ".join(f"{table} {count:,}" for table, count in sorted(report["rejected_rows"].items()))
+    print(f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; rejected rows "
+          f"(rejects.csv): {rejected}; dropped most: "
+          f"{', '.join(f'{reason} {count:,}' for reason, count in largest[:5]) or 'none'}", file=sys.stderr)
     return 0
 
 

@@ -25,13 +25,18 @@ CREATE OR REPLACE VIEW photo_rows AS
 SELECT p.rowid AS photo_row, p.photo_id, p.photo_uuid, p.observation_uuid, p.extension, p.license, p.width,
        p.height, p.position, o.taxon_id, o.observed_on, o.latitude, o.longitude, o.positional_accuracy,
        o.anomaly_score, t.rank AS taxon_rank, t.name AS scientific_name,
-       l.kingdom, l.phylum, l."class", l."order", l.family, l.genus, l.species, l.unresolved_ancestors,
+       l.kingdom, l.phylum, l."class", l."order", l.family, l.genus, l.species, l.rejected_ancestors,
        CASE
-           WHEN o.observation_uuid IS NULL THEN 'observation_missing'
+           WHEN o.observation_uuid IS NULL THEN
+               CASE WHEN p.observation_uuid::VARCHAR IN (SELECT key FROM rejected_keys_observations)
+                    THEN 'observation_rejected' ELSE 'observation_missing' END
            WHEN NOT coalesce(list_contains(getvariable('quality_grades'), o.quality_grade), false) THEN 'quality_grade'
            WHEN o.taxon_id IS NULL THEN 'no_taxon'
-           WHEN t.taxon_id IS NULL THEN 'taxon_missing_from_taxa'
+           WHEN t.taxon_id IS NULL THEN
+               CASE WHEN o.taxon_id::VARCHAR IN (SELECT key FROM rejected_keys_taxa)
+                    THEN 'taxon_rejected' ELSE 'taxon_missing_from_taxa' END
            WHEN NOT coalesce(t.active, false) THEN 'taxon_inactive'
+           WHEN l.rejected_ancestors > 0 THEN 'ancestor_rejected'
            WHEN NOT coalesce(list_contains(getvariable('kingdoms'), l.kingdom), false) THEN 'kingdom'
            WHEN NOT coalesce(list_contains(getvariable('licenses'), p.license), false) THEN 'license'
        END AS drop_reason
@@ -41,7 +46,7 @@ LEFT JOIN taxa_unique AS t ON t.taxon_id = o.taxon_id
 LEFT JOIN lineage AS l ON l.taxon_id = o.taxon_id;
 
 CREATE OR REPLACE TABLE photo_fates AS
-SELECT photo_row, photo_id, taxon_id, unresolved_ancestors, drop_reason FROM photo_rows;
+SELECT photo_row, photo_id, taxon_id, drop_reason FROM photo_rows;
 
 -- A photo attached to several kept observations: one row if they agree on the taxon (the
 -- smallest observation_uuid), none if they disagree (conflicting labels). Only those photos

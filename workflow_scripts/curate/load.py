@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import threading
 import zlib
 from pathlib import Path
@@ -43,8 +44,24 @@ def opened(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def check_compression(path: Path) -> None:
+    """A .gz that is not gzip, or gzip under another name: say so, not 'corrupt' or 'missing column'."""
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    if path.suffix == ".gz" and not gzipped:
+        raise CurateError(f"{path}: named .gz but not gzip-compressed (plain text?): rename it to "
+                          f"{path.with_suffix('').name}, or fetch it again")
+    if path.suffix != ".gz" and gzipped:
+        raise CurateError(f"{path}: gzip-compressed but not named .gz: rename it to {path.name}.gz")
+
+
 def input_columns(path: Path, table: str) -> tuple[str, ...]:
-    """The header's columns (current or older schema); a clear error for empty or wrong files."""
+    """The header's columns (current or older schema); a clear error for empty or wrong files: what
+    was found and what to do."""
+    check_compression(path)
     try:
         with opened(path) as raw:
             header = raw.readline().decode("utf-8")
@@ -54,6 +71,15 @@ def input_columns(path: Path, table: str) -> tuple[str, ...]:
         raise CurateError(f"{path}: line 1: not UTF-8 ({exc})") from exc
     if not header:
         raise CurateError(f"{path}: empty file (no header line)")
+    if header.startswith("\ufeff"):
+        raise CurateError(f"{path}: line 1 starts with a UTF-8 byte-order mark, which the exporter never "
+                          "writes (saved by a text editor or spreadsheet?): remove it, or fetch the file again")
+    if header.endswith("\r\n"):
+        raise CurateError(f"{path}: Windows (CRLF) line endings; the exporter writes LF: convert them "
+                          "(dos2unix), or fetch the file again")
+    if "\t" not in header and ("," in header or ";" in header):
+        raise CurateError(f"{path}: line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the "
+                          "exporter separates fields with tabs: fetch the file again rather than a re-saved copy")
     try:
         return inat_format.check_header(table, header, str(path))
     except ValueError as exc:
@@ -132,6 +158,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
             raise  # not the file's fault: reported as a memory_limit problem by curate()
         except duckdb.Error as exc:
             raise CurateError(f"{path}: cannot read: {exc}") from exc
+    read_rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     width = len(columns)
     fields = ", ".join(f"TRY_CAST(nullif(f[{columns.index(c) + 1}], '') AS {TYPES[c]})" for c in kept)
     parsed = " AND ".join(f"(nullif(f[{i + 1}], '') IS NULL OR TRY_CAST(f[{i + 1}] AS {TYPES[c]}) IS NOT NULL)"
@@ -140,15 +167,54 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
         CREATE OR REPLACE TEMP TABLE extra_{table} AS
         SELECT line, string_split(any_value(csv_line), '\t') AS f FROM rejects_{table}
         GROUP BY line HAVING bool_and(error_type = 'TOO MANY COLUMNS')""")
-    recovered = con.execute(f"""
-        INSERT INTO {table} SELECT {fields} FROM extra_{table}
-        WHERE len(f) = {width + 1} AND {parsed} ORDER BY line""").fetchone()[0]
-    rejects = con.execute(f"""
-        SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; ' ORDER BY error_type || ': ' || error_message)
+    recoverable = f"FROM extra_{table} WHERE len(f) = {width + 1} AND {parsed}"
+    recovered = [line for line, in con.execute(f"SELECT line {recoverable} ORDER BY line").fetchall()]
+    con.execute(f"INSERT INTO {table} SELECT {fields} {recoverable} ORDER BY line")
+    rejects = [(line, reason, "unparseable_row") for line, reason in con.execute(f"""
+        SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; '
+                                ORDER BY error_type || ': ' || error_message)
         FROM rejects_{table}
-        WHERE line NOT IN (SELECT line FROM extra_{table} WHERE len(f) = {width + 1} AND {parsed})
-        GROUP BY line ORDER BY line""").fetchall()
+        WHERE line NOT IN (SELECT line {recoverable})
+        GROUP BY line ORDER BY line""").fetchall()]
+    con.execute(f"""CREATE OR REPLACE TABLE rejected_keys_{table} AS
+                    SELECT DISTINCT split_part(csv_line, '\t', 1) AS key FROM rejects_{table}
+                    WHERE line IN (SELECT unnest($lines))""", {"lines": [line for line, _, _ in rejects] or [0]})
+    loaded = {"path": path, "extra_field_rows": len(recovered), "rejects": rejects, "columns": columns,
+              "read_rows": read_rows, "skipped_lines": sorted({line for line, in con.execute(
+                  f"SELECT DISTINCT line FROM rejects_{table}").fetchall()}), "recovered_lines": recovered}
+    reject_rows(con, table, loaded, f"SELECT rowid, {inat_format.value_problem_sql(kept)} FROM {table}")
     if table == "observations" and "anomaly_score" not in columns:
         con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
-    rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return {"path": path, "rows": rows, "extra_field_rows": recovered, "rejects": rejects, "columns": columns}
+    loaded["rows"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return loaded
+
+
+def file_line(loaded: dict, rowid: int) -> int:
+    """The line of the file a table row was read from: rows are in file order (insertion order is
+    kept), less the lines the CSV reader set aside; the rows recovered from those come last."""
+    if rowid >= loaded["read_rows"]:
+        return loaded["recovered_lines"][rowid - loaded["read_rows"]]
+    line = rowid + 2  # line 1 is the header
+    for skipped in loaded["skipped_lines"]:
+        if skipped > line:
+            break
+        line += 1
+    return line
+
+
+def reject_rows(con: duckdb.DuckDBPyConnection, table: str, loaded: dict, problems_sql: str) -> None:
+    """Remove the rows `problems_sql` (rowid, problem; problem NULL for a good row) finds, each
+    recorded with its line, its problem and its cause (invalid_<the column the problem starts with>),
+    and its key (first column) among the table's rejected keys."""
+    found = con.execute(f"SELECT * FROM ({problems_sql}) AS p(row, problem) WHERE problem IS NOT NULL "
+                        "ORDER BY row").fetchall()
+    if not found:
+        return
+    rows = [row for row, _ in found]
+    key = loaded["columns"][0]
+    con.execute(f"INSERT INTO rejected_keys_{table} SELECT DISTINCT {key}::VARCHAR FROM {table} "
+                "WHERE rowid IN (SELECT unnest($rows))", {"rows": rows})
+    con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT unnest($rows))", {"rows": rows})
+    loaded["rejects"] = sorted(loaded["rejects"] + [
+        (file_line(loaded, row), problem, "invalid_" + re.match(r"\w+", problem).group())
+        for row, problem in found])

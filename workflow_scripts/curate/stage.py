@@ -25,7 +25,7 @@ from workflow_scripts.common import contracts, inat_format
 from workflow_scripts.common.config import settings as curate_settings
 from workflow_scripts.common.duck import quote, run_sql
 from workflow_scripts.common.files import building, write_json
-from workflow_scripts.curate.load import CurateError, find_table, load_table
+from workflow_scripts.curate.load import CurateError, find_table, load_table, reject_rows
 
 HERE = Path(__file__).parent
 
@@ -80,9 +80,11 @@ def curate(snapshot_dir: Path, out: Path, settings: dict | None = None, taxonomy
 
 
 def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str) -> dict:
+    # DuckDB's spill files and the unpacked names live under the staging folder unless a spill folder
+    # is configured: a killed run's are removed with its staging folder by the next run.
     if settings["temp_directory"]:
         Path(settings["temp_directory"]).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings["temp_directory"], prefix="curate-") as work:
+    with tempfile.TemporaryDirectory(dir=settings["temp_directory"] or staging, prefix="curate-") as work:
         con = duckdb.connect(config={"preserve_insertion_order": True})
         con.execute(f"SET memory_limit={quote(settings['memory_limit'])}")
         con.execute(f"SET temp_directory={quote(os.path.join(work, 'spill'))}")
@@ -101,6 +103,8 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
                                       'lexicon': 'VARCHAR', 'contributor': 'VARCHAR', 'created': 'VARCHAR'}})""")
         except duckdb.Error as exc:
             raise CurateError(f"{vernacular}: cannot read: {exc}") from exc
+        run_sql(con, HERE / "ancestry.sql")
+        reject_rows(con, "taxa", loaded["taxa"], "SELECT taxon_row, problem FROM ancestry_problems")
         run_sql(con, HERE / "lineage.sql")
         run_sql(con, HERE / "common_names.sql")
         variables = {"quality_grades": settings["quality_grades"], "kingdoms": settings["kingdoms"],
@@ -115,6 +119,7 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
                          ROW_GROUP_SIZE {int(settings['row_group_size'])})""")
         con.execute(f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})")
         report = build_report(con, loaded, day)
+    check_floors(report, settings["drop_limits"], settings["allow_empty"])
     write_rejects(staging / contracts.REJECTS, loaded)
     write_json(staging / contracts.CURATION_REPORT, report)
     return report
@@ -128,33 +133,47 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
                                       SELECT drop_reason AS fate FROM photo_fates WHERE drop_reason IS NOT NULL
                                       UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
                                   GROUP BY fate ORDER BY fate""").fetchall())
+    for _, _, cause in loaded["photos"]["rejects"]:
+        dropped[cause] = dropped.get(cause, 0) + 1
     photo_rejects = len(loaded["photos"]["rejects"])
-    if photo_rejects:
-        dropped["unparseable_row"] = photo_rejects
     return {
         "snapshot": day,
         "photos_in": loaded["photos"]["rows"] + photo_rejects,
         "photos_out": one("SELECT count(*) FROM written"),
-        "dropped": dropped,
+        "dropped": dict(sorted(dropped.items())),
         "rows_read": {t: v["rows"] for t, v in loaded.items()},
         "extra_field_rows": {t: v["extra_field_rows"] for t, v in loaded.items()},
         "rejected_rows": {t: len(v["rejects"]) for t, v in loaded.items()},
         "older_schema_without_anomaly_score": "anomaly_score" not in loaded["observations"]["columns"],
         "duplicate_observation_uuids": one("SELECT coalesce(sum(copies - 1), 0) FROM repeated_observations"),
-        "unresolved_ancestors": {
-            "ancestor_ids": one("SELECT count(DISTINCT s.ancestor_id) FROM lineage_steps s "
-                                "ANTI JOIN taxa t ON t.taxon_id = s.ancestor_id"),
-            "curated_photos_affected": one("SELECT count(*) FROM kept_photo_rows WHERE unresolved_ancestors > 0"),
-        },
         "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM written"),
         "curated_taxa_without_common_name": one("SELECT count(DISTINCT taxon_id) FROM written "
                                                 "WHERE common_name IS NULL"),
     }
 
 
+def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
+    """Fail rather than write a table that lost what it should not have: no photo at all, or more of
+    the photos dropped for one reason than curate.drop_limits allows (a wrong input, not a month)."""
+    largest = ", ".join(f"{reason} {count:,}" for reason, count in
+                        sorted(report["dropped"].items(), key=lambda item: (-item[1], item[0]))[:3])
+    if report["photos_out"] == 0 and not allow_empty:
+        raise CurateError(f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
+                          f"{largest or 'none'}; rejected rows: {report['rejected_rows']}): check the input "
+                          "files and rejects.csv, or set curate.allow_empty: true to write an empty table")
+    for reason, count in report["dropped"].items():
+        limit = limits.get(reason, limits["other"])
+        if count > limit * report["photos_in"]:
+            key = reason if reason in limits else "other"
+            raise CurateError(f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
+                              f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
+                              "check the input (rejects.csv names each rejected line), or raise "
+                              f"curate.drop_limits.{reason} if this month is expected to lose that many")
+
+
 def write_rejects(path: Path, loaded: dict) -> None:
     lines = ["file\tline\treason\n"]
     for table in sorted(loaded):
-        for line, reason in loaded[table]["rejects"]:
+        for line, reason, _ in loaded[table]["rejects"]:
             lines.append(f"{loaded[table]['path'].name}\t{line}\t{reason}\n")
     path.write_text("".join(lines), encoding="utf-8")

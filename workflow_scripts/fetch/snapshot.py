@@ -76,11 +76,12 @@ def bundle_key(day: str) -> str:
 
 
 def wait_or_give_up(what: str, exc: Exception, attempt: int, retries: int, backoff: float) -> None:
-    """Sleep before retry number `attempt` (exponential backoff), or raise once retries are spent."""
+    """Sleep before retry number `attempt` (exponential backoff, or longer if the server's Retry-After
+    asks for it), or raise once retries are spent."""
     if attempt > retries:
         raise FetchError(f"{what}: gave up after {retries} retries: {exc}. "
                          "Run again later; a partial download resumes where it stopped.") from exc
-    delay = min(backoff * 2 ** (attempt - 1), 60)
+    delay = max(min(backoff * 2 ** (attempt - 1), 60), getattr(exc, "retry_after", None) or 0)
     print(f"fetch: {what}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
     time.sleep(delay)
 
@@ -279,10 +280,11 @@ def check_dwca(path: Path, where: str) -> dict:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
             names = sorted(archive.namelist())
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise FetchError(f"{where}: not a readable zip ({exc}). Fetch again.") from exc
+    except (zipfile.BadZipFile, zlib.error, NotImplementedError, OSError, EOFError) as exc:
+        raise FetchError(f"{where}: truncated or corrupt zip ({exc}); the download was removed: fetch again.") from exc
     if bad:
-        raise FetchError(f"{where}: member {bad} fails its CRC check")
+        raise FetchError(f"{where}: member {bad} fails its CRC check (corrupt zip); the download was removed: "
+                         "fetch again.")
     vernacular = [n for n in names if re.fullmatch(r"VernacularNames-[\w-]+\.csv", n)]
     if "taxa.csv" not in names or not vernacular:
         raise FetchError(f"{where}: expected taxa.csv and VernacularNames-*.csv, found {names}")

@@ -6,7 +6,9 @@ prefix, how big an object is (and its ETag), and the object's bytes from an offs
 
 from __future__ import annotations
 
+import email.utils
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -23,7 +25,12 @@ CHUNK = 1024 * 1024  # also the most a killed transfer can lose
 
 
 class TransientError(Exception):
-    """A failure worth retrying: 5xx, timeout, dropped connection."""
+    """A failure worth retrying: 5xx, 429, timeout, dropped connection. `retry_after`: the seconds the
+    server asked us to wait (its Retry-After header), if it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ChangedError(Exception):
@@ -51,6 +58,29 @@ def _status(exc: botocore.exceptions.ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
+def _retry_after(value: str | None) -> float | None:
+    """A Retry-After header in seconds: it is a number of seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
+    """The chunks without their first `start` bytes: a server that ignores Range answers 200 with
+    the whole object, and we already have the bytes before `start`."""
+    for chunk in chunks:
+        if start < len(chunk):
+            yield chunk[start:]
+        start = max(start - len(chunk), 0)
+
+
 class S3Source:
     md5_etags = True
 
@@ -74,11 +104,15 @@ class S3Source:
         except botocore.exceptions.ClientError as exc:
             status = _status(exc)
             if status >= 500 or status == 429:
-                raise TransientError(f"{what}: HTTP {status}") from exc
+                wait = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+                raise TransientError(f"{what}: HTTP {status}", _retry_after(wait)) from exc
             if status == 412:
                 raise ChangedError(f"{what}: object changed (ETag mismatch)") from exc
-            if status in (403, 404) or exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise FileNotFoundError(f"{self.description}: {what}: not found or not allowed (HTTP {status})") from exc
+            if status == 403:
+                raise PermissionError(f"{self.description}: {what}: access refused (HTTP 403): not public; if the "
+                                      "bucket needs credentials, set fetch.anonymous: false in config.yaml") from exc
+            if status == 404 or exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"{self.description}: {what}: not found (HTTP {status})") from exc
             raise
         except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
             raise TransientError(f"{what}: {exc}") from exc
@@ -104,9 +138,12 @@ class S3Source:
         kwargs = {"Key": self._key(key), "Range": f"bytes={start}-"}
         if etag:
             kwargs["IfMatch"] = etag
-        body = self._call(f"get {key}", self.client.get_object, **kwargs)["Body"]
+        response = self._call(f"get {key}", self.client.get_object, **kwargs)
+        chunks = response["Body"].iter_chunks(CHUNK)
+        if start and response["ResponseMetadata"]["HTTPStatusCode"] != 206:  # Range ignored: the whole object
+            chunks = _skip(chunks, start)
         try:
-            yield from body.iter_chunks(CHUNK)
+            yield from chunks
         except botocore.exceptions.FlexibleChecksumError as exc:  # the bytes already written are wrong
             raise ChangedError(f"get {key}: {exc}") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -163,11 +200,15 @@ class HTTPSource:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"{method} {key}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"{method} {key}: HTTP {response.status_code}")
+            raise TransientError(f"{method} {key}: HTTP {response.status_code}",
+                                 _retry_after(response.headers.get("Retry-After")))
         if response.status_code == 412:
             raise ChangedError(f"{method} {key}: object changed (ETag mismatch)")
-        if response.status_code in (403, 404):
-            raise FileNotFoundError(f"{self.base}{key}: not found or not allowed (HTTP {response.status_code})")
+        if response.status_code == 403:
+            raise PermissionError(f"{self.base}{key}: access refused (HTTP 403) by the server; download it by "
+                                  "hand into the source, or point config.yaml's fetch at another copy")
+        if response.status_code == 404:
+            raise FileNotFoundError(f"{self.base}{key}: not found (HTTP 404)")
         response.raise_for_status()
         return response
 
@@ -188,10 +229,11 @@ class HTTPSource:
         if etag and not etag.startswith("W/"):  # If-Match compares strong ETags only
             headers["If-Match"] = f'"{etag}"'
         response = self._request("GET", key, headers=headers, stream=True)
-        if start and response.status_code != 206:
-            raise ChangedError(f"GET {key}: server ignored the Range request")
+        chunks = response.raw.stream(CHUNK, decode_content=False)
+        if start and response.status_code != 206:  # Range ignored: the whole object
+            chunks = _skip(chunks, start)
         try:
-            yield from response.raw.stream(CHUNK, decode_content=False)
+            yield from chunks
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientError(f"GET {key}: {exc}") from exc
 
