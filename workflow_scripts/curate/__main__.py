@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from workflow_scripts.common import cli
-from workflow_scripts.curate.stage import curate
+from workflow_scripts.curate.stage import curate, largest_drops
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,11 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     with cli.running(args, inputs=[args.raw, args.taxonomy]) as settings:
         report = curate(args.raw, args.out, {**settings, "threads": settings["threads"] or args.threads},
                         args.taxonomy, args.date)
-    largest = sorted(report["dropped"].items(), key=lambda item: (-item[1], item[0]))
     rejected = ", ".join(f"{table} {count:,}" for table, count in sorted(report["rejected_rows"].items()))
     print(f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; rejected rows "
-          f"(rejects.csv): {rejected}; dropped most: "
-          f"{', '.join(f'{reason} {count:,}' for reason, count in largest[:5]) or 'none'}", file=sys.stderr)
+          f"(rejects.csv): {rejected}; dropped most: {largest_drops(report, 5)}", file=sys.stderr)
     return 0
 
 

@@ -178,7 +178,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
         GROUP BY line ORDER BY line""").fetchall()]
     con.execute(f"""CREATE OR REPLACE TABLE rejected_keys_{table} AS
                     SELECT DISTINCT split_part(csv_line, '\t', 1) AS key FROM rejects_{table}
-                    WHERE line IN (SELECT unnest($lines))""", {"lines": [line for line, _, _ in rejects] or [0]})
+                    WHERE line NOT IN (SELECT line {recoverable})""")
     loaded = {"path": path, "extra_field_rows": len(recovered), "rejects": rejects, "columns": columns,
               "read_rows": read_rows, "skipped_lines": sorted({line for line, in con.execute(
                   f"SELECT DISTINCT line FROM rejects_{table}").fetchall()}), "recovered_lines": recovered}

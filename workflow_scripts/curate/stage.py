@@ -155,20 +155,24 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
 def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
     """Fail rather than write a table that lost what it should not have: no photo at all, or more of
     the photos dropped for one reason than curate.drop_limits allows (a wrong input, not a month)."""
-    largest = ", ".join(f"{reason} {count:,}" for reason, count in
-                        sorted(report["dropped"].items(), key=lambda item: (-item[1], item[0]))[:3])
     if report["photos_out"] == 0 and not allow_empty:
         raise CurateError(f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
-                          f"{largest or 'none'}; rejected rows: {report['rejected_rows']}): check the input "
+                          f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the input "
                           "files and rejects.csv, or set curate.allow_empty: true to write an empty table")
     for reason, count in report["dropped"].items():
-        limit = limits.get(reason, limits["other"])
+        key = reason if reason in limits else "other"
+        limit = limits[key]
         if count > limit * report["photos_in"]:
-            key = reason if reason in limits else "other"
             raise CurateError(f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
                               f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
                               "check the input (rejects.csv names each rejected line), or raise "
                               f"curate.drop_limits.{reason} if this month is expected to lose that many")
+
+
+def largest_drops(report: dict, top: int) -> str:
+    """The `top` drop reasons with the most photos, largest first: 'quality_grade 8,870, ...'."""
+    ranked = sorted(report["dropped"].items(), key=lambda item: (-item[1], item[0]))[:top]
+    return ", ".join(f"{reason} {count:,}" for reason, count in ranked) or "none"
 
 
 def write_rejects(path: Path, loaded: dict) -> None:
