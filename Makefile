@@ -13,7 +13,7 @@ help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make test     install if needed, then run the test suite"
 	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
-	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, the training loader, evaluation memory, the sample's scaling; ~26 minutes)"
+	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, near-duplicate hashing and search, the training loader, evaluation memory, the sample's scaling; ~26 minutes)"
 	@echo "make gpu-check  on a machine with an NVIDIA GPU, after make demo: the train wrapper vs bare open_clip_train, then evaluation on CUDA"
 	@echo "make generate write dvc.yaml and envs/*.yaml from the Snakemake rules (after changing rules, code or config.yaml)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
@@ -61,6 +61,7 @@ bench: install
 	$(PYTHON) bench/subsets.py
 	$(PYTHON) bench/shards.py
 	$(PYTHON) bench/images.py
+	$(PYTHON) bench/near_dup.py
 	$(PYTHON) bench/loader.py
 	$(PYTHON) bench/eval_memory.py
 	$(PYTHON) bench/sample.py

@@ -25,13 +25,15 @@ rule download_chunk:
 
 
 rule download_report:
-    """A subset's downloads put together: the download report (per chunk and in total) and the
-    failure ledger; fails below images.min_success_rate."""
+    """A subset's downloads put together: the download report (per chunk and in total), the
+    failure ledger and the images' perceptual hashes; fails below images.min_success_rate.
+    """
     input:
         chunks=downloaded_chunks,
     output:
         report=f"{IMAGES}/{contracts.DOWNLOAD_REPORT}",
         failures=f"{IMAGES}/{contracts.FAILURES}",
+        hashes=f"{IMAGES}/{contracts.HASHES}",
         provenance=provenance(IMAGES),
     log:
         f"{LOGS}/download/{{date}}/{{subset}}/report.log",
@@ -49,29 +51,73 @@ rule download_report:
         " --provenance {output.provenance} > {log} 2>&1"
 
 
+rule hash_external_benchmark:
+    """The perceptual hashes of an external benchmark's images (config evaluate.external), for the
+    near-duplicate check against Train."""
+    input:
+        metadata=lambda wildcards: config["evaluate"]["external"][wildcards.name][
+            "metadata"
+        ],
+    output:
+        contracts.external_hashes(SNAPSHOT),
+    log:
+        f"{LOGS}/overlap/{{date}}-external-{{name}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=6 * 60,
+    params:
+        settings=Section(config, "evaluate"),
+    shell:
+        "python -m workflow_scripts.images.perceptual --benchmark {wildcards.name:q} --out {output}"
+        " --settings {params.settings:q} > {log} 2>&1"
+
+
 rule check_image_overlap:
-    """The subsets' leak checks again, and exact duplicate images (by sha256) between subsets and
-    inside Train: Train's copies of an evaluation image are named for the shards to leave out.
+    """The subsets' leak checks again, exact duplicate images (by sha256) between subsets and inside
+    Train, and near duplicates (perceptual hashes within overlap.near_duplicate_threshold) of every
+    evaluation set's images in Train, the external benchmarks' too: Train's copies of an evaluation
+    image are named for the shards to leave out.
     """
     input:
         tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
         downloads=expand(
             rules.download_report.output.report, subset=SUBSETS, allow_missing=True
         ),
+        hashes=expand(
+            rules.download_report.output.hashes, subset=SUBSETS, allow_missing=True
+        ),
+        external=expand(
+            rules.hash_external_benchmark.output[0],
+            name=sorted(config["evaluate"]["external"]),
+            allow_missing=True,
+        ),
         chunks=every_subsets_chunks,
     output:
         report=contracts.image_leak_report(SNAPSHOT),
+        pairs=report(
+            f"{contracts.near_duplicates(SNAPSHOT)}.csv",
+            caption="../report/near_duplicates.rst",
+            category="Leak checks",
+            subcategory="{date}",
+        ),
+        pairs_md=f"{contracts.near_duplicates(SNAPSHOT)}.md",
         provenance=provenance(contracts.image_leak_report(SNAPSHOT)),
     log:
         f"{LOGS}/overlap/{{date}}-images.log",
     conda:
         "../envs/data.yaml"
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=8000,
+        runtime=6 * 60,
+    params:
+        settings=Section(config, "overlap"),
     shell:
         "python -m workflow_scripts.images.duplicates --subsets {input.tables} --downloads {input.downloads}"
-        " --out {output.report} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+        " --external-hashes {input.external} --out {output.report} --pairs {output.pairs}"
+        " --settings {params.settings:q}"
+        " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule shard_order:

@@ -38,12 +38,14 @@ def set_rows(subset: Path) -> dict[str, int]:
             for split in sets}
 
 
-def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, drop: list[int] = (),
+def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, drop: dict[str, list[int]] | None = None,
           processes: int = 1) -> dict:
-    """Every shard job of a subset whose images are in `folder` (downloaded); returns shards_report."""
+    """Every shard job of a subset whose images are in `folder` (downloaded), leaving out `drop`'s
+    photos (by reason); returns shards_report."""
     shards = settings("shards", shards)
     order = Path(contracts.shard_order(str(folder)))
-    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards, drop, processes)
+    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards,
+                [photo for ids in (drop or {}).values() for photo in ids], processes)
     parts = []
     for shard_set, count in set_rows(subset).items():
         for number in range(contracts.shard_parts(count, shards)):

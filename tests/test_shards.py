@@ -96,7 +96,7 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     assert duplicates.main(["--subsets", *subsets, "--downloads", *downloads, "--out", str(report_path)]) == 0
     images = json.loads(report_path.read_text())["images"]
     assert images["shared_between_subsets"] == [{"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}]
-    assert images["drop_from_shards"] == {"train": [2]}
+    assert images["drop_from_shards"] == {"train": {"exact_duplicate": [2], "near_duplicate": []}}
     assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
 
     train = tmp_path / "subsets" / "train.parquet"
@@ -107,7 +107,7 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     ordered = duckdb.sql(f"SELECT photo_id FROM '{images_of_train / 'order.parquet'}'").fetchall()
     assert sorted(row[0] for row in ordered) == [1, 3, 10]  # photo 2 left out: Balanced has its image
     report = shard(train, images_of_train, tmp_path / "shards", drop=images["drop_from_shards"]["train"])
-    assert (report["samples"], report["dropped_as_duplicates"]) == (3, [2])
+    assert (report["samples"], report["left_out_as_duplicates"]) == (3, {"exact_duplicate": [2], "near_duplicate": []})
     first = tmp_path / "shards" / "train" / "shard-000000.tar"
     keys = {s["__key__"] for s in wds.WebDataset(str(first), shardshuffle=False)}
     assert keys == {"1", "3", "10"}

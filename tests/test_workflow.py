@@ -89,6 +89,9 @@ RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
      "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, lifestages, train, unseen)"),
     ({"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
      "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)"),
+    ({"evaluate": {"external": {"train_test": {"format": "folder", "images": "x", "metadata": "x.csv",
+                                               "key_column": "k", "label_column": "l", "name_mode": "scientific"}}}},
+     "config evaluate.external: 'train_test' is the name of one of our benchmarks: rename it"),
 ])
 def test_config_semantics_are_checked_at_load(tmp_path, bad, named):
     """What a schema cannot say (a real date, a name defined elsewhere in the config) fails when the

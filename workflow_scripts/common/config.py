@@ -65,7 +65,8 @@ def _schema_checked(config: dict) -> dict:
 
 def _check_names(config: dict) -> None:
     """Names that must be defined elsewhere in the config: recipes trained or evaluated must be
-    train.recipes' keys, Table 8's benchmark one of evaluate.benchmarks."""
+    train.recipes' keys, Table 8's benchmark one of evaluate.benchmarks; an external benchmark's
+    name must not be one of ours."""
     recipes = config["train"]["recipes"]
     for name in config["train"]["run"]:
         if name not in recipes:
@@ -75,6 +76,9 @@ def _check_names(config: dict) -> None:
             raise ConfigError(f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in train.recipes "
                               f"(choices: {_choices(recipes)})")
     benchmarks = config["evaluate"]["benchmarks"]
+    taken = sorted(set(config["evaluate"]["external"]) & {*contracts.SUBSETS, contracts.TRAIN_TEST})
+    if taken:
+        raise ConfigError(f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: rename it")
     if config["evaluate"]["levels_benchmark"] not in benchmarks:
         raise ConfigError(f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
                           f"evaluate.benchmarks (choices: {_choices(benchmarks)})")

@@ -115,6 +115,13 @@ DOWNLOAD_REPORT = "download_report.json"
 FAILURES = "failures.parquet"  # the ledger: photo_id, url, reason, attempts of each image not downloaded
 CHUNK_URLS = "urls.parquet"  # one chunk's URL list (photo_id, url), in its folder
 CHUNK_REPORT = "report.json"  # one chunk's downloads, in its folder
+HASHES = "hashes.parquet"  # perceptual hashes (photo_id, hash, mirrored, quality): a chunk's, then its subset's
+
+
+def external_hashes(snapshot_dir: str, name: str = "{name}") -> str:
+    """The perceptual hashes of an external benchmark's images (config evaluate.external), keyed by
+    its metadata key, for one snapshot's check (a few minutes each: no output shared by snapshots)."""
+    return f"{snapshot_dir}/images/external/{name}.{HASHES}"
 
 
 def jobs(rows: int, per_job: int) -> int:
@@ -170,6 +177,14 @@ def shard_set(shards_dir: str, name: str) -> str:
 
 def image_leak_report(snapshot_dir: str) -> str:
     return f"{snapshot_dir}/images/overlap_report.json"
+
+
+TRAIN_TEST = "train_test"  # Train's test split, as an evaluation set of the near-duplicate check
+
+
+def near_duplicates(snapshot_dir: str) -> str:
+    """The near-duplicate pairs of the image leak check as a table (.csv, .md beside it)."""
+    return f"{snapshot_dir}/images/near_duplicates"
 
 
 def shards(snapshot_dir: str, subset: str = "{subset}") -> str:

@@ -11,7 +11,8 @@ shuffle (the paper's Figure 5c: shuffle_quality.{csv,md,png}; for Train, of its 
         --out data/snapshots/<date>/shards/train [--config config.yaml]
 
 shards_report.json: samples, shards, settings, the photos without a downloaded image (the failure
-ledger's), those left out as duplicates of an evaluation image, and for Train the samples per split.
+ledger's), those left out as duplicates of an evaluation image (by reason: exact_duplicate,
+near_duplicate), and for Train the samples per split.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from workflow_scripts.images.shuffle import plot_shuffle_quality, shuffle_qualit
 
 
 def collect(parts: list[Path], order: Path, subset: Path, download: Path, out: Path, settings: dict | None = None,
-            drop: list[int] = ()) -> dict:
+            drop: dict[str, list[int]] | None = None) -> dict:
     """Put the parts (each in a folder named for its shard set) together into the folder `out`;
     returns shards_report.json."""
     settings = shards_settings("shards", settings)
@@ -61,7 +62,7 @@ def collect(parts: list[Path], order: Path, subset: Path, download: Path, out: P
                   "without_image": [row[0] for row in con.execute(
                       f"SELECT photo_id FROM subset SEMI JOIN read_parquet({quote(failures)}) USING (photo_id) "
                       "ORDER BY 1").fetchall()],
-                  "dropped_as_duplicates": sorted(drop)}
+                  "left_out_as_duplicates": {reason: sorted(ids) for reason, ids in sorted((drop or {}).items())}}
         if "split" in con.table("subset").columns:  # Train: what training may read
             report["splits"] = dict(con.execute("SELECT split, count(*) FROM ordered GROUP BY 1 ORDER BY 1").fetchall())
         write_json(staging / contracts.SHARDS_REPORT, report)

@@ -11,7 +11,8 @@ fetches only the images whose last failure was retryable (timeouts, connection e
 429 and 408), after waiting `images.retry_wait_seconds` (doubling), its list kept in
 pass-N.urls.parquet; a 404 or 403 stays failed.
 img2dataset's own tars, with photo_id and the image's sha256 in each shard's Parquet, go to
-pass-N/; report.json counts what was attempted and downloaded, by pass and by final reason.
+pass-N/; report.json counts what was attempted and downloaded, by pass and by final reason;
+hashes.parquet has each downloaded image's perceptual hashes (workflow_scripts.images.perceptual).
 
 The chunk is built in <out>.partial/ and renamed to <out> when every pass is done, so a killed job
 leaves nothing a rerun takes for complete: the rerun resumes the partial folder (img2dataset's
@@ -39,6 +40,7 @@ from workflow_scripts.common.config import local_path
 from workflow_scripts.common.config import settings as images_settings
 from workflow_scripts.common.duck import quote, write_parquet
 from workflow_scripts.common.files import throughput, write_json
+from workflow_scripts.images.perceptual import write_chunk_hashes
 
 # worth another pass: the server was busy or the connection failed, not the image
 RETRYABLE = (r"HTTP Error (5\d\d|429|408)\b|timed out|[Cc]onnection|Remote end closed|reset by peer"
@@ -160,6 +162,7 @@ def _download_chunk(subset: Path, chunk: int, out: Path, settings: dict, served:
             break
         fetch_pass(con, todo, partial / f"pass-{number}", settings, served)
     outcomes(con, [partial])
+    write_chunk_hashes(con, partial, partial / contracts.HASHES, settings["processes"])
     report = summary(con) | {"passes": [dict(zip(("pass", "attempted", "succeeded"), row)) for row in con.execute(
         "SELECT pass, count(*), count(*) FILTER (WHERE status = 'success') FROM attempts GROUP BY 1 ORDER BY 1"
     ).fetchall()]}

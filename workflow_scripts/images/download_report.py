@@ -1,6 +1,8 @@
 """A subset's downloads put together: the download report (attempted, succeeded and failed by reason,
-per chunk and in total) and the failure ledger (photo_id, url, reason, attempts of every image not
-downloaded). Fails, after writing both, below `images.min_success_rate`.
+per chunk and in total; downloaded images PIL cannot decode), the failure ledger (photo_id, url,
+reason, attempts of every image not downloaded) and the perceptual hashes of every downloaded image
+(hashes.parquet: workflow_scripts.images.perceptual). Fails, after writing them, below
+`images.min_success_rate`.
 
     python -m workflow_scripts.images.download_report --chunks data/snapshots/<date>/images/train/chunks/* \\
         --out data/snapshots/<date>/images/train [--config config.yaml]
@@ -26,11 +28,15 @@ def download_report(chunks: list[Path], out: Path, settings: dict | None = None)
     settings = images_settings("images", settings)
     con = duckdb.connect()
     outcomes(con, chunks)
-    report = summary(con) | {"chunks": {chunk.name: json.loads((chunk / contracts.CHUNK_REPORT).read_text())
-                                        for chunk in sorted(chunks)}}
+    hashes = [str(chunk / contracts.HASHES) for chunk in sorted(chunks)]
+    con.execute(f"CREATE VIEW hashes AS SELECT * FROM read_parquet({hashes!r})")
+    report = summary(con) | {
+        "undecodable": con.execute("SELECT count(*) FROM hashes WHERE hash IS NULL").fetchone()[0],
+        "chunks": {chunk.name: json.loads((chunk / contracts.CHUNK_REPORT).read_text()) for chunk in sorted(chunks)}}
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(con, "SELECT photo_id, url, reason, attempts FROM outcomes WHERE NOT succeeded ORDER BY photo_id",
                   out / contracts.FAILURES)
+    write_parquet(con, "SELECT * FROM hashes ORDER BY photo_id", out / contracts.HASHES)
     write_json(out / contracts.DOWNLOAD_REPORT, report)
     if report["success_rate"] < settings["min_success_rate"]:
         raise DownloadError(f"{report['succeeded']} of {report['attempted']} images downloaded "
@@ -46,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the subset's image folder")
     args = parser.parse_args(argv)
     # each chunk's URL list and report: img2dataset's own files record times
-    inputs = [chunk / name for chunk in args.chunks for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT)]
+    inputs = [chunk / name for chunk in args.chunks
+              for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT, contracts.HASHES)]
     with cli.running(args, inputs=inputs) as settings:
         report = download_report(args.chunks, args.out, settings)
     print(json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}), file=sys.stderr)

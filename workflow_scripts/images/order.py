@@ -93,11 +93,11 @@ def shard_order(subset: Path, download: Path, out: Path, settings: dict | None =
     return table.num_rows
 
 
-def duplicates_of(image_overlap: Path | None, subset: str) -> list[int]:
-    """The subset's photos the image overlap check names for leaving out of its shards."""
+def duplicates_of(image_overlap: Path | None, subset: str) -> dict[str, list[int]]:
+    """The subset's photos the image overlap check names for leaving out of its shards, by reason."""
     if not image_overlap:
-        return []
-    return json.loads(image_overlap.read_text())["images"]["drop_from_shards"].get(subset, [])
+        return {}
+    return json.loads(image_overlap.read_text())["images"]["drop_from_shards"].get(subset, {})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.subset, args.download, args.image_overlap]) as settings:
         samples = shard_order(args.subset, args.download, args.out, settings,
-                              duplicates_of(args.image_overlap, args.subset.stem), args.processes)
+                              [p for ids in duplicates_of(args.image_overlap, args.subset.stem).values() for p in ids],
+                              args.processes)
     print(f"{args.subset}: {samples:,} samples in shard order", file=sys.stderr)
     return 0
 

@@ -163,9 +163,12 @@ def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
         width, height = images.medium_size(photo.width, photo.height, long_side)
         pixels = images.render(signatures[photo.signature], width, height, photo.pixels_of or photo.photo_id,
                                photo.stage)
+        quality = images.JPEG_QUALITY
+        if photo.edit:
+            pixels, quality = images.edit(pixels, photo.edit)
         target = out / "photos" / str(photo.photo_id) / f"{CURATE['photo_size']}.{photo.extension}"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(images.encode(pixels, photo.true_format))
+        target.write_bytes(images.encode(pixels, photo.true_format, quality))
     return len(photos)
 
 

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 from workflow_scripts.common.config import settings
 from workflow_scripts.common.inat_format import LICENSES
+from workflow_scripts.sample.images import NEAR_DUPLICATE_EDITS
 from workflow_scripts.sample.taxonomy import Species, Taxon, TaxonomyBuilder, build_taxonomy
 
 SUBSETS, CURATE = settings("subsets"), settings("curate")
@@ -49,6 +50,7 @@ class Photo:
     stage: str | None = None
     true_format: str = "JPEG"
     pixels_of: int | None = None  # another photo's id: this one is the same image uploaded again
+    edit: str | None = None  # how the re-upload was changed (images.NEAR_DUPLICATE_EDITS), if it was
 
     def row(self) -> tuple:
         return (self.photo_uuid, self.photo_id, self.observation_uuid, self.observer_id, self.extension,
@@ -207,6 +209,7 @@ class Generator:
             self.species_observations(month, entry, day - timedelta(days=3))
         self.plant_quirks(month)
         self.lifestages(month)
+        self.near_duplicates(month)
         month.observers = dict(self.observers)
         return month
 
@@ -295,6 +298,36 @@ class Generator:
         self.planted["lifestage_species"] = sorted(e.taxon.taxon_id for e in insects)
         self.lifestage_rows = rows
 
+    def near_duplicates(self, month: Month) -> None:
+        """The same picture uploaded again, changed (NEAR_DUPLICATE_EDITS), as a photo of a new
+        observation of its species observed before the cutoff (so it can go into Train): per edit,
+        copies of LifeStages photos (an evaluation set) and of the largest species' photos (Train)."""
+        lifestage_photos = [photo for _, photo, _, _ in self.lifestage_rows]
+        head = {e.taxon.taxon_id for e in self.largest_species()}
+        reused = set(self.planted["duplicate_photo_ids_agreeing"] + self.planted["duplicate_photo_ids_conflicting"]
+                     + list(self.planted["reuploaded_images"].values()))
+        train_photos = [p for p in month.photos if p.signature[1] in head and p.position == 0 and p.pixels_of is None
+                        and p.photo_id not in reused and p.observation_uuid in month.observations  # not an orphan
+                        and month.observations[p.observation_uuid].quality_grade == "research"
+                        and p.license in KEPT_LICENSES]
+        pairs, kinds = [], {}
+        for kind in NEAR_DUPLICATE_EDITS:
+            originals = self.rng.sample(lifestage_photos, 5) + self.rng.sample(train_photos, min(3, len(train_photos)))
+            for photo in originals:
+                lifestage_photos = [p for p in lifestage_photos if p is not photo]
+                train_photos = [p for p in train_photos if p is not photo]
+                original = month.observations[photo.observation_uuid]
+                again = self.observation(original.taxon_id, "research",
+                                         self.observed_on(date(2016, 1, 1), TRAIN_CUTOFF - timedelta(days=1)))
+                copied = copy.copy(photo)
+                copied.photo_uuid, copied.photo_id, copied.pixels_of = self.uuid(), self.photo_id(), photo.photo_id
+                copied.observation_uuid, copied.position, copied.edit = again.observation_uuid, 0, kind
+                copied.extension, copied.true_format, copied.license = "jpg", "JPEG", "CC-BY"
+                self.add(month, again, [copied])
+                pairs.append([photo.photo_id, copied.photo_id])
+                kinds[str(copied.photo_id)] = kind
+        self.planted["near_duplicates"], self.planted["near_duplicate_edits"] = pairs, kinds
+
     # -- month 2 ----------------------------------------------------------------------------
     def second_month(self, first: Month) -> Month:
         rng = self.rng
@@ -354,7 +387,8 @@ class Generator:
         reuploads = self.planted["reuploaded_images"]
         untouched = ({p.photo_id for p in first.photos} - set(self.planted["duplicate_photo_ids_agreeing"])
                      - set(self.planted["duplicate_photo_ids_conflicting"])
-                     - set(map(int, reuploads)) - set(reuploads.values()))
+                     - set(map(int, reuploads)) - set(reuploads.values())
+                     - {photo for pair in self.planted["near_duplicates"] for photo in pair})
         deleted = set(rng.sample(sorted(untouched), 10))
         month.photos = [p for p in month.photos if p.photo_id not in deleted]
         self.planted["deleted_photo_ids"] = sorted(deleted)

@@ -2,8 +2,10 @@
 
 Each genus has a pattern family (stripes, rings, checks, spots) and a palette; each species in
 it shifts the angle, frequency and colours a little, so congeners look alike but not the same.
-Every photo adds its own phase, jitter and noise, so a tiny CLIP can learn species from pixels
-without any two photos being identical.
+Every photo adds its own phase, jitter, noise and a scene (light and shade with a photograph's 1/f
+spectrum: without it a perceptual hash sees only the pattern and pixel noise, and behaves as it
+never does on photos), so a tiny CLIP can learn species from pixels without any two photos being
+identical. edit() makes the near-duplicate copies a re-upload brings (NEAR_DUPLICATE_EDITS).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from PIL import Image
 
 PATTERNS = ("stripes", "rings", "checks", "spots")
 STAGE_TRANSFORMS = {"egg": 0, "larva": 1, "pupa": 2, "adult": 3}
+SCENE_CONTRAST = 0.3  # the scene's light and shade, as a share of the brightness
+JPEG_QUALITY = 85
+# a re-upload of the same picture: JPEG quality, size factor, brightness factor, mirrored
+NEAR_DUPLICATE_EDITS = {"reencoded": (60, 1.0, 1.0, False), "resized": (JPEG_QUALITY, 0.85, 1.0, False),
+                        "brightened": (JPEG_QUALITY, 1.0, 1.15, False), "mirrored": (JPEG_QUALITY, 1.0, 1.0, True)}
 
 
 def _unit(*keys: object) -> np.random.Generator:
@@ -65,14 +72,35 @@ def render(signature: dict, width: int, height: int, photo_id: int, stage: str |
     mix = (field[..., None] + 1) / 2
     c1, c2 = np.array(signature["color1"]), np.array(signature["color2"])
     image = 255 * (mix * c1 + (1 - mix) * c2) * rng.uniform(0.85, 1.15)
+    image *= 1 + SCENE_CONTRAST * scene(rng, height, width)[..., None]
     image += rng.normal(0, 12, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def encode(pixels: np.ndarray, image_format: str) -> bytes:
+def scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random field with a photograph's spectrum (amplitude ~ 1/frequency), mean 0, sd 1."""
+    frequency = np.hypot(np.fft.fftfreq(height)[:, None] * height, np.fft.rfftfreq(width)[None, :] * width)
+    frequency[0, 0] = 1
+    spectrum = (rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)) / frequency
+    spectrum[0, 0] = 0
+    field = np.fft.irfft2(spectrum, s=(height, width))
+    return field / field.std()
+
+
+def edit(pixels: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
+    """A near-duplicate copy of a photo's pixels (NEAR_DUPLICATE_EDITS[kind]) and its JPEG quality."""
+    quality, size, brightness, mirrored = NEAR_DUPLICATE_EDITS[kind]
+    image = Image.fromarray(pixels)
+    if size != 1:
+        image = image.resize((round(image.width * size), round(image.height * size)), Image.Resampling.LANCZOS)
+    copy = np.asarray(image).astype(np.float64) * brightness
+    return np.clip(copy[:, ::-1] if mirrored else copy, 0, 255).astype(np.uint8), quality
+
+
+def encode(pixels: np.ndarray, image_format: str, quality: int = JPEG_QUALITY) -> bytes:
     """JPEG, PNG or GIF bytes; the encoders are deterministic for the same input."""
     buffer = io.BytesIO()
-    options = {"PNG": {"compress_level": 6}, "JPEG": {"quality": 85}, "GIF": {}}[image_format]
+    options = {"PNG": {"compress_level": 6}, "JPEG": {"quality": quality}, "GIF": {}}[image_format]
     Image.fromarray(pixels).save(buffer, image_format, **options)
     return buffer.getvalue()
 
