@@ -108,13 +108,15 @@ rule check_image_overlap:
         f"{LOGS}/overlap/{{date}}-images.log",
     conda:
         "../envs/data.yaml"
+    threads: 8  # faiss's search threads (capped at --cores)
     resources:
-        mem_mb=8000,
+        mem_mb=12000,  # an index block of 16.8 M hashes is ~5 GB, 40 M hashes 1.3 GB
         runtime=6 * 60,
     params:
         settings=Section(config, "overlap"),
     shell:
-        "python -m workflow_scripts.images.duplicates --subsets {input.tables} --downloads {input.downloads}"
+        "OMP_NUM_THREADS={threads} python -m workflow_scripts.images.duplicates --subsets {input.tables}"
+        " --downloads {input.downloads}"
         " --external-hashes {input.external} --out {output.report} --pairs {output.pairs}"
         " --settings {params.settings:q}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

@@ -427,5 +427,5 @@ def test_a_killed_run_leaves_its_spill_folder_only_in_its_staging_folder(mirror,
     assert list((tmp_path / "out.tmp").glob("curate-*")) and not list(system_temp.iterdir())
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert rerun.returncode == 0 and not (tmp_path / "out.tmp").exists()
-    assert ("31,327 photo rows in, 16,044 curated; rejected rows (rejects.csv): observations 0, photos 0, taxa 0; "
-            "dropped most: quality_grade 8,870, license 5,892, kingdom 453") in rerun.stderr  # the summary
+    assert ("31,365 photo rows in, 16,057 curated; rejected rows (rejects.csv): observations 0, photos 0, taxa 0; "
+            "dropped most: quality_grade 8,893, license 5,896, kingdom 450") in rerun.stderr  # the summary
