@@ -44,8 +44,7 @@ def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, dro
     photos (by reason); returns shards_report."""
     shards = settings("shards", shards)
     order = Path(contracts.shard_order(str(folder)))
-    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards,
-                [photo for ids in (drop or {}).values() for photo in ids], processes)
+    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards, drop, processes)
     parts = []
     for shard_set, count in set_rows(subset).items():
         for number in range(contracts.shard_parts(count, shards)):

@@ -8,9 +8,9 @@ duplicates an external benchmark) are named in `drop_from_shards`, by reason (th
 leave them out, so no test image is trained on); groups of duplicates inside Train are listed, and
 kept.
 
-    python -m workflow_scripts.images.duplicates --subsets data/snapshots/<date>/subsets/*.parquet \
-        --downloads data/snapshots/<date>/images/*/download_report.json \
-        [--external-hashes data/external/<name>.hashes.parquet ...] \
+    python -m workflow_scripts.images.duplicates --subsets data/snapshots/<date>/subsets/*.parquet \\
+        --downloads data/snapshots/<date>/images/*/download_report.json \\
+        [--external-hashes data/snapshots/<date>/images/external/<name>.hashes.parquet ...] \\
         --out data/snapshots/<date>/images/overlap_report.json [--config config.yaml]
 """
 

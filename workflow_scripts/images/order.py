@@ -64,13 +64,15 @@ def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) 
     return [str(tar) for tar in tars]
 
 
-def shard_order(subset: Path, download: Path, out: Path, settings: dict | None = None, drop: list[int] = (),
-                processes: int = 1) -> int:
-    """Write the order into `out` (Parquet); `drop`: photo_ids to leave out. Returns the samples."""
+def shard_order(subset: Path, download: Path, out: Path, settings: dict | None = None,
+                drop: dict[str, list[int]] | None = None, processes: int = 1) -> int:
+    """Write the order into `out` (Parquet); `drop`: photo_ids to leave out, by reason. Returns the
+    samples."""
     settings = shards_settings("shards", settings)
     con = duckdb.connect()
     tars = located(con, download, processes)
-    con.register("dropped", pa.table({"photo_id": pa.array(sorted(drop), pa.int64())}))
+    dropped = sorted(photo for ids in (drop or {}).values() for photo in ids)
+    con.register("dropped", pa.table({"photo_id": pa.array(dropped, pa.int64())}))
     shard_set = quote(contracts.WHOLE) if contracts.shard_sets(subset.stem) == (contracts.WHOLE,) else "split"
     # per set, species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
     present = con.execute(f"""SELECT {shard_set} AS shard_set, l.photo_id, l.tar_id, l.offset, l.size
@@ -111,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.subset, args.download, args.image_overlap]) as settings:
         samples = shard_order(args.subset, args.download, args.out, settings,
-                              [p for ids in duplicates_of(args.image_overlap, args.subset.stem).values() for p in ids],
-                              args.processes)
+                              duplicates_of(args.image_overlap, args.subset.stem), args.processes)
     print(f"{args.subset}: {samples:,} samples in shard order", file=sys.stderr)
     return 0
 
