@@ -3,17 +3,20 @@ download, the download report; the shard order, each part, the shards."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import duckdb
 
+from tests.conftest import REPO
+from tests.project_copy import run
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings
 from workflow_scripts.images.collect import collect
 from workflow_scripts.images.download import download_chunk
 from workflow_scripts.images.download_report import download_report
 from workflow_scripts.images.order import shard_order
-from workflow_scripts.images.shards import write_part
 
 
 def rows(subset: Path) -> int:
@@ -49,5 +52,9 @@ def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, dro
     for shard_set, count in set_rows(subset).items():
         for number in range(contracts.shard_parts(count, shards)):
             parts.append(Path(contracts.shard_part(str(folder), shard_set, contracts.chunk_name(number))))
-            write_part(order, subset, shard_set, number, parts[-1], shards, processes)
+            # its own process, as each shard job is: its workers are forked, and forking this test
+            # process (torch, faiss's OpenMP threads) is not safe
+            run(sys.executable, "-m", "workflow_scripts.images.shards", "--order", str(order), "--subset", str(subset),
+                "--shard-set", shard_set, "--part", contracts.chunk_name(number), "--out", str(parts[-1]),
+                "--processes", str(processes), "--settings", json.dumps(shards), cwd=REPO)
     return collect(parts, order, subset, folder / contracts.DOWNLOAD_REPORT, out, shards, drop)
