@@ -21,6 +21,8 @@ include: "rules/subsets.smk"
 include: "rules/images.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/export.smk"
+include: "rules/data_card.smk"
 include: "rules/diff.smk"
 
 

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -37,6 +38,9 @@ wildcard_constraints:
     chunk=r"\d{5}",
     part=r"\d{5}",
     shard_set="|".join((*contracts.TRAIN_SPLITS, contracts.WHOLE)),
+    benchmark="|".join(
+        re.escape(name) for name in contracts.benchmark_names(config["evaluate"])
+    ),
 
 
 def provenance(output: str):
@@ -94,28 +98,29 @@ def output_folder(wildcards, output) -> str:
     return contracts.provenance_target(output.provenance)
 
 
-def benchmark_shards(wildcards) -> dict:
-    """The evaluate rule's inputs: the shards and tables of our benchmarks, the model's checkpoint
-    when it is this run's, and the external benchmarks' metadata."""
-    settings = config["evaluate"]
-    inputs = {
-        name: contracts.shards(SNAPSHOT, name).format(date=wildcards.date)
-        for name in settings["benchmarks"]
-    } | {
-        f"{name}_table": contracts.subset_table(SNAPSHOT, name).format(
-            date=wildcards.date
-        )
-        for name in settings["benchmarks"]
-    }
-    trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
-    return (
-        inputs
-        | ({"checkpoint": trained} if trained else {})
-        | {
-            f"external_{name}": spec["metadata"]
-            for name, spec in settings["external"].items()
+def benchmark_files(date: str, name: str) -> dict:
+    """What a benchmark is read from: one of our subsets' shards and table, or an external
+    benchmark's metadata."""
+    if name in config["evaluate"]["benchmarks"]:
+        return {
+            name: contracts.shards(SNAPSHOT, name).format(date=date),
+            f"{name}_table": contracts.subset_table(SNAPSHOT, name).format(date=date),
         }
-    )
+    return {f"external_{name}": config["evaluate"]["external"][name]["metadata"]}
+
+
+def benchmark_shards(wildcards) -> dict:
+    """The evaluate rule's inputs: every benchmark's files and the model's checkpoint when it is
+    this run's."""
+    inputs = {}
+    for name in contracts.benchmark_names(config["evaluate"]):
+        inputs |= benchmark_files(wildcards.date, name)
+    trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
+    return inputs | ({"checkpoint": trained} if trained else {})
+
+
+def exported_benchmark(wildcards) -> dict:
+    return benchmark_files(wildcards.date, wildcards.benchmark)
 
 
 def evaluated(wildcards) -> dict:
@@ -141,8 +146,9 @@ def compared_inputs(wildcards) -> dict:
 
 
 def final_outputs(wildcards) -> list[str]:
-    """Every snapshot's statistics, subset tables and leak check, shards, models and evaluation
-    tables, and each snapshot diffed against the one before it."""
+    """Every snapshot's statistics, data card, subset tables and leak check, shards, models,
+    evaluation tables and exports, and each snapshot diffed against the one before it.
+    """
     snapshots = dates()
     per_date = [
         rules.stats.output.stats,
@@ -159,6 +165,22 @@ def final_outputs(wildcards) -> list[str]:
             allow_missing=True,
         ),
         rules.paper_tables.output.summary,
+        rules.shot_bands.output.table,
+        rules.data_card.output.card,
+        *(
+            expand(
+                rules.clip_benchmark_export.output.export,
+                benchmark=contracts.benchmark_names(config["evaluate"]),
+                allow_missing=True,
+            )
+            if config["export"]["clip_benchmark"]
+            else []
+        ),
+        *expand(
+            rules.inat_export.output.export,
+            subset=config["export"]["inat2021"],
+            allow_missing=True,
+        ),
     ]
     pairs = [
         rules.diff.output.report.format(previous=a, current=b)

@@ -82,3 +82,57 @@ rule paper_tables:
         "python -m workflow_scripts.evaluate.tables --metrics {input.metrics} --models {params.models}"
         " --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"
+
+
+rule shot_bands:
+    """Top-1 per model and benchmark over classes grouped by their number of Train images (bands in
+    config evaluate.shot_bands; species absent from Train their own band): table and figure.
+    """
+    input:
+        predictions=expand(
+            rules.evaluate.output.predictions, model=EVALUATED, allow_missing=True
+        ),
+        train=contracts.subset_table(SNAPSHOT, "train"),
+        tables=[
+            contracts.subset_table(SNAPSHOT, name)
+            for name in config["evaluate"]["benchmarks"]
+        ],
+        external=[spec["metadata"] for spec in config["evaluate"]["external"].values()],
+    output:
+        table=report(
+            f"{contracts.shot_bands(RESULTS)}/{contracts.SHOT_BANDS}.csv",
+            caption="../report/shot_bands.rst",
+            category="Tables",
+            subcategory="{date}",
+        ),
+        text=[
+            f"{contracts.shot_bands(RESULTS)}/{contracts.SHOT_BANDS}{suffix}"
+            for suffix in (".md", ".tex")
+        ],
+        figure=report(
+            f"{contracts.shot_bands(RESULTS)}/{contracts.SHOT_BANDS}.png",
+            caption="../report/shot_bands.rst",
+            category="Figures",
+            subcategory="{date}",
+        ),
+        provenance=provenance(contracts.shot_bands(RESULTS)),
+    log:
+        f"{LOGS}/shot_bands/{{date}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        subsets=lambda wildcards, input: os.path.dirname(input.train),
+        evaluations=" ".join(
+            shlex.quote(contracts.evaluation(RESULTS, "{date}", model))
+            for model in EVALUATED
+        ),
+        models=" ".join(shlex.quote(model) for model in EVALUATED),
+        out=output_folder,
+        settings=Section(config, "evaluate"),
+    shell:
+        "python -m workflow_scripts.evaluate.shot_bands --subsets {params.subsets} --evaluations {params.evaluations}"
+        " --models {params.models} --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"

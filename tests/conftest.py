@@ -7,6 +7,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import tarfile
 import threading
@@ -73,6 +74,26 @@ def sample_months(sample, mirror, tmp_path_factory) -> Path:
         build(snapshot / "curated" / contracts.CURATED_TABLE, snapshot / "subsets",
               {"lifestages": {"export": str(sample / contracts.SAMPLE_LIFESTAGES)}})
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_model(sample_months, mirror, tmp_path_factory) -> tuple[Path, Path]:
+    """The demo's path on the sample's newer month after its subsets: Train's images downloaded from
+    the mirror and sharded, the tiny-cpu recipe trained as configured. Returns a snapshot folder
+    (subsets/, shards/train/) and the checkpoint."""
+    from tests.images import download, shard
+    from workflow_scripts.common.config import load_config
+    from workflow_scripts.train import train
+
+    config = load_config(REPO / "config.yaml")
+    snapshot = tmp_path_factory.mktemp("demo") / MONTHS[-1].isoformat()
+    shutil.copytree(sample_months / MONTHS[-1].isoformat() / "subsets", contracts.subsets(str(snapshot)))
+    table, shards = Path(contracts.subset_table(str(snapshot), "train")), Path(contracts.shards(str(snapshot), "train"))
+    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
+    download(table, snapshot / "images", {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(mirror)}})
+    shard(table, snapshot / "images", shards, processes=2)
+    train(shards, snapshot.parent / "tiny-cpu", "tiny-cpu", config["train"], threads=2)
+    return snapshot, snapshot.parent / "tiny-cpu" / contracts.CHECKPOINT
 
 
 @pytest.fixture(scope="session")

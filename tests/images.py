@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from tests.conftest import REPO
 from tests.project_copy import run
+from tests.test_subsets import write_curated
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings
 from workflow_scripts.images.collect import collect
@@ -58,3 +60,19 @@ def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, dro
                 "--shard-set", shard_set, "--part", contracts.chunk_name(number), "--out", str(parts[-1]),
                 "--processes", str(processes), "--settings", json.dumps(shards), cwd=REPO)
     return collect(parts, order, subset, folder / contracts.DOWNLOAD_REPORT, out, shards, drop)
+
+
+def snapshot_of(folder: Path, tables: dict[str, list[dict]], image: Callable[[dict], bytes]) -> Path:
+    """`folder` as a snapshot: each subset's table from its rows (photo URLs at https://example.org),
+    the images `image(row)` served from a local mirror, downloaded and sharded as the pipeline does."""
+    for row in (row for rows in tables.values() for row in rows):
+        (folder / "mirror" / "photos" / str(row["photo_id"])).mkdir(parents=True)
+        (folder / "mirror" / "photos" / str(row["photo_id"]) / "medium.jpg").write_bytes(image(row))
+    for subset, rows in tables.items():
+        table = Path(contracts.subset_table(str(folder), subset))
+        table.parent.mkdir(exist_ok=True)
+        write_curated(rows, table)
+        download(table, folder / "images" / subset, {"url_rewrite": {"from": "https://example.org",
+                                                                      "to": str(folder / "mirror")}})
+        shard(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
+    return folder

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.images import download, shard
-from tests.test_subsets import rows_of, write_curated
+from tests.images import snapshot_of
+from tests.test_subsets import rows_of
 from workflow_scripts.common import contracts
 from workflow_scripts.evaluate import stage as evaluate
 from workflow_scripts.evaluate.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
@@ -57,17 +57,7 @@ def snapshot(tmp_path_factory):
             "balanced": rows_of("Aus alba", 3, "Aves", 21) + rows_of("Bus beta", 3, "Insecta", 31),
             "unseen": rows_of("Cus gamma", 2, "Insecta", 41),
             "lifestages": [{**r, "label": "common Dus delta larva"} for r in rows_of("Dus delta", 2, "Insecta", 51)]}
-    for row in (row for subset_rows in rows.values() for row in subset_rows):
-        (folder / "mirror" / "photos" / str(row["photo_id"])).mkdir(parents=True)
-        (folder / "mirror" / "photos" / str(row["photo_id"]) / "medium.jpg").write_bytes(
-            picture(row["photo_id"] * 4, "JPEG"))
-    for subset, subset_rows in rows.items():
-        table = Path(contracts.subset_table(str(folder), subset))
-        table.parent.mkdir(exist_ok=True)
-        write_curated(subset_rows, table)
-        download(table, folder / "images" / subset, {"url_rewrite": {"from": "https://example.org",
-                                                                      "to": str(folder / "mirror")}})
-        shard(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
+    snapshot_of(folder, rows, lambda row: picture(row["photo_id"] * 4, "JPEG"))
     return folder
 
 

@@ -58,5 +58,6 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
         on_slurm = scattered_outputs(rule, log)
         assert on_slurm == scattered_outputs(rule, local), rule  # the same jobs as the local run
         assert sum(train_jobs in output for output in on_slurm) >= 3, (rule, on_slurm)
-    for folder in (f"results/{MONTH}/paper_tables", f"results/{MONTH}/subset_tables", f"data/snapshots/{MONTH}/shards"):
+    for folder in (f"results/{MONTH}/paper_tables", f"results/{MONTH}/subset_tables", f"results/{MONTH}/shot_bands",
+                   f"results/{MONTH}/data_card", f"data/snapshots/{MONTH}/shards", f"data/snapshots/{MONTH}/exports"):
         assert hashes(copies["slurm"] / folder) == hashes(copies["local"] / folder), folder

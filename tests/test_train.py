@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import tarfile
 import time
 
 import duckdb
@@ -20,11 +19,8 @@ from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
 from workflow_scripts.common.config import load_config, train_launcher
-from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES, TAXONOMY_ARCHIVE
-from workflow_scripts.curate.stage import curate
 from workflow_scripts.evaluate.benchmarks import subset_benchmark
 from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
-from workflow_scripts.subsets.build import build as subsets
 
 CONFIG = load_config(REPO / "config.yaml")
 SETTINGS = CONFIG["train"]
@@ -116,28 +112,17 @@ def test_global_batch_must_split_over_processes_and_processes_need_gpus():
         train.open_clip_argv(SETTINGS["recipes"]["tiny-cpu"], 0, "x", 1, REPO, "n", 2)
 
 
-def test_demo_recipe_learns_the_sample_and_random_init_does_not(sample, mirror, tmp_path):
-    """The demo's path on the sample's newer month: curate, subsets, download from the mirror,
-    shards, tiny-cpu as configured; zero-shot on Train's test split against all Train species."""
-    bundle = "inaturalist-open-data-20240927"
-    with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
-        tar.extractall(tmp_path, filter="data")
-    curate(tmp_path / bundle, tmp_path / "curated", taxonomy=mirror / TAXONOMY_ARCHIVE)
-    subsets(tmp_path / "curated" / "curated.parquet", tmp_path / "subsets",
-            {"lifestages": {"export": str(sample / SAMPLE_LIFESTAGES)}})
-    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
-    download(tmp_path / "subsets" / "train.parquet", tmp_path / "images",
-             {"url_rewrite": {**CONFIG["images"]["url_rewrite"], "to": str(mirror)}})
-    shard(tmp_path / "subsets" / "train.parquet", tmp_path / "images", tmp_path / "shards", processes=2)
-    train.train(tmp_path / "shards", tmp_path / "tiny-cpu", "tiny-cpu", SETTINGS, threads=2)
-
-    species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{tmp_path}/subsets/train.parquet'"
-                                             ).fetchall())
-    test = subset_benchmark(tmp_path / "shards", tmp_path / "subsets" / "train.parquet", "train")
+def test_demo_recipe_learns_the_sample_and_random_init_does_not(demo_model, tmp_path):
+    """The demo's path on the sample's newer month (curate, subsets, download from the mirror,
+    shards, tiny-cpu as configured); zero-shot on Train's test split against all Train species."""
+    snapshot, checkpoint = demo_model
+    table = snapshot / "subsets" / "train.parquet"
+    species = sorted(r[0] for r in duckdb.sql(f"SELECT DISTINCT species FROM '{table}'").fetchall())
+    test = subset_benchmark(snapshot / "shards" / "train", table, "train")
     assert test.class_keys == species  # every Train species, from the table
     chance = 1 / len(species)
     accuracy = {}
-    for name, weights in (("trained", str(tmp_path / "tiny-cpu" / "checkpoint.pt")), ("random", None)):
+    for name, weights in (("trained", str(checkpoint)), ("random", None)):
         network, preprocess, tokenizer = load_model("biotrove-tiny", weights)
         features = encode_images(network, preprocess, test.paths, test.locations, tmp_path / f"{name}.features")
         ids, _ = top_k(features, classifier(network, tokenizer, species))

@@ -141,7 +141,8 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     assert planned_jobs(cwd=tmp_path) == {
         "sample": 1, "fetch": 2, "curate": 2, "stats": 2, "subsets": 2, "check_overlap": 2, "subset_tables": 2,
         "download_report": 8, "check_image_overlap": 2, "shard_order": 8, "shards": 8, "train": 2, "evaluate": 4,
-        "paper_tables": 2, "diff": 1, "all": 1, "total": 49}
+        "paper_tables": 2, "shot_bands": 2, "data_card": 2, "clip_benchmark_export": 8, "inat_export": 8, "diff": 1,
+        "all": 1, "total": 69}
 
 
 def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):

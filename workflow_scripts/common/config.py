@@ -84,10 +84,18 @@ def _check_names(config: dict) -> None:
                           f"evaluate.benchmarks (choices: {_choices(benchmarks)})")
 
 
+def check_shot_bands(edges: list[int]) -> None:
+    """evaluate.shot_bands: lower edges from 1 up, increasing."""
+    if edges[0] != 1 or any(low >= high for low, high in zip(edges, edges[1:])):
+        raise ConfigError(f"config evaluate.shot_bands: {edges} does not start at 1 and increase: list each band's "
+                          "lowest number of Train images, from 1 up (0, absent from Train, is a band of its own)")
+
+
 def validated(config: dict) -> dict:
     """The whole configuration: defaults filled in, checked against the schema, then the names it
-    refers to (_check_names); raises ConfigError naming the offending key."""
+    refers to (_check_names) and the shot bands' order; raises ConfigError naming the offending key."""
     _check_names(_schema_checked(config))
+    check_shot_bands(config["evaluate"]["shot_bands"])
     return config
 
 

@@ -238,6 +238,39 @@ PAPER_TABLES = ("table5_zero_shot", "table8_levels", "table9_top1_top5", "confor
 PAPER_FIGURES = ("zero_shot_accuracy.png", "conformal_set_size.png")
 
 
+def shot_bands(results: str, date: str = "{date}") -> str:
+    """Top-1 per band of Train images per class, every model and benchmark: table and figure."""
+    return f"{results}/{date}/shot_bands"
+
+
+SHOT_BANDS = "shot_band_accuracy"  # .csv, .md, .tex and .png
+
+
+# -- exports: the benchmarks and subsets in the field's formats -----------------------------------
+def clip_benchmark_export(snapshot_dir: str, benchmark: str = "{benchmark}") -> str:
+    """An evaluation benchmark as clip_benchmark's webdataset dataset (`--dataset wds/<name>
+    --dataset_root <this folder>`), with a manifest of its samples."""
+    return f"{snapshot_dir}/exports/clip_benchmark/{benchmark}"
+
+
+CLIP_BENCHMARK_MANIFEST = "manifest.csv"
+
+
+def inat_export(snapshot_dir: str, subset: str = "{subset}") -> str:
+    """A subset in the iNaturalist 2021 competition format: <set>.json and <set>/<image_dir_name>/
+    per set (Train: train, val, test; a benchmark: test)."""
+    return f"{snapshot_dir}/exports/inat2021/{subset}"
+
+
+# -- data card: what a snapshot holds, how it was filtered, its biases and duties ------------------
+def data_card(results: str, date: str = "{date}") -> str:
+    return f"{results}/{date}/data_card"
+
+
+DATA_CARD = "data_card.md"
+DATA_CARD_FIGURES = ("composition.png", "licenses.png", "observation_years.png", "world_map.png")
+
+
 # -- diff ------------------------------------------------------------------------------------------
 def diff(results: str, previous: str = "{previous}", current: str = "{current}") -> str:
     return f"{results}/diff/{previous}_vs_{current}"

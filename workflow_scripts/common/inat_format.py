@@ -38,6 +38,9 @@ COLUMNS = {
 OPTIONAL_TRAILING = {"observations": ("anomaly_score",)}
 
 LICENSES = ("CC0", "CC-BY", "CC-BY-NC", "CC-BY-SA", "CC-BY-ND", "CC-BY-NC-SA", "CC-BY-NC-ND", "PD")
+LICENSE_URLS = {"CC0": "https://creativecommons.org/publicdomain/zero/1.0/",
+                "PD": "https://creativecommons.org/publicdomain/mark/1.0/",
+                **{code: f"https://creativecommons.org/licenses/{code[3:].lower()}/4.0/" for code in LICENSES[1:-1]}}
 QUALITY_GRADES = ("research", "needs_id", "casual")
 
 RANK_LEVELS = {

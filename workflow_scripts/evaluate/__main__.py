@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from workflow_scripts.common import cli, contracts
-from workflow_scripts.evaluate.stage import evaluate
+from workflow_scripts.evaluate.stage import benchmark_inputs, evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the evaluation folder to write")
     args = parser.parse_args(argv)
     settings = cli.settings(args)
-    inputs = [path for name in settings["benchmarks"] for path in (contracts.shards(str(args.snapshot), name),
-                                                                    contracts.subset_table(str(args.snapshot), name))]
-    inputs += [spec["metadata"] for spec in settings["external"].values()]
+    inputs = [path for name in contracts.benchmark_names(settings)
+              for path in benchmark_inputs(name, args.snapshot, settings)]
     checkpoint = Path(args.pretrained) if args.pretrained and Path(args.pretrained).is_file() else None
     with cli.running(args, inputs=[*inputs, checkpoint],
                      recorded={**settings, "model": args.model, "pretrained": args.pretrained}) as settings:

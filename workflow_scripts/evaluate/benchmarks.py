@@ -68,11 +68,12 @@ def tar_images(tars: list[Path]) -> tuple[list[str], np.ndarray]:
     return keys, np.array(locations, dtype=np.int64).reshape(-1, 3)
 
 
-def subset_benchmark(shards: Path, table: Path, name: str) -> Benchmark:
-    """The subset `name` as a benchmark: the images of its shard set (Train's test split) from the
-    tar headers, the classes from its table (every row's: Train's classes are all its species)."""
+def subset_benchmark(shards: Path, table: Path, name: str, shard_set: str | None = None) -> Benchmark:
+    """The subset `name` as a benchmark: the images of a shard set (by default the one evaluation
+    reads: Train's test split) from the tar headers, the classes from its table (every row's:
+    Train's classes are all its species)."""
     split, column = SUBSET_BENCHMARKS[name]
-    folder = Path(contracts.shard_set(str(shards), split or contracts.WHOLE))
+    folder = Path(contracts.shard_set(str(shards), shard_set or split or contracts.WHOLE))
     tars = [folder / tar for tar in json.loads((folder / contracts.SHARD_SIZES).read_text())]
     keys, locations = tar_images(tars)
     photo_ids = np.array([int(key) for key in keys], dtype=np.int64)

@@ -132,6 +132,13 @@ def levels(network, tokenizer, features, benchmark: Benchmark, precision: str) -
     return records, pa.concat_tables(tables)
 
 
+def benchmark_inputs(name: str, snapshot: Path, settings: dict) -> list[Path]:
+    """What a benchmark is read from: a subset's shards and table, or an external one's metadata."""
+    if name in SUBSET_BENCHMARKS:
+        return [Path(contracts.shards(str(snapshot), name)), Path(contracts.subset_table(str(snapshot), name))]
+    return [Path(settings["external"][name]["metadata"])]
+
+
 def open_benchmark(name: str, snapshot: Path, settings: dict) -> Benchmark:
     if name in SUBSET_BENCHMARKS:
         return subset_benchmark(Path(contracts.shards(str(snapshot), name)),

@@ -38,6 +38,11 @@ METHOD_NAMES = {"softmax": "softmax (marginal)", "class_conditional": "class-con
                 "pas": "PAS (macro)", "wpas": "weighted PAS"}
 
 
+def abbreviations(settings: dict) -> dict[str, str]:
+    """Each benchmark's short name in the tables: ours, then an external one's configured abbreviation."""
+    return ABBREVIATIONS | {name: spec.get("abbreviation", name) for name, spec in settings["external"].items()}
+
+
 def accuracy(scored: dict, k: int = 1) -> Fraction:
     """Top-k accuracy, exactly, from the hit count."""
     return Fraction(scored[f"top{k}_hits"], scored["images"])
@@ -140,13 +145,13 @@ def paper_tables(metrics: list[Path], models: list[str], out: Path, settings: di
     into the folder `out`; `settings`: config.yaml's `evaluate` section."""
     settings = evaluate_settings("evaluate", settings)
     results = {model: json.loads(path.read_text()) for model, path in zip(models, metrics, strict=True)}
-    abbreviations = ABBREVIATIONS | {n: spec.get("abbreviation", n) for n, spec in settings["external"].items()}
+    short_names = abbreviations(settings)
     full_names = FULL_NAMES | {n: n for n in settings["external"]}
     alpha, names = settings["conformal"]["alpha"], contracts.benchmark_names(settings)
     table5_name, table8_name, table9_name, conformal_name = contracts.PAPER_TABLES
     accuracy_name, conformal_figure_name = contracts.PAPER_FIGURES
     with building(out) as staging:
-        write_table(table5(results, names, abbreviations), staging / table5_name,
+        write_table(table5(results, names, short_names), staging / table5_name,
                     "Zero-shot top-1 accuracy (%) per benchmark (n: classes) ± half the width of its 95% Wilson score "
                     "interval; Weighted Avg.: each benchmark weighted by its classes. " + ROUNDING, tex=True)
         write_table(table8(results), staging / table8_name,
@@ -155,13 +160,13 @@ def paper_tables(metrics: list[Path], models: list[str], out: Path, settings: di
                     + ROUNDING, tex=True)
         write_table(table9(results, names, full_names), staging / table9_name,
                     "Zero-shot top-1 and top-5 accuracy per benchmark (fractions). " + ROUNDING, tex=True)
-        write_table(conformal_table(results, alpha, abbreviations), staging / conformal_name,
+        write_table(conformal_table(results, alpha, short_names), staging / conformal_name,
                     f"Conformal prediction sets at alpha = {alpha}: coverage, macro-coverage (weighted for weighted "
                     "PAS) and mean set size on the test part; thresholds from the calibration part. Class-conditional "
                     "thresholds need about 1/alpha calibration images per class; with fewer, a class is always in the "
                     "set. " + ROUNDING, tex=True)
-        accuracy_figure(results, names, abbreviations, staging / accuracy_name)
-        conformal_figure(results, names, abbreviations, alpha, staging / conformal_figure_name)
+        accuracy_figure(results, names, short_names, staging / accuracy_name)
+        conformal_figure(results, names, short_names, alpha, staging / conformal_figure_name)
         write_json(staging / contracts.METRICS, {
             model: {**{name: {"top1": s["top1"], "top5": s["top5"]} for name, s in r["benchmarks"].items()},
                     "weighted_average_top1": r["weighted_average_top1"]} for model, r in results.items()})

@@ -28,6 +28,7 @@ from workflow_scripts.common.models import register_model_configs
 LOGIT_SCALE = 100.0  # CLIP's zero-shot temperature
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHUNK = 4096  # feature rows read back at a time
+TEMPLATES = OPENAI_IMAGENET_TEMPLATES  # every classifier's prompts; the clip_benchmark export writes them
 
 
 def load_model(model: str, pretrained: str | None, device: str = "cpu"):
@@ -49,7 +50,7 @@ def autocast(network, precision: str = "fp32"):
     return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
-def classifier(network, tokenizer, class_names: list[str], templates=OPENAI_IMAGENET_TEMPLATES,
+def classifier(network, tokenizer, class_names: list[str], templates=TEMPLATES,
                precision: str = "fp32") -> torch.Tensor:
     """(embedding size x classes), float32, on the model's device."""
     device = next(network.parameters()).device

@@ -18,6 +18,7 @@ config.yaml's `shards` section.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -99,10 +100,14 @@ def write_shards(rows, locations: list, folder: Path, first_shard: int, per_shar
 
 
 def read_images(locations: list[tuple[str, int, int]]):
-    """The bytes at each (tar, offset, size), in order, each tar opened once."""
+    """The bytes at each (file, offset, size), in order, each file opened once; a negative offset
+    reads the whole file (an image file of its own)."""
     files = {}
     try:
         for tar, offset, size in locations:
+            if offset < 0:
+                yield tar, Path(tar).read_bytes()
+                continue
             if tar not in files:
                 files[tar] = open(tar, "rb")
             files[tar].seek(offset)
@@ -112,11 +117,18 @@ def read_images(locations: list[tuple[str, int, int]]):
             handle.close()
 
 
-def write_shard(path: Path, rows, locations: list[tuple[str, int, int]]) -> int:
-    """One shard: each row's image (read at its location), its captions and the row as JSON."""
+@contextlib.contextmanager
+def tar_writer(path: Path):
+    """A webdataset tar writer whose bytes depend only on the samples written (no times)."""
     with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
         writer.tarstream.format = tarfile.USTAR_FORMAT  # webdataset 0.2.86 drops its `format` argument;
         # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
+        yield writer
+
+
+def write_shard(path: Path, rows, locations: list[tuple[str, int, int]]) -> int:
+    """One shard: each row's image (read at its location), its captions and the row as JSON."""
+    with tar_writer(path) as writer:
         for row, (tar, image) in zip(rows.to_pylist(), read_images(locations)):
             sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
                       "json": json.dumps(row, sort_keys=True, default=str).encode()}

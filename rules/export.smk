@@ -1,0 +1,47 @@
+rule clip_benchmark_export:
+    """One evaluation benchmark in clip_benchmark's webdataset layout: the images, class names and
+    prompts our evaluation uses, and a manifest of photo_id -> class."""
+    input:
+        unpack(exported_benchmark),
+    output:
+        export=directory(contracts.clip_benchmark_export(SNAPSHOT)),
+        provenance=provenance(contracts.clip_benchmark_export(SNAPSHOT)),
+    log:
+        f"{LOGS}/clip_benchmark_export/{{date}}/{{benchmark}}.log",
+    conda:
+        "../envs/train.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        snapshot=SNAPSHOT,
+        settings=Section(config, "export"),
+        evaluate=Section(config, "evaluate"),
+    shell:
+        "python -m workflow_scripts.export.clip_benchmark --snapshot {params.snapshot} --benchmark {wildcards.benchmark}"
+        " --settings {params.settings:q} --evaluate {params.evaluate:q} --out {output.export}"
+        " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+
+
+rule inat_export:
+    """One subset in the iNaturalist 2021 competition format: a COCO-style JSON per set (Train: its
+    splits) and the images under the format's folder layout."""
+    input:
+        shards=rules.shards.output.shards,
+        table=contracts.subset_table(SNAPSHOT, "{subset}"),
+    output:
+        export=directory(contracts.inat_export(SNAPSHOT)),
+        provenance=provenance(contracts.inat_export(SNAPSHOT)),
+    log:
+        f"{LOGS}/inat_export/{{date}}/{{subset}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=600,
+    params:
+        categories=Section(config, "subsets", "categories"),
+    shell:
+        "python -m workflow_scripts.export.inat2021 --shards {input.shards} --table {input.table} --subset {wildcards.subset}"
+        " --categories {params.categories:q} --out {output.export} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"

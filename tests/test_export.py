@@ -1,0 +1,171 @@
+"""Exports: LAION's clip_benchmark scores our clip_benchmark export of the demo model's benchmark
+exactly as our evaluation does; the iNaturalist 2021 export reads as COCO with the subsets' counts
+and taxonomy; shot-band accuracy on a hand case."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from pycocotools.coco import COCO
+
+from tests.conftest import REPO
+from tests.images import snapshot_of
+from tests.test_evaluate import folder_benchmark, picture
+from tests.test_subsets import rows_of, write_curated
+from workflow_scripts.common import contracts
+from workflow_scripts.common.config import ConfigError, load_config, validated
+from workflow_scripts.evaluate import stage as evaluate
+from workflow_scripts.evaluate.benchmarks import external_benchmark
+from workflow_scripts.evaluate.shot_bands import band_names, shot_bands
+from workflow_scripts.evaluate.zeroshot import TEMPLATES
+from workflow_scripts.export import clip_benchmark, inat2021
+
+
+def test_clip_benchmark_scores_the_export_as_our_evaluation_does(demo_model, tmp_path):
+    """The demo model on Train's test split (every Train species): clip_benchmark 1.6.2 in fp32
+    (--no_amp) gives our metrics.json's top-1, top-5 and mean per-class recall."""
+    snapshot, checkpoint = demo_model
+    ours = evaluate.evaluate(snapshot, "biotrove-tiny", str(checkpoint), tmp_path / "eval",
+                             {"benchmarks": ["train"], "levels_benchmark": "train"})["benchmarks"]["train"]
+    benchmark = evaluate.open_benchmark("train", snapshot, {})
+    out = tmp_path / "export" / "train"
+    assert clip_benchmark.export(benchmark, out, samples_per_shard=100) == 3
+    assert (out / "test" / "nshards.txt").read_text() == "3\n"
+    assert (out / "classnames.txt").read_text().splitlines() == benchmark.class_keys
+    assert [line.format(c="x") for line in (out / "zeroshot_classification_templates.txt").read_text().splitlines()] \
+        == [template("x") for template in TEMPLATES]
+    manifest = duckdb.sql(f"SELECT * FROM read_csv('{out}/manifest.csv')").fetchall()
+    assert [(row[1], row[2]) for row in manifest] == list(zip(benchmark.keys.tolist(), benchmark.labels.tolist()))
+
+    result = tmp_path / "result.json"
+    subprocess.run([sys.executable, "-m", "tools.clip_benchmark", "eval", "--dataset", "wds/train", "--dataset_root",
+                    str(out), "--model", "biotrove-tiny", "--pretrained", str(checkpoint), "--no_amp",
+                    "--batch_size", "64", "--num_workers", "0", "--output", str(result)],
+                   cwd=REPO, check=True, capture_output=True, timeout=600)
+    theirs = json.loads(result.read_text())["metrics"]
+    assert ours["images"] > 100 and ours["classes"] > 100 and 0 < ours["top1"] < ours["top5"] < 1
+    assert theirs["acc1"] * ours["images"] == pytest.approx(ours["top1_hits"], abs=1e-6)
+    assert theirs["acc5"] * ours["images"] == pytest.approx(ours["top5_hits"], abs=1e-6)
+    assert round(theirs["mean_per_class_recall"], 6) == ours["macro_top1"]
+
+
+def test_a_gif_becomes_a_png_of_the_pixels_evaluation_decodes(tmp_path):
+    """clip_benchmark reads JPEG, PNG and WebP: those keep their bytes, a GIF becomes a PNG of the
+    RGB pixels our evaluation gets; an external benchmark's keys become positions, its image keys
+    go to the manifest."""
+    spec = folder_benchmark(tmp_path, [("a/one.gif", "Aus alba"), ("b/two.jpg", "Bus beta")])
+    gif = io.BytesIO()
+    Image.new("P", (20, 10), 3).save(gif, format="GIF")
+    (tmp_path / "images" / "a" / "one.gif").write_bytes(gif.getvalue())
+    (tmp_path / "images" / "b" / "two.jpg").write_bytes(picture(90, "JPEG"))
+    clip_benchmark.export(external_benchmark({**spec, "name_mode": "scientific"}), tmp_path / "out", 10, "image")
+    with tarfile.open(tmp_path / "out" / "test" / "0.tar") as tar:
+        members = {member.name: tar.extractfile(member).read() for member in tar}
+    assert sorted(members) == ["00000000.cls", "00000000.png", "00000001.cls", "00000001.jpg"]
+    assert members["00000001.jpg"] == picture(90, "JPEG") and members["00000001.cls"] == b"1"
+    converted = np.asarray(Image.open(io.BytesIO(members["00000000.png"])))
+    assert np.array_equal(converted, np.asarray(Image.open(gif).convert("RGB")))
+    assert (tmp_path / "out" / contracts.CLIP_BENCHMARK_MANIFEST).read_text().splitlines() == [
+        "key,image,cls,class_name", "00000000,a/one.gif,0,Aus alba", "00000001,b/two.jpg,1,Bus beta"]
+
+
+def test_a_class_name_clip_benchmark_would_change_is_refused():
+    with pytest.raises(clip_benchmark.ExportError, match="one per line, stripped"):
+        clip_benchmark.class_lines(["Aus alba", "Bus beta "])
+
+
+@pytest.fixture(scope="module")
+def located(tmp_path_factory) -> Path:
+    """Train (three splits, two species) and LifeStages (two labels of one species) with
+    coordinates, licenses and one GIF, downloaded and sharded."""
+    def placed(rows: list[dict]) -> list[dict]:
+        return [{**row, "latitude": 10.5 + row["photo_id"], "longitude": -3.25, "positional_accuracy": row["photo_id"],
+                 "license": "CC0" if row["photo_id"] % 3 else "CC-BY-NC"} for row in rows]
+
+    splits = ("train", "train", "val", "test")
+    tables = {"train": placed([{**row, "split": splits[row["photo_id"] % 4]}
+                               for row in rows_of("Aus alba", 6, "Aves", 1) + rows_of("Bus beta", 6, "Insecta", 11)]),
+              "lifestages": placed([{**row, "label": f"common Dus delta {'larva' if row['photo_id'] % 2 else 'adult'}"}
+                                    for row in rows_of("Dus delta", 4, "Insecta", 51)])}
+    return snapshot_of(tmp_path_factory.mktemp("located"), tables,
+                       lambda row: picture(row["photo_id"] * 4, "GIF" if row["photo_id"] == 2 else "JPEG"))
+
+
+@pytest.mark.parametrize("subset, sets, column", [("train", ("train", "val", "test"), "species"),
+                                                  ("lifestages", ("test",), "label")])
+def test_inat2021_export_reads_as_coco_with_the_subsets_counts_and_taxonomy(located, tmp_path, subset, sets, column):
+    out = tmp_path / subset
+    table = contracts.subset_table(str(located), subset)
+    written = inat2021.export(Path(contracts.shards(str(located), subset)), Path(table), subset, out,
+                              {"Aves": "class"}, "2024-09-27")
+    rows = {row["photo_id"]: row for row in duckdb.sql(f"SELECT * FROM '{table}'").df().to_dict("records")}
+    classes = sorted({row[column] for row in rows.values()})
+    for set_name in sets:
+        coco = COCO(str(out / f"{set_name}.json"))
+        expected = {photo_id for photo_id, row in rows.items() if row.get("split", "test") == set_name}
+        assert written[set_name] == {"images": len(expected), "not_in_shards": 0}
+        assert set(coco.getImgIds()) == expected
+        categories = coco.loadCats(coco.getCatIds())
+        assert [c["name"] for c in categories] == classes  # every class in every set: ids agree across sets
+        licenses = {entry["id"]: entry["name"] for entry in coco.dataset["licenses"]}
+        for image in coco.loadImgs(coco.getImgIds()):
+            row, (annotation,) = rows[image["id"]], coco.loadAnns(coco.getAnnIds(imgIds=image["id"]))
+            category = coco.loadCats(annotation["category_id"])[0]
+            assert category["name"] == row[column] and category["genus"] == row["genus"]
+            assert category["family"] == row["family"] and category["kingdom"] == row["kingdom"]
+            assert category["specific_epithet"] == row["species"].split()[1]
+            assert category["supercategory"] == ("Aves" if row["class"] == "Aves" else row["kingdom"])
+            assert image["file_name"] == f"{set_name}/{category['image_dir_name']}/{row['photo_uuid']}." + (
+                "gif" if image["id"] == 2 else "jpg")
+            with Image.open(out / image["file_name"]) as file:
+                assert file.size == (image["width"], image["height"]) == (40, 40)
+            assert (licenses[image["license"]], image["latitude"], image["location_uncertainty"]) == (
+                row["license"], row["latitude"], row["positional_accuracy"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*sets, *(f"{s}.json" for s in sets)])
+
+
+def test_shot_bands_on_a_hand_case(tmp_path):
+    """Train's train split: Aus alba 4 images (band 3+), Bus beta 1 (band 1-2); Unseen's Cus gamma
+    none (absent). Top-1 and the class mean per band, from cached predictions."""
+    train = [{**row, "split": "train"} for row in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 1, "Aves", 5)]
+    train += [{**row, "split": "test"} for row in rows_of("Aus alba", 3, "Aves", 11) + rows_of("Bus beta", 2, "Aves", 21)]
+    (tmp_path / "subsets").mkdir()
+    write_curated(train, tmp_path / "subsets" / "train.parquet")
+    write_curated(rows_of("Cus gamma", 2, "Insecta", 31), tmp_path / "subsets" / "unseen.parquet")
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+
+    def predicted(photo_ids: list[int], labels: list[int], top1: list[int], name: str) -> None:
+        pq.write_table(pa.table({"photo_id": photo_ids, "label": labels, "top_ids": [[t, 9] for t in top1]}),
+                       evaluation / contracts.predictions(name))
+
+    predicted([11, 12, 13, 21, 22], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1], "train")  # Aus 1 of 3, Bus 2 of 2
+    predicted([31, 32], [0, 0], [1, 1], "unseen")
+    settings = {"benchmarks": ["train", "unseen"], "levels_benchmark": "train", "shot_bands": [1, 3]}
+    records = shot_bands(tmp_path / "subsets", [evaluation], ["m"], tmp_path / "out", settings)
+    assert band_names([1, 3]) == ["absent", "1-2", "3+"]
+    assert [(r["benchmark"], r["band"], r["classes"], r["images"], r["hits"]) for r in records] == [
+        ("BT-Test", 1, 1, 2, 2), ("BT-Test", 2, 1, 3, 1), ("BTU", 0, 1, 2, 0)]
+    table = (tmp_path / "out" / f"{contracts.SHOT_BANDS}.csv").read_text().splitlines()
+    assert table[1:] == ["m,BT-Test,1-2,1,2,100.0 ± 32.88,100.0", "m,BT-Test,3+,1,3,33.3 ± 36.54,33.3",
+                         "m,BTU,absent,1,2,0.0 ± 32.88,0.0"]
+    assert (tmp_path / "out" / f"{contracts.SHOT_BANDS}.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("edges", [[2, 10], [1, 10, 10], [1, 5, 3]])
+def test_shot_bands_must_start_at_one_and_increase(edges):
+    config = load_config(REPO / "config.yaml")
+    config["evaluate"]["shot_bands"] = edges
+    with pytest.raises(ConfigError, match="evaluate.shot_bands"):
+        validated(config)

@@ -1,0 +1,160 @@
+"""Long-tail accuracy: zero-shot top-1 of every model on every benchmark, over classes grouped by
+how many images of them Train's train split holds (the long-tail view of the Pl@ntNet seed), from
+the evaluations' cached predictions (no model is run).
+
+    python -m workflow_scripts.evaluate.shot_bands --subsets data/snapshots/<date>/subsets \\
+        --evaluations results/<date>/eval/tiny-cpu results/<date>/eval/random-init \\
+        --models tiny-cpu random-init --out results/<date>/shot_bands [--config config.yaml]
+
+A class's band comes from its species' Train images: our benchmarks' images carry their species
+(LifeStages' classes are a species at a life stage), an external benchmark's classes are species
+when its name mode is `scientific` (others are left out: nothing ties them to Train). The bands'
+lower edges are `evaluate.shot_bands`; species without images in Train's train split (Unseen's)
+form the band `absent`.
+Per model, benchmark and band: classes, images, top-1 with its 95% Wilson interval and the mean
+over classes of their top-1 (shot_band_accuracy.csv/.md/.tex, and .png). The settings are
+config.yaml's `evaluate` section.
+"""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.config import check_shot_bands
+from workflow_scripts.common.config import settings as evaluate_settings
+from workflow_scripts.common.duck import quote
+from workflow_scripts.common.files import building
+from workflow_scripts.common.plots import plt, save
+from workflow_scripts.common.tables import ROUNDING, half_up, write_table
+from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS, external_benchmark
+from workflow_scripts.evaluate.metrics import wilson
+from workflow_scripts.evaluate.tables import abbreviations
+
+ABSENT = "absent"
+
+
+def band_names(edges: list[int]) -> list[str]:
+    """`absent`, then one name per lower edge: 1-19, 20-49, ..., 1000+."""
+    return [ABSENT] + [f"{low}-{high - 1}" for low, high in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+
+
+def bands(train_images: np.ndarray, edges: list[int]) -> np.ndarray:
+    """Each class's band index: 0 when absent from Train, else the band its image count falls in."""
+    return np.searchsorted(np.array(edges), train_images, side="right")
+
+
+def scored_images(con: duckdb.DuckDBPyConnection, name: str, predictions: Path, subsets: Path,
+                  settings: dict) -> pd.DataFrame | None:
+    """Per image of a benchmark: its class (`label`), whether the model's top-1 hit it and its
+    species' Train images; None for an external benchmark whose classes are not species."""
+    if name in SUBSET_BENCHMARKS:
+        species = f"SELECT photo_id, species FROM read_parquet({quote(subsets / contracts.subset_file(name))})"
+        joined = "USING (photo_id)"
+    elif settings["external"][name]["name_mode"] == "scientific":
+        names = external_benchmark(settings["external"][name]).class_keys  # the labels, as evaluation ordered them
+        con.register("class_names", pa.table({"label": np.arange(len(names)), "species": names}))
+        species, joined = "SELECT label, species FROM class_names", "USING (label)"
+    else:
+        return None
+    return con.execute(f"""SELECT p.label, p.top_ids[1] = p.label AS hit, coalesce(c.images, 0) AS train_images
+                           FROM read_parquet({quote(predictions)}) AS p JOIN ({species}) AS s {joined}
+                           LEFT JOIN train_counts AS c ON c.species = s.species""").df()
+
+
+def band_rows(images: pd.DataFrame, edges: list[int]) -> list[dict]:
+    """Per band with images: classes, images, hits, and the mean over classes of their top-1."""
+    images = images.assign(band=bands(images.train_images.to_numpy(), edges))
+    rows = []
+    for band, found in images.groupby("band", sort=True):
+        per_class = found.groupby("label").hit.mean()
+        rows.append({"band": int(band), "classes": len(per_class), "images": len(found), "hits": int(found.hit.sum()),
+                     "macro_top1": Fraction(repr(float(per_class.mean())))})
+    return rows
+
+
+def shot_band_table(records: list[dict], names: list[str]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        low, high = wilson(r["hits"], r["images"])
+        rows.append({"Model": r["model"], "Benchmark": r["benchmark"], "Train images": names[r["band"]],
+                     "classes": r["classes"], "images": r["images"],
+                     "top-1 %": f"{half_up(Fraction(100 * r['hits'], r['images']), 1)} ± "
+                                f"{half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}",
+                     "class-mean top-1 %": half_up(100 * r["macro_top1"], 1)})
+    return pd.DataFrame(rows, columns=["Model", "Benchmark", "Train images", "classes", "images", "top-1 %",
+                                       "class-mean top-1 %"])
+
+
+def shot_band_figure(records: list[dict], models: list[str], benchmarks: list[str], names: list[str],
+                     path: Path) -> None:
+    """Per benchmark, top-1 (95% Wilson) against the band, one line per model."""
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(0.6 + 2.9 * len(benchmarks), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        for model in models:
+            found = [r for r in records if r["model"] == model and r["benchmark"] == benchmark]
+            top1 = np.array([r["hits"] / r["images"] for r in found])
+            interval = np.array([wilson(r["hits"], r["images"]) for r in found]).reshape(-1, 2)
+            ax.errorbar([r["band"] for r in found], 100 * top1, yerr=100 * np.abs(interval.T - top1), marker="o",
+                        ms=4, capsize=3, label=model)
+        ax.set_xticks(range(len(names)), names, rotation=45, fontsize=8)
+        ax.set_title(benchmark, fontsize=9)
+        ax.set_xlabel("Train images per class", fontsize=8)
+    axes[0][0].set_ylabel("zero-shot top-1 % (95% Wilson)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def shot_bands(subsets: Path, evaluations: list[Path], models: list[str], out: Path,
+               settings: dict | None = None) -> list[dict]:
+    """The table and figure into the folder `out`; returns the records (one per model, benchmark, band)."""
+    settings = evaluate_settings("evaluate", settings)
+    check_shot_bands(settings["shot_bands"])
+    edges, names, short = settings["shot_bands"], band_names(settings["shot_bands"]), abbreviations(settings)
+    con = duckdb.connect()
+    con.execute(f"""CREATE VIEW train_counts AS SELECT species, count(*) AS images
+                    FROM read_parquet({quote(subsets / contracts.subset_file("train"))})
+                    WHERE split = 'train' GROUP BY species""")
+    records, banded = [], []
+    for model, folder in zip(models, evaluations, strict=True):
+        for name in contracts.benchmark_names(settings):
+            images = scored_images(con, name, folder / contracts.predictions(name), subsets, settings)
+            if images is None:
+                print(f"{name}: left out, its classes are not species (name_mode)", file=sys.stderr)
+                continue
+            banded += [short[name]] if short[name] not in banded else []
+            records += [{"model": model, "benchmark": short[name], **row} for row in band_rows(images, edges)]
+    with building(out) as staging:
+        write_table(shot_band_table(records, names), staging / contracts.SHOT_BANDS,
+                    "Zero-shot top-1 accuracy (%) over classes grouped by their images in Train's train split "
+                    f"({ABSENT}: none, e.g. Unseen's species) ± half the width of its 95% Wilson score interval; "
+                    "class-mean: the mean of the classes' top-1. " + ROUNDING, tex=True)
+        shot_band_figure(records, models, banded, names, staging / f"{contracts.SHOT_BANDS}.png")
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = cli.parser(__spec__.name, __doc__, section="evaluate")
+    parser.add_argument("--subsets", type=Path, required=True, help="the snapshot's subsets folder (their tables)")
+    parser.add_argument("--evaluations", type=Path, nargs="+", required=True,
+                        help="each model's evaluation folder (its predictions)")
+    parser.add_argument("--models", nargs="+", required=True, help="the models' names, in order")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write")
+    args = parser.parse_args(argv)
+    external = [Path(spec["metadata"]) for spec in cli.settings(args)["external"].values()]
+    with cli.running(args, inputs=[*args.evaluations, args.subsets, *external]) as settings:
+        shot_bands(args.subsets, args.evaluations, args.models, args.out, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
