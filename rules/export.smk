@@ -16,10 +16,10 @@ rule clip_benchmark_export:
     params:
         snapshot=SNAPSHOT,
         settings=Section(config, "export"),
-        evaluate=Section(config, "evaluate"),
+        external=Section(config, "evaluate", "external"),
     shell:
         "python -m workflow_scripts.export.clip_benchmark --snapshot {params.snapshot} --benchmark {wildcards.benchmark}"
-        " --settings {params.settings:q} --evaluate {params.evaluate:q} --out {output.export}"
+        " --settings {params.settings:q} --external {params.external:q} --out {output.export}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
@@ -40,8 +40,8 @@ rule inat_export:
         mem_mb=4000,
         runtime=600,
     params:
-        categories=Section(config, "subsets", "categories"),
+        subsets=Section(config, "subsets"),
     shell:
         "python -m workflow_scripts.export.inat2021 --shards {input.shards} --table {input.table} --subset {wildcards.subset}"
-        " --categories {params.categories:q} --out {output.export} --date {wildcards.date}"
+        " --subsets {params.subsets:q} --out {output.export} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"

@@ -24,11 +24,11 @@ from tests.images import snapshot_of
 from tests.test_evaluate import folder_benchmark, picture
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common import contracts
-from workflow_scripts.common.config import ConfigError, load_config, validated
+from workflow_scripts.common.config import ConfigError, load_config, settings, validated
 from workflow_scripts.evaluate import stage as evaluate
 from workflow_scripts.evaluate.benchmarks import external_benchmark
 from workflow_scripts.evaluate.shot_bands import band_names, shot_bands
-from workflow_scripts.evaluate.zeroshot import TEMPLATES
+from workflow_scripts.evaluate.zeroshot import TEMPLATES, load_model
 from workflow_scripts.export import clip_benchmark, inat2021
 
 
@@ -36,9 +36,9 @@ def test_clip_benchmark_scores_the_export_as_our_evaluation_does(demo_model, tmp
     """The demo model on Train's test split (every Train species): clip_benchmark 1.6.2 in fp32
     (--no_amp) gives our metrics.json's top-1, top-5 and mean per-class recall."""
     snapshot, checkpoint = demo_model
-    ours = evaluate.evaluate(snapshot, "biotrove-tiny", str(checkpoint), tmp_path / "eval",
-                             {"benchmarks": ["train"], "levels_benchmark": "train"})["benchmarks"]["train"]
     benchmark = evaluate.open_benchmark("train", snapshot, {})
+    ours = evaluate.evaluate_benchmark(load_model("biotrove-tiny", str(checkpoint)), "train", benchmark,
+                                       settings("evaluate"), tmp_path)["metrics"]  # what metrics.json holds
     out = tmp_path / "export" / "train"
     assert clip_benchmark.export(benchmark, out, samples_per_shard=100) == 3
     assert (out / "test" / "nshards.txt").read_text() == "3\n"

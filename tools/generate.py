@@ -11,7 +11,8 @@ so only its own jobs run, and depends on:
 - its rule file, rules/common.smk, and the code they import;
 - the import closure of the modules its shell commands run (`python -m workflow_scripts...`) and
   the data files those name (SQL, schema, model configs): workflow_scripts.common.closure;
-- the config.yaml sections its rules hand to the stages (a `Section` in a rule's params).
+- the config.yaml sections (or keys inside one) its rules hand to the stages (a `Section` in a
+  rule's params).
 Its outputs are the jobs' outputs: `metrics.json` files as DVC metrics, PNG files as plots.
 
 envs/<name>.yaml lists, pinned as pyproject.toml (or else requirements.lock) pins them, every
@@ -86,13 +87,22 @@ def modules_run(rules: list) -> set[str]:
 
 
 def sections(rules: list, config_file: dict) -> list[str]:
-    """The config.yaml sections the rules hand to their stages; each must be in config.yaml (as `{}`
-    when it keeps the defaults) for DVC to track it."""
-    found = sorted({value.path[0] for rule in rules for value in rule.params if isinstance(value, Section)})
-    missing = [name for name in found if name not in config_file]
+    """The config.yaml sections (or keys inside one: `evaluate.external`) the rules hand to their
+    stages; each must be in config.yaml (as `{}` when it keeps the defaults) for DVC to track it."""
+    found = sorted({".".join(value.path) for rule in rules for value in rule.params if isinstance(value, Section)})
+
+    def present(key: str) -> bool:
+        value = config_file
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return False
+            value = value[part]
+        return True
+
+    missing = [key for key in found if not present(key)]
     if missing:
-        raise GenerateError(f"config.yaml has no {', '.join(missing)} section: add `{missing[0]}: {{}}` (the "
-                            "schema's defaults) so that DVC can track it")
+        raise GenerateError(f"config.yaml has no {', '.join(missing)}: add `{missing[0]}: {{}}` (the schema's "
+                            "defaults) so that DVC can track it")
     return found
 
 

@@ -13,7 +13,7 @@ The folder (`clip_benchmark eval --dataset wds/<name> --dataset_root <folder>`):
   key), cls and class name.
 JPEG, PNG and WebP images keep their bytes; any other format (GIF) becomes a PNG of the pixels our
 evaluation decodes (clip_benchmark reads only those three). The settings are config.yaml's `export`
-and `evaluate` sections.
+section and `evaluate.external`.
 """
 
 from __future__ import annotations
@@ -110,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="export")
     parser.add_argument("--snapshot", type=Path, required=True, help="the snapshot folder (its shards/ and subsets/)")
     parser.add_argument("--benchmark", required=True, help="one of evaluate.benchmarks or evaluate.external")
-    parser.add_argument("--evaluate", type=json.loads, default={},
-                        help="config.yaml's `evaluate` section as JSON (its external benchmarks)")
+    parser.add_argument("--external", type=json.loads, default={},
+                        help="config.yaml's evaluate.external as JSON (the external benchmarks)")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    evaluate = config.settings("evaluate", args.evaluate)
+    evaluate = config.settings("evaluate", {"external": args.external})  # every one of our benchmarks too
     if args.benchmark not in contracts.benchmark_names(evaluate):
-        parser.error(f"--benchmark {args.benchmark}: not one of evaluate.benchmarks and evaluate.external "
-                     f"({', '.join(contracts.benchmark_names(evaluate))}); pass the evaluate section with --evaluate")
-    with cli.running(args, inputs=benchmark_inputs(args.benchmark, args.snapshot, evaluate), recorded={"export": cli.settings(args), "evaluate": evaluate}) as settings:
+        parser.error(f"--benchmark {args.benchmark}: not one of ours or of --external "
+                     f"({', '.join(contracts.benchmark_names(evaluate))})")
+    with cli.running(args, inputs=benchmark_inputs(args.benchmark, args.snapshot, evaluate), recorded={"export": cli.settings(args), "external": args.external}) as settings:
         benchmark = open_benchmark(args.benchmark, args.snapshot, evaluate)
         tars = export(benchmark, args.out, settings["samples_per_shard"],
                       "photo_id" if args.benchmark in SUBSET_BENCHMARKS else "image")

@@ -3,7 +3,7 @@ the competitions: per set a COCO-style JSON and the images under its folder layo
 
     python -m workflow_scripts.export.inat2021 --shards data/snapshots/<date>/shards/balanced \\
         --table data/snapshots/<date>/subsets/balanced.parquet --subset balanced \\
-        --out data/snapshots/<date>/exports/inat2021/balanced [--categories '{"Aves": "class", ...}']
+        --out data/snapshots/<date>/exports/inat2021/balanced [--subsets '{"categories": {"Aves": "class"}}']
 
 Sets: Train's train, val and test splits (train.json, val.json, test.json); a benchmark's images
 as one set, test.json. Each set's images are those of its shards (duplicates already left out),
@@ -13,8 +13,8 @@ written to <set>/<image_dir_name>/<photo_uuid>.<extension> as the competition na
   rights_holder: the pipeline stores no observer data; a photo's attribution is on
   https://www.inaturalist.org/photos/<id> (the data card says more);
 - categories: id (the class's index in our evaluation's class order), name (the species, or
-  LifeStages' label), common_name, supercategory (the paper's category: --categories, config
-  subsets.categories; else the kingdom), kingdom ... genus, specific_epithet, image_dir_name;
+  LifeStages' label), common_name, supercategory (the paper's category: config subsets.categories;
+  else the kingdom), kingdom ... genus, specific_epithet, image_dir_name;
   every class of the subset in each set, so that ids agree across Train's sets;
 - annotations: id and image_id (the photo_id), category_id; licenses: id, name (the code), url.
 The JSON is written a record at a time (Train's is gigabytes at full size).
@@ -35,7 +35,7 @@ import pyarrow as pa
 from PIL import Image
 from tqdm import tqdm
 
-from workflow_scripts.common import cli, contracts
+from workflow_scripts.common import cli, config, contracts
 from workflow_scripts.common.captions import RANKS
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building
@@ -130,12 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=Path, required=True, help="the subset's shards folder")
     parser.add_argument("--table", type=Path, required=True, help="the subset's table")
     parser.add_argument("--subset", required=True, choices=contracts.SUBSETS)
-    parser.add_argument("--categories", type=json.loads, default={},
-                        help="config subsets.categories as JSON (name -> rank): the images' supercategory")
+    parser.add_argument("--subsets", type=json.loads, default={},
+                        help="config.yaml's `subsets` section as JSON: its categories are the supercategories")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    with cli.running(args, inputs=[args.shards, args.table], recorded={"categories": args.categories}):
-        written = export(args.shards, args.table, args.subset, args.out, args.categories, args.date or "")
+    categories = config.settings("subsets", args.subsets)["categories"]
+    with cli.running(args, inputs=[args.shards, args.table], recorded={"categories": categories}):
+        written = export(args.shards, args.table, args.subset, args.out, categories, args.date or "")
         print(f"{args.subset}: {written}: {args.out}", file=sys.stderr)
     return 0
 
