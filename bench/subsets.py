@@ -1,4 +1,5 @@
-"""Subsets benchmark: building Train/Balanced/Unseen/LifeStages at 10 M curated rows.
+"""Subsets benchmark: building Train/Balanced/Unseen/LifeStages at 10 M curated rows, without and
+with the genus-sampled subset.
 
     python bench/subsets.py [--rows 10000000] [--workdir /tmp/biotrove-bench]   (make bench)
 
@@ -9,8 +10,10 @@ average the paper's 442 images (161.9 M images of 366.6 K species); the sample's
 species stay whole across copies and exceed the 50,000 cap, as iNaturalist's most photographed
 species do. Prints wall time, rows/s, peak RSS, the share of
 rows that land in Train, the floor measured beside it (DuckDB rewriting the curated table once:
-timings on a shared machine drift, their ratio much less) and the linear projection to a full
-snapshot's curated table (target <= 5 min).
+timings on a shared machine drift, their ratio much less), the same build drawing GENUS_FRACTION of
+the genera into genus_sampled (the tiled genera keep the sample's names, so each holds hundreds of
+species: an upper bound on its share of the rows) and the linear projection to a full snapshot's
+curated table (target <= 5 min).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from workflow_scripts.sample.bucket import generate  # noqa: E402
 FULL_CURATED_ROWS = 162_000_000  # the paper's curated BioTrove: 161.9 M images
 IMAGES_PER_SPECIES = 442  # ... of 366.6 K species
 WHOLE_SPECIES = 5  # the sample's largest species, never renamed: they exceed the cap
+GENUS_FRACTION = 0.05
 
 
 def tiled_curated(workdir: Path, rows: int) -> Path:
@@ -86,6 +90,11 @@ def main() -> int:
     seconds, rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated),
                              "--out", str(args.workdir / "subsets"),
                              "--settings", json.dumps({"lifestages": {"export": str(export)}})])
+    genus_settings = {"lifestages": {"export": str(export)}, "genus_sampled": {"genera": GENUS_FRACTION}}
+    with_genus, genus_rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated),
+                                      "--out", str(args.workdir / "subsets-genus"),
+                                      "--settings", json.dumps(genus_settings)])
+    drawn = duckdb.sql(f"SELECT count(*) FROM '{args.workdir / 'subsets-genus' / 'genus_sampled.parquet'}'").fetchone()[0]
     train, unsorted = duckdb.sql(f"""
         SELECT count(*), count(*) FILTER (WHERE photo_id <= previous)
         FROM (SELECT photo_id, lag(photo_id) OVER () AS previous FROM '{args.workdir / "subsets" / "train.parquet"}')
@@ -95,6 +104,8 @@ def main() -> int:
     print(f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.2f} GB; "
           f"{train / args.rows:.0%} of them in Train (the paper's: 25%)")
     print(f"floor, DuckDB rewriting the curated table once: {floor:.1f} s; subsets / floor: {seconds / floor:.2f}")
+    print(f"with genus_sampled ({GENUS_FRACTION:.0%} of genera: {drawn / args.rows:.0%} of the rows): {with_genus:.1f} s, "
+          f"peak RSS {genus_rss:.2f} GB; with / without: {with_genus / seconds:.2f}")
     scale = FULL_CURATED_ROWS / args.rows / 60
     print(f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): {seconds * scale:.1f} min "
           f"(target <= 5 min; the floor: {floor * scale:.1f} min)")

@@ -146,13 +146,19 @@ def compared_inputs(wildcards) -> dict:
 
 
 def final_outputs(wildcards) -> list[str]:
-    """Every snapshot's statistics, data card, subset tables and leak check, shards, models,
-    evaluation tables and exports, and each snapshot diffed against the one before it.
+    """Every snapshot's statistics, data card, subset tables (and the genus-sampled subset's long
+    tail when genera are drawn) and leak check, shards, models, evaluation tables and exports, and
+    each snapshot diffed against the one before it.
     """
     snapshots = dates()
     per_date = [
         rules.stats.output.stats,
         rules.subset_tables.output.provenance,
+        *(
+            [rules.genus_sampled_long_tail.output.table]
+            if config["subsets"]["genus_sampled"]["genera"]
+            else []
+        ),
         rules.check_overlap.output.report,
         *expand(
             rules.shards.output.shards,

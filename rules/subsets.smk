@@ -88,3 +88,41 @@ rule subset_tables:
     shell:
         "python -m workflow_scripts.subsets.tables --subsets {input.tables} --report {input.report} --out {params.out}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+
+
+rule genus_sampled_long_tail:
+    """The genus-sampled subset's long tail and species per genus beside the curated table's (CSV,
+    Markdown, LaTeX and a figure)."""
+    input:
+        curated=rules.curate.output.table,
+        subset=contracts.subset_table(SNAPSHOT, contracts.GENUS_SAMPLED),
+    output:
+        table=report(
+            f"{contracts.long_tail(RESULTS)}/{contracts.LONG_TAIL}.csv",
+            caption="../report/tables.rst",
+            category="Tables",
+            subcategory="{date}",
+        ),
+        text=[
+            f"{contracts.long_tail(RESULTS)}/{contracts.LONG_TAIL}{suffix}"
+            for suffix in (".md", ".tex")
+        ],
+        figure=report(
+            f"{contracts.long_tail(RESULTS)}/{contracts.LONG_TAIL}.png",
+            caption="../report/figures.rst",
+            category="Figures",
+            subcategory="{date}",
+        ),
+        provenance=provenance(contracts.long_tail(RESULTS)),
+    log:
+        f"{LOGS}/genus_sampled_long_tail/{{date}}.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        out=output_folder,
+    shell:
+        "python -m workflow_scripts.subsets.long_tail --curated {input.curated} --subset {input.subset}"
+        " --out {params.out} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

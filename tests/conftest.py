@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 
 from workflow_scripts.common import contracts
+from workflow_scripts.common.config import load_config
 from workflow_scripts.curate.stage import curate
 from workflow_scripts.images.download import serving
 from workflow_scripts.sample.bucket import generate
@@ -61,7 +62,8 @@ def planted(sample) -> dict:
 @pytest.fixture(scope="session")
 def sample_months(sample, mirror, tmp_path_factory) -> Path:
     """Both sample months as the pipeline lays them out: <root>/<date>/raw (the bundle's tables),
-    curated/ and subsets/."""
+    curated/ and subsets/ (config.yaml's, the genus-sampled subset among them)."""
+    subsets = load_config(REPO / "config.yaml")["subsets"]
     root = tmp_path_factory.mktemp("months")
     for day in MONTHS:
         bundle = f"inaturalist-open-data-{day:%Y%m%d}"
@@ -72,7 +74,7 @@ def sample_months(sample, mirror, tmp_path_factory) -> Path:
         (root / bundle).rename(snapshot / "raw")
         curate(snapshot / "raw", snapshot / "curated", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE)
         build(snapshot / "curated" / contracts.CURATED_TABLE, snapshot / "subsets",
-              {"lifestages": {"export": str(sample / contracts.SAMPLE_LIFESTAGES)}})
+              {**subsets, "lifestages": {**subsets["lifestages"], "export": str(sample / contracts.SAMPLE_LIFESTAGES)}})
     return root
 
 
@@ -82,7 +84,6 @@ def demo_model(sample_months, mirror, tmp_path_factory) -> tuple[Path, Path]:
     the mirror and sharded, the tiny-cpu recipe trained as configured. Returns a snapshot folder
     (subsets/, shards/train/) and the checkpoint."""
     from tests.images import download, shard
-    from workflow_scripts.common.config import load_config
     from workflow_scripts.train import train
 
     config = load_config(REPO / "config.yaml")

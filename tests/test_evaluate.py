@@ -50,27 +50,30 @@ def test_class_weights_most_specific_name_wins():
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
-    """A snapshot folder with the shards of four tiny subsets, downloaded from a local photo server."""
+    """A snapshot folder with the shards of five tiny subsets, downloaded from a local photo server."""
     folder = tmp_path_factory.mktemp("evaluate")
     rows = {"train": [{**r, "split": "test" if r["photo_id"] % 2 else "train"}
                       for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 11)],
             "balanced": rows_of("Aus alba", 3, "Aves", 21) + rows_of("Bus beta", 3, "Insecta", 31),
             "unseen": rows_of("Cus gamma", 2, "Insecta", 41),
-            "lifestages": [{**r, "label": "common Dus delta larva"} for r in rows_of("Dus delta", 2, "Insecta", 51)]}
+            "lifestages": [{**r, "label": "common Dus delta larva"} for r in rows_of("Dus delta", 2, "Insecta", 51)],
+            "genus_sampled": [{**r, "split": "test" if r["photo_id"] % 2 else "train"}
+                              for r in rows_of("Eus eps", 2, "Insecta", 61) + rows_of("Eus zeta", 2, "Insecta", 71)]}
     snapshot_of(folder, rows, lambda row: picture(row["photo_id"] * 4, "JPEG"))
     return folder
 
 
 def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(snapshot, tmp_path):
-    """Train's test split read from its own shard set, its classes from the table; the same bytes
-    again with the images decoded in the main process instead of two DataLoader workers."""
-    settings = {"conformal": {"calibration_fraction": 0.5}, "batch_size": 3}
+    """Train's and genus_sampled's test splits read from their own shard sets, their classes from
+    the tables; the same bytes again with the images decoded in the main process instead of two
+    DataLoader workers."""
+    settings = {"conformal": {"calibration_fraction": 0.5}, "batch_size": 3, "benchmarks": list(contracts.SUBSETS)}
     first = evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "a", {**settings, "workers": 2})
     evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "b", {**settings, "workers": 0})
     scored = first["benchmarks"]
     assert {name: scored[name]["images"] for name in scored} == {"train": 4, "balanced": 6, "unseen": 2,
-                                                                  "lifestages": 2}
-    assert scored["train"]["classes"] == 2  # every Train species, not only those of the test split
+                                                                  "lifestages": 2, "genus_sampled": 2}
+    assert scored["train"]["classes"] == scored["genus_sampled"]["classes"] == 2  # all species, not the test split's
     predictions = duckdb.sql(f"SELECT photo_id, len(top_ids) FROM '{tmp_path}/a/train.predictions.parquet'").fetchall()
     assert predictions == [(1, 2), (3, 2), (11, 2), (13, 2)]
     assert [(r["level"], r["name_mode"]) for r in first["levels"]] == [(l, m) for l in LEVELS for m in NAME_MODES]

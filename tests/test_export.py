@@ -137,12 +137,15 @@ def test_inat2021_export_reads_as_coco_with_the_subsets_counts_and_taxonomy(loca
 
 def test_shot_bands_on_a_hand_case(tmp_path):
     """Train's train split: Aus alba 4 images (band 3+), Bus beta 1 (band 1-2); Unseen's Cus gamma
-    none (absent). Top-1 and the class mean per band, from cached predictions."""
+    none (absent); genus_sampled banded by its own train split: Mus alba 3 (band 3+), though Train has
+    none. Top-1 and the class mean per band, from cached predictions."""
     train = [{**row, "split": "train"} for row in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 1, "Aves", 5)]
     train += [{**row, "split": "test"} for row in rows_of("Aus alba", 3, "Aves", 11) + rows_of("Bus beta", 2, "Aves", 21)]
     (tmp_path / "subsets").mkdir()
     write_curated(train, tmp_path / "subsets" / "train.parquet")
     write_curated(rows_of("Cus gamma", 2, "Insecta", 31), tmp_path / "subsets" / "unseen.parquet")
+    write_curated([{**row, "split": "test" if row["photo_id"] > 43 else "train"} for row in rows_of("Mus alba", 5, "Aves", 41)],
+                  tmp_path / "subsets" / "genus_sampled.parquet")
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
 
@@ -152,14 +155,15 @@ def test_shot_bands_on_a_hand_case(tmp_path):
 
     predicted([11, 12, 13, 21, 22], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1], "train")  # Aus 1 of 3, Bus 2 of 2
     predicted([31, 32], [0, 0], [1, 1], "unseen")
-    settings = {"benchmarks": ["train", "unseen"], "levels_benchmark": "train", "shot_bands": [1, 3]}
+    predicted([44, 45], [0, 0], [0, 1], "genus_sampled")
+    settings = {"benchmarks": ["train", "unseen", "genus_sampled"], "levels_benchmark": "train", "shot_bands": [1, 3]}
     records = shot_bands(tmp_path / "subsets", [evaluation], ["m"], tmp_path / "out", settings)
     assert band_names([1, 3]) == ["absent", "1-2", "3+"]
     assert [(r["benchmark"], r["band"], r["classes"], r["images"], r["hits"]) for r in records] == [
-        ("BT-Test", 1, 1, 2, 2), ("BT-Test", 2, 1, 3, 1), ("BTU", 0, 1, 2, 0)]
+        ("BT-Test", 1, 1, 2, 2), ("BT-Test", 2, 1, 3, 1), ("BTU", 0, 1, 2, 0), ("GS", 2, 1, 2, 1)]
     table = (tmp_path / "out" / f"{contracts.SHOT_BANDS}.csv").read_text().splitlines()
     assert table[1:] == ["m,BT-Test,1-2,1,2,100.0 ± 32.88,100.0", "m,BT-Test,3+,1,3,33.3 ± 36.54,33.3",
-                         "m,BTU,absent,1,2,0.0 ± 32.88,0.0"]
+                         "m,BTU,absent,1,2,0.0 ± 32.88,0.0", "m,GS,3+,1,2,50.0 ± 40.55,50.0"]
     assert (tmp_path / "out" / f"{contracts.SHOT_BANDS}.png").stat().st_size > 0
 
 

@@ -120,9 +120,9 @@ def write_photo(mirror, photo_id: int, pixels: np.ndarray, quality: int = 90) ->
 
 def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     """Photo 9 (Balanced) is photo 2 brightened; photo 4 (Train) is Train's test photo 1 re-encoded;
-    an external benchmark has photo 3 mirrored; photos 5 and 6 are distinct images."""
+    an external benchmark has photo 3 mirrored; photos 5, 6 and 7 are distinct images."""
     served, _, mirror = photo_server
-    originals = {photo_id: textured(photo_id) for photo_id in (1, 2, 3, 5, 6)}
+    originals = {photo_id: textured(photo_id) for photo_id in (1, 2, 3, 5, 6, 7)}
     for photo_id, pixels in originals.items():
         write_photo(mirror, photo_id, pixels)
     write_photo(mirror, 4, originals[1], quality=60)
@@ -140,7 +140,8 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     members = {"train": [{**r, "split": "test" if r["photo_id"] == 1 else "train"}
                          for r in rows_of("Aus alba", 4, "Aves", 1)],
                "balanced": rows_of("Bus beta", 1, "Insecta", 9), "unseen": rows_of("Cus gamma", 1, "Insecta", 5),
-               "lifestages": rows_of("Dus delta", 1, "Insecta", 6)}
+               "lifestages": rows_of("Dus delta", 1, "Insecta", 6),
+               "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 7)]}
     (tmp_path / "subsets").mkdir()
     for subset, rows in members.items():
         write_curated(rows, tmp_path / "subsets" / f"{subset}.parquet")

@@ -83,7 +83,8 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
             (mirror / "photos" / str(original) / "medium.jpg").read_bytes())
     members = {"train": rows_of("Aus alba", 3, "Aves", 1) + rows_of("Aus alba", 1, "Aves", 10),
                "balanced": rows_of("Bus beta", 1, "Insecta", 9), "unseen": rows_of("Cus gamma", 1, "Insecta", 4),
-               "lifestages": rows_of("Dus delta", 1, "Insecta", 5)}
+               "lifestages": rows_of("Dus delta", 1, "Insecta", 5),
+               "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 6)]}
     (tmp_path / "subsets").mkdir()
     for subset, rows in members.items():
         rows = [{**r, "split": "train"} for r in rows] if subset == "train" else rows

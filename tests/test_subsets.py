@@ -1,4 +1,5 @@
-"""Subsets: the paper's rules on explicit rows, determinism, planted leaks, LifeStages."""
+"""Subsets: the paper's rules on explicit rows, determinism, planted leaks, LifeStages, the
+genus-sampled subset."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import pytest
 
 from tests.conftest import REAL
 from tests.sample_tables import parquet_rows
+from workflow_scripts.common import contracts
+from workflow_scripts.common.config import load_config
 from workflow_scripts.subsets import overlap
 from workflow_scripts.subsets.build import SubsetsError, build
+from workflow_scripts.subsets.long_tail import long_tail
 from workflow_scripts.subsets.tables import subset_tables
 
 SETTINGS = {"min_images": 30, "max_images": 40, "balanced_species_per_category": 1, "balanced_images_per_species": 10,
             "unseen_min_images": 10, "test_fraction": 0.2, "val_fraction": 0.1}
-OUTPUTS = ("train.parquet", "balanced.parquet", "unseen.parquet", "lifestages.parquet", "species.parquet",
-           "subsets_report.json")
+OUTPUTS = ("train.parquet", "balanced.parquet", "unseen.parquet", "lifestages.parquet", "genus_sampled.parquet",
+           "species.parquet", "subsets_report.json")
 CLASS_OF = {"Aves": ("Animalia", "Chordata"), "Insecta": ("Animalia", "Arthropoda"),
             "Reptilia": ("Animalia", "Chordata"), "Mammalia": ("Animalia", "Chordata")}
 
@@ -58,7 +62,7 @@ def explicit_rows() -> list[dict]:
 
 def tables(folder: Path) -> list[Path]:
     """The subsets' tables in a subsets folder."""
-    return [folder / f"{subset}.parquet" for subset in ("train", "balanced", "unseen", "lifestages")]
+    return [folder / f"{subset}.parquet" for subset in contracts.SUBSETS]
 
 
 @pytest.fixture
@@ -134,7 +138,7 @@ def plant(out: Path, leak: str) -> None:
 
 @pytest.mark.parametrize("leak, check", [
     ("photo_id", "photo_id shared"), ("observation_uuid", "observation_uuid shared"),
-    ("split_observation", "observation_uuid in two Train splits"), ("split_photo", "photo_id in two Train splits"),
+    ("split_observation", "observation_uuid in two train splits"), ("split_photo", "photo_id in two train splits"),
     ("unseen_species", "Unseen species in Train")])
 def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, capsys, leak, check):
     _, out = explicit
@@ -162,7 +166,7 @@ def test_lifestages_in_the_authors_format(explicit, tmp_path):
 def test_sample_months_every_subset_non_empty(sample_months):
     for day in ("2024-08-27", "2024-09-27"):
         report = json.loads((sample_months / day / "subsets" / "subsets_report.json").read_text())
-        assert all(report["subsets"][s]["images"] > 0 for s in ("train", "balanced", "unseen", "lifestages"))
+        assert all(report["subsets"][s]["images"] > 0 for s in contracts.SUBSETS)
         assert report["subsets"]["lifestages"]["labels"] == 20
         assert overlap.check(overlap.subset_views(tables(sample_months / day / "subsets")))["ok"]
 
@@ -185,4 +189,105 @@ def test_tables_3_and_7_and_distribution_plots(explicit, tmp_path):
     tex = (tmp_path / "tables" / "table7_balanced_species.tex").read_text()
     assert "\\begin{tabular}{lrrr}" in tex and "Aves & 1 & 10 & 500 \\\\" in tex
     assert sorted(p.name for p in (tmp_path / "tables").glob("*.png")) == [
-        f"subset_distribution_{s}.png" for s in ("balanced", "lifestages", "train", "unseen")]
+        f"subset_distribution_{s}.png" for s in ("balanced", "genus_sampled", "lifestages", "train", "unseen")]
+
+
+GENUS = {"genera": 1, "min_species_per_genus": 3, "min_images_per_species": 2}
+
+
+def genus_rows() -> list[dict]:
+    """Genus Mus: four species (60, 12, 3 and 1 images), so three qualify; genus Nus: two species, too few."""
+    return (rows_of("Mus alba", 60, "Aves", 10_000, photos_per_observation=2) + rows_of("Mus beta", 12, "Aves", 11_000)
+            + rows_of("Mus gamma", 3, "Aves", 12_000) + rows_of("Mus delta", 1, "Aves", 13_000)
+            + rows_of("Nus alba", 40, "Insecta", 14_000) + rows_of("Nus beta", 40, "Insecta", 15_000))
+
+
+def genus_of(rows: list[dict]) -> set[str]:
+    return {r["genus"] for r in rows}
+
+
+def test_genus_sampled_takes_whole_genera_out_of_the_other_subsets(tmp_path):
+    curated = write_curated(explicit_rows() + genus_rows(), tmp_path / "curated.parquet")
+    report = build(curated, tmp_path / "out", {**SETTINGS, "genus_sampled": GENUS})
+    drawn, train, balanced, unseen = (parquet_rows(tmp_path / "out" / f"{s}.parquet")
+                                      for s in ("genus_sampled", "train", "balanced", "unseen"))
+    assert sorted({r["species"] for r in drawn}) == ["Mus alba", "Mus beta", "Mus gamma"] and len(drawn) == 75
+    assert "Mus" not in genus_of(train) | genus_of(balanced) | genus_of(unseen)  # the genus left whole
+    assert "Nus" in genus_of(train)  # two species: it did not qualify
+    splits = {}
+    for r in drawn:
+        splits.setdefault(r["observation_uuid"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits.values()) and set().union(*splits.values()) == {"train", "val", "test"}
+    assert report["subsets"]["genus_sampled"] | {"per_category": None, "splits": None} == {
+        "images": 75, "species": 3, "per_category": None, "splits": None, "genera": 1, "qualifying_genera": 1,
+        "species_below_minimum": {"species": 1, "images": 1}}
+    status = dict(duckdb.sql(f"SELECT species_key, status FROM '{tmp_path}/out/species.parquet' "
+                             "WHERE species_key LIKE '% Mus %'").fetchall())
+    assert sorted(status.values()) == ["genus_sampled"] * 3 + ["genus_sampled_too_few"]
+    assert overlap.check(overlap.subset_views(tables(tmp_path / "out")))["ok"]
+    none = build(curated, tmp_path / "none", {**SETTINGS, "genus_sampled": {**GENUS, "categories": ["Insecta"]}})
+    assert none["subsets"]["genus_sampled"]["images"] == 0 and "Mus" in genus_of(
+        parquet_rows(tmp_path / "none" / "train.parquet"))
+
+
+@pytest.mark.parametrize("leak, checks", [
+    ("genus", ["genus_sampled genus in another subset"]),
+    ("split", ["photo_id in two genus_sampled splits", "observation_uuid in two genus_sampled splits"])])
+def test_planted_genus_sampled_leaks_fail_the_check(tmp_path, leak, checks):
+    curated = write_curated(explicit_rows() + genus_rows(), tmp_path / "curated.parquet")
+    build(curated, tmp_path / "out", {**SETTINGS, "genus_sampled": GENUS})
+    table = tmp_path / "out" / ("train.parquet" if leak == "genus" else "genus_sampled.parquet")
+    planted = {"genus": "SELECT * FROM t UNION ALL SELECT * REPLACE (photo_id + 10 ** 9 AS photo_id, "
+                        "observation_uuid || '-x' AS observation_uuid) FROM (FROM g LIMIT 1)",
+               "split": f"SELECT * FROM g UNION ALL SELECT * REPLACE ({OTHER_SPLIT}) FROM (FROM g LIMIT 1)"}[leak]
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS FROM '{tmp_path / 'out' / 'train.parquet'}'")
+    con.execute(f"CREATE TABLE g AS FROM '{tmp_path / 'out' / 'genus_sampled.parquet'}'")
+    con.execute(f"COPY ({planted}) TO '{table}' (FORMAT parquet)")
+    report = overlap.check(overlap.subset_views(tables(tmp_path / "out")))
+    assert not report["ok"] and [v["check"] for v in report["violations"]] == checks
+
+
+def eligible_genera(curated: Path, subsets: dict) -> duckdb.DuckDBPyRelation:
+    """Per genus (lineage) of the curated table's categories: its species with their images before the cutoff."""
+    categories = " OR ".join(f"\"{rank}\" = '{name}'" for name, rank in subsets["categories"].items())
+    return duckdb.sql(f"""
+        SELECT concat_ws(' ', kingdom, phylum, "class", "order", family, genus) AS genus, taxonomic_name AS species,
+               count(*) AS images
+        FROM read_parquet('{curated}')
+        WHERE species IS NOT NULL AND genus IS NOT NULL AND observed_on < '{subsets["observed_before"]}' AND ({categories})
+        GROUP BY ALL""")
+
+
+def test_sample_genus_sampled_whole_stable_disjoint_and_long_tailed(sample_months, tmp_path):
+    """config.yaml's draw on both sample months: the sample has genera of 3+ look-alike species
+    (images.py: one pattern per genus) with a long tail, the drawn genera are whole, the same in
+    both months (the draw is by each genus's own hash), and every photo of both keeps its split."""
+    subsets = load_config(Path(__file__).parents[1] / "config.yaml")["subsets"]
+    drawn, splits = {}, {}
+    for day in ("2024-08-27", "2024-09-27"):
+        folder = sample_months / day
+        curated = folder / "curated" / contracts.CURATED_TABLE
+        species = eligible_genera(curated, subsets)
+        congeners = species.query("species", "SELECT genus, max(images) / min(images) AS spread FROM species "
+                                  "GROUP BY genus HAVING count(*) >= 3").fetchall()
+        assert len(congeners) >= 30 and sum(spread >= 10 for _, spread in congeners) >= 10
+        rows = parquet_rows(folder / "subsets" / "genus_sampled.parquet")
+        genera = {" ".join(r["taxonomic_name"].split()[:-1]) for r in rows}
+        whole = dict(species.query("species", "SELECT genus, list(species) FROM species GROUP BY genus").fetchall())
+        whole = {g: set(members) for g, members in whole.items()}
+        assert all({r["taxonomic_name"] for r in rows if r["taxonomic_name"].startswith(g + " ")} == whole[g]
+                   for g in genera)
+        assert all(len(whole[g]) >= subsets["genus_sampled"]["min_species_per_genus"] for g in genera)
+        assert overlap.check(overlap.subset_views(tables(folder / "subsets")))["ok"]
+        drawn[day], splits[day] = genera, {r["photo_id"]: r["split"] for r in rows}
+        report = json.loads((folder / "subsets" / "subsets_report.json").read_text())["subsets"]["genus_sampled"]
+        assert report["genera"] == len(genera) >= 5 and set(report["splits"]) == {"train", "val", "test"}
+    assert drawn["2024-08-27"] == drawn["2024-09-27"]
+    both = splits["2024-08-27"].keys() & splits["2024-09-27"].keys()
+    assert len(both) > 1000 and all(splits["2024-08-27"][p] == splits["2024-09-27"][p] for p in both)
+    frame = long_tail(curated, folder / "subsets" / "genus_sampled.parquet", tmp_path / "long_tail")
+    assert list(frame.table) == ["curated table", "genus_sampled"]
+    assert frame["genera with 3+ species (%)"].tolist()[1] == "100.0" and frame.genera.tolist()[1] == len(genera)
+    assert sorted(p.name for p in (tmp_path / "long_tail").iterdir()) == [
+        f"{contracts.LONG_TAIL}{suffix}" for suffix in (".csv", ".md", ".png", ".tex")]

@@ -14,6 +14,7 @@ from importlib import metadata
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from snakemake.utils import update_config
 
 from tests.conftest import REPO
 from tests.project_copy import git_copy, run
@@ -33,12 +34,13 @@ def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def test_real_data_overlay_validates():
+    """Layered as Snakemake layers `--configfile config.yaml configs/inat-s3.yaml` (nested keys merged):
+    the real bucket, and Train left the paper's (the sample's genus draw switched off)."""
     config = load_config(REPO / "config.yaml")
-    overlay = yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text())
-    for key, value in overlay.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    update_config(config, yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text()))
     validated(config)
     assert config["fetch"]["source"] == "s3://inaturalist-open-data" and config["images"]["url_rewrite"] is None
+    assert config["subsets"]["genus_sampled"]["genera"] == 0 and "genus_sampled" not in config["evaluate"]["benchmarks"]
 
 
 def test_defaults_come_from_the_schema_alone():
@@ -55,9 +57,11 @@ def test_defaults_come_from_the_schema_alone():
 def test_the_schema_names_the_contracts_subsets_and_caption_types():
     """The schema's enums repeat two facts the code defines: they must say the same."""
     schema = yaml.safe_load((REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text())
-    sections = schema["properties"]
-    assert tuple(sections["images"]["properties"]["subsets"]["items"]["enum"]) == contracts.SUBSETS
-    assert tuple(sections["evaluate"]["properties"]["benchmarks"]["items"]["enum"]) == contracts.SUBSETS
+    sections, subset = schema["properties"], {"$ref": "#/definitions/subset"}
+    assert tuple(schema["definitions"]["subset"]["enum"]) == contracts.SUBSETS
+    assert sections["images"]["properties"]["subsets"]["items"] == subset
+    assert sections["evaluate"]["properties"]["benchmarks"]["items"] == subset
+    assert sections["export"]["properties"]["inat2021"]["items"] == subset
     assert tuple(sections["train"]["properties"]["caption_types"]["items"]["enum"]) == CAPTION_TYPES
 
 
@@ -86,7 +90,16 @@ RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
     ({"evaluate": {"models": {"BT-CLIP-X": {"recipe": "bt-clip-x"}}}},
      f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in train.recipes {RECIPES}"),
     ({"images": {"subsets": ["train", "balancd"]}},
-     "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, lifestages, train, unseen)"),
+     "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, genus_sampled, lifestages, train, "
+     "unseen)"),
+    ({"evaluate": {"benchmarks": ["balanced", "genus_sampled"]}},
+     "config evaluate.benchmarks: genus_sampled is listed but subsets.genus_sampled.genera is 0 (none drawn)"),
+    ({"subsets": {"genus_sampled": {"genera": 5, "categories": ["Plants"]}}},
+     "config subsets.genus_sampled.categories: 'Plants' is not in subsets.categories (choices: Arachnida, Aves,"),
+    ({"subsets": {"genus_sampled": {"genera": 0.1, "include": [{"rank": "species", "name": "Quercus alba"}]}}},
+     "config subsets.genus_sampled.include: a species would take part of a genus: name a genus or a higher taxon"),
+    ({"subsets": {"genus_sampled": {"genera": 1.5}}},
+     "config subsets.genus_sampled.genera: 1.5 is greater than or equal to the maximum of 1 (allowed: 0: none"),
     ({"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
      "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)"),
     ({"evaluate": {"external": {"train_test": {"format": "folder", "images": "x", "metadata": "x.csv",
@@ -140,9 +153,9 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     """Before any data exists: the image jobs per chunk and per shard part wait for the subsets."""
     assert planned_jobs(cwd=tmp_path) == {
         "sample": 1, "fetch": 2, "curate": 2, "stats": 2, "subsets": 2, "check_overlap": 2, "subset_tables": 2,
-        "download_report": 8, "check_image_overlap": 2, "shard_order": 8, "shards": 8, "train": 2, "evaluate": 4,
-        "paper_tables": 2, "shot_bands": 2, "data_card": 2, "clip_benchmark_export": 8, "inat_export": 8, "diff": 1,
-        "all": 1, "total": 69}
+        "genus_sampled_long_tail": 2, "download_report": 10, "check_image_overlap": 2, "shard_order": 10,
+        "shards": 10, "train": 2, "evaluate": 4, "paper_tables": 2, "shot_bands": 2, "data_card": 2,
+        "clip_benchmark_export": 10, "inat_export": 8, "diff": 1, "all": 1, "total": 79}
 
 
 def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):
@@ -158,10 +171,10 @@ def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_pa
     subsets = json.loads((tmp_path / subsets_report).read_text())["subsets"]
     jobs = planned_jobs(str(overlay), cwd=tmp_path)
     assert jobs["download_chunk"] == sum(-(-subset["images"] // 200) for subset in subsets.values()) >= 6
-    shard_sets = [*subsets["train"]["splits"].values(),
-                  *(subsets[name]["images"] for name in subsets if name != "train")]
-    assert jobs["shard_part"] == sum(-(-n // (50 * 4)) for n in shard_sets)  # Train's per split
-    assert (jobs["download_report"], jobs["shards"], jobs["check_overlap"]) == (4, 4, 1)
+    shard_sets = [subsets[name].get("splits", {contracts.WHOLE: subsets[name]["images"]}).get(shard_set, 0)
+                  for name in subsets for shard_set in contracts.shard_sets(name)]  # Train's and genus_sampled's per split
+    assert jobs["shard_part"] == sum(max(1, -(-n // (50 * 4))) for n in shard_sets)
+    assert (jobs["download_report"], jobs["shards"], jobs["check_overlap"]) == (5, 5, 1)
 
 
 def test_parsing_the_snakefile_imports_nothing_heavy():

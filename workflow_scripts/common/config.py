@@ -60,6 +60,8 @@ def _schema_checked(config: dict) -> dict:
         problem = f"{error.instance!r} is not a real {error.validator_value} (YYYY-MM-DD)"
     else:
         problem = error.message
+    if error.parent is not None and "description" in error.parent.schema:  # one of several forms: say which
+        problem += f" (allowed: {error.parent.schema['description'].strip()})"
     raise ConfigError(f"config {_key(error.absolute_path) or '(top level)'}: {problem}")
 
 
@@ -79,9 +81,32 @@ def _check_names(config: dict) -> None:
     taken = sorted(set(config["evaluate"]["external"]) & {*contracts.SUBSETS, contracts.TRAIN_TEST})
     if taken:
         raise ConfigError(f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: rename it")
+    _check_genus_sampled(config)
     if config["evaluate"]["levels_benchmark"] not in benchmarks:
         raise ConfigError(f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
                           f"evaluate.benchmarks (choices: {_choices(benchmarks)})")
+
+
+def _check_genus_sampled(config: dict) -> None:
+    """genus_sampled's categories are subsets.categories' names and its filter names whole genera; a
+    list may name the subset only when genera are drawn (else it is empty: nothing to shard, evaluate
+    or export)."""
+    subsets = config["subsets"]
+    unknown = sorted(set(subsets["genus_sampled"]["categories"]) - set(subsets["categories"]))
+    if unknown:
+        raise ConfigError(f"config subsets.genus_sampled.categories: {unknown[0]!r} is not in subsets.categories "
+                          f"(choices: {_choices(subsets['categories'])})")
+    if any(taxon["rank"] == "species" for taxon in subsets["genus_sampled"]["include"]):
+        raise ConfigError("config subsets.genus_sampled.include: a species would take part of a genus: name a genus "
+                          "or a higher taxon")
+    if subsets["genus_sampled"]["genera"]:
+        return
+    for key, listed in (("images.subsets", config["images"]["subsets"]),
+                        ("evaluate.benchmarks", config["evaluate"]["benchmarks"]),
+                        ("export.inat2021", config["export"]["inat2021"])):
+        if contracts.GENUS_SAMPLED in listed:
+            raise ConfigError(f"config {key}: {contracts.GENUS_SAMPLED} is listed but subsets.genus_sampled.genera is 0 (none "
+                              "drawn): set it to a count or a fraction of genera, or remove it from the list")
 
 
 def check_shot_bands(edges: list[int]) -> None:

@@ -9,7 +9,9 @@ downstream.
 
 from __future__ import annotations
 
-SUBSETS = ("train", "balanced", "unseen", "lifestages")
+GENUS_SAMPLED = "genus_sampled"  # the long-tail subset drawn by genus (subsets.genus_sampled)
+SUBSETS = ("train", "balanced", "unseen", "lifestages", GENUS_SAMPLED)
+SPLIT_SUBSETS = ("train", GENUS_SAMPLED)  # those with a `split` column (TRAIN_SPLITS)
 
 
 def provenance(output: str) -> str:
@@ -99,9 +101,16 @@ def subset_tables(results: str, date: str = "{date}") -> str:
 SUBSET_TABLES = ("table3_train_unique_taxa", "table7_balanced_species")
 
 
-
 def subset_figure(subset: str) -> str:
     return f"subset_distribution_{subset}.png"
+
+
+def long_tail(results: str, date: str = "{date}") -> str:
+    """genus_sampled's long tail beside the curated table's: LONG_TAIL .csv/.md/.tex and .png."""
+    return f"{results}/{date}/genus_sampled"
+
+
+LONG_TAIL = "genus_sampled_long_tail"
 
 
 # -- images: downloads in chunks, duplicate images, shards in parts ---------------------------------
@@ -160,18 +169,19 @@ def shard_parts(rows: int, shards: dict) -> int:
     return jobs(rows, shards["samples_per_shard"] * shards["shards_per_job"])
 
 
-TRAIN_SPLITS = ("train", "val", "test")  # the Train subset's `split` column
+TRAIN_SPLITS = ("train", "val", "test")  # the `split` column of Train and genus_sampled
 WHOLE = "all"  # the shard set of a subset without splits
 
 
 def shard_sets(subset: str) -> tuple[str, ...]:
-    """The shard sets of a subset's shards, each its own shards and sizes.json: Train's one per split
-    (training reads `train` and evaluation `test`, neither filtering samples), another subset's one."""
-    return TRAIN_SPLITS if subset == "train" else (WHOLE,)
+    """The shard sets of a subset's shards, each its own shards and sizes.json: one per split for a
+    subset with splits (training reads `train` and evaluation `test`, neither filtering samples),
+    another subset's one."""
+    return TRAIN_SPLITS if subset in SPLIT_SUBSETS else (WHOLE,)
 
 
 def shard_set(shards_dir: str, name: str) -> str:
-    """A shard set's folder: a split's under Train's shards folder, a whole subset's the folder itself."""
+    """A shard set's folder: a split's under its subset's shards folder, a whole subset's the folder itself."""
     return shards_dir if name == WHOLE else f"{shards_dir}/{name}"
 
 

@@ -44,7 +44,8 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, side: str, snapshot: Path) -
     con.execute(f"CREATE VIEW {side}_curated AS SELECT * FROM read_parquet({quote(curated)})")
     species = Path(contracts.subsets(folder), contracts.SPECIES_TABLE)
     con.execute(f"CREATE VIEW {side}_species AS SELECT * FROM read_parquet({quote(species)})")
-    parts = [f"SELECT photo_id, {quote(subset)} AS subset, {'split' if subset == 'train' else 'NULL'} AS split "
+    parts = [f"SELECT photo_id, {quote(subset)} AS subset, "
+             f"{'split' if subset in contracts.SPLIT_SUBSETS else 'NULL'} AS split "
              f"FROM read_parquet({quote(contracts.subset_table(folder, subset))}) WHERE photo_id IS NOT NULL"
              for subset in contracts.SUBSETS]
     con.execute(f"CREATE VIEW {side}_placements AS {' UNION ALL '.join(parts)}")

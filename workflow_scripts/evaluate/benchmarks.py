@@ -34,7 +34,7 @@ from workflow_scripts.common.duck import quote
 
 # our benchmarks, each a subset's shards: the split read (None: the whole subset), the column naming the class
 SUBSET_BENCHMARKS = {"train": ("test", "species"), "balanced": (None, "species"), "unseen": (None, "species"),
-                     "lifestages": (None, "label")}
+                     "lifestages": (None, "label"), "genus_sampled": ("test", "species")}
 NAME_MODES = ("scientific", "common", "taxonomic", "scientific_common")
 IMAGE_KEYS = ("jpg", "png", "gif", "webp")
 WHOLE_FILE = -1  # a location's offset when the image is a file of its own

@@ -1,16 +1,17 @@
 """Long-tail accuracy: zero-shot top-1 of every model on every benchmark, over classes grouped by
-how many images of them Train's train split holds (the long-tail view of the Pl@ntNet seed), from
-the evaluations' cached predictions (no model is run).
+how many images of them a train split holds (the long-tail view of the Pl@ntNet seed), from the
+evaluations' cached predictions (no model is run).
 
     python -m workflow_scripts.evaluate.shot_bands --subsets data/snapshots/<date>/subsets \\
         --evaluations results/<date>/eval/tiny-cpu results/<date>/eval/random-init \\
         --models tiny-cpu random-init --out results/<date>/shot_bands [--config config.yaml]
 
-A class's band comes from its species' Train images: our benchmarks' images carry their species
-(LifeStages' classes are a species at a life stage), an external benchmark's classes are species
-when its name mode is `scientific` (others are left out: nothing ties them to Train). The bands'
-lower edges are `evaluate.shot_bands`; species without images in Train's train split (Unseen's)
-form the band `absent`.
+A class's band comes from its species' images in a train split: genus_sampled's own (the long
+tail it was drawn with; its genera are not in Train), every other benchmark's in Train's, what our
+models train on. Our benchmarks' images carry their species (LifeStages' classes are a species at a
+life stage), an external benchmark's classes are species when its name mode is `scientific`
+(others are left out: nothing ties them to Train). The bands' lower edges are
+`evaluate.shot_bands`; species without images in the train split (Unseen's) form the band `absent`.
 Per model, benchmark and band: classes, images, top-1 with its 95% Wilson interval and the mean
 over classes of their top-1 (shot_band_accuracy.csv/.md/.tex, and .png). The settings are
 config.yaml's `evaluate` section.
@@ -51,10 +52,16 @@ def bands(train_images: np.ndarray, edges: list[int]) -> np.ndarray:
     return np.searchsorted(np.array(edges), train_images, side="right")
 
 
+def shots_from(benchmark: str) -> str:
+    """The subset whose train split bands a benchmark's classes: its own when it has one, else Train."""
+    return benchmark if benchmark in contracts.SPLIT_SUBSETS else "train"
+
+
 def scored_images(con: duckdb.DuckDBPyConnection, name: str, predictions: Path, subsets: Path,
                   settings: dict) -> pd.DataFrame | None:
     """Per image of a benchmark: its class (`label`), whether the model's top-1 hit it and its
-    species' Train images; None for an external benchmark whose classes are not species."""
+    species' images in the train split that bands it; None for an external benchmark whose classes
+    are not species."""
     if name in SUBSET_BENCHMARKS:
         species = f"SELECT photo_id, species FROM read_parquet({quote(subsets / contracts.subset_file(name))})"
         joined = "USING (photo_id)"
@@ -66,7 +73,8 @@ def scored_images(con: duckdb.DuckDBPyConnection, name: str, predictions: Path, 
         return None
     return con.execute(f"""SELECT p.label, p.top_ids[1] = p.label AS hit, coalesce(c.images, 0) AS train_images
                            FROM read_parquet({quote(predictions)}) AS p JOIN ({species}) AS s {joined}
-                           LEFT JOIN train_counts AS c ON c.species = s.species""").df()
+                           LEFT JOIN train_counts AS c ON c.subset = {quote(shots_from(name))}
+                                                      AND c.species = s.species""").df()
 
 
 def band_rows(images: pd.DataFrame, edges: list[int]) -> list[dict]:
@@ -84,12 +92,12 @@ def shot_band_table(records: list[dict], names: list[str]) -> pd.DataFrame:
     rows = []
     for r in records:
         low, high = wilson(r["hits"], r["images"])
-        rows.append({"Model": r["model"], "Benchmark": r["benchmark"], "Train images": names[r["band"]],
+        rows.append({"Model": r["model"], "Benchmark": r["benchmark"], "train-split images": names[r["band"]],
                      "classes": r["classes"], "images": r["images"],
                      "top-1 %": f"{half_up(Fraction(100 * r['hits'], r['images']), 1)} ± "
                                 f"{half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}",
                      "class-mean top-1 %": half_up(100 * r["macro_top1"], 1)})
-    return pd.DataFrame(rows, columns=["Model", "Benchmark", "Train images", "classes", "images", "top-1 %",
+    return pd.DataFrame(rows, columns=["Model", "Benchmark", "train-split images", "classes", "images", "top-1 %",
                                        "class-mean top-1 %"])
 
 
@@ -107,7 +115,7 @@ def shot_band_figure(records: list[dict], models: list[str], benchmarks: list[st
                         ms=4, capsize=3, label=model)
         ax.set_xticks(range(len(names)), names, rotation=45, fontsize=8)
         ax.set_title(benchmark, fontsize=9)
-        ax.set_xlabel("Train images per class", fontsize=8)
+        ax.set_xlabel("train-split images per class", fontsize=8)
     axes[0][0].set_ylabel("zero-shot top-1 % (95% Wilson)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -121,9 +129,10 @@ def shot_bands(subsets: Path, evaluations: list[Path], models: list[str], out: P
     check_shot_bands(settings["shot_bands"])
     edges, names, short = settings["shot_bands"], band_names(settings["shot_bands"]), abbreviations(settings)
     con = duckdb.connect()
-    con.execute(f"""CREATE VIEW train_counts AS SELECT species, count(*) AS images
-                    FROM read_parquet({quote(subsets / contracts.subset_file("train"))})
-                    WHERE split = 'train' GROUP BY species""")
+    con.execute("CREATE VIEW train_counts AS " + " UNION ALL ".join(
+        f"""SELECT {quote(subset)} AS subset, species, count(*) AS images
+            FROM read_parquet({quote(subsets / contracts.subset_file(subset))}) WHERE split = 'train' GROUP BY species"""
+        for subset in contracts.SPLIT_SUBSETS))
     records, banded = [], []
     for model, folder in zip(models, evaluations, strict=True):
         for name in contracts.benchmark_names(settings):
@@ -135,8 +144,9 @@ def shot_bands(subsets: Path, evaluations: list[Path], models: list[str], out: P
             records += [{"model": model, "benchmark": short[name], **row} for row in band_rows(images, edges)]
     with building(out) as staging:
         write_table(shot_band_table(records, names), staging / contracts.SHOT_BANDS,
-                    "Zero-shot top-1 accuracy (%) over classes grouped by their images in Train's train split "
-                    f"({ABSENT}: none, e.g. Unseen's species) ± half the width of its 95% Wilson score interval; "
+                    "Zero-shot top-1 accuracy (%) over classes grouped by their images in a train split "
+                    f"(genus_sampled's own, else Train's; {ABSENT}: none, e.g. Unseen's species) ± half the width "
+                    "of its 95% Wilson score interval; "
                     "class-mean: the mean of the classes' top-1. " + ROUNDING, tex=True)
         shot_band_figure(records, models, banded, names, staging / f"{contracts.SHOT_BANDS}.png")
     return records

@@ -29,9 +29,9 @@ from workflow_scripts.common.plots import plt, save
 from workflow_scripts.common.tables import ROUNDING, half_up, write_table
 from workflow_scripts.evaluate.benchmarks import NAME_MODES
 
-ABBREVIATIONS = {"train": "BT-Test", "balanced": "BTB", "unseen": "BTU", "lifestages": "LS"}
+ABBREVIATIONS = {"train": "BT-Test", "balanced": "BTB", "unseen": "BTU", "lifestages": "LS", "genus_sampled": "GS"}
 FULL_NAMES = {"train": "BioTrove-Train (test split)", "balanced": "BioTrove-Balanced", "unseen": "BioTrove-Unseen",
-              "lifestages": "LifeStages"}
+              "lifestages": "LifeStages", "genus_sampled": "Genus-sampled (test split)"}
 MODE_HEADINGS = {"scientific": "Scientific", "common": "Common", "taxonomic": "Taxonomic",
                  "scientific_common": "Scientific + common"}
 METHOD_NAMES = {"softmax": "softmax (marginal)", "class_conditional": "class-conditional",

@@ -47,8 +47,9 @@ BATCH = 10_000  # image rows fetched at a time
 
 
 def sets(subset: str) -> dict[str, str]:
-    """{set name: its shard set}: Train's splits, or a benchmark's whole shards as `test`."""
-    return {name: name for name in contracts.TRAIN_SPLITS} if subset == "train" else {"test": contracts.WHOLE}
+    """{set name: its shard set}: the splits of a subset with splits, or a benchmark's whole shards as `test`."""
+    return ({name: name for name in contracts.TRAIN_SPLITS} if subset in contracts.SPLIT_SUBSETS
+            else {"test": contracts.WHOLE})
 
 
 def category(number: int, row: dict, column: str, categories: dict[str, str]) -> dict:

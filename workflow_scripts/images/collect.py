@@ -1,7 +1,7 @@
 """A subset's shards folder, from its parts: each shard set's shards (hard links: no copy) and
-sizes.json in its folder (Train's splits in train/, val/ and test/; another subset's in the folder
+sizes.json in its folder (a subset with splits: in train/, val/ and test/; another in the folder
 itself), shards_report.json and the species mixing per batch of the shard order against a local
-shuffle (the paper's Figure 5c: shuffle_quality.{csv,md,png}; for Train, of its train split).
+shuffle (the paper's Figure 5c: shuffle_quality.{csv,md,png}; with splits, of the train split).
 
     python -m workflow_scripts.images.collect --parts data/snapshots/<date>/images/train/parts/*/* \\
         --order data/snapshots/<date>/images/train/shard_order.parquet \\

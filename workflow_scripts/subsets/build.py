@@ -1,7 +1,9 @@
-"""BioTrove-Train, -Balanced, -Unseen and LifeStages from one curated snapshot (paper section 4).
+"""BioTrove-Train, -Balanced, -Unseen and LifeStages from one curated snapshot (paper section 4),
+and the genus-sampled subset (the Pl@ntNet-300K recipe: whole genera drawn by hash).
 
 Writes train.parquet (with `split`: train/val/test), balanced.parquet, unseen.parquet,
-lifestages.parquet (with `life_stage` and `label`), each with the curated columns and sorted;
+lifestages.parquet (with `life_stage` and `label`), genus_sampled.parquet (with `split`), each with
+the curated columns and sorted;
 species.parquet (each species' size and what the thresholds made of it); subsets_report.json
 (images and species per subset and category). The rules are SQL in subsets.sql beside this
 module; the settings are config.yaml's `subsets` section (the LifeStages web export among them).
@@ -87,6 +89,18 @@ def hex_cut(fraction: float) -> str:
     return "g" if cut >= 2**32 else f"{cut:08x}"  # "g" sorts after every hex prefix
 
 
+def genus_variables(genus: dict) -> dict:
+    """subsets.genus_sampled as subsets.sql's variables: `genera` a fraction (each genus's hash
+    against a cut) or a count (the first N in hash order; 0: none)."""
+    genera = genus["genera"]
+    fraction = isinstance(genera, float) and genera < 1
+    return {"genus_salt": genus["salt"], "genus_min_species": genus["min_species_per_genus"],
+            "genus_min_images": genus["min_images_per_species"],
+            "genus_cut": hex_cut(genera if fraction else 1), "genera_count": 2**62 if fraction else int(genera),
+            "genus_test_cut": hex_cut(genus["test_fraction"]),
+            "genus_val_cut": hex_cut(genus["test_fraction"] + genus["val_fraction"])}
+
+
 def build(curated: Path, out: Path, settings: dict | None = None) -> dict:
     """The subsets of one curated table into the folder `out`; `settings`: config.yaml's `subsets`
     section (the schema fills in what it leaves out)."""
@@ -108,16 +122,20 @@ def _build_with(con: duckdb.DuckDBPyConnection, staging: Path, curated: Path, se
     con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
     con.execute("CREATE TABLE categories (name VARCHAR, rank VARCHAR)")
     con.executemany("INSERT INTO categories VALUES (?, ?)", sorted(settings["categories"].items()))
-    con.execute("CREATE TABLE include_taxa (rank VARCHAR, name VARCHAR)")
-    for taxon in settings["include"]:
-        con.execute("INSERT INTO include_taxa VALUES (?, ?)", (taxon["rank"], taxon["name"]))
+    genus = settings["genus_sampled"]
+    for table, taxa in (("include_taxa", settings["include"]), ("genus_include_taxa", genus["include"])):
+        con.execute(f"CREATE TABLE {table} (rank VARCHAR, name VARCHAR)")
+        for taxon in taxa:
+            con.execute(f"INSERT INTO {table} VALUES (?, ?)", (taxon["rank"], taxon["name"]))
+    con.execute("CREATE TABLE genus_categories AS SELECT unnest($names::VARCHAR[]) AS name", {"names": genus["categories"]})
     lifestage_format = load_lifestages(con, export, settings["lifestages"])
     for name, value in {"salt": settings["salt"], "observed_before": settings["observed_before"],
                         "min_images": settings["min_images"], "max_images": settings["max_images"],
                         "balanced_species": settings["balanced_species_per_category"],
                         "balanced_images": settings["balanced_images_per_species"],
                         "unseen_min": settings["unseen_min_images"], "test_cut": hex_cut(settings["test_fraction"]),
-                        "val_cut": hex_cut(settings["test_fraction"] + settings["val_fraction"])}.items():
+                        "val_cut": hex_cut(settings["test_fraction"] + settings["val_fraction"]),
+                        **genus_variables(genus)}.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
     run_sql(con, HERE / "subsets.sql")
     ambiguous = con.execute("SELECT any_value(species_key), string_agg(category, ' and ' ORDER BY category) "
@@ -145,23 +163,39 @@ def check_photo_order(con: duckdb.DuckDBPyConnection, curated: Path) -> None:
                            "sorted by unique photo_id, as the curate stage writes it")
 
 
+def genus_report(con: duckdb.DuckDBPyConnection) -> dict:
+    """The genera drawn, of those that qualified, and the drawn genera's species below the minimum:
+    in no subset."""
+    genera, qualifying = con.execute("SELECT (SELECT count(*) FROM sampled_genera), count(*) FROM qualifying_genera"
+                                     ).fetchone()
+    species, images = con.execute("SELECT count(*), coalesce(sum(images), 0) FROM species_images SEMI JOIN "
+                                  "(SELECT species FROM genus_sampled_species WHERE NOT kept) USING (species)").fetchone()
+    return {"genera": genera, "qualifying_genera": qualifying,
+            "species_below_minimum": {"species": species, "images": int(images)}}
+
+
 def _write_the_rest(con: duckdb.DuckDBPyConnection, staging: Path, settings: dict, lifestage_format: str) -> dict:
-    """Balanced, Unseen, LifeStages, species.parquet and subsets_report.json."""
+    """Balanced, Unseen, LifeStages, genus_sampled, species.parquet and subsets_report.json."""
     write_parquet(con, "SELECT * FROM curated SEMI JOIN balanced_photos USING (photo_id) ORDER BY photo_id",
                   staging / contracts.subset_file("balanced"))
     write_parquet(con, "SELECT * FROM curated SEMI JOIN unseen_photos USING (photo_id) ORDER BY photo_id",
                   staging / contracts.subset_file("unseen"))
     write_parquet(con, "SELECT * FROM lifestages ORDER BY photo_id, label, photo_url", staging / contracts.subset_file("lifestages"))
+    write_parquet(con, "SELECT c.*, g.split FROM curated AS c JOIN genus_sampled_photos AS g USING (photo_id) "
+                  "ORDER BY photo_id", staging / contracts.subset_file(contracts.GENUS_SAMPLED))
     report = {"settings": settings, "lifestages_format": lifestage_format, "subsets": {}}
-    for subset, members in (("train", "train_photos"), ("balanced", "balanced_photos"), ("unseen", "unseen_photos")):
+    for subset, members in (("train", "train_photos"), ("balanced", "balanced_photos"), ("unseen", "unseen_photos"),
+                            (contracts.GENUS_SAMPLED, "genus_sampled_photos")):
         per_category = con.execute(f"""
-            SELECT s.category, count(*), count(DISTINCT species) FROM {members} JOIN species_sizes AS s USING (species)
+            SELECT s.category, count(*), count(DISTINCT species) FROM {members} JOIN species_images AS s USING (species)
             GROUP BY 1 ORDER BY 1""").fetchall()
         report["subsets"][subset] = {
             "images": sum(r[1] for r in per_category), "species": sum(r[2] for r in per_category),
             "per_category": {r[0]: {"images": r[1], "species": r[2]} for r in per_category}}
-    report["subsets"]["train"]["splits"] = dict(con.execute(
-        "SELECT split, count(*) FROM train_photos GROUP BY 1 ORDER BY 1").fetchall())
+    for subset, members in (("train", "train_photos"), (contracts.GENUS_SAMPLED, "genus_sampled_photos")):
+        report["subsets"][subset]["splits"] = dict(con.execute(
+            f"SELECT split, count(*) FROM {members} GROUP BY 1 ORDER BY 1").fetchall())
+    report["subsets"][contracts.GENUS_SAMPLED] |= genus_report(con)
     labels = con.execute("SELECT count(*), count(DISTINCT label) FROM lifestages").fetchone()
     report["subsets"]["lifestages"] = {"images": labels[0], "labels": labels[1]}
     if lifestage_format == "web export":

@@ -1,5 +1,6 @@
 """Leak checks between the subsets: no photo_id and no observation_uuid shared by two of Train,
-Balanced, Unseen, LifeStages or by two of Train's splits; no Unseen species in Train. Each check is
+Balanced, Unseen, LifeStages and genus_sampled, or by two splits of Train or of genus_sampled; no
+Unseen species in Train; no genus_sampled genus in Train, Balanced or Unseen. Each check is
 a function in CHECKS that returns its violations; a violation fails the stage (exit 1) after the
 report is written. workflow_scripts.images.duplicates runs them again beside the image checks.
 """
@@ -41,11 +42,11 @@ def ids_shared_between_subsets(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return found
 
 
-def ids_shared_between_train_splits(con: duckdb.DuckDBPyConnection) -> list[dict]:
+def ids_shared_between_splits(con: duckdb.DuckDBPyConnection) -> list[dict]:
     found = []
-    for column in ("photo_id", "observation_uuid"):
-        if hit := shared(con, column, "train", "train", "AND a.split <> b.split"):
-            found.append({"check": f"{column} in two Train splits", "between": ["train", "train"], **hit})
+    for subset, column in itertools.product(contracts.SPLIT_SUBSETS, ("photo_id", "observation_uuid")):
+        if hit := shared(con, column, subset, subset, "AND a.split <> b.split"):
+            found.append({"check": f"{column} in two {subset} splits", "between": [subset, subset], **hit})
     return found
 
 
@@ -55,7 +56,20 @@ def unseen_species_in_train(con: duckdb.DuckDBPyConnection) -> list[dict]:
     return [{"check": "Unseen species in Train", "between": ["unseen", "train"], **hit}] if hit else []
 
 
-CHECKS = (ids_shared_between_subsets, ids_shared_between_train_splits, unseen_species_in_train)
+def genus_sampled_genera_elsewhere(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """A drawn genus (its lineage down to genus) must be in no other subset drawn from the same pool."""
+    genus = "concat_ws(' ', kingdom, phylum, \"class\", \"order\", family, genus) AS genus_key"
+    found = []
+    for other in ("train", "balanced", "unseen"):
+        if hit := shared(con, "genus_key", f"(SELECT {genus} FROM {contracts.GENUS_SAMPLED})",
+                         f"(SELECT {genus} FROM {other} WHERE genus IS NOT NULL)"):
+            found.append({"check": "genus_sampled genus in another subset", "between": [contracts.GENUS_SAMPLED, other],
+                          **hit})
+    return found
+
+
+CHECKS = (ids_shared_between_subsets, ids_shared_between_splits, unseen_species_in_train,
+          genus_sampled_genera_elsewhere)
 
 
 def subset_views(tables: list[Path]) -> duckdb.DuckDBPyConnection:
