@@ -9,7 +9,8 @@ Each job is its own process, as Snakemake runs it: `python -m workflow_scripts.i
 per URL chunk, the download report, the shard order, then `python -m workflow_scripts.images.shards`
 per part. Prints each run's seconds and CPU seconds per step, the costs per image the README's
 full-size plan is computed from (the jobs' CPU, the server's apart, and the bytes written), the
-speedup the CPU time allows on this machine's cores, checks that both runs wrote the same shards,
+speedup the CPU time allows on this machine's cores, checks that both runs wrote the same shards
+(and stops with an error where a run's shards miss any image of the shard order, or there are none),
 and ends with `speedup: X.XX` (one job's time over two jobs'; target >= 1.7 on 2 cores).
 """
 
@@ -25,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import duckdb
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -33,6 +36,7 @@ from workflow_scripts.common import contracts  # noqa: E402
 from workflow_scripts.images.download import serving  # noqa: E402
 
 PER_SHARD = 2_000
+SHARD_SET = "train"  # bench/photos.py's table is Train-like: every row in split `train`, one shard set
 
 
 def children_cpu() -> float:
@@ -62,7 +66,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
     shards_settings = json.dumps({"samples_per_shard": PER_SHARD, "shards_per_job": -(-images // (PER_SHARD * jobs)),
                                   "chunk_size": 10_000, "part_size": 500})
     chunks = [Path(contracts.chunk_folder(str(folder), contracts.chunk_name(n))) for n in range(jobs)]
-    parts = [contracts.shard_part(str(folder), contracts.chunk_name(n)) for n in range(jobs)]
+    parts = [contracts.shard_part(str(folder), SHARD_SET, contracts.chunk_name(n)) for n in range(jobs)]
     order = contracts.shard_order(str(folder))
     seconds, cpu = {}, {}
     with serving(subset.parent / "bucket") as port:
@@ -79,12 +83,18 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         "order": [python("workflow_scripts.images.order", "--subset", str(subset), "--download",
                          str(folder / contracts.DOWNLOAD_REPORT), "--out", order, "--processes", str(jobs),
                          "--settings", shards_settings)],
-        "shards": [python("workflow_scripts.images.shards", "--order", order, "--subset", str(subset), "--part",
-                          str(number), "--out", part, "--settings", shards_settings)
+        "shards": [python("workflow_scripts.images.shards", "--order", order, "--subset", str(subset),
+                          "--shard-set", SHARD_SET, "--part", str(number), "--out", part,
+                          "--settings", shards_settings)
                    for number, part in enumerate(parts)]}
     for step, commands in steps.items():
         seconds[step], cpu[step] = side_by_side(commands)
-    tars = sorted(folder.glob("parts/*/*.tar"))
+    tars = sorted(tar for part in parts for tar in Path(part).glob("*.tar"))
+    written = sum(sum(json.loads((Path(part) / contracts.SHARD_SIZES).read_text()).values()) for part in parts)
+    ordered = duckdb.sql(f"SELECT count(*) FROM '{order}' WHERE shard_set = '{SHARD_SET}'").fetchone()[0]
+    if not tars or written != ordered or ordered < images * 0.99:  # a shard set's jobs must shard all its order
+        raise SystemExit(f"{jobs} job(s) wrote {len(tars)} shards of {written:,} samples; the order has "
+                         f"{ordered:,} in shard set {SHARD_SET!r}, of {images:,} images")
     return {"seconds": seconds, "cpu": cpu, "shards": {tar.name: hashlib.sha256(tar.read_bytes()).hexdigest()
                                                         for tar in tars},
             "downloaded_bytes": sum(tar.stat().st_size for tar in folder.glob("chunks/*/pass-*/*.tar")),

@@ -6,7 +6,8 @@ shuffle, a plain `txt` caption), on the same shards, with ViT-B/16's training pr
 
 The shards hold `--samples` synthetic photos (smooth colour fields with grain, JPEG quality 90),
 once at iNaturalist's "medium" size (500 x 375) and once at 256 x 192 (what
-`images.resize_mode: keep_ratio` with `images.image_size: 256` keeps), every caption type of the
+`images.resize_mode: keep_ratio_largest` with `images.image_size: 256` keeps: the long side 256;
+img2dataset's `keep_ratio` sets the short side, 341 x 256), every caption type of the
 project and a `txt` for bare open_clip. Each pipeline is open_clip_train's own DataLoader
 (`open_clip_train.data.get_wds_dataset`) with `--workers` workers, timed from its first batch to
 its last, alternately and twice each (the best of two). Prints the bytes per image and samples/s

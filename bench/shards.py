@@ -9,7 +9,8 @@ each (the best of two, so both see a warm page cache):
   shards: `python -m workflow_scripts.images.shards`, every shard as one part, one process per core;
   copy:   the same images read in the same order (the order file's locations) and written to one
           file: the floor of any sharder, which must move exactly these bytes.
-Prints both, their ratio (copy time / shards time; target >= 70%) and MB/s.
+Prints both, their ratio (copy time / shards time; target >= 70%) and MB/s; stops with an error where
+the shards miss any image of the order (shard set `train`: bench/photos.py's table is all Train split).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from workflow_scripts.images.download_report import download_report  # noqa: E40
 from workflow_scripts.images.shards import read_images  # noqa: E402
 
 PROCESSES = os.cpu_count()
+SHARD_SET = "train"  # bench/photos.py's table is Train-like: every row in split `train`, one shard set
 SETTINGS = {"samples_per_shard": 10000, "shards_per_job": 10**6, "chunk_size": 50000, "part_size": 1000, "seed": 0,
             "mixing_batch_sizes": [1024, 4096]}
 
@@ -74,13 +76,20 @@ def main() -> None:
                               "--download", str(folder / contracts.DOWNLOAD_REPORT), "--out", order,
                               "--settings", json.dumps(SETTINGS), "--processes", str(PROCESSES)])[0]
     shards_command = [sys.executable, "-m", "workflow_scripts.images.shards", "--order", order, "--subset",
-                      str(subset), "--part", "0", "--out", str(workdir / "shards"), "--settings", json.dumps(SETTINGS),
-                      "--processes", str(PROCESSES)]
+                      str(subset), "--shard-set", SHARD_SET, "--part", "0", "--out", str(workdir / "shards"),
+                      "--settings", json.dumps(SETTINGS), "--processes", str(PROCESSES)]
     copy_command = [sys.executable, "bench/shards.py", "--copy", order, str(workdir / "copy.bin")]
+    ordered = duckdb.sql(f"SELECT count(*) FROM '{order}' WHERE shard_set = '{SHARD_SET}'").fetchone()[0]
+    if ordered < args.images * 0.99:
+        raise SystemExit(f"the order has {ordered:,} samples in shard set {SHARD_SET!r}, of {args.images:,} images")
     times = {"shards": [], "copy": []}
     for _ in range(2):
         times["shards"].append(measured(shards_command)[0])
         times["copy"].append(measured(copy_command)[0])
+        written = json.loads((workdir / "shards" / contracts.SHARD_SIZES).read_text())
+        if not written or sum(written.values()) != ordered:  # one part of every shard: the whole shard set
+            raise SystemExit(f"the shards hold {sum(written.values()):,} samples in {len(written)} shards; the "
+                             f"order has {ordered:,} in shard set {SHARD_SET!r}, of {args.images:,} images")
     shards_s, copy_s = min(times["shards"]), min(times["copy"])
     print(f"{args.images:,} images, {size / 1e6:,.0f} MB of img2dataset tars; {PROCESSES} processes; "
           f"the shard order took {order_seconds:.2f} s")

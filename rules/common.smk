@@ -1,5 +1,4 @@
 import json
-import os
 import re
 import shlex
 from pathlib import Path
@@ -98,29 +97,34 @@ def output_folder(wildcards, output) -> str:
     return contracts.provenance_target(output.provenance)
 
 
-def benchmark_files(date: str, name: str) -> dict:
-    """What a benchmark is read from: one of our subsets' shards and table, or an external
-    benchmark's metadata."""
-    if name in config["evaluate"]["benchmarks"]:
-        return {
-            name: contracts.shards(SNAPSHOT, name).format(date=date),
-            f"{name}_table": contracts.subset_table(SNAPSHOT, name).format(date=date),
-        }
-    return {f"external_{name}": config["evaluate"]["external"][name]["metadata"]}
+def benchmark_files(date: str, names: list[str]) -> dict:
+    """What benchmarks are read from: our subsets' shards folders and tables (`shards` and `tables`,
+    in the same order), the external benchmarks' metadata (`external`)."""
+    snapshot = contracts.snapshot(DATA, date)
+    ours = [name for name in names if name in config["evaluate"]["benchmarks"]]
+    return {
+        "shards": [contracts.shards(snapshot, name) for name in ours],
+        "tables": [contracts.subset_table(snapshot, name) for name in ours],
+        "external": [
+            config["evaluate"]["external"][name]["metadata"]
+            for name in names
+            if name not in ours
+        ],
+    }
 
 
 def benchmark_shards(wildcards) -> dict:
     """The evaluate rule's inputs: every benchmark's files and the model's checkpoint when it is
     this run's."""
-    inputs = {}
-    for name in contracts.benchmark_names(config["evaluate"]):
-        inputs |= benchmark_files(wildcards.date, name)
+    inputs = benchmark_files(
+        wildcards.date, contracts.benchmark_names(config["evaluate"])
+    )
     trained = evaluated_model(config, wildcards.model, wildcards.date)["checkpoint"]
     return inputs | ({"checkpoint": trained} if trained else {})
 
 
 def exported_benchmark(wildcards) -> dict:
-    return benchmark_files(wildcards.date, wildcards.benchmark)
+    return benchmark_files(wildcards.date, [wildcards.benchmark])
 
 
 def evaluated(wildcards) -> dict:
@@ -133,7 +137,8 @@ def pretrained_option(wildcards) -> str:
 
 
 def compared_inputs(wildcards) -> dict:
-    """Both snapshots' raw tables, curated table and subsets, and each configured model's metrics."""
+    """Both snapshots' raw tables, curated table, species table and subsets' tables (`<side>_subsets`,
+    a list), and each configured model's metrics."""
     inputs = {}
     for side in ("previous", "current"):
         files = contracts.compared_files(contracts.snapshot(DATA, wildcards[side]))

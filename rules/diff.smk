@@ -33,11 +33,13 @@ rule diff:
         mem_mb=8000,
         runtime=120,
     params:
-        previous=contracts.snapshot(DATA, "{previous}"),
-        current=contracts.snapshot(DATA, "{current}"),
         models=" ".join(shlex.quote(model) for model in EVALUATED),
         out=output_folder,
     shell:
-        "python -m workflow_scripts.diff --previous {params.previous} --current {params.current}"
-        " --previous-metrics {input.previous_metrics} --current-metrics {input.current_metrics}"
+        "python -m workflow_scripts.diff --previous-date {wildcards.previous} --previous-raw {input.previous_raw}"
+        " --previous-curated {input.previous_curated} --previous-species {input.previous_species}"
+        " --previous-subsets {input.previous_subsets} --previous-metrics {input.previous_metrics}"
+        " --current-date {wildcards.current} --current-raw {input.current_raw}"
+        " --current-curated {input.current_curated} --current-species {input.current_species}"
+        " --current-subsets {input.current_subsets} --current-metrics {input.current_metrics}"
         " --models {params.models} --out {params.out} --provenance {output.provenance} > {log} 2>&1"

@@ -22,16 +22,15 @@ rule evaluate:
         runtime=config["evaluate"]["runtime"],
         gpu=config["evaluate"]["gpu"],
     params:
-        snapshot=SNAPSHOT,
         torch_threads=config["evaluate"]["threads"],
         out=output_folder,
         model=lambda wildcards: evaluated(wildcards)["model"],
         pretrained=pretrained_option,
         settings=Section(config, "evaluate"),
     shell:
-        "OMP_NUM_THREADS={params.torch_threads} python -m workflow_scripts.evaluate --snapshot {params.snapshot}"
-        " --model {params.model:q} {params.pretrained} --settings {params.settings:q} --out {params.out}"
-        " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
+        "OMP_NUM_THREADS={params.torch_threads} python -m workflow_scripts.evaluate --shards {input.shards}"
+        " --tables {input.tables} --model {params.model:q} {params.pretrained} --settings {params.settings:q}"
+        " --out {params.out} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule paper_tables:
@@ -89,9 +88,13 @@ rule shot_bands:
     config evaluate.shot_bands; species absent from Train their own band): table and figure.
     """
     input:
-        predictions=expand(
-            rules.evaluate.output.predictions, model=EVALUATED, allow_missing=True
-        ),
+        predictions=[  # per model in order, its benchmarks' in order
+            predictions
+            for model in EVALUATED
+            for predictions in expand(
+                rules.evaluate.output.predictions, model=model, allow_missing=True
+            )
+        ],
         train=contracts.subset_table(SNAPSHOT, "train"),
         tables=[
             contracts.subset_table(SNAPSHOT, name)
@@ -124,15 +127,10 @@ rule shot_bands:
         mem_mb=4000,
         runtime=30,
     params:
-        subsets=lambda wildcards, input: os.path.dirname(input.train),
-        evaluations=" ".join(
-            shlex.quote(contracts.evaluation(RESULTS, "{date}", model))
-            for model in EVALUATED
-        ),
         models=" ".join(shlex.quote(model) for model in EVALUATED),
         out=output_folder,
         settings=Section(config, "evaluate"),
     shell:
-        "python -m workflow_scripts.evaluate.shot_bands --subsets {params.subsets} --evaluations {params.evaluations}"
-        " --models {params.models} --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
-        " --provenance {output.provenance} > {log} 2>&1"
+        "python -m workflow_scripts.evaluate.shot_bands --train {input.train} --tables {input.tables}"
+        " --predictions {input.predictions} --models {params.models} --out {params.out}"
+        " --settings {params.settings:q} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

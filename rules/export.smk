@@ -14,11 +14,11 @@ rule clip_benchmark_export:
         mem_mb=2000,
         runtime=120,
     params:
-        snapshot=SNAPSHOT,
         settings=Section(config, "export"),
         external=Section(config, "evaluate", "external"),
     shell:
-        "python -m workflow_scripts.export.clip_benchmark --snapshot {params.snapshot} --benchmark {wildcards.benchmark}"
+        "python -m workflow_scripts.export.clip_benchmark --benchmark {wildcards.benchmark}"
+        " --shards {input.shards} --tables {input.tables}"
         " --settings {params.settings:q} --external {params.external:q} --out {output.export}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 

@@ -14,7 +14,7 @@ rule download_chunk:
         "../envs/data.yaml"
     threads: config["images"]["processes"]  # img2dataset's processes
     resources:
-        mem_mb=4000,
+        mem_mb=config["images"]["mem_mb"],
         runtime=24 * 60,
         downloads=1,  # `snakemake --resources downloads=N`: N jobs at once, the bucket's request rate
     params:

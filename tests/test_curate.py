@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REAL, REPO
 from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
 from workflow_scripts.common.contracts import TAXONOMY_ARCHIVE
-from workflow_scripts.common.inat_format import COLUMNS
+from workflow_scripts.common.inat_format import COLUMNS, value_problem
 from workflow_scripts.curate.stage import CurateError, curate
 
 DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
@@ -314,13 +314,71 @@ def test_bad_values_are_counted_drops_with_file_and_line(tmp_path):
     assert lines[("taxa.csv", taxa_line[54])].startswith("name='QQQ")
 
 
+LOOSE_CASTS = [  # (table, column, value): DuckDB would cast each (2.5 -> 3, +2048, 1e3, nan, ...)
+    ("photos", "photo_id", "2.5"), ("photos", "photo_id", "+2048"), ("photos", "photo_id", "1e3"),
+    ("photos", "width", "٣٠٠"), ("observations", "observed_on", "2020-5-1"),
+    ("observations", "observed_on", "2020-05-01 (BC)"), ("observations", "anomaly_score", "nan"),
+    ("observations", "latitude", "inf"), ("observations", "observation_uuid", "ABCDEF00-0000-4000-8000-000000000030"),
+    ("observations", "observation_uuid", "{" + uuid(31) + "}"), ("taxa", "active", "yes"),
+]
+
+
+def test_loose_casts_are_refused_not_rounded(tmp_path):
+    """Each value DuckDB's casts would accept and change is a rejected row, with the message the
+    format checker gives for the same value (one definition), and no genuine row is lost to it."""
+    observations = [obs(n, 13) for n in range(1, 4)]
+    photos = [photo(n, 1) for n in range(1, 4)]
+    taxa = list(TAXA)
+    expected = {}
+    for table, column, value in LOOSE_CASTS:
+        rows = {"observations": observations, "photos": photos, "taxa": taxa}[table]
+        base = {"observations": obs(40 + len(rows), 13), "photos": photo(50 + len(rows), 2),
+                "taxa": (900 + len(rows), "48460/1", 60, "phylum", "Extra", "true")}[table]
+        row = list(base)
+        row[COLUMNS[table].index(column)] = value
+        rows.append(tuple(row))
+        expected[(f"{table}.csv", len(rows) + 1)] = value_problem(column, value)
+    snapshot = write_snapshot(tmp_path / "snap", observations, photos, taxa=taxa, gz=False)
+    report = curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []),
+                    snapshot="2024-09-27")
+    rejects = [line.split("\t") for line in (tmp_path / "out" / "rejects.csv").read_text().splitlines()[1:]]
+    assert {(file, int(line)): reason for file, line, reason in rejects} == expected
+    assert all(expected.values())  # the checker refuses each too
+    assert sorted(r["photo_id"] for r in parquet_rows(tmp_path / "out" / "curated.parquet")) == [1, 2, 3]
+    assert "duplicate_photo" not in report["dropped"] and balanced(report)
+
+
+def test_a_loop_of_parents_of_any_length_is_refused(tmp_path):
+    """family -> species -> genus -> family: no taxon lists one that lists it back, but following
+    parents never reaches the root; without the check the family's photo got a species."""
+    taxa = [t for t in TAXA if t[0] not in (11, 12, 13, 14, 15)] + [
+        (11, "48460/1/2/3/10/13", 30, "family", "Parulidae", "true"),
+        (13, "48460/1/2/3/10/12", 10, "species", "Setophaga petechia", "true"),
+        (12, "48460/1/2/3/10/11", 20, "genus", "Setophaga", "true"),
+        (14, "48460/1/2/3/10/11/12/13", 5, "subspecies", "Setophaga petechia aestiva", "true"),
+    ]
+    snapshot = write_snapshot(tmp_path / "snap", [obs(1, 11), obs(2, 14), obs(3, 27)],
+                              [photo(1, 1), photo(2, 2), photo(3, 3)], taxa=taxa, gz=False)
+    report = curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []),
+                    snapshot="2024-09-27")
+    assert [r["photo_id"] for r in parquet_rows(tmp_path / "out" / "curated.parquet")] == [3]
+    assert report["dropped"] == {"ancestor_rejected": 1, "taxon_rejected": 1}
+    rejects = [line.split("\t") for line in (tmp_path / "out" / "rejects.csv").read_text().splitlines()[1:]]
+    line_of = {t[0]: n + 2 for n, t in enumerate(taxa)}
+    assert {(int(line), reason) for _, line, reason in rejects} == {
+        (line_of[taxon], f"ancestry cycle: following parents from {taxon} comes back to it after 3 steps")
+        for taxon in (11, 12, 13)}
+
+
 def test_floors_empty_table_and_drop_limits(tmp_path):
     snapshot = write_snapshot(tmp_path / "snap", [], [photo(1, 1), photo(2, 2)])
     dwca = write_dwca(tmp_path / "dwca", [])
     with pytest.raises(CurateError, match=r"no photo survived curation \(2 photo rows in; dropped most: "
-                                          r"observation_missing 2.*curate.allow_empty"):
+                                          r"observation_missing 2.*curate.allow_empty.*rejected lines: .*out\.rejects\.csv"):
         curate(snapshot, tmp_path / "out", LOOSE, taxonomy=dwca, snapshot="2024-09-27")
     assert not (tmp_path / "out").exists()
+    kept_rejects = tmp_path / "out.rejects.csv"  # the message's "rejected lines": the failed run's
+    assert kept_rejects.read_text() == "file\tline\treason\n"
     snapshot = write_snapshot(tmp_path / "snap2", [obs(n, 13) for n in range(1, 20)] + [obs(20, 15)],
                               [photo(n, n) for n in range(1, 21)])
     with pytest.raises(CurateError, match=r"5\.0% of the photo rows dropped as taxon_inactive \(1 of 20\), above "
@@ -328,6 +386,7 @@ def test_floors_empty_table_and_drop_limits(tmp_path):
         curate(snapshot, tmp_path / "out", {"drop_limits": {"other": 0.04}}, taxonomy=dwca, snapshot="2024-09-27")
     report = curate(snapshot, tmp_path / "out", {"drop_limits": {"other": 0.04, "taxon_inactive": 0.05}},
                     taxonomy=dwca, snapshot="2024-09-27")
+    assert not kept_rejects.exists()  # a later run that passes removes the failed run's
     assert (report["photos_out"], report["dropped"]) == (19, {"taxon_inactive": 1})
 
 

@@ -5,13 +5,32 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from tests.project_copy import hashes
+from workflow_scripts.common import contracts
 from workflow_scripts.curate.stage import CurateError
+from workflow_scripts.diff import __main__ as diff_cli
+from workflow_scripts.diff.data import Month
 from workflow_scripts.diff.stage import diff, results_diff
+
+
+def month(snapshot: Path) -> Month:
+    """What the diff reads of a snapshot folder (raw/, curated/, subsets/)."""
+    files = contracts.compared_files(str(snapshot))
+    return Month(snapshot.name, Path(files["raw"]), Path(files["curated"]), Path(files["species"]),
+                 {subset: Path(table) for subset, table in contracts.subsets_by_name(files["subsets"]).items()})
+
+
+def month_options(side: str, snapshot: Path, metrics: list[Path]) -> list[str]:
+    """One month's options as the diff rule passes them."""
+    files = contracts.compared_files(str(snapshot))
+    return [f"--{side}-date", snapshot.name, f"--{side}-raw", files["raw"], f"--{side}-curated", files["curated"],
+            f"--{side}-species", files["species"], f"--{side}-subsets", *files["subsets"],
+            f"--{side}-metrics", *map(str, metrics)]
 
 
 def write_metrics(folder, benchmarks: dict, weighted: float) -> None:
@@ -40,7 +59,7 @@ def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
 
 def test_sample_months_every_planted_change_found(sample_months, planted, evaluations, tmp_path):
     out = tmp_path / "diff"
-    report = diff(sample_months / "2024-08-27", sample_months / "2024-09-27", out, *evaluations, ["clip"])
+    report = diff(month(sample_months / "2024-08-27"), month(sample_months / "2024-09-27"), out, *evaluations, ["clip"])
 
     swap = planted["taxon_swap"]  # the old taxon inactive, its observations on a new one
     assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["added"]] == [swap["new_name"].split()]
@@ -72,8 +91,11 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
     assert swap["new_name"] in text and "| NO |" in text
     assert {p.name for p in out.glob("*.png")} == {"images_per_category.png", "results.png"}
 
+    # again, as the rule runs it: each month's files named
     again = tmp_path / "again"
-    diff(sample_months / "2024-08-27", sample_months / "2024-09-27", again, *evaluations, ["clip"])
+    assert diff_cli.main([*month_options("previous", sample_months / "2024-08-27", evaluations[0]),
+                          *month_options("current", sample_months / "2024-09-27", evaluations[1]),
+                          "--models", "clip", "--out", str(again)]) == 0
     assert hashes(out) == hashes(again)
 
 
@@ -91,5 +113,13 @@ def test_snapshot_without_raw_tables_is_named(sample_months, tmp_path):
     shutil.copytree(sample_months / "2024-09-27", broken)
     (broken / "raw" / "photos.csv").unlink()
     with pytest.raises(CurateError, match=r"2024-09-27/raw: no photos\.csv\.gz or photos\.csv"):
-        diff(sample_months / "2024-08-27", broken, tmp_path / "out")
+        diff(month(sample_months / "2024-08-27"), month(broken), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_wants_every_subsets_table(tmp_path, capsys):
+    options = [*month_options("previous", tmp_path / "2024-08-27", []),
+               *month_options("current", tmp_path / "2024-09-27", []), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        diff_cli.main([option for option in options if not option.endswith("unseen.parquet")])
+    assert "--previous-subsets: expected the tables of train, balanced, unseen" in capsys.readouterr().err

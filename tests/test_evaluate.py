@@ -19,6 +19,7 @@ from PIL import Image
 from tests.images import snapshot_of
 from tests.test_subsets import rows_of
 from workflow_scripts.common import contracts
+from workflow_scripts.evaluate import __main__ as evaluate_cli
 from workflow_scripts.evaluate import stage as evaluate
 from workflow_scripts.evaluate.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
 
@@ -48,6 +49,39 @@ def test_class_weights_most_specific_name_wins():
     assert list(weights) == pytest.approx([2 / 8, 1 / 8, 5 / 8])
 
 
+def subset_files(snapshot: Path, subsets=contracts.SUBSETS) -> dict[str, tuple[Path, Path]]:
+    """Subsets' shards folders and tables in a snapshot folder, as evaluate() takes them."""
+    return {subset: (Path(contracts.shards(str(snapshot), subset)), Path(contracts.subset_table(str(snapshot), subset)))
+            for subset in subsets}
+
+
+def test_subsets_files_are_matched_by_name_whatever_their_order():
+    shards = ["s/shards/unseen", "s/shards/train/"]
+    tables = ["s/subsets/train.parquet", "s/subsets/unseen.parquet", "s/subsets/train.parquet"]
+    assert contracts.subset_inputs(shards, tables) == {"train": ("s/shards/train/", "s/subsets/train.parquet"),
+                                                       "unseen": ("s/shards/unseen", "s/subsets/unseen.parquet")}
+    with pytest.raises(ValueError, match="shards of unseen but tables of train, unseen: each subset needs both"):
+        contracts.subset_inputs(shards[:1], tables)
+    with pytest.raises(ValueError, match=r"s/subsets/train.parquet: not a subset's shards folder"):
+        contracts.subset_inputs(tables, tables)
+    with pytest.raises(ValueError, match=r"s/other.parquet: not a subset's table"):
+        contracts.by_subset(["s/other.parquet"])
+    with pytest.raises(ValueError, match="two tables of train: a/train.parquet and b/train.parquet"):
+        contracts.by_subset(["a/train.parquet", "b/train.parquet"])
+
+
+def test_the_cli_names_a_benchmark_without_its_files(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_cli.main(["--shards", str(tmp_path / "shards" / "balanced"), "--tables",
+                           str(tmp_path / "balanced.parquet"), "--model", "biotrove-tiny", "--out", str(tmp_path / "o"),
+                           "--settings", json.dumps({"benchmarks": ["balanced", "unseen"]})])
+    assert "none given of the benchmarks unseen" in capsys.readouterr().err
+    with pytest.raises(evaluate.EvaluateError, match=r"benchmark unseen: its shards and table were not given"):
+        evaluate.evaluate(subset_files(tmp_path, ["balanced"]), "biotrove-tiny", None, tmp_path / "o",
+                          {"benchmarks": ["balanced", "unseen"]})
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """A snapshot folder with the shards of five tiny subsets, downloaded from a local photo server."""
@@ -66,10 +100,15 @@ def snapshot(tmp_path_factory):
 def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(snapshot, tmp_path):
     """Train's and genus_sampled's test splits read from their own shard sets, their classes from
     the tables; the same bytes again with the images decoded in the main process instead of two
-    DataLoader workers."""
+    DataLoader workers, run as the rule runs it (each subset's shards folder and table, in another
+    order)."""
     settings = {"conformal": {"calibration_fraction": 0.5}, "batch_size": 3, "benchmarks": list(contracts.SUBSETS)}
-    first = evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "a", {**settings, "workers": 2})
-    evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "b", {**settings, "workers": 0})
+    first = evaluate.evaluate(subset_files(snapshot), "biotrove-tiny", None, tmp_path / "a", {**settings, "workers": 2})
+    files = subset_files(snapshot)
+    assert evaluate_cli.main(["--shards", *(str(shards) for shards, _ in files.values()),
+                              "--tables", *(str(table) for _, table in reversed(files.values())),
+                              "--model", "biotrove-tiny", "--out", str(tmp_path / "b"),
+                              "--settings", json.dumps({**settings, "workers": 0})]) == 0
     scored = first["benchmarks"]
     assert {name: scored[name]["images"] for name in scored} == {"train": 4, "balanced": 6, "unseen": 2,
                                                                   "lifestages": 2, "genus_sampled": 2}
@@ -114,7 +153,7 @@ def folder_benchmark(tmp_path, labelled: list[tuple[str, str]]) -> dict:
 def test_external_folder_benchmark_evaluated_beside_ours(snapshot, tmp_path):
     labelled = [("b/2.png", "blue jay"), ("a/1.png", "robin"), ("a/3.png", "robin"), ("b/4.png", "blue jay")]
     spec = folder_benchmark(tmp_path, labelled)
-    results = evaluate.evaluate(snapshot, "biotrove-tiny", None, tmp_path / "out",
+    results = evaluate.evaluate(subset_files(snapshot), "biotrove-tiny", None, tmp_path / "out",
                                 {"benchmarks": ["unseen"], "external": {"birds": spec}, "levels_benchmark": "unseen"})
     assert results["benchmarks"]["birds"] | {"images": 4, "classes": 2, "name_mode": "common"} == \
         results["benchmarks"]["birds"]
@@ -150,6 +189,21 @@ def test_external_benchmark_errors_name_the_file_and_line(tmp_path):
         external_benchmark({**spec, "label_column": "label"})
 
 
+def test_half_precision_on_the_cpu_names_the_setting_and_the_way_out():
+    import torch
+
+    from workflow_scripts.evaluate.zeroshot import autocast
+
+    on_cpu = torch.nn.Linear(2, 2)
+    for precision in ("bf16", "fp16"):
+        with pytest.raises(evaluate.EvaluateError, match=rf"config evaluate\.precision {precision} runs on CUDA only, "
+                                                          r"and the model is on cpu: set evaluate\.precision: fp32 "
+                                                          r".*or evaluate\.device: cuda"):
+            autocast(on_cpu, precision)
+    with autocast(on_cpu, "fp32"):
+        assert on_cpu(torch.ones(1, 2)).dtype == torch.float32
+
+
 def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     """A pretrained model given as a checkpoint file (open_clip_train's layout, as ours and others'
     training writes it) is loaded, not the random-init control."""
@@ -167,7 +221,8 @@ def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     assert all(torch.equal(loaded[k], saved[k]) for k in saved)
     scores = {}
     for name, pretrained in (("local", str(tmp_path / "local.pt")), ("control", None)):
-        evaluate.evaluate(snapshot, "biotrove-tiny", pretrained, tmp_path / name, {"benchmarks": ["balanced"]})
+        evaluate.evaluate(subset_files(snapshot, ["balanced"]), "biotrove-tiny", pretrained, tmp_path / name,
+                          {"benchmarks": ["balanced"]})
         scores[name] = duckdb.sql(f"SELECT top_scores FROM '{tmp_path / name}/balanced.predictions.parquet'").fetchall()
     assert scores["local"] != scores["control"]
 
@@ -181,5 +236,6 @@ def test_an_empty_subset_is_named_not_a_crash(snapshot, tmp_path):
         tar.unlink()
     (unseen / contracts.SHARD_SIZES).write_text("{}")
     with pytest.raises(evaluate.EvaluateError, match="benchmark unseen: no images to evaluate .*evaluate.benchmarks"):
-        evaluate.evaluate(empty, "biotrove-tiny", None, tmp_path / "out", {"benchmarks": ["balanced", "unseen"]})
+        evaluate.evaluate(subset_files(empty), "biotrove-tiny", None, tmp_path / "out",
+                          {"benchmarks": ["balanced", "unseen"]})
     assert not (tmp_path / "out").exists()

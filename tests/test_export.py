@@ -20,14 +20,15 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from tests.conftest import REPO
+from tests.project_copy import hashes
 from tests.images import snapshot_of
-from tests.test_evaluate import folder_benchmark, picture
+from tests.test_evaluate import folder_benchmark, picture, subset_files
 from tests.test_subsets import rows_of, write_curated
-from workflow_scripts.common import contracts
+from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import ConfigError, load_config, settings, validated
 from workflow_scripts.evaluate import stage as evaluate
-from workflow_scripts.evaluate.benchmarks import external_benchmark
-from workflow_scripts.evaluate.shot_bands import band_names, shot_bands
+from workflow_scripts.evaluate import shot_bands as shot_bands_cli
+from workflow_scripts.evaluate.shot_bands import band_names, predictions_by_model, shot_bands
 from workflow_scripts.evaluate.zeroshot import TEMPLATES, load_model
 from workflow_scripts.export import clip_benchmark, inat2021
 
@@ -36,7 +37,7 @@ def test_clip_benchmark_scores_the_export_as_our_evaluation_does(demo_model, tmp
     """The demo model on Train's test split (every Train species): clip_benchmark 1.6.2 in fp32
     (--no_amp) gives our metrics.json's top-1, top-5 and mean per-class recall."""
     snapshot, checkpoint = demo_model
-    benchmark = evaluate.open_benchmark("train", snapshot, {})
+    benchmark = evaluate.open_benchmark("train", subset_files(snapshot, ["train"]), {})
     ours = evaluate.evaluate_benchmark(load_model("biotrove-tiny", str(checkpoint)), "train", benchmark,
                                        settings("evaluate"), tmp_path)["metrics"]  # what metrics.json holds
     out = tmp_path / "export" / "train"
@@ -69,7 +70,9 @@ def test_a_gif_becomes_a_png_of_the_pixels_evaluation_decodes(tmp_path):
     Image.new("P", (20, 10), 3).save(gif, format="GIF")
     (tmp_path / "images" / "a" / "one.gif").write_bytes(gif.getvalue())
     (tmp_path / "images" / "b" / "two.jpg").write_bytes(picture(90, "JPEG"))
-    clip_benchmark.export(external_benchmark({**spec, "name_mode": "scientific"}), tmp_path / "out", 10, "image")
+    external = json.dumps({"birds": {**spec, "name_mode": "scientific"}})
+    assert clip_benchmark.main(["--benchmark", "birds", "--shards", "--tables", "--external", external,
+                                "--settings", json.dumps({"samples_per_shard": 10}), "--out", str(tmp_path / "out")]) == 0
     with tarfile.open(tmp_path / "out" / "test" / "0.tar") as tar:
         members = {member.name: tar.extractfile(member).read() for member in tar}
     assert sorted(members) == ["00000000.cls", "00000000.png", "00000001.cls", "00000001.jpg"]
@@ -100,6 +103,20 @@ def located(tmp_path_factory) -> Path:
                                     for row in rows_of("Dus delta", 4, "Insecta", 51)])}
     return snapshot_of(tmp_path_factory.mktemp("located"), tables,
                        lambda row: picture(row["photo_id"] * 4, "GIF" if row["photo_id"] == 2 else "JPEG"))
+
+
+def test_clip_benchmark_cli_reads_the_benchmarks_shards_and_table_it_is_given(located, tmp_path, capsys):
+    (shards, table), = subset_files(located, ["lifestages"]).values()
+    args = ["--benchmark", "lifestages", "--shards", str(shards), "--tables", str(table), "--settings",
+            json.dumps({"samples_per_shard": 3}), "--out", str(tmp_path / "out")]
+    assert clip_benchmark.main([*args, "--provenance", str(tmp_path / "out.provenance.json")]) == 0
+    assert (tmp_path / "out" / "test" / "nshards.txt").read_text() == "2\n"  # 4 images, 3 per tar
+    recorded = json.loads((tmp_path / "out.provenance.json").read_text())["inputs"]
+    assert sorted(recorded) == sorted([str(shards), str(table)])
+    (train, train_table), = subset_files(located, ["train"]).values()
+    with pytest.raises(SystemExit):
+        clip_benchmark.main([*args[:2], "--shards", str(train), "--tables", str(train_table), *args[6:]])
+    assert "those of lifestages expected (--benchmark lifestages), got train" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("subset, sets, column", [("train", ("train", "val", "test"), "species"),
@@ -157,7 +174,9 @@ def test_shot_bands_on_a_hand_case(tmp_path):
     predicted([31, 32], [0, 0], [1, 1], "unseen")
     predicted([44, 45], [0, 0], [0, 1], "genus_sampled")
     settings = {"benchmarks": ["train", "unseen", "genus_sampled"], "levels_benchmark": "train", "shot_bands": [1, 3]}
-    records = shot_bands(tmp_path / "subsets", [evaluation], ["m"], tmp_path / "out", settings)
+    tables = {subset: tmp_path / "subsets" / f"{subset}.parquet" for subset in ("train", "unseen", "genus_sampled")}
+    records = shot_bands(tables, {"m": {name: evaluation / contracts.predictions(name) for name in tables}},
+                         tmp_path / "out", settings)
     assert band_names([1, 3]) == ["absent", "1-2", "3+"]
     assert [(r["benchmark"], r["band"], r["classes"], r["images"], r["hits"]) for r in records] == [
         ("BT-Test", 1, 1, 2, 2), ("BT-Test", 2, 1, 3, 1), ("BTU", 0, 1, 2, 0), ("GS", 2, 1, 2, 1)]
@@ -165,6 +184,27 @@ def test_shot_bands_on_a_hand_case(tmp_path):
     assert table[1:] == ["m,BT-Test,1-2,1,2,100.0 ± 32.88,100.0", "m,BT-Test,3+,1,3,33.3 ± 36.54,33.3",
                          "m,BTU,absent,1,2,0.0 ± 32.88,0.0", "m,GS,3+,1,2,50.0 ± 40.55,50.0"]
     assert (tmp_path / "out" / f"{contracts.SHOT_BANDS}.png").stat().st_size > 0
+
+    # as the rule runs it: Train's table, the benchmarks' (Train's again among them), the predictions per model
+    predictions = [str(evaluation / contracts.predictions(name)) for name in settings["benchmarks"]]
+    assert shot_bands_cli.main(["--train", str(tables["train"]), "--tables", *map(str, tables.values()),
+                                "--predictions", *predictions, "--models", "m", "--out", str(tmp_path / "cli"),
+                                "--settings", json.dumps(settings)]) == 0
+    assert hashes(tmp_path / "cli") == hashes(tmp_path / "out")
+    with pytest.raises(cli.StageError, match="no table of genus_sampled given"):
+        shot_bands({"train": tables["train"], "unseen": tables["unseen"]}, {}, tmp_path / "none", settings)
+
+
+def test_predictions_are_grouped_per_model_in_the_tables_order():
+    evaluate_settings = settings("evaluate", {"benchmarks": ["train", "unseen"], "levels_benchmark": "train"})
+    files = [Path(f"{model}/{name}.predictions.parquet") for model in ("a", "b") for name in ("train", "unseen")]
+    assert predictions_by_model(files, ["a", "b"], evaluate_settings) == {
+        model: {name: Path(f"{model}/{name}.predictions.parquet") for name in ("train", "unseen")}
+        for model in ("a", "b")}
+    with pytest.raises(ValueError, match="3 predictions for 2 models x 2 benchmarks"):
+        predictions_by_model(files[:3], ["a", "b"], evaluate_settings)
+    with pytest.raises(ValueError, match="a/unseen.predictions.parquet: expected model a's predictions"):
+        predictions_by_model([files[1], files[0], *files[2:]], ["a", "b"], evaluate_settings)
 
 
 @pytest.mark.parametrize("edges", [[2, 10], [1, 10, 10], [1, 5, 3]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import email.utils
 import hashlib
 import http.client
 import io
@@ -24,7 +25,7 @@ from tests.sample_tables import bundle_tables
 from workflow_scripts.common.config import settings
 from workflow_scripts.fetch import snapshot as fetch_mod
 from workflow_scripts.fetch.snapshot import FetchError, available_dates, download, fetch, resolve
-from workflow_scripts.fetch.storage import HTTPSource, LocalSource, S3Source, open_source
+from workflow_scripts.fetch.storage import HTTPSource, LocalSource, S3Source, _retry_after, open_source
 
 TABLES = ("observations", "observers", "photos", "taxa")
 
@@ -373,7 +374,7 @@ def test_stalled_response_times_out_then_succeeds(kind, after, stand_in, taxonom
     must cost one timeout and a retry, not hang the fetch for as long as the server likes."""
     stand_in.faults[TAXONOMY] = {"stall": 20, "after": after}
     started = time.monotonic()
-    item = download(through(kind, stand_in, taxonomy_bucket, timeout=1), TAXONOMY, tmp_path / ".partial", 1, 0)
+    item = download(through(kind, stand_in, taxonomy_bucket, timeout=1), TAXONOMY, tmp_path / ".partial", 1, 0, 600)
     assert time.monotonic() - started < 10
     assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
     assert len(gets(stand_in, TAXONOMY)) == 2
@@ -385,11 +386,83 @@ def test_retry_after_is_honoured(kind, status, stand_in, taxonomy_bucket, mirror
     """A throttled answer says when to come back (Retry-After); retrying sooner, on our own shorter
     backoff, only gets throttled again (and may get the client banned)."""
     stand_in.faults[TAXONOMY] = {"status": status, "headers": {"Retry-After": "1"}}
-    item = download(through(kind, stand_in, taxonomy_bucket), TAXONOMY, tmp_path / ".partial", 1, 0)  # backoff 0
+    item = download(through(kind, stand_in, taxonomy_bucket), TAXONOMY, tmp_path / ".partial", 1, 0, 600)  # backoff 0
     first, second = [t for t, method, path in stand_in.arrived if method == "GET" and TAXONOMY in path]
     assert second - first >= 1
     assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
     assert [s for _, s in gets(stand_in, TAXONOMY)] == [status, 206]
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """The waits the fetch asks for (this thread's time.sleep calls), recorded instead of slept: a
+    fetch that would wait a day fails its test at once instead of hanging it."""
+    waits, real, me = [], time.sleep, threading.get_ident()
+    monkeypatch.setattr(fetch_mod.time, "sleep", lambda s: waits.append(s) if threading.get_ident() == me else real(s))
+    return waits
+
+
+def http_date(seconds_from_now: float) -> str:
+    return email.utils.formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+@pytest.mark.parametrize("header, seconds", [
+    ("5", 5.0), ("0", 0.0), ("2.5", 2.5), (http_date(-3600), 0.0),  # a date already past: no wait
+    (None, None), ("", None), ("soon", None), ("-5", None), ("inf", None), ("-inf", None), ("nan", None),
+    ("1e999", None), ("Fri, 31 Dec 99999 23:59:59 GMT", None), ("Mon, 99 Foo 2020 00:00:00 GMT", None),
+])
+def test_retry_after_header_is_a_finite_non_negative_wait_or_nothing(header, seconds):
+    assert _retry_after(header) == seconds
+
+
+@BACK_ENDS
+@pytest.mark.parametrize("header", ["86400", http_date(30 * 365 * 86400)], ids=["a-day", "http-date-decades-on"])
+def test_too_long_retry_after_stops_at_once(kind, header, stand_in, taxonomy_bucket, tmp_path, sleeps):
+    """A server asking to wait longer than fetch.max_retry_after_seconds (600 s by default) stops the
+    fetch at once with an error that names the object, the wait asked and what to do, instead of
+    sleeping a day (or decades) per retry."""
+    stand_in.faults[TAXONOMY] = {"status": 429, "headers": {"Retry-After": header}}
+    started = time.monotonic()
+    with pytest.raises(FetchError) as error:
+        download(through(kind, stand_in, taxonomy_bucket), TAXONOMY, tmp_path / ".partial", 5, 0, 600)
+    assert time.monotonic() - started < 5 and sleeps == []
+    message = str(error.value)
+    assert TAXONOMY in message and "max_retry_after_seconds (600 s)" in message
+    assert "Run again later" in message and "raise fetch.max_retry_after_seconds" in message
+    asked = int(message.split("asks to wait ")[1].split(" s")[0])
+    assert asked == 86400 if header == "86400" else asked > 29 * 365 * 86400
+    assert [s for _, s in gets(stand_in, TAXONOMY)] == [429]  # not retried
+
+
+@BACK_ENDS
+@pytest.mark.parametrize("header", ["inf", "nan", "1e999", "-5", "in a while"])
+def test_unusable_retry_after_falls_back_to_backoff(kind, header, stand_in, taxonomy_bucket, mirror, tmp_path,
+                                                    sleeps):
+    """A Retry-After that is not a finite, non-negative wait is as if the server had not said:
+    the usual backoff, no OverflowError from time.sleep(inf), no waiting forever."""
+    stand_in.faults[TAXONOMY] = {"status": 503, "headers": {"Retry-After": header}}
+    item = download(through(kind, stand_in, taxonomy_bucket), TAXONOMY, tmp_path / ".partial", 2, 0.25, 600)
+    assert sleeps == [0.25]
+    assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
+    assert [s for _, s in gets(stand_in, TAXONOMY)] == [503, 206]
+
+
+def test_retry_after_cap_is_the_fetch_setting(stand_in, bucket, tmp_path):
+    """The cap is config.yaml's fetch.max_retry_after_seconds: the CLI stops on a wait above it,
+    exit status 1, the object named, no traceback, no snapshot."""
+    key = "metadata/inaturalist-open-data-20240827.tar.gz"
+    stand_in.faults[key] = {"status": 503, "headers": {"Retry-After": "45"}}
+    options = json.dumps({"source": f"s3://{bucket}", "endpoint_url": stand_in.url, "timeout_seconds": 10,
+                          "max_retry_after_seconds": 30})
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "workflow_scripts.fetch", "--settings", options, "--snapshot",
+                             "2024-08-27", "--out", str(tmp_path / "raw")], capture_output=True, text=True, check=False)
+    assert time.monotonic() - started < 30  # start-up, not a 45 s wait
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert key in result.stderr and "asks to wait 45 s" in result.stderr
+    assert "fetch.max_retry_after_seconds (30 s)" in result.stderr
+    assert [s for _, s in gets(stand_in, key)] == [503]
+    assert not (tmp_path / "raw").exists()
 
 
 @BACK_ENDS
@@ -400,9 +473,9 @@ def test_server_ignoring_range_still_gives_the_right_bytes(kind, stand_in, taxon
     source = through(kind, stand_in, taxonomy_bucket)
     stand_in.faults[TAXONOMY] = {"cut_after": 5000}
     with pytest.raises(FetchError, match="gave up after 0 retries"):  # leaves 5000 bytes to resume from
-        download(source, TAXONOMY, tmp_path / ".partial", 0, 0)
+        download(source, TAXONOMY, tmp_path / ".partial", 0, 0, 600)
     stand_in.faults[TAXONOMY] = {"ignore_range": True}
-    item = download(source, TAXONOMY, tmp_path / ".partial", 0, 0)
+    item = download(source, TAXONOMY, tmp_path / ".partial", 0, 0, 600)
     assert item.path.read_bytes() == (mirror / TAXONOMY).read_bytes()
     assert gets(stand_in, TAXONOMY)[-1] == ("bytes=5000-", 200)
 

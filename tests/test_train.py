@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import shlex
+import socket
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import duckdb
 import pytest
@@ -18,7 +22,7 @@ from tests.conftest import REPO
 from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
-from workflow_scripts.common.config import load_config, train_launcher
+from workflow_scripts.common.config import MASTER_PORTS, load_config, slurm_rendezvous, train_launcher
 from workflow_scripts.evaluate.benchmarks import subset_benchmark
 from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
 
@@ -85,24 +89,136 @@ def test_launchers():
         assert recipe["global_batch_size"] // (recipe["gpu"] * recipe["nodes"]) == 512
 
 
-@pytest.mark.parametrize("nodes, launcher, environment, rank", [
-    (1, "torchrun --standalone --nproc_per_node=8", {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}, 3),
-    (2, "srun --ntasks-per-node=8 --cpu-bind=v --accel-bind=gn python -u",
-     {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}, 9)])
-def test_eight_gpus_on_one_node_by_torchrun_and_on_two_by_srun(monkeypatch, nodes, launcher, environment, rank):
+# every variable open_clip_train's world_info_from_env() reads a rank or size from
+RANK_VARIABLES = ("LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "RANK", "PMI_RANK",
+                  "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS",
+                  "OMPI_COMM_WORLD_SIZE")
+
+
+@pytest.mark.parametrize("nodes, launcher, environment, rank, local_rank", [
+    (1, "torchrun --standalone --nproc_per_node=8", {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "3"}, 3, 3),
+    (2, f"{slurm_rendezvous()} srun --ntasks-per-node=8 --cpu-bind=v --accel-bind=gn python -u",
+     {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1"}, 9, 1)])
+def test_eight_gpus_on_one_node_by_torchrun_and_on_two_by_srun(monkeypatch, nodes, launcher, environment, rank,
+                                                               local_rank):
     """torchrun's and srun's rank variables give the rank and world size open_clip_train sees; the
     global batch is split over every GPU, 512 each when it grows with the nodes."""
+    from open_clip_train.distributed import world_info_from_env
+
     recipe = {**SETTINGS["recipes"]["bt-clip-o"], "nodes": nodes, "global_batch_size": 4096 * nodes}
     assert train_launcher(recipe) == launcher
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"):
+    for name in RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     assert (train.rank(), train.world_size()) == (rank, 8 * nodes)
+    assert world_info_from_env() == (local_rank, rank, 8 * nodes)
     argv = train.open_clip_argv(recipe, 0, "x", 1, REPO, "n", train.world_size())
     assert argv[argv.index("--batch-size") + 1] == "512"
     halved = train.open_clip_argv({**recipe, "global_batch_size": 4096}, 0, "x", 1, REPO, "n", train.world_size())
     assert halved[halved.index("--batch-size") + 1] == str(4096 // (8 * nodes))
+
+
+FAKE_SCONTROL = """#!{python}
+# `scontrol show hostnames LIST`, LIST comma-separated here (no ranges): one host a line
+import sys
+assert sys.argv[1:3] == ["show", "hostnames"], sys.argv
+print("\\n".join(sys.argv[3].split(",")))
+"""
+FAKE_SRUN = """#!{python}
+# srun in an allocation of SLURM_NNODES nodes: --ntasks-per-node tasks on each, all at once, each
+# with SLURM's task variables and the caller's environment (srun's default --export=ALL)
+import os, subprocess, sys
+args, per_node = sys.argv[1:], 1
+while args[0].startswith("--"):
+    option = args.pop(0)
+    if option.startswith("--ntasks-per-node="):
+        per_node = int(option.split("=", 1)[1])
+tasks = int(os.environ["SLURM_NNODES"]) * per_node
+running = [subprocess.Popen(args, env={{**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(tasks),
+                                        "SLURM_LOCALID": str(rank % per_node), "SLURM_NODEID": str(rank // per_node)}})
+           for rank in range(tasks)]
+sys.exit(max(process.wait() for process in running))
+"""
+
+
+def slurm_allocation(tmp_path, nodes: int, job_id: int, nodelist: str) -> dict:
+    """The environment of a job step's shell in a SLURM allocation (no rank variables yet), with
+    fake scontrol and srun first on PATH."""
+    tools = tmp_path / "bin"
+    tools.mkdir(exist_ok=True)
+    for name, text in (("scontrol", FAKE_SCONTROL), ("srun", FAKE_SRUN)):
+        (tools / name).write_text(text.format(python=sys.executable))
+        (tools / name).chmod(0o755)
+    env = {name: value for name, value in os.environ.items()
+           if name not in RANK_VARIABLES and not name.startswith(("SLURM_", "MASTER_"))}
+    return {**env, "PATH": f"{tools}:{os.path.dirname(sys.executable)}:{env['PATH']}", "SLURM_JOB_ID": str(job_id),
+            "SLURM_JOB_NODELIST": nodelist, "SLURM_NNODES": str(nodes)}
+
+
+def launch(launcher: str, code: str, env: dict) -> subprocess.CompletedProcess:
+    """`<launcher> -c <code>` as the train rule's shell runs `<launcher> -m workflow_scripts.train`
+    (Snakemake's bash strict mode)."""
+    return subprocess.run(["bash", "-euo", "pipefail", "-c", f"OMP_NUM_THREADS=1 {launcher} -c {shlex.quote(code)}"],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_two_nodes_by_srun_every_task_sees_its_rank_and_rank_0s_address(tmp_path):
+    """2 nodes x 8 GPUs: each of the 16 tasks srun starts gets its rank, local rank and the world
+    size as open_clip_train reads them, and the same MASTER_ADDR (the allocation's first host) and
+    MASTER_PORT (from the job id) that its env:// rendezvous needs."""
+    from open_clip_train.distributed import world_info_from_env
+
+    launcher = train_launcher({**SETTINGS["recipes"]["bt-clip-o"], "nodes": 2})
+    env = slurm_allocation(tmp_path, 2, 1234567, "gpu-a,gpu-b")
+    dumps = tmp_path / "env"
+    dumps.mkdir()
+    code = f"import json, os; json.dump(dict(os.environ), open({str(dumps)!r} + '/' + os.environ['SLURM_PROCID'], 'w'))"
+    done = launch(launcher, code, env)
+    assert done.returncode == 0, done.stderr
+    seen = {}
+    for dump in sorted(dumps.iterdir()):
+        with mock.patch.dict(os.environ, json.loads(dump.read_text()), clear=True):
+            seen[int(dump.name)] = (world_info_from_env(), train.rank(), train.world_size(),
+                                    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"])
+    base, span = MASTER_PORTS
+    assert seen == {rank: ((rank % 8, rank, 16), rank, 16, "gpu-a", str(base + 1234567 % span)) for rank in range(16)}
+
+
+def free_job_id() -> int:
+    """A job id whose rendezvous port (MASTER_PORTS) is free here."""
+    base, span = MASTER_PORTS
+    for offset in range(span):
+        job = (os.getpid() + offset) % span
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", base + job))
+            except OSError:
+                continue
+            return job
+    raise RuntimeError("no free port")
+
+
+def test_two_nodes_by_srun_join_one_process_group(tmp_path):
+    """The tasks srun starts join one process group as open_clip_train does (env://, from SLURM's
+    variables: here gloo on CPU, one task on each of 2 "nodes" on this machine) and all-reduce;
+    without the rendezvous variables they cannot start (issue 18)."""
+    code = ("import json, torch, torch.distributed as dist\n"
+            "from open_clip_train.distributed import init_distributed_device_so\n"
+            "found = init_distributed_device_so(device='cpu')\n"
+            "total = torch.tensor([found['global_rank'] + 1.0])\n"
+            "dist.all_reduce(total)\n"
+            "print(json.dumps({**found, 'sum': total.item()}))\n"
+            "dist.destroy_process_group()\n")
+    recipe = {**SETTINGS["recipes"]["tiny-cpu"], "nodes": 2, "gpu": 1}
+    env = slurm_allocation(tmp_path, 2, free_job_id(), "127.0.0.1,127.0.0.1")
+    done = launch(train_launcher(recipe), code, env)
+    assert done.returncode == 0, done.stderr
+    tasks = sorted((json.loads(line) for line in done.stdout.splitlines()), key=lambda task: task["global_rank"])
+    assert tasks == [{"device": "cpu", "global_rank": rank, "local_rank": 0, "world_size": 2, "distributed": True,
+                      "sum": 3.0} for rank in (0, 1)]
+    bare = launch(train_launcher(recipe).removeprefix(f"{slurm_rendezvous()} "), code, env)
+    assert bare.returncode != 0 and "MASTER_ADDR expected" in bare.stderr
 
 
 def test_global_batch_must_split_over_processes_and_processes_need_gpus():

@@ -164,12 +164,27 @@ def memory_mb(text: str) -> int:
     return max(1, round(float(match.group(1)) * scale))
 
 
+MASTER_PORTS = (20000, 10000)  # the multi-node rendezvous port: 20000 + SLURM_JOB_ID % 10000 (below Linux's
+# ephemeral ports, 32768 up; one per job, so two jobs sharing a node do not collide)
+
+
+def slurm_rendezvous() -> str:
+    """The environment srun's tasks need to find each other (open_clip's SLURM recipe): open_clip_train
+    joins its process group by env://, which reads MASTER_ADDR (the allocation's first host, as
+    `scontrol show hostnames` lists SLURM_JOB_NODELIST) and MASTER_PORT (MASTER_PORTS, from the job
+    id). Shell assignments for the srun command they prefix; srun passes them to every task."""
+    base, span = MASTER_PORTS
+    return ('MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+            f" MASTER_PORT=$(({base} + SLURM_JOB_ID % {span}))")
+
+
 def train_launcher(recipe: dict) -> str:
     """How the train rule starts workflow_scripts.train: one process; torchrun with one process per
     GPU on one node; or, across nodes, srun with one task per GPU (open_clip's SLURM recipe: each
-    task reads its rank from SLURM's environment)."""
+    task reads its rank from SLURM's environment, and finds rank 0 at slurm_rendezvous()'s address)."""
     if recipe["nodes"] > 1:
-        return f"srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn python -u"
+        return (f"{slurm_rendezvous()} srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn"
+                " python -u")
     if recipe["gpu"] > 1:
         return f"torchrun --standalone --nproc_per_node={recipe['gpu']}"
     return "python"

@@ -27,10 +27,41 @@ def provenance_target(provenance_file: str) -> str:
 
 def subsets_by_name(tables: list) -> dict[str, str]:
     """{subset: its table} for the subsets' tables, each named <subset>.parquet: all of them, once."""
-    found = {str(table).rsplit("/", 1)[-1].removesuffix(".parquet"): str(table) for table in tables}
-    if sorted(found) != sorted(SUBSETS) or len(tables) != len(SUBSETS):
+    found = by_subset(tables)
+    if sorted(found) != sorted(SUBSETS):
         raise ValueError(f"expected the tables of {', '.join(SUBSETS)}, got {', '.join(map(str, tables))}")
     return {subset: found[subset] for subset in SUBSETS}
+
+
+def subset_of(path) -> str:
+    """The subset a table (<subset>.parquet, subset_table()) or a shards folder (shards/<subset>,
+    shards()) belongs to: its name."""
+    return str(path).rstrip("/").rsplit("/", 1)[-1].removesuffix(subset_file(""))
+
+
+def by_subset(paths: list, what: str = "tables") -> dict[str, str]:
+    """{subset: path} for some subsets' tables or shards folders (`what`: "tables" or "shards"), in
+    the order given: each subset once (a path given twice counts once)."""
+    found: dict[str, str] = {}
+    for path in dict.fromkeys(map(str, paths)):
+        subset = subset_of(path)
+        if subset not in SUBSETS or (what == "tables") != path.endswith(subset_file("")):
+            kind = "table (<subset>.parquet)" if what == "tables" else "shards folder (shards/<subset>)"
+            raise ValueError(f"{path}: not a subset's {kind}; the subsets: {', '.join(SUBSETS)}")
+        if subset in found:
+            raise ValueError(f"two {what} of {subset}: {found[subset]} and {path}")
+        found[subset] = path
+    return found
+
+
+def subset_inputs(shards: list, tables: list) -> dict[str, tuple[str, str]]:
+    """{subset: (its shards folder, its table)} from subsets' shards folders and tables given in any
+    order: each subset's both, once."""
+    folders, named = by_subset(shards, "shards"), by_subset(tables, "tables")
+    if sorted(folders) != sorted(named):
+        raise ValueError(f"shards of {', '.join(folders) or 'no subset'} but tables of "
+                         f"{', '.join(named) or 'no subset'}: each subset needs both")
+    return {subset: (folders[subset], named[subset]) for subset in named}
 
 
 # -- sample (rules/sample.smk): the embedded default, a generated bucket and web export ------------
@@ -286,11 +317,12 @@ def diff(results: str, previous: str = "{previous}", current: str = "{current}")
     return f"{results}/diff/{previous}_vs_{current}"
 
 
-def compared_files(snapshot_dir: str) -> dict[str, str]:
-    """What the diff reads of each snapshot: the raw tables, the curated table and the subsets."""
+def compared_files(snapshot_dir: str) -> dict[str, str | list[str]]:
+    """What the diff reads of each snapshot: the raw tables' folder, the curated table, the species
+    table and the subsets' tables (a list, in SUBSETS' order)."""
     return {"raw": raw(snapshot_dir), "curated": f"{curated(snapshot_dir)}/{CURATED_TABLE}",
             "species": f"{subsets(snapshot_dir)}/{SPECIES_TABLE}",
-            **{subset: subset_table(snapshot_dir, subset) for subset in SUBSETS}}
+            "subsets": [subset_table(snapshot_dir, subset) for subset in SUBSETS]}
 
 
 DIFF_REPORT = "report.md"

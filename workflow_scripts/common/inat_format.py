@@ -56,39 +56,34 @@ RANK_LEVELS = {
 EXTENSIONS = ("jpg", "jpeg", "png", "gif")  # kept in their uploaded case (JPG occurs): compared lowercased
 MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
 
-# The syntax of each column's type (curation reads the columns typed, and DuckDB applies the same).
-_INT = re.compile(r"-?\d+\Z")
-_NUM = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?\Z")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-
-
-def _is_date(value: str) -> bool:
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return len(value) == 10
-
-
+# The syntax of each typed column as the exporter writes it: ASCII digits, lower-case hyphenated
+# UUIDs, ISO dates, true/false. Curation reads every column as text and applies these rules before
+# casting, because DuckDB's casts are looser (2.5 -> 3, +7, 1e3, nan, 2020-5-1, yes, upper-case or
+# braced UUIDs): a value is refused, never rounded or normalised.
+_INT = r"-?[0-9]{1,18}"  # fits BIGINT
+_NUM = r"-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?"  # finite: no nan, inf or overflow
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 SYNTAX = {
-    "observation_uuid": _UUID.match, "photo_uuid": _UUID.match,
-    "observer_id": _INT.match, "photo_id": _INT.match, "taxon_id": _INT.match,
-    "width": _INT.match, "height": _INT.match, "position": _INT.match, "positional_accuracy": _INT.match,
-    "latitude": _NUM.match, "longitude": _NUM.match, "anomaly_score": _NUM.match, "rank_level": _NUM.match,
-    "observed_on": _is_date, "active": ("true", "false").__contains__,
+    "observation_uuid": ("pattern", _UUID), "photo_uuid": ("pattern", _UUID),
+    **{column: ("pattern", _INT) for column in (
+        "observer_id", "photo_id", "taxon_id", "width", "height", "position", "positional_accuracy")},
+    **{column: ("pattern", _NUM) for column in ("latitude", "longitude", "anomaly_score", "rank_level")},
+    "observed_on": ("date", None), "active": ("one_of", ("true", "false")),
 }
 
-# The rules on a well-typed value, one definition for both checkers: the format checker applies
-# them in Python (value_problem), curation in SQL (value_problem_sql). A rule is (kind, argument):
-# "pattern" (a regex the whole value matches), "one_of", "one_of_lowercased", "range" (inclusive
-# bounds, None for none) or "max_length". Ancestry's links between taxa are curation's
-# (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
+# The rules on a well-typed value. With SYNTAX, one definition for both checkers: the format checker
+# applies them in Python (value_problem), curation in SQL (value_problem_sql). A rule is (kind,
+# argument): "pattern" (a regex the whole value matches), "date" (YYYY-MM-DD, a real day), "one_of",
+# "one_of_lowercased", "range" (inclusive bounds, None for none) or "max_length". Ancestry's links
+# between taxa are curation's (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
+INT32_MAX = 2**31 - 1  # width, height and position are stored as INTEGER
 VALUE_RULES = {
     "photo_id": ("range", (1, None)), "taxon_id": ("range", (1, None)), "observer_id": ("range", (1, None)),
-    "width": ("range", (0, None)), "height": ("range", (0, None)), "position": ("range", (0, None)),
+    "width": ("range", (0, INT32_MAX)), "height": ("range", (0, INT32_MAX)), "position": ("range", (0, INT32_MAX)),
     "positional_accuracy": ("range", (0, None)),
     "latitude": ("range", (-90, 90)), "longitude": ("range", (-180, 180)), "rank_level": ("range", (0, 100)),
-    "ancestry": ("pattern", r"\d{1,18}(/\d{1,18})*"),
+    "ancestry": ("pattern", r"[0-9]{1,18}(/[0-9]{1,18})*"),
     "extension": ("one_of_lowercased", EXTENSIONS), "license": ("one_of", LICENSES),
     "quality_grade": ("one_of", QUALITY_GRADES), "rank": ("one_of", tuple(RANK_LEVELS)),
     "name": ("max_length", MAX_NAME_LENGTH),
@@ -96,10 +91,20 @@ VALUE_RULES = {
 SHOWN = 60  # characters of a bad value an error message shows
 
 
+def _is_day(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _holds(rule: tuple, value: str) -> bool:
     kind, argument = rule
     if kind == "pattern":
         return re.fullmatch(argument, value) is not None
+    if kind == "date":
+        return re.fullmatch(_DATE, value) is not None and _is_day(value)
     if kind == "one_of":
         return value in argument
     if kind == "one_of_lowercased":
@@ -111,18 +116,26 @@ def _holds(rule: tuple, value: str) -> bool:
 
 
 def _sql_breaks(rule: tuple, column: str) -> str:
+    """SQL that is true when the column's text (VARCHAR, not NULL) breaks the rule."""
     kind, argument = rule
     quoted = f'"{column}"'
     if kind == "pattern":
         return f"NOT regexp_full_match({quoted}, '{argument}')"
+    if kind == "date":
+        return f"NOT regexp_full_match({quoted}, '{_DATE}') OR TRY_CAST({quoted} AS DATE) IS NULL"
     if kind == "one_of":
         return f"{quoted} NOT IN ({', '.join(repr(v) for v in argument)})"
     if kind == "one_of_lowercased":
         return f"lower({quoted}) NOT IN ({', '.join(repr(v) for v in argument)})"
-    if kind == "range":
+    if kind == "range":  # reached with a number's syntax: a failed cast is a syntax problem already
         low, high = argument
-        return " OR ".join([f"{quoted} < {low}"] * (low is not None) + [f"{quoted} > {high}"] * (high is not None))
+        number = f"TRY_CAST({quoted} AS DOUBLE)"
+        return " OR ".join([f"{number} < {low}"] * (low is not None) + [f"{number} > {high}"] * (high is not None))
     return f"length({quoted}) > {argument}"  # max_length
+
+
+def _rules(column: str) -> list[tuple]:
+    return [rules[column] for rules in (SYNTAX, VALUE_RULES) if column in rules]
 
 
 def _message(column: str, value: str) -> str:
@@ -132,25 +145,23 @@ def _message(column: str, value: str) -> str:
 
 def value_problem(column: str, value: str) -> str | None:
     """Why `value` (as the file has it) is not valid for `column`, or None. Empty means null."""
-    if value == "":
+    if value == "" or all(_holds(rule, value) for rule in _rules(column)):
         return None
-    syntax = SYNTAX.get(column)
-    if (syntax and not syntax(value)) or (column in VALUE_RULES and not _holds(VALUE_RULES[column], value)):
-        return _message(column, value)
-    return None
+    return _message(column, value)
 
 
 def value_problem_sql(columns: Iterable[str]) -> str:
-    """A SQL expression over a typed table with these columns: for a row, the message value_problem
-    gives for its first column whose value breaks its rule, else NULL."""
+    """A SQL expression over rows of text (VARCHAR, NULL for empty) with these columns: for a row,
+    the message value_problem gives for its first column whose value breaks a rule, else NULL."""
     cases = []
     for column in columns:
-        if column in VALUE_RULES:
-            text = f'"{column}"::VARCHAR'
+        if rules := _rules(column):
+            text = f'"{column}"'
             shown = (f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || length({text}) "
                      f"|| ' characters)' ELSE {text} END")
-            cases.append(f"""WHEN "{column}" IS NOT NULL AND ({_sql_breaks(VALUE_RULES[column], column)}) """
-                         f"""THEN '{column}=''' || {shown} || ''' is not a valid {column}'""")
+            breaks = " OR ".join(f"({_sql_breaks(rule, column)})" for rule in rules)
+            cases.append(f"WHEN {text} IS NOT NULL AND ({breaks}) "
+                         f"THEN '{column}=''' || {shown} || ''' is not a valid {column}'")
     return f"CASE {' '.join(cases)} END" if cases else "NULL"
 
 
@@ -187,8 +198,24 @@ def table_name(path: str | Path) -> str:
     return name
 
 
+def header_form_problem(header: str) -> str | None:
+    """What is wrong with a header line's form (not its columns), with what to do; None if nothing.
+    Spreadsheets and editors re-save tables this way, and the columns then look 'missing'."""
+    if header.startswith("\ufeff"):
+        return ("line 1 starts with a UTF-8 byte-order mark, which the exporter never writes (saved by a text "
+                "editor or spreadsheet?): remove it, or fetch the file again")
+    if header.rstrip("\n").endswith("\r"):
+        return "Windows (CRLF) line endings; the exporter writes LF: convert them (dos2unix), or fetch the file again"
+    if "\t" not in header and ("," in header or ";" in header):
+        return (f"line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the exporter separates fields "
+                "with tabs: fetch the file again rather than a re-saved copy")
+    return None
+
+
 def check_header(table: str, header: str, where: str) -> tuple[str, ...]:
     """The header's columns if they are the table's current or previous schema; else ValueError."""
+    if problem := header_form_problem(header):
+        raise ValueError(f"{where}: {problem}")
     columns = tuple(header.rstrip("\n").split("\t"))
     expected = COLUMNS[table]
     older = expected[: len(expected) - len(OPTIONAL_TRAILING.get(table, ()))]

@@ -29,8 +29,15 @@ TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; writ
 }
 
 
+PROBLEM = "value_problem"  # a column of the table while it is read: why a row breaks the format
+
+
 class CurateError(StageError):
     """Input that cannot be curated; the message names the file and the problem."""
+
+
+def ident(column: str) -> str:
+    return f'"{column}"'
 
 
 def find_table(folder: Path, table: str) -> Path | None:
@@ -71,15 +78,6 @@ def input_columns(path: Path, table: str) -> tuple[str, ...]:
         raise CurateError(f"{path}: line 1: not UTF-8 ({exc})") from exc
     if not header:
         raise CurateError(f"{path}: empty file (no header line)")
-    if header.startswith("\ufeff"):
-        raise CurateError(f"{path}: line 1 starts with a UTF-8 byte-order mark, which the exporter never "
-                          "writes (saved by a text editor or spreadsheet?): remove it, or fetch the file again")
-    if header.endswith("\r\n"):
-        raise CurateError(f"{path}: Windows (CRLF) line endings; the exporter writes LF: convert them "
-                          "(dos2unix), or fetch the file again")
-    if "\t" not in header and ("," in header or ";" in header):
-        raise CurateError(f"{path}: line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the "
-                          "exporter separates fields with tabs: fetch the file again rather than a re-saved copy")
     try:
         return inat_format.check_header(table, header, str(path))
     except ValueError as exc:
@@ -142,15 +140,19 @@ def readable_csv(path: Path, workdir: Path):
 
 
 def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: Path) -> dict:
-    """Typed read with a reject table; rows with one extra trailing field are read by their first
-    columns. Observer columns are never kept. Returns counts and the rejected lines for the report."""
+    """Read as text, then typed: a row whose value breaks the format's rules (inat_format: syntax
+    and values) is rejected with its line, never cast loosely. Rows with one extra trailing field
+    are read by their first columns. Observer columns are never kept. Returns counts and the
+    rejected lines for the report."""
     columns = input_columns(path, table)
     kept = [c for c in columns if c != "observer_id"]
-    spec = "{" + ", ".join(f"{quote(c)}: {quote(TYPES[c])}" for c in columns) + "}"
+    spec = "{" + ", ".join(f"{quote(c)}: 'VARCHAR'" for c in columns) + "}"
+    typed = f"{', '.join(f'TRY_CAST({ident(c)} AS {TYPES[c]}) AS {ident(c)}' for c in kept)}, " \
+            f"{inat_format.value_problem_sql(columns)} AS {PROBLEM}"
     with readable_csv(path, workdir) as source:
         try:
             con.execute(f"""
-                CREATE OR REPLACE TABLE {table} AS SELECT {', '.join(f'"{c}"' for c in kept)}
+                CREATE OR REPLACE TABLE {table} AS SELECT {typed}
                 FROM read_csv({quote(source)}, delim='\\t', quote='', escape='', header=true, auto_detect=false,
                     columns={spec}, store_rejects=true, rejects_table='rejects_{table}',
                     rejects_scan='scans_{table}')""")
@@ -160,16 +162,14 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
             raise CurateError(f"{path}: cannot read: {exc}") from exc
     read_rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     width = len(columns)
-    fields = ", ".join(f"TRY_CAST(nullif(f[{columns.index(c) + 1}], '') AS {TYPES[c]})" for c in kept)
-    parsed = " AND ".join(f"(nullif(f[{i + 1}], '') IS NULL OR TRY_CAST(f[{i + 1}] AS {TYPES[c]}) IS NOT NULL)"
-                          for i, c in enumerate(columns))
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE extra_{table} AS
         SELECT line, string_split(any_value(csv_line), '\t') AS f FROM rejects_{table}
         GROUP BY line HAVING bool_and(error_type = 'TOO MANY COLUMNS')""")
-    recoverable = f"FROM extra_{table} WHERE len(f) = {width + 1} AND {parsed}"
+    recoverable = f"FROM extra_{table} WHERE len(f) = {width + 1}"
     recovered = [line for line, in con.execute(f"SELECT line {recoverable} ORDER BY line").fetchall()]
-    con.execute(f"INSERT INTO {table} SELECT {fields} {recoverable} ORDER BY line")
+    fields = ", ".join(f"nullif(f[{i + 1}], '') AS {ident(c)}" for i, c in enumerate(columns))
+    con.execute(f"INSERT INTO {table} SELECT {typed} FROM (SELECT {fields} {recoverable} ORDER BY line)")
     rejects = [(line, reason, "unparseable_row") for line, reason in con.execute(f"""
         SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; '
                                 ORDER BY error_type || ': ' || error_message)
@@ -182,7 +182,8 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
     loaded = {"path": path, "extra_field_rows": len(recovered), "rejects": rejects, "columns": columns,
               "read_rows": read_rows, "skipped_lines": sorted({line for line, in con.execute(
                   f"SELECT DISTINCT line FROM rejects_{table}").fetchall()}), "recovered_lines": recovered}
-    reject_rows(con, table, loaded, f"SELECT rowid, {inat_format.value_problem_sql(kept)} FROM {table}")
+    reject_rows(con, table, loaded, f"SELECT rowid, {PROBLEM} FROM {table}")
+    con.execute(f"ALTER TABLE {table} DROP COLUMN {PROBLEM}")  # row ids stay: rejects_rows maps them to lines
     if table == "observations" and "anomaly_score" not in columns:
         con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
     loaded["rows"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

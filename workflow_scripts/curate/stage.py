@@ -71,15 +71,18 @@ def curate(snapshot_dir: Path, out: Path, settings: dict | None = None, taxonomy
     missing = [t for t, p in paths.items() if p is None]
     if missing:
         raise CurateError(f"{snapshot_dir}: no {', '.join(f'{t}.csv[.gz]' for t in missing)}")
+    kept_rejects = out.parent / f"{out.name}.{contracts.REJECTS}"  # a failed run's, named in its error
+    kept_rejects.unlink(missing_ok=True)
     with building(out) as staging:
         try:
-            return _curate_into(staging, paths, taxonomy, settings, day)
+            return _curate_into(staging, paths, taxonomy, settings, day, kept_rejects)
         except duckdb.OutOfMemoryException as exc:
             raise CurateError(f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
                               f"spilling to disk: raise the limit (or lower curate.threads) ({exc})") from exc
 
 
-def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str) -> dict:
+def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str,
+                 kept_rejects: Path) -> dict:
     # DuckDB's spill files and the unpacked names live under the staging folder unless a spill folder
     # is configured: a killed run's are removed with its staging folder by the next run.
     if settings["temp_directory"]:
@@ -119,8 +122,12 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
                          ROW_GROUP_SIZE {int(settings['row_group_size'])})""")
         con.execute(f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})")
         report = build_report(con, loaded, day)
-    check_floors(report, settings["drop_limits"], settings["allow_empty"])
     write_rejects(staging / contracts.REJECTS, loaded)
+    try:
+        check_floors(report, settings["drop_limits"], settings["allow_empty"])
+    except CurateError as exc:  # the staging folder goes: keep what the message sends the user to
+        shutil.copyfile(staging / contracts.REJECTS, kept_rejects)
+        raise CurateError(f"{exc} (rejected lines: {kept_rejects})") from None
     write_json(staging / contracts.CURATION_REPORT, report)
     return report
 
@@ -158,14 +165,14 @@ def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
     if report["photos_out"] == 0 and not allow_empty:
         raise CurateError(f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
                           f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the input "
-                          "files and rejects.csv, or set curate.allow_empty: true to write an empty table")
+                          "files and the rejected lines, or set curate.allow_empty: true to write an empty table")
     for reason, count in report["dropped"].items():
         key = reason if reason in limits else "other"
         limit = limits[key]
         if count > limit * report["photos_in"]:
             raise CurateError(f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
                               f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
-                              "check the input (rejects.csv names each rejected line), or raise "
+                              "check the input and the rejected lines, or raise "
                               f"curate.drop_limits.{reason} if this month is expected to lose that many")
 
 

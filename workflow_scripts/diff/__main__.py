@@ -1,14 +1,19 @@
 """What changed between two monthly snapshots, in the data and in the results (see
 workflow_scripts.diff.stage).
 
-    python -m workflow_scripts.diff --previous data/snapshots/<A> --current data/snapshots/<B> \\
-        --previous-metrics results/<A>/eval/*/metrics.json --current-metrics results/<B>/eval/*/metrics.json \\
+    python -m workflow_scripts.diff --previous-date <A> --previous-raw data/snapshots/<A>/raw \\
+        --previous-curated data/snapshots/<A>/curated/curated.parquet \\
+        --previous-species data/snapshots/<A>/subsets/species.parquet \\
+        --previous-subsets data/snapshots/<A>/subsets/{train,balanced,unseen,lifestages,genus_sampled}.parquet \\
+        --previous-metrics results/<A>/eval/*/metrics.json \\
+        --current-date <B> --current-raw data/snapshots/<B>/raw ... (the same for <B>) \\
         --models tiny-cpu random-init --out results/diff/<A>_vs_<B>
 
-Each snapshot folder holds raw/ (the fetched tables), curated/ and subsets/. Writes report.md and
-report.json (the summary), one sorted Parquet per list (species_images, inactivated_taxa,
-deleted_photos, license_changes, moved, benchmark_species) and two figures: images per category
-and each model's top-1 on each benchmark, before and after.
+Each month: its date, its raw tables' folder (the fetched tables), its curated table, its species
+table (subsets/species.parquet), every subset's table and each model's metrics.json (in --models'
+order). Writes report.md and report.json (the summary), one sorted Parquet per list
+(species_images, inactivated_taxa, deleted_photos, license_changes, moved, benchmark_species) and
+two figures: images per category and each model's top-1 on each benchmark, before and after.
 """
 
 from __future__ import annotations
@@ -17,24 +22,42 @@ import sys
 from pathlib import Path
 
 from workflow_scripts.common import cli, contracts
+from workflow_scripts.diff.data import Month
 from workflow_scripts.diff.stage import diff
+
+
+def month(parser, args, side: str) -> Month:
+    """One side's files as given (--<side>-date, -raw, -curated, -species, -subsets)."""
+    given = vars(args)
+    try:
+        subsets = contracts.subsets_by_name(given[f"{side}_subsets"])
+    except ValueError as exc:
+        parser.error(f"--{side}-subsets: {exc}")
+    return Month(given[f"{side}_date"], given[f"{side}_raw"], given[f"{side}_curated"], given[f"{side}_species"],
+                 {subset: Path(table) for subset, table in subsets.items()})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__)
-    parser.add_argument("--previous", type=Path, required=True, help="the earlier snapshot's folder")
-    parser.add_argument("--current", type=Path, required=True, help="the later snapshot's folder")
-    parser.add_argument("--previous-metrics", type=Path, nargs="*", default=[],
-                        help="each model's metrics.json, earlier")
-    parser.add_argument("--current-metrics", type=Path, nargs="*", default=[], help="each model's metrics.json, later")
+    for side, when in (("previous", "earlier"), ("current", "later")):
+        parser.add_argument(f"--{side}-date", required=True, help=f"the {when} snapshot's date")
+        parser.add_argument(f"--{side}-raw", type=Path, required=True,
+                            help=f"the {when} snapshot's raw tables' folder (raw/)")
+        parser.add_argument(f"--{side}-curated", type=Path, required=True,
+                            help=f"the {when} snapshot's curated table (curated/{contracts.CURATED_TABLE})")
+        parser.add_argument(f"--{side}-species", type=Path, required=True,
+                            help=f"the {when} snapshot's species table (subsets/{contracts.SPECIES_TABLE})")
+        parser.add_argument(f"--{side}-subsets", type=Path, nargs="+", required=True,
+                            help=f"the {when} snapshot's subsets' tables (subsets/<subset>.parquet), every one")
+        parser.add_argument(f"--{side}-metrics", type=Path, nargs="*", default=[],
+                            help=f"each model's metrics.json, {when}")
     parser.add_argument("--models", nargs="*", default=[], help="the evaluated models, in the metrics' order")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    inputs = [path for snapshot in (args.previous, args.current)
-              for path in contracts.compared_files(str(snapshot)).values()]
-    inputs += [*args.previous_metrics, *args.current_metrics]
+    previous, current = month(parser, args, "previous"), month(parser, args, "current")
+    inputs = [*previous.files(), *current.files(), *args.previous_metrics, *args.current_metrics]
     with cli.running(args, inputs=inputs, recorded={"models": args.models}):
-        report = diff(args.previous, args.current, args.out, args.previous_metrics, args.current_metrics, args.models)
+        report = diff(previous, current, args.out, args.previous_metrics, args.current_metrics, args.models)
     species, moves = report["species"], report["split_stability"]["by_reason"]
     if moves.get("unexplained"):
         print(f"WARNING: {moves['unexplained']} photos changed subset or split for no known reason (a bug): "

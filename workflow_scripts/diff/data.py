@@ -5,6 +5,7 @@ the reason) and summary.sql (what the report shows of them)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -22,6 +23,20 @@ LIST_ORDER = {"species_images": "species_key", "inactivated_taxa": "taxon_id, re
               "moved": "photo_id", "benchmark_species": "benchmark, species_key"}
 
 
+@dataclass(frozen=True)
+class Month:
+    """What the diff reads of one snapshot: its date, its raw tables' folder (raw/), its curated
+    table, its species table and every subset's table ({subset: table}, contracts.subsets_by_name())."""
+    date: str
+    raw: Path
+    curated: Path
+    species: Path
+    subsets: dict[str, Path]
+
+    def files(self) -> list[Path]:
+        return [self.raw, self.curated, self.species, *self.subsets.values()]
+
+
 def load_raw(raw: Path, database: Path, workdir: Path) -> dict:
     """The month's raw tables into a DuckDB file (large months spill to disk); rows read and rejected."""
     con = duckdb.connect(str(database))
@@ -36,21 +51,18 @@ def load_raw(raw: Path, database: Path, workdir: Path) -> dict:
     return counts
 
 
-def attach_snapshot(con: duckdb.DuckDBPyConnection, side: str, snapshot: Path) -> None:
+def attach_snapshot(con: duckdb.DuckDBPyConnection, side: str, month: Month) -> None:
     """Views <side>_curated, <side>_species, <side>_placements (photo_id, subset, split) and
     <side>_benchmarks (benchmark, photo_id, species_key; Train's benchmark is its test split)."""
-    folder = str(snapshot)
-    curated = Path(contracts.curated(folder), contracts.CURATED_TABLE)
-    con.execute(f"CREATE VIEW {side}_curated AS SELECT * FROM read_parquet({quote(curated)})")
-    species = Path(contracts.subsets(folder), contracts.SPECIES_TABLE)
-    con.execute(f"CREATE VIEW {side}_species AS SELECT * FROM read_parquet({quote(species)})")
+    con.execute(f"CREATE VIEW {side}_curated AS SELECT * FROM read_parquet({quote(month.curated)})")
+    con.execute(f"CREATE VIEW {side}_species AS SELECT * FROM read_parquet({quote(month.species)})")
     parts = [f"SELECT photo_id, {quote(subset)} AS subset, "
              f"{'split' if subset in contracts.SPLIT_SUBSETS else 'NULL'} AS split "
-             f"FROM read_parquet({quote(contracts.subset_table(folder, subset))}) WHERE photo_id IS NOT NULL"
+             f"FROM read_parquet({quote(month.subsets[subset])}) WHERE photo_id IS NOT NULL"
              for subset in contracts.SUBSETS]
     con.execute(f"CREATE VIEW {side}_placements AS {' UNION ALL '.join(parts)}")
     parts = [f"SELECT {quote(name)} AS benchmark, photo_id, taxonomic_name AS species_key "
-             f"FROM read_parquet({quote(contracts.subset_table(folder, name))}) WHERE photo_id IS NOT NULL"
+             f"FROM read_parquet({quote(month.subsets[name])}) WHERE photo_id IS NOT NULL"
              + (f" AND split = {quote(split)}" if split else "")
              for name, (split, _) in SUBSET_BENCHMARKS.items()]
     con.execute(f"CREATE VIEW {side}_benchmarks AS {' UNION ALL '.join(parts)}")

@@ -12,20 +12,20 @@ import duckdb
 from workflow_scripts.common import contracts
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building, write_json, write_text
-from workflow_scripts.diff.data import attach_snapshot, data_diff, load_raw
+from workflow_scripts.diff.data import Month, attach_snapshot, data_diff, load_raw
 from workflow_scripts.diff.render import category_figure, render, results_figure
 from workflow_scripts.diff.results import results_diff
 
 
-def diff(previous: Path, current: Path, out: Path, previous_metrics: list[Path] = (),
+def diff(previous: Month, current: Month, out: Path, previous_metrics: list[Path] = (),
          current_metrics: list[Path] = (), models: list[str] = ()) -> dict:
-    """Compare two snapshot folders (their raw/, curated/ and subsets/) and, for each of `models`,
-    its metrics.json in both months; write the report into the folder `out`."""
-    months = (previous.name, current.name)
+    """Compare two snapshots (their raw tables, curated tables and subsets) and, for each of
+    `models`, its metrics.json in both months; write the report into the folder `out`."""
+    months = (previous.date, current.date)
     with building(out) as staging, tempfile.TemporaryDirectory(prefix="diff-") as work:
         work = Path(work)
-        raw = {side: load_raw(Path(contracts.raw(str(snapshot))), work / f"{side}.duckdb", work)
-               for side, snapshot in (("previous", previous), ("current", current))}
+        raw = {side: load_raw(month.raw, work / f"{side}.duckdb", work)
+               for side, month in (("previous", previous), ("current", current))}
         con = duckdb.connect(str(work / "diff.duckdb"), config={"preserve_insertion_order": True})
         con.execute(f"ATTACH {quote(work / 'previous.duckdb')} AS prev (READ_ONLY)")
         con.execute(f"ATTACH {quote(work / 'current.duckdb')} AS cur (READ_ONLY)")

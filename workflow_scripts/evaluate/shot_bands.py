@@ -2,9 +2,14 @@
 how many images of them a train split holds (the long-tail view of the Pl@ntNet seed), from the
 evaluations' cached predictions (no model is run).
 
-    python -m workflow_scripts.evaluate.shot_bands --subsets data/snapshots/<date>/subsets \\
-        --evaluations results/<date>/eval/tiny-cpu results/<date>/eval/random-init \\
+    python -m workflow_scripts.evaluate.shot_bands --train data/snapshots/<date>/subsets/train.parquet \\
+        --tables data/snapshots/<date>/subsets/{balanced,unseen,lifestages}.parquet \\
+        --predictions results/<date>/eval/{tiny-cpu,random-init}/{train,balanced,unseen,lifestages}.predictions.parquet \\
         --models tiny-cpu random-init --out results/<date>/shot_bands [--config config.yaml]
+
+--predictions: per model in --models' order, one file per benchmark in the tables' order (ours as
+evaluate.benchmarks lists them, then the external ones by name). --train: Train's table; --tables:
+each of our benchmarks' table (Train's again when it is one: a table given twice counts once).
 
 A class's band comes from its species' images in a train split: genus_sampled's own (the long
 tail it was drawn with; its genera are not in Train), every other benchmark's in Train's, what our
@@ -57,13 +62,13 @@ def shots_from(benchmark: str) -> str:
     return benchmark if benchmark in contracts.SPLIT_SUBSETS else "train"
 
 
-def scored_images(con: duckdb.DuckDBPyConnection, name: str, predictions: Path, subsets: Path,
+def scored_images(con: duckdb.DuckDBPyConnection, name: str, predictions: Path, tables: dict[str, Path],
                   settings: dict) -> pd.DataFrame | None:
     """Per image of a benchmark: its class (`label`), whether the model's top-1 hit it and its
     species' images in the train split that bands it; None for an external benchmark whose classes
     are not species."""
     if name in SUBSET_BENCHMARKS:
-        species = f"SELECT photo_id, species FROM read_parquet({quote(subsets / contracts.subset_file(name))})"
+        species = f"SELECT photo_id, species FROM read_parquet({quote(tables[name])})"
         joined = "USING (photo_id)"
     elif settings["external"][name]["name_mode"] == "scientific":
         names = external_benchmark(settings["external"][name]).class_keys  # the labels, as evaluation ordered them
@@ -122,21 +127,53 @@ def shot_band_figure(records: list[dict], models: list[str], benchmarks: list[st
     save(fig, path)
 
 
-def shot_bands(subsets: Path, evaluations: list[Path], models: list[str], out: Path,
+def needed_tables(settings: dict) -> list[str]:
+    """The subsets' tables shot bands read: our benchmarks' and those of the train splits that band
+    the benchmarks' classes (Train's always)."""
+    names = contracts.benchmark_names(settings)
+    return [subset for subset in contracts.SUBSETS
+            if subset in settings["benchmarks"] or subset in {shots_from(name) for name in names}]
+
+
+def predictions_by_model(files: list[Path], models: list[str], settings: dict) -> dict[str, dict[str, Path]]:
+    """{model: {benchmark: its predictions}} from a list holding, per model in `models`' order, one
+    predictions file per benchmark in the tables' order (contracts.benchmark_names)."""
+    names = contracts.benchmark_names(settings)
+    if len(files) != len(models) * len(names):
+        raise ValueError(f"{len(files)} predictions for {len(models)} models x {len(names)} benchmarks "
+                         f"({', '.join(names)})")
+    grouped = {}
+    for number, model in enumerate(models):
+        group = dict(zip(names, files[number * len(names):(number + 1) * len(names)]))
+        wrong = next((path for name, path in group.items() if Path(path).name != contracts.predictions(name)), None)
+        if wrong:
+            raise ValueError(f"{wrong}: expected model {model}'s predictions of the benchmarks in the order "
+                             f"{', '.join(contracts.predictions(name) for name in names)}")
+        grouped[model] = {name: Path(path) for name, path in group.items()}
+    return grouped
+
+
+def shot_bands(tables: dict[str, Path], predictions: dict[str, dict[str, Path]], out: Path,
                settings: dict | None = None) -> list[dict]:
-    """The table and figure into the folder `out`; returns the records (one per model, benchmark, band)."""
+    """The table and figure into the folder `out`; returns the records (one per model, benchmark,
+    band). `tables`: {subset: its table} for needed_tables(); `predictions`: {model: {benchmark: its
+    predictions file}}, models in the table's order."""
     settings = evaluate_settings("evaluate", settings)
     check_shot_bands(settings["shot_bands"])
+    missing = [subset for subset in needed_tables(settings) if subset not in tables]
+    if missing:
+        raise cli.StageError(f"no table of {', '.join(missing)} given: shot bands read "
+                             f"{', '.join(needed_tables(settings))}")
     edges, names, short = settings["shot_bands"], band_names(settings["shot_bands"]), abbreviations(settings)
     con = duckdb.connect()
     con.execute("CREATE VIEW train_counts AS " + " UNION ALL ".join(
         f"""SELECT {quote(subset)} AS subset, species, count(*) AS images
-            FROM read_parquet({quote(subsets / contracts.subset_file(subset))}) WHERE split = 'train' GROUP BY species"""
-        for subset in contracts.SPLIT_SUBSETS))
+            FROM read_parquet({quote(tables[subset])}) WHERE split = 'train' GROUP BY species"""
+        for subset in contracts.SPLIT_SUBSETS if subset in needed_tables(settings)))
     records, banded = [], []
-    for model, folder in zip(models, evaluations, strict=True):
+    for model, files in predictions.items():
         for name in contracts.benchmark_names(settings):
-            images = scored_images(con, name, folder / contracts.predictions(name), subsets, settings)
+            images = scored_images(con, name, files[name], tables, settings)
             if images is None:
                 print(f"{name}: left out, its classes are not species (name_mode)", file=sys.stderr)
                 continue
@@ -148,21 +185,31 @@ def shot_bands(subsets: Path, evaluations: list[Path], models: list[str], out: P
                     f"(genus_sampled's own, else Train's; {ABSENT}: none, e.g. Unseen's species) ± half the width "
                     "of its 95% Wilson score interval; "
                     "class-mean: the mean of the classes' top-1. " + ROUNDING, tex=True)
-        shot_band_figure(records, models, banded, names, staging / f"{contracts.SHOT_BANDS}.png")
+        shot_band_figure(records, list(predictions), banded, names, staging / f"{contracts.SHOT_BANDS}.png")
     return records
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="evaluate")
-    parser.add_argument("--subsets", type=Path, required=True, help="the snapshot's subsets folder (their tables)")
-    parser.add_argument("--evaluations", type=Path, nargs="+", required=True,
-                        help="each model's evaluation folder (its predictions)")
+    parser.add_argument("--train", type=Path, required=True, help="Train's table (subsets/train.parquet)")
+    parser.add_argument("--tables", type=Path, nargs="*", default=[],
+                        help="each of our benchmarks' table (subsets/<subset>.parquet)")
+    parser.add_argument("--predictions", type=Path, nargs="+", required=True,
+                        help="per model in --models' order, its predictions of each benchmark in the tables' order")
     parser.add_argument("--models", nargs="+", required=True, help="the models' names, in order")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    external = [Path(spec["metadata"]) for spec in cli.settings(args)["external"].values()]
-    with cli.running(args, inputs=[*args.evaluations, args.subsets, *external]) as settings:
-        shot_bands(args.subsets, args.evaluations, args.models, args.out, settings)
+    settings = cli.settings(args)
+    try:
+        tables = contracts.by_subset([args.train, *args.tables])
+        if tables.get("train") != str(args.train):
+            raise ValueError(f"--train {args.train}: not Train's table ({contracts.subset_file('train')})")
+        predictions = predictions_by_model(args.predictions, args.models, settings)
+    except ValueError as exc:
+        parser.error(str(exc))
+    external = [Path(spec["metadata"]) for spec in settings["external"].values()]
+    with cli.running(args, inputs=[*args.predictions, *map(Path, tables.values()), *external]) as settings:
+        shot_bands({subset: Path(path) for subset, path in tables.items()}, predictions, args.out, settings)
     return 0
 
 

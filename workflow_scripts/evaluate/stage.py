@@ -132,17 +132,28 @@ def levels(network, tokenizer, features, benchmark: Benchmark, precision: str) -
     return records, pa.concat_tables(tables)
 
 
-def benchmark_inputs(name: str, snapshot: Path, settings: dict) -> list[Path]:
-    """What a benchmark is read from: a subset's shards and table, or an external one's metadata."""
+def benchmark_inputs(name: str, subsets: dict[str, tuple[Path, Path]], settings: dict) -> list[Path]:
+    """What a benchmark is read from: a subset's shards and table (`subsets`: {subset: (shards
+    folder, table)}), or an external one's metadata."""
     if name in SUBSET_BENCHMARKS:
-        return [Path(contracts.shards(str(snapshot), name)), Path(contracts.subset_table(str(snapshot), name))]
+        return [Path(path) for path in subset_files(name, subsets)]
     return [Path(settings["external"][name]["metadata"])]
 
 
-def open_benchmark(name: str, snapshot: Path, settings: dict) -> Benchmark:
+def subset_files(name: str, subsets: dict[str, tuple[Path, Path]]) -> tuple[Path, Path]:
+    """A subset benchmark's shards folder and table, from those given."""
+    if name not in subsets:
+        raise EvaluateError(f"benchmark {name}: its shards and table were not given (--shards, --tables); "
+                            f"given: {', '.join(subsets) or 'none'}")
+    shards, table = subsets[name]
+    return Path(shards), Path(table)
+
+
+def open_benchmark(name: str, subsets: dict[str, tuple[Path, Path]], settings: dict) -> Benchmark:
+    """A benchmark by name: one of `subsets` ({subset: (shards folder, table)}), or an external one
+    of `settings` (config.yaml's `evaluate` section)."""
     if name in SUBSET_BENCHMARKS:
-        return subset_benchmark(Path(contracts.shards(str(snapshot), name)),
-                                Path(contracts.subset_table(str(snapshot), name)), name)
+        return subset_benchmark(*subset_files(name, subsets), name)
     return external_benchmark(settings["external"][name])
 
 
@@ -174,20 +185,24 @@ def evaluate_benchmark(model: tuple, name: str, benchmark: Benchmark, settings: 
     return found
 
 
-def evaluate(snapshot: Path, model: str, pretrained: str | None, out: Path, settings: dict | None = None) -> dict:
-    """Evaluate a model on a snapshot's benchmarks (its shards/ and subsets/) into the folder `out`;
-    `settings`: config.yaml's `evaluate` section."""
+def evaluate(subsets: dict[str, tuple[Path, Path]], model: str, pretrained: str | None, out: Path,
+             settings: dict | None = None) -> dict:
+    """Evaluate a model on the configured benchmarks into the folder `out`: our benchmarks from
+    `subsets` ({subset: (its shards folder, its table)}, contracts.subset_inputs()), the external
+    ones as `settings` (config.yaml's `evaluate` section) name them."""
     from workflow_scripts.evaluate.zeroshot import load_model
 
     settings = evaluate_settings("evaluate", settings)
     if settings["levels_benchmark"] not in settings["benchmarks"]:
         raise EvaluateError(f"config evaluate.levels_benchmark {settings['levels_benchmark']!r} is not one of "
                             f"evaluate.benchmarks {settings['benchmarks']}: Table 8 needs one of them")
+    for name in contracts.benchmark_names(settings):
+        benchmark_inputs(name, subsets, settings)  # every benchmark's files given, before the model loads
     loaded = load_model(model, pretrained, settings["device"])
     results = {"benchmarks": {}, "levels": [], "conformal": []}
     with building(out) as staging:
         for name in contracts.benchmark_names(settings):
-            found = evaluate_benchmark(loaded, name, open_benchmark(name, snapshot, settings), settings, staging,
+            found = evaluate_benchmark(loaded, name, open_benchmark(name, subsets, settings), settings, staging,
                                        with_levels=name == settings["levels_benchmark"])
             results["benchmarks"][name] = found["metrics"]
             results["conformal"] += found["conformal"]

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from workflow_scripts.common.models import register_model_configs
+from workflow_scripts.evaluate.stage import EvaluateError
 
 LOGIT_SCALE = 100.0  # CLIP's zero-shot temperature
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -46,7 +47,9 @@ def autocast(network, precision: str = "fp32"):
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     if device.type != "cuda":
-        raise ValueError(f"evaluate.precision {precision} needs evaluate.device cuda (on the CPU: fp32)")
+        raise EvaluateError(f"config evaluate.precision {precision} runs on CUDA only, and the model is on "
+                            f"{device.type}: set evaluate.precision: fp32 (what the CPU runs), or evaluate.device: "
+                            "cuda on a machine with a GPU")
     return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 

@@ -1,8 +1,12 @@
 """One evaluation benchmark in LAION clip_benchmark's webdataset layout, so that its runner scores
 the images, class names and prompts our evaluation uses (README: "Our benchmarks in clip_benchmark").
 
-    python -m workflow_scripts.export.clip_benchmark --snapshot data/snapshots/<date> --benchmark balanced \\
+    python -m workflow_scripts.export.clip_benchmark --benchmark balanced --shards data/snapshots/<date>/shards/balanced \\
+        --tables data/snapshots/<date>/subsets/balanced.parquet \\
         --out data/snapshots/<date>/exports/clip_benchmark/balanced [--config config.yaml]
+
+--shards and --tables: one of our benchmarks' shards folder and table; none for an external
+benchmark (--external names its files).
 
 The folder (`clip_benchmark eval --dataset wds/<name> --dataset_root <folder>`):
 - test/0.tar ... test/<n-1>.tar and test/nshards.txt: per sample the image and `cls`, its class's
@@ -108,8 +112,11 @@ def export(benchmark: Benchmark, out: Path, samples_per_shard: int, id_column: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="export")
-    parser.add_argument("--snapshot", type=Path, required=True, help="the snapshot folder (its shards/ and subsets/)")
     parser.add_argument("--benchmark", required=True, help="one of evaluate.benchmarks or evaluate.external")
+    parser.add_argument("--shards", type=Path, nargs="*", default=[],
+                        help="our benchmark's shards folder (shards/<subset>); none for an external one")
+    parser.add_argument("--tables", type=Path, nargs="*", default=[],
+                        help="our benchmark's table (subsets/<subset>.parquet); none for an external one")
     parser.add_argument("--external", type=json.loads, default={},
                         help="config.yaml's evaluate.external as JSON (the external benchmarks)")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
@@ -118,8 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.benchmark not in contracts.benchmark_names(evaluate):
         parser.error(f"--benchmark {args.benchmark}: not one of ours or of --external "
                      f"({', '.join(contracts.benchmark_names(evaluate))})")
-    with cli.running(args, inputs=benchmark_inputs(args.benchmark, args.snapshot, evaluate), recorded={"export": cli.settings(args), "external": args.external}) as settings:
-        benchmark = open_benchmark(args.benchmark, args.snapshot, evaluate)
+    try:
+        subsets = contracts.subset_inputs(args.shards, args.tables)
+    except ValueError as exc:
+        parser.error(f"--shards, --tables: {exc}")
+    ours = [args.benchmark] if args.benchmark in SUBSET_BENCHMARKS else []
+    if list(subsets) != ours:
+        parser.error(f"--shards, --tables: {'those of ' + args.benchmark if ours else 'none'} expected "
+                     f"(--benchmark {args.benchmark}), got {', '.join(subsets) or 'none'}")
+    with cli.running(args, inputs=benchmark_inputs(args.benchmark, subsets, evaluate),
+                     recorded={"export": cli.settings(args), "external": args.external}) as settings:
+        benchmark = open_benchmark(args.benchmark, subsets, evaluate)
         tars = export(benchmark, args.out, settings["samples_per_shard"],
                       "photo_id" if args.benchmark in SUBSET_BENCHMARKS else "image")
         print(f"{args.benchmark}: {len(benchmark.keys):,} images of {len(benchmark.class_keys):,} classes "

@@ -4,7 +4,8 @@ A dated snapshot comes from its bundle metadata/inaturalist-open-data-YYYYMMDD.t
 from the bucket-root tables, its date resolved and recorded. Writes <snapshots-dir>/<date>/raw/
 with photos/observations/taxa/observers .csv.gz, the taxonomy DwC-A and manifest.json.
 Downloads stream in chunks (constant memory), resume from <date>/.partial/ after an
-interruption, retry transient failures with exponential backoff, and are verified (size, MD5
+interruption, retry transient failures with exponential backoff (or the server's Retry-After, up to
+fetch.max_retry_after_seconds: a longer one stops the fetch), and are verified (size, MD5
 ETag where the source has one, gzip/tar/zip read to the end, table headers). raw/ appears only
 when everything checked out. Settings: config.yaml's `fetch` section (workflow_scripts.common.config).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import re
 import shutil
 import sys
@@ -75,36 +77,44 @@ def bundle_key(day: str) -> str:
     return f"{BUNDLE_PREFIX}{day.replace('-', '')}.tar.gz"
 
 
-def wait_or_give_up(what: str, exc: Exception, attempt: int, retries: int, backoff: float) -> None:
+def wait_or_give_up(what: str, exc: Exception, attempt: int, retries: int, backoff: float,
+                    max_retry_after: float) -> None:
     """Sleep before retry number `attempt` (exponential backoff, or longer if the server's Retry-After
-    asks for it), or raise once retries are spent."""
+    asks for it), or raise once retries are spent, or at once if the server asks for a longer wait
+    than `max_retry_after` seconds (fetch.max_retry_after_seconds)."""
     if attempt > retries:
         raise FetchError(f"{what}: gave up after {retries} retries: {exc}. "
                          "Run again later; a partial download resumes where it stopped.") from exc
-    delay = max(min(backoff * 2 ** (attempt - 1), 60), getattr(exc, "retry_after", None) or 0)
+    retry_after = getattr(exc, "retry_after", None)  # finite and >= 0, or None (storage._retry_after)
+    if retry_after is not None and retry_after > max_retry_after:
+        raise FetchError(f"{what}: {exc}: the server asks to wait {math.ceil(retry_after)} s before retrying "
+                         f"(Retry-After), longer than fetch.max_retry_after_seconds ({max_retry_after:g} s). "
+                         "Run again later (a partial download resumes where it stopped), or raise "
+                         "fetch.max_retry_after_seconds in config.yaml.") from exc
+    delay = max(min(backoff * 2 ** (attempt - 1), 60), retry_after or 0)
     print(f"fetch: {what}: {exc}; retry {attempt}/{retries} in {delay:.1f}s", file=sys.stderr)
     time.sleep(delay)
 
 
-def retried(call: Callable, what: str, retries: int, backoff: float):
+def retried(call: Callable, what: str, retries: int, backoff: float, max_retry_after: float):
     attempt = 0
     while True:
         try:
             return call()
         except TransientError as exc:
             attempt += 1
-            wait_or_give_up(what, exc, attempt, retries, backoff)
+            wait_or_give_up(what, exc, attempt, retries, backoff, max_retry_after)
 
 
 def resolve(source: Source, spec: str, settings: dict | None = None) -> Resolution:
     """A date 'YYYY-MM-DD' (must have a bundle) or 'latest' (the date the root files belong to)."""
     settings = fetch_settings("fetch", settings)
-    retries, backoff = settings["retries"], settings["backoff_seconds"]
+    policy = settings["retries"], settings["backoff_seconds"], settings["max_retry_after_seconds"]
 
     def head(key: str) -> ObjectInfo:
-        return retried(lambda: source.head(key), f"{source.description}: {key}", retries, backoff)
+        return retried(lambda: source.head(key), f"{source.description}: {key}", *policy)
 
-    dates = retried(lambda: available_dates(source), f"{source.description}: listing", retries, backoff)
+    dates = retried(lambda: available_dates(source), f"{source.description}: listing", *policy)
     if not dates:
         raise FetchError(f"{source.description}: no monthly bundles under {BUNDLE_PREFIX}*: is this the right source?")
     if spec != "latest":
@@ -127,14 +137,17 @@ def resolve(source: Source, spec: str, settings: dict | None = None) -> Resoluti
 
 
 # -- resumable, verified download -----------------------------------------------------------------
-def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float) -> Download:
+def download(source: Source, key: str, partial_dir: Path, retries: int, backoff: float,
+             max_retry_after: float) -> Download:
     """Stream `key` into partial_dir, resuming a previous partial file when it is the same object.
 
     Retries count failures in a row: a retry that moved the transfer forward starts the count
     again, so a long download survives many separate hiccups. If the object changes mid-way
-    (new ETag or size), the transfer starts over on the new object.
+    (new ETag or size), the transfer starts over on the new object. A server asking (Retry-After)
+    for a longer wait than `max_retry_after` seconds stops it.
     """
     what = f"{source.description}: {key}"
+    policy = retries, backoff, max_retry_after
     partial_dir.mkdir(parents=True, exist_ok=True)
     part = partial_dir / (key.replace("/", "__") + ".part")
     state = part.with_name(part.name + ".json")
@@ -142,7 +155,7 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
     def identity(info: ObjectInfo) -> str:
         return json.dumps({"key": key, "size": info.size, "etag": info.etag})
 
-    info = retried(lambda: source.head(key), what, retries, backoff)
+    info = retried(lambda: source.head(key), what, *policy)
     try:
         resumable = part.exists() and state.read_text() == identity(info)
     except OSError:
@@ -175,11 +188,11 @@ def download(source: Source, key: str, partial_dir: Path, retries: int, backoff:
                     raise TransientError(f"connection closed at byte {offset} of {info.size}")
             except TransientError as exc:
                 attempt = 1 if offset > resumed_at else attempt + 1  # progress resets the count
-                wait_or_give_up(what, exc, attempt, retries, backoff)
+                wait_or_give_up(what, exc, attempt, *policy)
             except ChangedError as exc:
                 attempt += 1
-                wait_or_give_up(what, exc, attempt, retries, backoff)
-                info = retried(lambda: source.head(key), what, retries, backoff)
+                wait_or_give_up(what, exc, attempt, *policy)
+                info = retried(lambda: source.head(key), what, *policy)
                 handle.truncate(0)
                 state.write_text(identity(info))
                 sha256, md5, offset = hashlib.sha256(), hashlib.md5(), 0
@@ -312,10 +325,10 @@ def fetch(source: Source, spec: str, out: Path, settings: dict | None = None, ex
 def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path, partial: Path,
                 settings: dict) -> dict:
     downloads, files, kept = [], {}, {}  # kept: file name in raw/ -> verified download to move there
-    retries, backoff = settings["retries"], settings["backoff_seconds"]
+    policy = settings["retries"], settings["backoff_seconds"], settings["max_retry_after_seconds"]
 
     def get_checked(src: Source, key: str, check: Callable[[Download], dict]) -> dict:
-        item = download(src, key, partial, retries, backoff)
+        item = download(src, key, partial, *policy)
         try:
             result = check(item)
         except FetchError:
@@ -336,7 +349,7 @@ def _fetch_into(source: Source, spec: str, resolution: Resolution, staging: Path
             kept[name] = downloads[-1]
         # the root tables are overwritten monthly: make sure none changed while we fetched the others
         for item in kept.values():
-            now = retried(lambda key=item.info.key: source.head(key), item.info.key, retries, backoff)
+            now = retried(lambda key=item.info.key: source.head(key), item.info.key, *policy)
             if (now.size, now.etag) != (item.info.size, item.info.etag):
                 raise FetchError(f"{source.description}: {item.info.key} changed while the snapshot was being "
                                  "fetched (a monthly update?): run again to fetch a consistent one")

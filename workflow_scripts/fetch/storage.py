@@ -7,6 +7,7 @@ prefix, how big an object is (and its ETag), and the object's bytes from an offs
 from __future__ import annotations
 
 import email.utils
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -59,17 +60,19 @@ def _status(exc: botocore.exceptions.ClientError) -> int:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """A Retry-After header in seconds: it is a number of seconds or an HTTP date."""
+    """A Retry-After header in seconds: a number of seconds or an HTTP date (one already past: 0).
+    Only a finite, non-negative wait counts: anything else (garbage, a negative number, inf, nan, a
+    date that cannot be read) is None, as if the server had not said, and the usual backoff applies."""
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
+        try:
+            seconds = max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        except (TypeError, ValueError, OverflowError, OSError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
