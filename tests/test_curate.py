@@ -320,6 +320,8 @@ LOOSE_CASTS = [  # (table, column, value): DuckDB would cast each (2.5 -> 3, +20
     ("observations", "observed_on", "2020-05-01 (BC)"), ("observations", "anomaly_score", "nan"),
     ("observations", "latitude", "inf"), ("observations", "observation_uuid", "ABCDEF00-0000-4000-8000-000000000030"),
     ("observations", "observation_uuid", "{" + uuid(31) + "}"), ("taxa", "active", "yes"),
+    ("observations", "observed_on", "0000-01-01"), ("photos", "extension", "GİF"),  # DuckDB: 1 BC; lower() gif
+    ("taxa", "taxon_id", "abc"),  # cast to NULL: its key must not hide the unknown ancestor below
 ]
 
 
@@ -338,12 +340,14 @@ def test_loose_casts_are_refused_not_rounded(tmp_path):
         row[COLUMNS[table].index(column)] = value
         rows.append(tuple(row))
         expected[(f"{table}.csv", len(rows) + 1)] = value_problem(column, value)
+    taxa.append((990, "48460/77777", 60, "phylum", "Orphan", "true"))
+    expected[("taxa.csv", len(taxa) + 1)] = "ancestry lists 77777, which taxa does not hold"
     snapshot = write_snapshot(tmp_path / "snap", observations, photos, taxa=taxa, gz=False)
     report = curate(snapshot, tmp_path / "out", LOOSE, taxonomy=write_dwca(tmp_path / "dwca", []),
                     snapshot="2024-09-27")
     rejects = [line.split("\t") for line in (tmp_path / "out" / "rejects.csv").read_text().splitlines()[1:]]
     assert {(file, int(line)): reason for file, line, reason in rejects} == expected
-    assert all(expected.values())  # the checker refuses each too
+    assert all(expected.values())  # the checker refuses each value too
     assert sorted(r["photo_id"] for r in parquet_rows(tmp_path / "out" / "curated.parquet")) == [1, 2, 3]
     assert "duplicate_photo" not in report["dropped"] and balanced(report)
 

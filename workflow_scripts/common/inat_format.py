@@ -53,7 +53,7 @@ RANK_LEVELS = {
     "species": 10, "hybrid": 10, "subspecies": 5, "variety": 5, "form": 5, "infrahybrid": 5,
 }
 
-EXTENSIONS = ("jpg", "jpeg", "png", "gif")  # kept in their uploaded case (JPG occurs): compared lowercased
+EXTENSIONS = ("jpg", "jpeg", "png", "gif")  # kept in their uploaded case (JPG occurs): any case allowed
 MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
 
 # The syntax of each typed column as the exporter writes it: ASCII digits, lower-case hyphenated
@@ -74,9 +74,10 @@ SYNTAX = {
 
 # The rules on a well-typed value. With SYNTAX, one definition for both checkers: the format checker
 # applies them in Python (value_problem), curation in SQL (value_problem_sql). A rule is (kind,
-# argument): "pattern" (a regex the whole value matches), "date" (YYYY-MM-DD, a real day), "one_of",
-# "one_of_lowercased", "range" (inclusive bounds, None for none) or "max_length". Ancestry's links
-# between taxa are curation's (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
+# argument): "pattern" (a regex the whole value matches; ASCII only, as Python's and DuckDB's case
+# rules differ beyond it), "date" (YYYY-MM-DD, a real day from year 1), "one_of", "range" (inclusive
+# bounds, None for none) or "max_length". Ancestry's links between taxa are curation's
+# (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
 INT32_MAX = 2**31 - 1  # width, height and position are stored as INTEGER
 VALUE_RULES = {
     "photo_id": ("range", (1, None)), "taxon_id": ("range", (1, None)), "observer_id": ("range", (1, None)),
@@ -84,7 +85,8 @@ VALUE_RULES = {
     "positional_accuracy": ("range", (0, None)),
     "latitude": ("range", (-90, 90)), "longitude": ("range", (-180, 180)), "rank_level": ("range", (0, 100)),
     "ancestry": ("pattern", r"[0-9]{1,18}(/[0-9]{1,18})*"),
-    "extension": ("one_of_lowercased", EXTENSIONS), "license": ("one_of", LICENSES),
+    "extension": ("pattern", "|".join("".join(f"[{c}{c.upper()}]" for c in ext) for ext in EXTENSIONS)),
+    "license": ("one_of", LICENSES),
     "quality_grade": ("one_of", QUALITY_GRADES), "rank": ("one_of", tuple(RANK_LEVELS)),
     "name": ("max_length", MAX_NAME_LENGTH),
 }
@@ -107,8 +109,6 @@ def _holds(rule: tuple, value: str) -> bool:
         return re.fullmatch(_DATE, value) is not None and _is_day(value)
     if kind == "one_of":
         return value in argument
-    if kind == "one_of_lowercased":
-        return value.lower() in argument
     if kind == "range":
         low, high = argument
         return (low is None or float(value) >= low) and (high is None or float(value) <= high)
@@ -122,11 +122,10 @@ def _sql_breaks(rule: tuple, column: str) -> str:
     if kind == "pattern":
         return f"NOT regexp_full_match({quoted}, '{argument}')"
     if kind == "date":
-        return f"NOT regexp_full_match({quoted}, '{_DATE}') OR TRY_CAST({quoted} AS DATE) IS NULL"
+        return (f"NOT regexp_full_match({quoted}, '{_DATE}') OR TRY_CAST({quoted} AS DATE) IS NULL "
+                f"OR TRY_CAST({quoted} AS DATE) < DATE '0001-01-01'")  # DuckDB reads year 0000 as 1 BC
     if kind == "one_of":
         return f"{quoted} NOT IN ({', '.join(repr(v) for v in argument)})"
-    if kind == "one_of_lowercased":
-        return f"lower({quoted}) NOT IN ({', '.join(repr(v) for v in argument)})"
     if kind == "range":  # reached with a number's syntax: a failed cast is a syntax problem already
         low, high = argument
         number = f"TRY_CAST({quoted} AS DOUBLE)"

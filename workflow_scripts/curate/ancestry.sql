@@ -24,19 +24,18 @@ WITH RECURSIVE reached(taxon_id) AS (
     SELECT l.taxon_id FROM parent_links AS l JOIN reached AS r ON l.parent_id = r.taxon_id)
 SELECT taxon_id FROM reached;
 
--- Walk parents from each left-over taxon (none in a sound month): it is on a loop when it comes back.
+-- Walk parents from each left-over taxon (none in a sound month); UNION ends a walk where a taxon
+-- repeats. A taxon is on a loop when its walk comes back to it, after as many taxa as the loop has.
 CREATE OR REPLACE TEMP TABLE parent_loops AS
 WITH RECURSIVE loose AS (
     SELECT * FROM parent_links AS l
     WHERE NOT EXISTS (SELECT 1 FROM grounded AS g WHERE g.taxon_id = l.taxon_id) AND parent_id <> taxon_id),
-walk(start_row, start_id, at_id, steps) AS (
-    SELECT taxon_row, taxon_id, parent_id, 1 FROM loose
-    UNION ALL
-    SELECT w.start_row, w.start_id, l.parent_id, w.steps + 1
-    FROM walk AS w JOIN loose AS l ON l.taxon_id = w.at_id
-    WHERE w.at_id <> w.start_id AND w.steps <= (SELECT count(*) FROM loose))
-SELECT start_row AS taxon_row, start_id AS taxon_id, min(steps) AS steps
-FROM walk WHERE at_id = start_id GROUP BY ALL;
+walk(start_row, start_id, at_id) AS (
+    SELECT taxon_row, taxon_id, parent_id FROM loose
+    UNION
+    SELECT w.start_row, w.start_id, l.parent_id FROM walk AS w JOIN loose AS l ON l.taxon_id = w.at_id)
+SELECT start_row AS taxon_row, start_id AS taxon_id, count(*) AS steps
+FROM walk GROUP BY ALL HAVING bool_or(at_id = start_id);
 
 CREATE OR REPLACE TEMP TABLE ancestry_problems AS
 SELECT taxon_row, min(problem) AS problem FROM (
@@ -46,7 +45,7 @@ SELECT taxon_row, min(problem) AS problem FROM (
     SELECT taxon_row, 'ancestry lists ' || ancestor_id || ', which taxa does not hold'
     FROM ancestry_links AS l
     WHERE NOT EXISTS (SELECT 1 FROM taxa AS a WHERE a.taxon_id = l.ancestor_id)
-      AND ancestor_id::VARCHAR NOT IN (SELECT key FROM rejected_keys_taxa)
+      AND NOT EXISTS (SELECT 1 FROM rejected_keys_taxa AS r WHERE r.key = l.ancestor_id::VARCHAR)
     UNION ALL
     SELECT l.taxon_row, 'ancestry cycle: ' || l.ancestor_id || ' lists ' || l.taxon_id || ' among its ancestors'
     FROM ancestry_links AS l

@@ -29,7 +29,9 @@ TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; writ
 }
 
 
-PROBLEM = "value_problem"  # a column of the table while it is read: why a row breaks the format
+# Columns of a table while it is read: why a row breaks the format, and its key (first column) as
+# the file has it, which a loose cast would change (2.5 -> 3) or lose (abc -> NULL).
+PROBLEM, KEY = "value_problem", "key_as_written"
 
 
 class CurateError(StageError):
@@ -148,7 +150,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
     kept = [c for c in columns if c != "observer_id"]
     spec = "{" + ", ".join(f"{quote(c)}: 'VARCHAR'" for c in columns) + "}"
     typed = f"{', '.join(f'TRY_CAST({ident(c)} AS {TYPES[c]}) AS {ident(c)}' for c in kept)}, " \
-            f"{inat_format.value_problem_sql(columns)} AS {PROBLEM}"
+            f"{inat_format.value_problem_sql(columns)} AS {PROBLEM}, {ident(columns[0])} AS {KEY}"
     with readable_csv(path, workdir) as source:
         try:
             con.execute(f"""
@@ -182,8 +184,9 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
     loaded = {"path": path, "extra_field_rows": len(recovered), "rejects": rejects, "columns": columns,
               "read_rows": read_rows, "skipped_lines": sorted({line for line, in con.execute(
                   f"SELECT DISTINCT line FROM rejects_{table}").fetchall()}), "recovered_lines": recovered}
-    reject_rows(con, table, loaded, f"SELECT rowid, {PROBLEM} FROM {table}")
-    con.execute(f"ALTER TABLE {table} DROP COLUMN {PROBLEM}")  # row ids stay: rejects_rows maps them to lines
+    reject_rows(con, table, loaded, f"SELECT rowid, {PROBLEM} FROM {table}", key=KEY)
+    for column in (PROBLEM, KEY):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # row ids stay: reject_rows maps them to lines
     if table == "observations" and "anomaly_score" not in columns:
         con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
     loaded["rows"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -203,18 +206,19 @@ def file_line(loaded: dict, rowid: int) -> int:
     return line
 
 
-def reject_rows(con: duckdb.DuckDBPyConnection, table: str, loaded: dict, problems_sql: str) -> None:
+def reject_rows(con: duckdb.DuckDBPyConnection, table: str, loaded: dict, problems_sql: str,
+                key: str | None = None) -> None:
     """Remove the rows `problems_sql` (rowid, problem; problem NULL for a good row) finds, each
     recorded with its line, its problem and its cause (invalid_<the column the problem starts with>),
-    and its key (first column) among the table's rejected keys."""
+    and its key (`key`, SQL on the table; default: the first column) among the table's rejected keys."""
     found = con.execute(f"SELECT * FROM ({problems_sql}) AS p(row, problem) WHERE problem IS NOT NULL "
                         "ORDER BY row").fetchall()
     if not found:
         return
     rows = [row for row, _ in found]
-    key = loaded["columns"][0]
-    con.execute(f"INSERT INTO rejected_keys_{table} SELECT DISTINCT {key}::VARCHAR FROM {table} "
-                "WHERE rowid IN (SELECT unnest($rows))", {"rows": rows})
+    key = key or f"{ident(loaded['columns'][0])}::VARCHAR"
+    con.execute(f"INSERT INTO rejected_keys_{table} SELECT DISTINCT {key} FROM {table} "
+                f"WHERE rowid IN (SELECT unnest($rows)) AND {key} IS NOT NULL", {"rows": rows})
     con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT unnest($rows))", {"rows": rows})
     loaded["rejects"] = sorted(loaded["rejects"] + [
         (file_line(loaded, row), problem, "invalid_" + re.match(r"\w+", problem).group())
