@@ -202,7 +202,7 @@ def test_columns_types_and_url(small):
     assert report["curated_taxa_without_common_name"] == 3  # 12 (genus), 14, 28
 
 
-def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
+def test_older_schema_and_extra_field_and_invalid_rows(tmp_path):
     observations = [obs(1, 13)[:-1], obs(2, 27)[:-1] + ("surplus",), ("not-a-uuid", 7, "x", "", "", 13,
                                                                        "research", "2020-01-01")]
     photos = [photo(1, 1), photo(2, 2), ("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
@@ -212,11 +212,11 @@ def test_older_schema_and_extra_field_and_unparseable_rows(tmp_path):
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 1
     assert report["rejected_rows"] == {"observations": 1, "photos": 1, "taxa": 0}
-    assert report["dropped"]["unparseable_row"] == 1 and balanced(report)
+    assert report["dropped"]["invalid_photo_uuid"] == 1 and balanced(report)  # a value: its first bad column
     rejects = (tmp_path / "out" / "rejects.csv").read_text().splitlines()
     assert rejects[0] == "file\tline\treason"
-    assert rejects[1].startswith("observations.csv\t4\t") and "latitude" in rejects[1]
-    assert rejects[2].startswith("photos.csv\t4\t")
+    assert rejects[1] == "observations.csv\t4\tobservation_uuid='not-a-uuid' is not a valid observation_uuid"
+    assert rejects[2] == "photos.csv\t4\tphoto_uuid='u' is not a valid photo_uuid"
     kept = parquet_rows(tmp_path / "out" / "curated.parquet")
     assert [r["photo_id"] for r in kept] == [1, 2] and all(r["anomaly_score"] is None for r in kept)
 
