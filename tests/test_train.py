@@ -203,12 +203,12 @@ def test_two_nodes_by_srun_join_one_process_group(tmp_path):
     """The tasks srun starts join one process group as open_clip_train does (env://, from SLURM's
     variables: here gloo on CPU, one task on each of 2 "nodes" on this machine) and all-reduce;
     without the rendezvous variables they cannot start (issue 18)."""
-    code = ("import json, torch, torch.distributed as dist\n"
+    code = ("import json, sys, torch, torch.distributed as dist\n"
             "from open_clip_train.distributed import init_distributed_device_so\n"
             "found = init_distributed_device_so(device='cpu')\n"
             "total = torch.tensor([found['global_rank'] + 1.0])\n"
             "dist.all_reduce(total)\n"
-            "print(json.dumps({**found, 'sum': total.item()}))\n"
+            "sys.stdout.write(json.dumps({**found, 'sum': total.item()}) + '\\n')\n"  # one write: tasks share a pipe
             "dist.destroy_process_group()\n")
     recipe = {**SETTINGS["recipes"]["tiny-cpu"], "nodes": 2, "gpu": 1}
     env = slurm_allocation(tmp_path, 2, free_job_id(), "127.0.0.1,127.0.0.1")
