@@ -43,14 +43,24 @@ def write_benchmark(folder: Path, images: int) -> dict:
         rows = csv.writer(handle)
         rows.writerow(["key", "label"])
         for start in range(0, images, PER_TAR):
-            with wds.TarWriter(str(folder / f"{start // PER_TAR:06d}.tar"), encoder=False) as writer:
+            with wds.TarWriter(
+                str(folder / f"{start // PER_TAR:06d}.tar"), encoder=False
+            ) as writer:
                 for key in range(start, min(images, start + PER_TAR)):
                     out = io.BytesIO()
-                    Image.fromarray(palette[key % 64]).resize((64, 48), Image.BILINEAR).save(out, "JPEG", quality=85)
+                    Image.fromarray(palette[key % 64]).resize((64, 48), Image.BILINEAR).save(
+                        out, "JPEG", quality=85
+                    )
                     writer.write({"__key__": f"i{key:07d}", "jpg": out.getvalue()})
                     rows.writerow([f"i{key:07d}", f"class {key % CLASSES}"])
-    return {"format": "webdataset", "images": str(folder), "metadata": str(folder / "metadata.csv"),
-            "key_column": "key", "label_column": "label", "name_mode": "scientific"}
+    return {
+        "format": "webdataset",
+        "images": str(folder),
+        "metadata": str(folder / "metadata.csv"),
+        "key_column": "key",
+        "label_column": "label",
+        "name_mode": "scientific",
+    }
 
 
 def evaluate_one(spec_path: str) -> None:
@@ -63,13 +73,23 @@ def evaluate_one(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     evaluation = settings("evaluate", {"workers": 2})
     with tempfile.TemporaryDirectory() as out:
-        found = evaluate_benchmark(load_model("biotrove-tiny", None), "synthetic", external_benchmark(spec), evaluation,
-                                   Path(out))
-    print(json.dumps({"images": found["metrics"]["images"], "top1": found["metrics"]["top1"]}), file=sys.stderr)
+        found = evaluate_benchmark(
+            load_model("biotrove-tiny", None),
+            "synthetic",
+            external_benchmark(spec),
+            evaluation,
+            Path(out),
+        )
+    print(
+        json.dumps({"images": found["metrics"]["images"], "top1": found["metrics"]["top1"]}),
+        file=sys.stderr,
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs=2, default=[50_000, 100_000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/biotrove-bench-eval"))
     parser.add_argument("--evaluate", help=argparse.SUPPRESS)  # the measured process: a spec file
@@ -83,10 +103,15 @@ def main() -> None:
         if not spec.exists():
             spec.parent.mkdir(parents=True, exist_ok=True)
             spec.write_text(json.dumps(write_benchmark(folder / "tars", images)))
-        seconds, peaks[images] = measured([sys.executable, "bench/eval_memory.py", "--evaluate", str(spec)])
-        print(f"{images:,} images: peak RSS {peaks[images] * 1024:,.0f} MB, {seconds:.1f} s", flush=True)
+        seconds, peaks[images] = measured(
+            [sys.executable, "bench/eval_memory.py", "--evaluate", str(spec)]
+        )
+        print(
+            f"{images:,} images: peak RSS {peaks[images] * 1024:,.0f} MB, {seconds:.1f} s",
+            flush=True,
+        )
     small, large = args.sizes
-    growth = (peaks[large] - peaks[small]) * 1024 ** 3 / (large - small)
+    growth = (peaks[large] - peaks[small]) * 1024**3 / (large - small)
     print(f"peak RSS growth per image: {growth:,.0f} B")
 
 

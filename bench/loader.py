@@ -37,17 +37,23 @@ from workflow_scripts.common.config import load_config  # noqa: E402
 
 SIZES = {"medium": (500, 375), "256": (256, 192)}
 PER_SHARD = 250
-TARGET = 2_500  # samples/s one GPU consumes (ViT-B/16 bf16 on an H100-class GPU: the issue's estimate)
+TARGET = (
+    2_500  # samples/s one GPU consumes (ViT-B/16 bf16 on an H100-class GPU: the issue's estimate)
+)
 BATCH = 64
 
 
 def photo(rng: np.random.RandomState, size: tuple[int, int]) -> bytes:
     """A photo-like JPEG: a smooth random colour field with grain (compresses like a photo, not like
     flat colour or pure noise)."""
-    field = Image.fromarray(rng.randint(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
+    field = Image.fromarray(rng.randint(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        size, Image.BICUBIC
+    )
     grain = rng.normal(0, 12, (size[1], size[0], 3))
     out = io.BytesIO()
-    Image.fromarray(np.clip(np.asarray(field) + grain, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    Image.fromarray(np.clip(np.asarray(field) + grain, 0, 255).astype(np.uint8)).save(
+        out, "JPEG", quality=90
+    )
     return out.getvalue()
 
 
@@ -63,14 +69,29 @@ def write_shards(folder: Path, samples: int, size: tuple[int, int]) -> int:
         count = min(PER_SHARD, samples - shard * PER_SHARD)
         with wds.TarWriter(str(folder / name), encoder=False) as writer:
             for key in range(shard * PER_SHARD, shard * PER_SHARD + count):
-                row = {"photo_id": key, "kingdom": "Animalia", "phylum": "Arthropoda", "class": "Insecta",
-                       "order": "Lepidoptera", "family": "Nymphalidae", "genus": f"Genus{key % 37}",
-                       "species": f"Genus{key % 37} species{key % 400}", "common_name": f"common {key % 400}"}
+                row = {
+                    "photo_id": key,
+                    "kingdom": "Animalia",
+                    "phylum": "Arthropoda",
+                    "class": "Insecta",
+                    "order": "Lepidoptera",
+                    "family": "Nymphalidae",
+                    "genus": f"Genus{key % 37}",
+                    "species": f"Genus{key % 37} species{key % 400}",
+                    "common_name": f"common {key % 400}",
+                }
                 image = photo(rng, size)
                 image_bytes += len(image)
                 texts = {f"{kind}.txt": text.encode() for kind, text in captions(row).items()}
-                writer.write({"__key__": str(key), "jpg": image, "json": json.dumps(row).encode(), **texts,
-                              "txt": texts["taxonomic_name.txt"]})
+                writer.write(
+                    {
+                        "__key__": str(key),
+                        "jpg": image,
+                        "json": json.dumps(row).encode(),
+                        **texts,
+                        "txt": texts["taxonomic_name.txt"],
+                    }
+                )
         sizes[name] = count
     (folder / "sizes.json").write_text(json.dumps(sizes))
     return image_bytes
@@ -84,18 +105,33 @@ def samples_per_second(shards: Path, samples: int, workers: int, project: bool) 
 
     settings = load_config(REPO / "config.yaml")["train"]
     last = len(json.loads((shards / "sizes.json").read_text())) - 1
-    args = parse_args(["--train-data", str(shards / f"shard-{{000000..{last:06d}}}.tar"), "--dataset-type",
-                       "webdataset", "--train-num-samples", str(samples), "--batch-size", str(BATCH),
-                       "--workers", str(workers), "--seed", "0"])
+    args = parse_args(
+        [
+            "--train-data",
+            str(shards / f"shard-{{000000..{last:06d}}}.tar"),
+            "--dataset-type",
+            "webdataset",
+            "--train-num-samples",
+            str(samples),
+            "--batch-size",
+            str(BATCH),
+            "--workers",
+            str(workers),
+            "--seed",
+            "0",
+        ]
+    )
     args.world_size, args.rank = 1, 0
     original = open_clip_train.data.wds.shuffle
     if project:  # as workflow_scripts.train sets it
-        open_clip_train.data.wds.shuffle = train.caption_stage(settings["seed"], settings["caption_types"],
-                                                               settings["caption_choice"], BATCH)
+        open_clip_train.data.wds.shuffle = train.caption_stage(
+            settings["seed"], settings["caption_types"], settings["caption_choice"], BATCH
+        )
     try:
         preprocess = open_clip.image_transform(224, is_train=True)  # ViT-B/16's training transform
-        data = open_clip_train.data.get_wds_dataset(args, preprocess, is_train=True, epoch=0,
-                                                    tokenizer=open_clip.get_tokenizer("ViT-B-16"))
+        data = open_clip_train.data.get_wds_dataset(
+            args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("ViT-B-16")
+        )
         batches = iter(data.dataloader)
         first = next(batches)[0].shape[0]
         started, seen = time.perf_counter(), 0
@@ -111,9 +147,13 @@ def samples_per_second(shards: Path, samples: int, workers: int, project: bool) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--samples", type=int, default=2_000)
-    parser.add_argument("--workers", type=int, default=1, help="DataLoader workers (the rate is per worker)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="DataLoader workers (the rate is per worker)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/biotrove-bench-loader"))
     args = parser.parse_args()
     rates = {}
@@ -126,16 +166,25 @@ def main() -> None:
         runs = {"project": [], "bare": []}
         for _ in range(2):
             for kind in runs:
-                runs[kind].append(samples_per_second(shards, args.samples, args.workers, kind == "project"))
+                runs[kind].append(
+                    samples_per_second(shards, args.samples, args.workers, kind == "project")
+                )
         rates[label] = {kind: max(values) / args.workers for kind, values in runs.items()}
-        print(f"{label} ({size[0]} x {size[1]}, {image_bytes / args.samples / 1e3:.1f} KB per image): "
-              + ", ".join(f"{kind} {', '.join(f'{v:.0f}' for v in values)} samples/s"
-                          for kind, values in runs.items())
-              + f" with {args.workers} worker(s); best per worker: project {rates[label]['project']:.0f}, "
-              f"bare {rates[label]['bare']:.0f}", flush=True)
+        print(
+            f"{label} ({size[0]} x {size[1]}, {image_bytes / args.samples / 1e3:.1f} KB per image): "
+            + ", ".join(
+                f"{kind} {', '.join(f'{v:.0f}' for v in values)} samples/s"
+                for kind, values in runs.items()
+            )
+            + f" with {args.workers} worker(s); best per worker: project {rates[label]['project']:.0f}, "
+            f"bare {rates[label]['bare']:.0f}",
+            flush=True,
+        )
     for label in SIZES:
-        print(f"workers per GPU for {TARGET:,} samples/s at {label}: "
-              f"{math.ceil(TARGET / rates[label]['project'])} (each {rates[label]['project']:.0f} samples/s)")
+        print(
+            f"workers per GPU for {TARGET:,} samples/s at {label}: "
+            f"{math.ceil(TARGET / rates[label]['project'])} (each {rates[label]['project']:.0f} samples/s)"
+        )
     print(f"project/bare: {rates['medium']['project'] / rates['medium']['bare']:.2f}")
 
 

@@ -20,11 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 def measured(command: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (GB) of one child process run from the repository root."""
     with tempfile.TemporaryFile() as errors:
-        run = subprocess.run([sys.executable, "-m", "bench.measure", *command], cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=errors)
+        run = subprocess.run(
+            [sys.executable, "-m", "bench.measure", *command],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
         if run.returncode:
             errors.seek(0)
-            raise SystemExit(f"failed: {' '.join(command)}\n{errors.read().decode(errors='replace')}")
+            raise SystemExit(
+                f"failed: {' '.join(command)}\n{errors.read().decode(errors='replace')}"
+            )
     seconds, rss = run.stdout.split()
     return float(seconds), float(rss)
 
@@ -33,7 +39,7 @@ def main(command: list[str]) -> int:
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
-    print(time.perf_counter() - start, usage.ru_maxrss / 1024 ** 2)
+    print(time.perf_counter() - start, usage.ru_maxrss / 1024**2)
     return os.waitstatus_to_exitcode(status)
 
 

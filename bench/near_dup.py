@@ -43,7 +43,9 @@ def photos(count: int) -> list[bytes]:
     rendered = []
     for number in range(count):
         signature = sample_images.species_signature(number % 50, number)
-        rendered.append(sample_images.encode(sample_images.render(signature, 500, 375, number), "JPEG"))
+        rendered.append(
+            sample_images.encode(sample_images.render(signature, 500, 375, number), "JPEG")
+        )
     return rendered
 
 
@@ -57,8 +59,10 @@ def hashing(count: int) -> None:
     for image in data:
         pdq(image)
     seconds = time.perf_counter() - started
-    print(f"hashing: {count / seconds:.0f} images/s per core ({1000 * seconds / count:.2f} ms each, decoding "
-          f"{1000 * decoding / count:.2f} ms of it; {sum(map(len, data)) / count / 1000:.0f} KB JPEGs, 500 x 375)")
+    print(
+        f"hashing: {count / seconds:.0f} images/s per core ({1000 * seconds / count:.2f} ms each, decoding "
+        f"{1000 * decoding / count:.2f} ms of it; {sum(map(len, data)) / count / 1000:.0f} KB JPEGs, 500 x 375)"
+    )
 
 
 def codes(count: int, rng: np.random.Generator) -> np.ndarray:
@@ -86,8 +90,10 @@ def search(train_size: int, benchmark_size: int, threshold: int) -> float:
     seconds = time.perf_counter() - started
     found = set(zip(images.tolist(), rows.tolist()))
     missed = sum((q, r) not in found for q, r in zip(sources.tolist(), planted.tolist()))
-    print(f"search {train_size:,} x {benchmark_size:,} ({len(queries):,} queries with mirrors): {seconds:.1f} s, "
-          f"{len(found):,} pairs, planted copies missed: {missed} of {PLANTED}")
+    print(
+        f"search {train_size:,} x {benchmark_size:,} ({len(queries):,} queries with mirrors): {seconds:.1f} s, "
+        f"{len(found):,} pairs, planted copies missed: {missed} of {PLANTED}"
+    )
     if missed:
         raise SystemExit("the index missed pairs within the threshold")
     return seconds
@@ -99,18 +105,30 @@ def inside_train(train_size: int, threshold: int) -> None:
     rng = np.random.default_rng(2)
     species = max(1, train_size // 1200)
     weights = rng.lognormal(0, 1.5, species)
-    sizes = np.minimum(np.maximum(1, (weights / weights.sum() * train_size).astype(np.int64)), 50_000)
+    sizes = np.minimum(
+        np.maximum(1, (weights / weights.sum() * train_size).astype(np.int64)), 50_000
+    )
     labels = np.repeat(np.arange(species), sizes)
     con = duckdb.connect()
-    con.register("train", pa.table({
-        "benchmark": ["train"] * len(labels), "photo_id": np.arange(len(labels)).astype(str),
-        "species": labels.astype(str), "hash": list(map(bytes, codes(len(labels), rng))),
-        "mirrored": list(map(bytes, codes(len(labels), rng)))}))
+    con.register(
+        "train",
+        pa.table(
+            {
+                "benchmark": ["train"] * len(labels),
+                "photo_id": np.arange(len(labels)).astype(str),
+                "species": labels.astype(str),
+                "hash": list(map(bytes, codes(len(labels), rng))),
+                "mirrored": list(map(bytes, codes(len(labels), rng))),
+            }
+        ),
+    )
     con.execute("CREATE TABLE hashed AS SELECT * FROM train")
     started = time.perf_counter()
     groups_inside_train(con, threshold)
-    print(f"groups inside Train, {len(labels):,} hashes in {species:,} species (largest {sizes.max():,}; "
-          f"sum of squares {int((sizes.astype(float) ** 2).sum()):.2e}): {time.perf_counter() - started:.1f} s")
+    print(
+        f"groups inside Train, {len(labels):,} hashes in {species:,} species (largest {sizes.max():,}; "
+        f"sum of squares {int((sizes.astype(float) ** 2).sum()):.2e}): {time.perf_counter() - started:.1f} s"
+    )
 
 
 def all_pairs(train_size: int, benchmark_size: int, threshold: int) -> float:
@@ -124,7 +142,9 @@ def all_pairs(train_size: int, benchmark_size: int, threshold: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--train", type=int, default=1_000_000)
     parser.add_argument("--benchmark", type=int, default=100_000)
@@ -136,7 +156,9 @@ def main() -> int:
     search(args.train, args.benchmark * 3 // 2, threshold)
     inside_train(args.train, threshold)
     flat = all_pairs(args.train, args.benchmark, threshold)
-    print(f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all pairs: {flat:.0f} s)")
+    print(
+        f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all pairs: {flat:.0f} s)"
+    )
     return 0
 
 

@@ -22,8 +22,20 @@ SCALES = (1, 2, 4)
 def run(scale: int, folder: Path) -> tuple[float, int]:
     settings = json.dumps({"scale": scale})
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "workflow_scripts.sample", "--out", str(folder), "--settings", settings,
-                    "--no-images"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.sample",
+            "--out",
+            str(folder),
+            "--settings",
+            settings,
+            "--no-images",
+        ],
+        check=True,
+        capture_output=True,
+    )
     seconds = time.perf_counter() - started
     rows = json.loads((folder / "planted.json").read_text())["photos_rows"]
     return seconds, max(rows.values())
@@ -34,7 +46,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for scale in SCALES:
             seconds[scale], rows = run(scale, Path(work) / f"scale{scale}")
-            print(f"scale {scale}: {seconds[scale]:.1f} s, {rows:,} photo rows in the newer month", flush=True)
+            print(
+                f"scale {scale}: {seconds[scale]:.1f} s, {rows:,} photo rows in the newer month",
+                flush=True,
+            )
     print(f"scale 4 / scale 1: {seconds[4] / seconds[1]:.2f}")
 
 

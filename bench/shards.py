@@ -34,17 +34,29 @@ from workflow_scripts.images.download_report import download_report  # noqa: E40
 from workflow_scripts.images.shards import read_images  # noqa: E402
 
 PROCESSES = os.cpu_count()
-SHARD_SET = "train"  # bench/photos.py's table is Train-like: every row in split `train`, one shard set
-SETTINGS = {"samples_per_shard": 10000, "shards_per_job": 10**6, "chunk_size": 50000, "part_size": 1000, "seed": 0,
-            "mixing_batch_sizes": [1024, 4096]}
+SHARD_SET = (
+    "train"  # bench/photos.py's table is Train-like: every row in split `train`, one shard set
+)
+SETTINGS = {
+    "samples_per_shard": 10000,
+    "shards_per_job": 10**6,
+    "chunk_size": 50000,
+    "part_size": 1000,
+    "seed": 0,
+    "mixing_batch_sizes": [1024, 4096],
+}
 
 
 def downloaded(workdir: Path, images: int) -> tuple[Path, Path]:
     """The subset and its image folder (one chunk downloaded, the download report), made once."""
     subset, folder = prepare(workdir, images), workdir / "images"
     if not (folder / contracts.DOWNLOAD_REPORT).exists():
-        settings = {"url_rewrite": {"from": ORIGIN, "to": str(workdir / "bucket")}, "urls_per_job": images,
-                    "processes": 2, "threads": 32}
+        settings = {
+            "url_rewrite": {"from": ORIGIN, "to": str(workdir / "bucket")},
+            "urls_per_job": images,
+            "processes": 2,
+            "threads": 32,
+        }
         chunk = Path(contracts.chunk_folder(str(folder), contracts.chunk_name(0)))
         download_chunk(subset, 0, chunk, settings)
         download_report([chunk], folder, settings)
@@ -53,17 +65,23 @@ def downloaded(workdir: Path, images: int) -> tuple[Path, Path]:
 
 def copy(order: Path, out: Path) -> None:
     """The copy floor: the images the shards hold, read in shard order, written to one file."""
-    locations = duckdb.sql(f"SELECT tar, \"offset\", size FROM '{order}' ORDER BY position").fetchall()
+    locations = duckdb.sql(
+        f"SELECT tar, \"offset\", size FROM '{order}' ORDER BY position"
+    ).fetchall()
     with open(out, "wb") as target:
         for _, image in read_images(locations):
             target.write(image)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=60_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/biotrove-bench-shards"))
-    parser.add_argument("--copy", nargs=2, type=Path, metavar=("ORDER", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--copy", nargs=2, type=Path, metavar=("ORDER", "OUT"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.copy:
         return copy(*args.copy)
@@ -72,29 +90,71 @@ def main() -> None:
     subset, folder = downloaded(workdir, args.images)
     size = sum(p.stat().st_size for p in folder.glob("chunks/*/pass-*/*.tar"))
     order = contracts.shard_order(str(folder))
-    order_seconds = measured([sys.executable, "-m", "workflow_scripts.images.order", "--subset", str(subset),
-                              "--download", str(folder / contracts.DOWNLOAD_REPORT), "--out", order,
-                              "--settings", json.dumps(SETTINGS), "--processes", str(PROCESSES)])[0]
-    shards_command = [sys.executable, "-m", "workflow_scripts.images.shards", "--order", order, "--subset",
-                      str(subset), "--shard-set", SHARD_SET, "--part", "0", "--out", str(workdir / "shards"),
-                      "--settings", json.dumps(SETTINGS), "--processes", str(PROCESSES)]
+    order_seconds = measured(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.images.order",
+            "--subset",
+            str(subset),
+            "--download",
+            str(folder / contracts.DOWNLOAD_REPORT),
+            "--out",
+            order,
+            "--settings",
+            json.dumps(SETTINGS),
+            "--processes",
+            str(PROCESSES),
+        ]
+    )[0]
+    shards_command = [
+        sys.executable,
+        "-m",
+        "workflow_scripts.images.shards",
+        "--order",
+        order,
+        "--subset",
+        str(subset),
+        "--shard-set",
+        SHARD_SET,
+        "--part",
+        "0",
+        "--out",
+        str(workdir / "shards"),
+        "--settings",
+        json.dumps(SETTINGS),
+        "--processes",
+        str(PROCESSES),
+    ]
     copy_command = [sys.executable, "bench/shards.py", "--copy", order, str(workdir / "copy.bin")]
-    ordered = duckdb.sql(f"SELECT count(*) FROM '{order}' WHERE shard_set = '{SHARD_SET}'").fetchone()[0]
+    ordered = duckdb.sql(
+        f"SELECT count(*) FROM '{order}' WHERE shard_set = '{SHARD_SET}'"
+    ).fetchone()[0]
     if ordered < args.images * 0.99:
-        raise SystemExit(f"the order has {ordered:,} samples in shard set {SHARD_SET!r}, of {args.images:,} images")
+        raise SystemExit(
+            f"the order has {ordered:,} samples in shard set {SHARD_SET!r}, of {args.images:,} images"
+        )
     times = {"shards": [], "copy": []}
     for _ in range(2):
         times["shards"].append(measured(shards_command)[0])
         times["copy"].append(measured(copy_command)[0])
         written = json.loads((workdir / "shards" / contracts.SHARD_SIZES).read_text())
-        if not written or sum(written.values()) != ordered:  # one part of every shard: the whole shard set
-            raise SystemExit(f"the shards hold {sum(written.values()):,} samples in {len(written)} shards; the "
-                             f"order has {ordered:,} in shard set {SHARD_SET!r}, of {args.images:,} images")
+        if (
+            not written or sum(written.values()) != ordered
+        ):  # one part of every shard: the whole shard set
+            raise SystemExit(
+                f"the shards hold {sum(written.values()):,} samples in {len(written)} shards; the "
+                f"order has {ordered:,} in shard set {SHARD_SET!r}, of {args.images:,} images"
+            )
     shards_s, copy_s = min(times["shards"]), min(times["copy"])
-    print(f"{args.images:,} images, {size / 1e6:,.0f} MB of img2dataset tars; {PROCESSES} processes; "
-          f"the shard order took {order_seconds:.2f} s")
-    print(f"shards: {shards_s:.2f} s ({size / 1e6 / shards_s:,.0f} MB/s, {args.images / shards_s:,.0f} images/s)"
-          f"  runs {', '.join(f'{t:.2f}' for t in times['shards'])}")
+    print(
+        f"{args.images:,} images, {size / 1e6:,.0f} MB of img2dataset tars; {PROCESSES} processes; "
+        f"the shard order took {order_seconds:.2f} s"
+    )
+    print(
+        f"shards: {shards_s:.2f} s ({size / 1e6 / shards_s:,.0f} MB/s, {args.images / shards_s:,.0f} images/s)"
+        f"  runs {', '.join(f'{t:.2f}' for t in times['shards'])}"
+    )
     copies = ", ".join(f"{t:.2f}" for t in times["copy"])
     print(f"copy:   {copy_s:.2f} s ({size / 1e6 / copy_s:,.0f} MB/s)  runs {copies}")
     print(f"shards throughput / copy throughput: {copy_s / shards_s:.0%} (target >= 70%)")

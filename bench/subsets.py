@@ -50,9 +50,13 @@ def tiled_curated(workdir: Path, rows: int) -> Path:
     bundle = "inaturalist-open-data-20240927"
     with tarfile.open(mirror / "metadata" / f"{bundle}.tar.gz") as tar:
         tar.extractall(workdir, filter="data")
-    curate(workdir / bundle, workdir / "curated-sample", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE)
+    curate(
+        workdir / bundle, workdir / "curated-sample", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE
+    )
     source = workdir / "curated-sample" / "curated.parquet"
-    base, species = duckdb.sql(f"SELECT count(*), count(DISTINCT taxonomic_name) FROM '{source}'").fetchone()
+    base, species = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT taxonomic_name) FROM '{source}'"
+    ).fetchone()
     copies = -(-rows // base)
     groups = max(1, round(rows / IMAGES_PER_SPECIES / species))
     duckdb.sql(f"""
@@ -77,38 +81,81 @@ def tiled_curated(workdir: Path, rows: int) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/biotrove-bench"))
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     curated = tiled_curated(args.workdir, args.rows)
     export = args.workdir / "sample" / contracts.SAMPLE_LIFESTAGES
-    floor, _ = measured([sys.executable, "-c", f"import duckdb; duckdb.sql(\"COPY (FROM '{curated}') TO "
-                         f"'{args.workdir / 'rewritten.parquet'}' (FORMAT parquet, COMPRESSION zstd, "
-                         "ROW_GROUP_SIZE 122880)\")"])
-    seconds, rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated),
-                             "--out", str(args.workdir / "subsets"),
-                             "--settings", json.dumps({"lifestages": {"export": str(export)}})])
-    genus_settings = {"lifestages": {"export": str(export)}, "genus_sampled": {"genera": GENUS_FRACTION}}
-    with_genus, genus_rss = measured([sys.executable, "-m", "workflow_scripts.subsets", "--curated", str(curated),
-                                      "--out", str(args.workdir / "subsets-genus"),
-                                      "--settings", json.dumps(genus_settings)])
-    drawn = duckdb.sql(f"SELECT count(*) FROM '{args.workdir / 'subsets-genus' / 'genus_sampled.parquet'}'").fetchone()[0]
+    floor, _ = measured(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb; duckdb.sql(\"COPY (FROM '{curated}') TO "
+            f"'{args.workdir / 'rewritten.parquet'}' (FORMAT parquet, COMPRESSION zstd, "
+            'ROW_GROUP_SIZE 122880)")',
+        ]
+    )
+    seconds, rss = measured(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.subsets",
+            "--curated",
+            str(curated),
+            "--out",
+            str(args.workdir / "subsets"),
+            "--settings",
+            json.dumps({"lifestages": {"export": str(export)}}),
+        ]
+    )
+    genus_settings = {
+        "lifestages": {"export": str(export)},
+        "genus_sampled": {"genera": GENUS_FRACTION},
+    }
+    with_genus, genus_rss = measured(
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.subsets",
+            "--curated",
+            str(curated),
+            "--out",
+            str(args.workdir / "subsets-genus"),
+            "--settings",
+            json.dumps(genus_settings),
+        ]
+    )
+    drawn = duckdb.sql(
+        f"SELECT count(*) FROM '{args.workdir / 'subsets-genus' / 'genus_sampled.parquet'}'"
+    ).fetchone()[0]
     train, unsorted = duckdb.sql(f"""
         SELECT count(*), count(*) FILTER (WHERE photo_id <= previous)
         FROM (SELECT photo_id, lag(photo_id) OVER () AS previous FROM '{args.workdir / "subsets" / "train.parquet"}')
         """).fetchone()
-    if unsorted:  # Train keeps curated's order through a positional join: check it held at this scale
+    if (
+        unsorted
+    ):  # Train keeps curated's order through a positional join: check it held at this scale
         raise SystemExit(f"train.parquet is not sorted by photo_id: {unsorted} rows out of order")
-    print(f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.2f} GB; "
-          f"{train / args.rows:.0%} of them in Train (the paper's: 25%)")
-    print(f"floor, DuckDB rewriting the curated table once: {floor:.1f} s; subsets / floor: {seconds / floor:.2f}")
-    print(f"with genus_sampled ({GENUS_FRACTION:.0%} of genera: {drawn / args.rows:.0%} of the rows): {with_genus:.1f} s, "
-          f"peak RSS {genus_rss:.2f} GB; with / without: {with_genus / seconds:.2f}")
+    print(
+        f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.2f} GB; "
+        f"{train / args.rows:.0%} of them in Train (the paper's: 25%)"
+    )
+    print(
+        f"floor, DuckDB rewriting the curated table once: {floor:.1f} s; subsets / floor: {seconds / floor:.2f}"
+    )
+    print(
+        f"with genus_sampled ({GENUS_FRACTION:.0%} of genera: {drawn / args.rows:.0%} of the rows): {with_genus:.1f} s, "
+        f"peak RSS {genus_rss:.2f} GB; with / without: {with_genus / seconds:.2f}"
+    )
     scale = FULL_CURATED_ROWS / args.rows / 60
-    print(f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): {seconds * scale:.1f} min "
-          f"(target <= 5 min; the floor: {floor * scale:.1f} min)")
+    print(
+        f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): {seconds * scale:.1f} min "
+        f"(target <= 5 min; the floor: {floor * scale:.1f} min)"
+    )
     return 0
 
 

@@ -27,7 +27,9 @@ from workflow_scripts.evaluate.stage import evaluate  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--snapshot", type=Path, default=REPO / "data" / "snapshots" / "2024-09-27")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
@@ -38,14 +40,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
             model = Path(work) / f"seed-{seed}"
-            train.train(args.snapshot / "shards" / "train", model, "tiny-cpu", {"seed": seed}, threads=2)
-            results = evaluate(args.snapshot, model_name, str(model / "checkpoint.pt"), Path(work) / f"eval-{seed}",
-                               settings("evaluate", {}))
-            top1[seed] = {name: round(100 * scored["top1"], 1) for name, scored in results["benchmarks"].items()}
+            train.train(
+                args.snapshot / "shards" / "train", model, "tiny-cpu", {"seed": seed}, threads=2
+            )
+            results = evaluate(
+                args.snapshot,
+                model_name,
+                str(model / "checkpoint.pt"),
+                Path(work) / f"eval-{seed}",
+                settings("evaluate", {}),
+            )
+            top1[seed] = {
+                name: round(100 * scored["top1"], 1)
+                for name, scored in results["benchmarks"].items()
+            }
             print(f"seed {seed}: {json.dumps(top1[seed])}", flush=True)
     names = top1[args.seeds[0]]
-    print("range across seeds: " + ", ".join(f"{name} {min(t[name] for t in top1.values())}-"
-                                               f"{max(t[name] for t in top1.values())}" for name in names))
+    print(
+        "range across seeds: "
+        + ", ".join(
+            f"{name} {min(t[name] for t in top1.values())}-{max(t[name] for t in top1.values())}"
+            for name in names
+        )
+    )
 
 
 if __name__ == "__main__":

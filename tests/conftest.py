@@ -28,7 +28,9 @@ from workflow_scripts.sample.bucket import generate
 from workflow_scripts.subsets.build import build
 
 REPO = Path(__file__).resolve().parent.parent
-REAL = REPO / "tests" / "fixtures" / "real"  # real iNaturalist samples nobody here wrote (README there)
+REAL = (
+    REPO / "tests" / "fixtures" / "real"
+)  # real iNaturalist samples nobody here wrote (README there)
 MONTHS = [date(2024, 8, 27), date(2024, 9, 27)]
 BUCKET = "inaturalist-open-data"
 
@@ -73,8 +75,17 @@ def sample_months(sample, mirror, tmp_path_factory) -> Path:
         snapshot.mkdir()
         (root / bundle).rename(snapshot / "raw")
         curate(snapshot / "raw", snapshot / "curated", taxonomy=mirror / contracts.TAXONOMY_ARCHIVE)
-        build(snapshot / "curated" / contracts.CURATED_TABLE, snapshot / "subsets",
-              {**subsets, "lifestages": {**subsets["lifestages"], "export": str(sample / contracts.SAMPLE_LIFESTAGES)}})
+        build(
+            snapshot / "curated" / contracts.CURATED_TABLE,
+            snapshot / "subsets",
+            {
+                **subsets,
+                "lifestages": {
+                    **subsets["lifestages"],
+                    "export": str(sample / contracts.SAMPLE_LIFESTAGES),
+                },
+            },
+        )
     return root
 
 
@@ -88,10 +99,19 @@ def demo_model(sample_months, mirror, tmp_path_factory) -> tuple[Path, Path]:
 
     config = load_config(REPO / "config.yaml")
     snapshot = tmp_path_factory.mktemp("demo") / MONTHS[-1].isoformat()
-    shutil.copytree(sample_months / MONTHS[-1].isoformat() / "subsets", contracts.subsets(str(snapshot)))
-    table, shards = Path(contracts.subset_table(str(snapshot), "train")), Path(contracts.shards(str(snapshot), "train"))
+    shutil.copytree(
+        sample_months / MONTHS[-1].isoformat() / "subsets", contracts.subsets(str(snapshot))
+    )
+    table, shards = (
+        Path(contracts.subset_table(str(snapshot), "train")),
+        Path(contracts.shards(str(snapshot), "train")),
+    )
     # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
-    download(table, snapshot / "images", {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(mirror)}})
+    download(
+        table,
+        snapshot / "images",
+        {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(mirror)}},
+    )
     shard(table, snapshot / "images", shards, processes=2)
     train(shards, snapshot.parent / "tiny-cpu", "tiny-cpu", config["train"], threads=2)
     return snapshot, snapshot.parent / "tiny-cpu" / contracts.CHECKPOINT
@@ -106,10 +126,14 @@ def s3_server():
     server.stop()
 
 
-def upload_mirror(endpoint: str, mirror: Path, bucket: str, replace: dict[str, bytes] | None = None) -> None:
+def upload_mirror(
+    endpoint: str, mirror: Path, bucket: str, replace: dict[str, bytes] | None = None
+) -> None:
     """Put the mirror's metadata objects (not the images) into a fresh bucket, as iNat does."""
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=bucket, ACL="public-read")  # anonymous access, as the real bucket allows
+    client.create_bucket(
+        Bucket=bucket, ACL="public-read"
+    )  # anonymous access, as the real bucket allows
     for path in sorted(mirror.rglob("*")):
         key = path.relative_to(mirror).as_posix()
         if path.is_dir() or key.startswith("photos/"):
@@ -122,7 +146,9 @@ def upload_mirror(endpoint: str, mirror: Path, bucket: str, replace: dict[str, b
 @pytest.fixture
 def bucket(s3_server, mirror, request) -> str:
     """A bucket of its own per test (named after the test) holding the sample's metadata."""
-    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip("-")
+    name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50].strip(
+        "-"
+    )
     upload_mirror(s3_server, mirror, name)
     return name
 
@@ -160,7 +186,14 @@ class FaultyProxy:
         self.url = f"http://127.0.0.1:{self.server.server_port}"
 
     def fault_for(self, method: str, path: str) -> dict:
-        return next((f for key, f in self.faults.items() if key in path and method in f.get("methods", ("GET",))), {})
+        return next(
+            (
+                f
+                for key, f in self.faults.items()
+                if key in path and method in f.get("methods", ("GET",))
+            ),
+            {},
+        )
 
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         fault = self.fault_for(handler.command, handler.path)
@@ -176,7 +209,9 @@ class FaultyProxy:
         connection.request(handler.command, handler.path, headers=headers)
         response = connection.getresponse()
         body = response.read()
-        self.log.append((handler.command, handler.path, handler.headers.get("Range"), response.status))
+        self.log.append(
+            (handler.command, handler.path, handler.headers.get("Range"), response.status)
+        )
         handler.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("transfer-encoding", "connection", "server", "date"):
@@ -194,7 +229,7 @@ class FaultyProxy:
         rate = fault.get("throttle")
         step = 16 * 1024
         for start in range(0, len(body), step):
-            handler.wfile.write(body[start:start + step])
+            handler.wfile.write(body[start : start + step])
             if rate:
                 threading.Event().wait(step / rate)
 
@@ -217,9 +252,15 @@ def photo_server(tmp_path):
         folder = tmp_path / "mirror" / "photos" / str(photo_id)
         folder.mkdir(parents=True)
         data = io.BytesIO()
-        Image.new("RGB", (40 + photo_id, 30), (photo_id * 20, 80, 120)).save(data, "PNG" if photo_id == 8 else "JPEG")
+        Image.new("RGB", (40 + photo_id, 30), (photo_id * 20, 80, 120)).save(
+            data, "PNG" if photo_id == 8 else "JPEG"
+        )
         (folder / "medium.jpg").write_bytes(data.getvalue())
     with serving(tmp_path / "mirror") as port, socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{silent.getsockname()[1]}", tmp_path / "mirror"
+        yield (
+            f"http://127.0.0.1:{port}",
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+            tmp_path / "mirror",
+        )

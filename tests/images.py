@@ -27,8 +27,10 @@ def rows(subset: Path) -> int:
 
 def download(subset: Path, folder: Path, images: dict | None = None) -> dict:
     """Every download job of a subset into its image folder; returns the download report."""
-    chunks = [Path(contracts.chunk_folder(str(folder), contracts.chunk_name(number)))
-              for number in range(contracts.url_chunks(rows(subset), settings("images", images)))]
+    chunks = [
+        Path(contracts.chunk_folder(str(folder), contracts.chunk_name(number)))
+        for number in range(contracts.url_chunks(rows(subset), settings("images", images)))
+    ]
     for number, chunk in enumerate(chunks):
         download_chunk(subset, number, chunk, images)
     return download_report(chunks, folder, images)
@@ -39,12 +41,22 @@ def set_rows(subset: Path) -> dict[str, int]:
     sets = contracts.shard_sets(subset.stem)
     if sets == (contracts.WHOLE,):
         return {contracts.WHOLE: rows(subset)}
-    return {split: duckdb.sql(f"SELECT count(*) FROM read_parquet('{subset}') WHERE split = '{split}'").fetchone()[0]
-            for split in sets}
+    return {
+        split: duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{subset}') WHERE split = '{split}'"
+        ).fetchone()[0]
+        for split in sets
+    }
 
 
-def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, drop: dict[str, list[int]] | None = None,
-          processes: int = 1) -> dict:
+def shard(
+    subset: Path,
+    folder: Path,
+    out: Path,
+    shards: dict | None = None,
+    drop: dict[str, list[int]] | None = None,
+    processes: int = 1,
+) -> dict:
     """Every shard job of a subset whose images are in `folder` (downloaded), leaving out `drop`'s
     photos (by reason); returns shards_report."""
     shards = settings("shards", shards)
@@ -53,16 +65,37 @@ def shard(subset: Path, folder: Path, out: Path, shards: dict | None = None, dro
     parts = []
     for shard_set, count in set_rows(subset).items():
         for number in range(contracts.shard_parts(count, shards)):
-            parts.append(Path(contracts.shard_part(str(folder), shard_set, contracts.chunk_name(number))))
+            parts.append(
+                Path(contracts.shard_part(str(folder), shard_set, contracts.chunk_name(number)))
+            )
             # its own process, as each shard job is: its workers are forked, and forking this test
             # process (torch, faiss's OpenMP threads) is not safe
-            run(sys.executable, "-m", "workflow_scripts.images.shards", "--order", str(order), "--subset", str(subset),
-                "--shard-set", shard_set, "--part", contracts.chunk_name(number), "--out", str(parts[-1]),
-                "--processes", str(processes), "--settings", json.dumps(shards), cwd=REPO)
+            run(
+                sys.executable,
+                "-m",
+                "workflow_scripts.images.shards",
+                "--order",
+                str(order),
+                "--subset",
+                str(subset),
+                "--shard-set",
+                shard_set,
+                "--part",
+                contracts.chunk_name(number),
+                "--out",
+                str(parts[-1]),
+                "--processes",
+                str(processes),
+                "--settings",
+                json.dumps(shards),
+                cwd=REPO,
+            )
     return collect(parts, order, subset, folder / contracts.DOWNLOAD_REPORT, out, shards, drop)
 
 
-def snapshot_of(folder: Path, tables: dict[str, list[dict]], image: Callable[[dict], bytes]) -> Path:
+def snapshot_of(
+    folder: Path, tables: dict[str, list[dict]], image: Callable[[dict], bytes]
+) -> Path:
     """`folder` as a snapshot: each subset's table from its rows (photo URLs at https://example.org),
     the images `image(row)` served from a local mirror, downloaded and sharded as the pipeline does."""
     for row in (row for rows in tables.values() for row in rows):
@@ -72,7 +105,10 @@ def snapshot_of(folder: Path, tables: dict[str, list[dict]], image: Callable[[di
         table = Path(contracts.subset_table(str(folder), subset))
         table.parent.mkdir(exist_ok=True)
         write_curated(rows, table)
-        download(table, folder / "images" / subset, {"url_rewrite": {"from": "https://example.org",
-                                                                      "to": str(folder / "mirror")}})
+        download(
+            table,
+            folder / "images" / subset,
+            {"url_rewrite": {"from": "https://example.org", "to": str(folder / "mirror")}},
+        )
         shard(table, folder / "images" / subset, Path(contracts.shards(str(folder), subset)))
     return folder

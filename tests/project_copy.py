@@ -12,8 +12,14 @@ from pathlib import Path
 
 import yaml
 
-ENV = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+ENV = {
+    **os.environ,
+    "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 def run(*command: str, cwd: Path, timeout: int = 900) -> str:
@@ -21,14 +27,19 @@ def run(*command: str, cwd: Path, timeout: int = 900) -> str:
     run, so it is wrapped in `timeout -k` (killed 30 s after the limit)."""
     if command[0] == "snakemake":
         command = ("timeout", "-k", "30", str(timeout), *command)
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout + 60)
+    result = subprocess.run(
+        command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout + 60
+    )
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
 
 def hashes(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def git_copy(source: Path, target: Path) -> None:

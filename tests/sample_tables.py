@@ -14,7 +14,9 @@ import pandas as pd
 
 def read_tsv(data: bytes) -> pd.DataFrame:
     """An iNat table as strings: TAB, no quoting, empty stays ''."""
-    return pd.read_csv(io.BytesIO(data), sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False)
+    return pd.read_csv(
+        io.BytesIO(data), sep="\t", quoting=csv.QUOTE_NONE, dtype=str, keep_default_na=False
+    )
 
 
 def parquet_rows(path: Path, sql: str = "SELECT * FROM t ORDER BY photo_id") -> list[dict]:
@@ -29,7 +31,10 @@ def bundle_tables(mirror: Path, day: str) -> dict[str, bytes]:
     """The four tables of a month's bundle, as bytes."""
     folder = f"inaturalist-open-data-{day.replace('-', '')}"
     with tarfile.open(mirror / "metadata" / f"{folder}.tar.gz") as tar:
-        return {t: tar.extractfile(f"{folder}/{t}.csv").read() for t in ("photos", "observations", "taxa", "observers")}
+        return {
+            t: tar.extractfile(f"{folder}/{t}.csv").read()
+            for t in ("photos", "observations", "taxa", "observers")
+        }
 
 
 def month_tables(mirror: Path, day: str) -> dict[str, pd.DataFrame]:
@@ -48,10 +53,14 @@ def species_of(taxa: pd.DataFrame) -> dict[str, str]:
     return result
 
 
-def good_images_per_species(tables: dict[str, pd.DataFrame], cutoff: str = "2024-01-27") -> pd.Series:
+def good_images_per_species(
+    tables: dict[str, pd.DataFrame], cutoff: str = "2024-01-27"
+) -> pd.Series:
     """Research-grade, CC0/CC-BY/CC-BY-NC photos observed before the cutoff, per species id."""
     obs = tables["observations"]
-    obs = obs[(obs.quality_grade == "research") & (obs.observed_on != "") & (obs.observed_on < cutoff)]
+    obs = obs[
+        (obs.quality_grade == "research") & (obs.observed_on != "") & (obs.observed_on < cutoff)
+    ]
     photos = tables["photos"]
     photos = photos[photos.license.isin(["CC0", "CC-BY", "CC-BY-NC"])]
     joined = photos.merge(obs, on="observation_uuid")

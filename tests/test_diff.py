@@ -21,21 +21,42 @@ from workflow_scripts.diff.stage import diff, results_diff
 def month(snapshot: Path) -> Month:
     """What the diff reads of a snapshot folder (raw/, curated/, subsets/)."""
     files = contracts.compared_files(str(snapshot))
-    return Month(snapshot.name, Path(files["raw"]), Path(files["curated"]), Path(files["species"]),
-                 {subset: Path(table) for subset, table in contracts.subsets_by_name(files["subsets"]).items()})
+    return Month(
+        snapshot.name,
+        Path(files["raw"]),
+        Path(files["curated"]),
+        Path(files["species"]),
+        {
+            subset: Path(table)
+            for subset, table in contracts.subsets_by_name(files["subsets"]).items()
+        },
+    )
 
 
 def month_options(side: str, snapshot: Path, metrics: list[Path]) -> list[str]:
     """One month's options as the diff rule passes them."""
     files = contracts.compared_files(str(snapshot))
-    return [f"--{side}-date", snapshot.name, f"--{side}-raw", files["raw"], f"--{side}-curated", files["curated"],
-            f"--{side}-species", files["species"], f"--{side}-subsets", *files["subsets"],
-            f"--{side}-metrics", *map(str, metrics)]
+    return [
+        f"--{side}-date",
+        snapshot.name,
+        f"--{side}-raw",
+        files["raw"],
+        f"--{side}-curated",
+        files["curated"],
+        f"--{side}-species",
+        files["species"],
+        f"--{side}-subsets",
+        *files["subsets"],
+        f"--{side}-metrics",
+        *map(str, metrics),
+    ]
 
 
 def write_metrics(folder, benchmarks: dict, weighted: float) -> None:
     folder.mkdir(parents=True)
-    (folder / "metrics.json").write_text(json.dumps({"benchmarks": benchmarks, "weighted_average_top1": weighted}))
+    (folder / "metrics.json").write_text(
+        json.dumps({"benchmarks": benchmarks, "weighted_average_top1": weighted})
+    )
 
 
 def scored(top1: float, low: float, high: float) -> dict:
@@ -45,9 +66,20 @@ def scored(top1: float, low: float, high: float) -> dict:
 @pytest.fixture
 def evaluations(tmp_path):
     """Each month's metrics.json of one model, `clip`."""
-    write_metrics(tmp_path / "a" / "clip", {"balanced": scored(0.5, 0.45, 0.55), "unseen": scored(0.2, 0.1, 0.3)}, 0.4)
-    write_metrics(tmp_path / "b" / "clip", {"balanced": scored(0.7, 0.65, 0.75), "unseen": scored(0.25, 0.15, 0.35),
-                                            "lifestages": scored(0.1, 0.05, 0.2)}, 0.5)
+    write_metrics(
+        tmp_path / "a" / "clip",
+        {"balanced": scored(0.5, 0.45, 0.55), "unseen": scored(0.2, 0.1, 0.3)},
+        0.4,
+    )
+    write_metrics(
+        tmp_path / "b" / "clip",
+        {
+            "balanced": scored(0.7, 0.65, 0.75),
+            "unseen": scored(0.25, 0.15, 0.35),
+            "lifestages": scored(0.1, 0.05, 0.2),
+        },
+        0.5,
+    )
     return [tmp_path / "a" / "clip" / "metrics.json"], [tmp_path / "b" / "clip" / "metrics.json"]
 
 
@@ -59,30 +91,60 @@ def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
 
 def test_sample_months_every_planted_change_found(sample_months, planted, evaluations, tmp_path):
     out = tmp_path / "diff"
-    report = diff(month(sample_months / "2024-08-27"), month(sample_months / "2024-09-27"), out, *evaluations, ["clip"])
+    report = diff(
+        month(sample_months / "2024-08-27"),
+        month(sample_months / "2024-09-27"),
+        out,
+        *evaluations,
+        ["clip"],
+    )
 
     swap = planted["taxon_swap"]  # the old taxon inactive, its observations on a new one
-    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["added"]] == [swap["new_name"].split()]
-    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["removed"]] == [swap["old_name"].split()]
-    assert report["inactivated_taxa"] == [{
-        "taxon_id": swap["old_taxon_id"], "name": swap["old_name"], "rank": "species",
-        "replaced_by": [{"taxon_id": swap["new_taxon_id"], "name": swap["new_name"],
-                         "observations": swap["observations_moved"]}]}]
-    assert sorted(r[0] for r in parquet(out / "deleted_photos.parquet")) == planted["deleted_photo_ids"]
+    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["added"]] == [
+        swap["new_name"].split()
+    ]
+    assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["removed"]] == [
+        swap["old_name"].split()
+    ]
+    assert report["inactivated_taxa"] == [
+        {
+            "taxon_id": swap["old_taxon_id"],
+            "name": swap["old_name"],
+            "rank": "species",
+            "replaced_by": [
+                {
+                    "taxon_id": swap["new_taxon_id"],
+                    "name": swap["new_name"],
+                    "observations": swap["observations_moved"],
+                }
+            ],
+        }
+    ]
+    assert (
+        sorted(r[0] for r in parquet(out / "deleted_photos.parquet"))
+        == planted["deleted_photo_ids"]
+    )
     licenses = {str(r[0]): [r[2], r[3]] for r in parquet(out / "license_changes.parquet")}
     assert licenses == planted["license_changes"]
-    assert report["species"]["images_changed"] > 0  # quality grades changed, new observations arrived
+    assert (
+        report["species"]["images_changed"] > 0
+    )  # quality grades changed, new observations arrived
 
     # split stability: only threshold crossings (the planted late uploads among them) move photos
     stability = report["split_stability"]
     assert stability["photos_in_both"] > 10_000 and 0 < stability["moved"] < 100
-    assert set(stability["by_reason"]) <= {"species crossed a threshold",
-                                           "capped choice moved as the species changed size"}
-    late = duckdb.sql(f"SELECT DISTINCT taxonomic_name FROM "
-                      f"'{sample_months / '2024-09-27' / 'curated' / 'curated.parquet'}' "
-                      f"WHERE taxon_id = {planted['late_upload_species']}").fetchone()[0]
+    assert set(stability["by_reason"]) <= {
+        "species crossed a threshold",
+        "capped choice moved as the species changed size",
+    }
+    late = duckdb.sql(
+        f"SELECT DISTINCT taxonomic_name FROM "
+        f"'{sample_months / '2024-09-27' / 'curated' / 'curated.parquet'}' "
+        f"WHERE taxon_id = {planted['late_upload_species']}"
+    ).fetchone()[0]
     assert (late, "species crossed a threshold (unseen -> train)") in {
-        (m["species"], m["reason"]) for m in report["moved"]}
+        (m["species"], m["reason"]) for m in report["moved"]
+    }
     assert late in report["benchmarks"]["unseen"]["species_removed"]
     assert report["benchmarks"]["balanced"]["species_removed"] == report["species"]["removed"]
     assert report["benchmarks"]["balanced"]["species_added"] == report["species"]["added"]
@@ -93,17 +155,33 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
 
     # again, as the rule runs it: each month's files named
     again = tmp_path / "again"
-    assert diff_cli.main([*month_options("previous", sample_months / "2024-08-27", evaluations[0]),
-                          *month_options("current", sample_months / "2024-09-27", evaluations[1]),
-                          "--models", "clip", "--out", str(again)]) == 0
+    assert (
+        diff_cli.main(
+            [
+                *month_options("previous", sample_months / "2024-08-27", evaluations[0]),
+                *month_options("current", sample_months / "2024-09-27", evaluations[1]),
+                "--models",
+                "clip",
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     assert hashes(out) == hashes(again)
 
 
 def test_results_delta_and_interval_overlap(evaluations):
     rows = {(r["benchmark"], r["metric"]): r for r in results_diff(*evaluations, ["clip"])}
-    assert rows["balanced", "top1"]["delta"] == pytest.approx(0.2) and rows["balanced", "top1"]["cis_overlap"] is False
+    assert (
+        rows["balanced", "top1"]["delta"] == pytest.approx(0.2)
+        and rows["balanced", "top1"]["cis_overlap"] is False
+    )
     assert rows["unseen", "top1"]["cis_overlap"] is True
-    assert rows["lifestages", "top1"]["previous"] is None and rows["lifestages", "top1"]["delta"] is None
+    assert (
+        rows["lifestages", "top1"]["previous"] is None
+        and rows["lifestages", "top1"]["delta"] is None
+    )
     assert rows["balanced", "macro_top1"]["cis_overlap"] is None  # no interval for macro accuracy
     assert rows["weighted average", "top1"]["delta"] == pytest.approx(0.1)
 
@@ -118,8 +196,15 @@ def test_snapshot_without_raw_tables_is_named(sample_months, tmp_path):
 
 
 def test_the_cli_wants_every_subsets_table(tmp_path, capsys):
-    options = [*month_options("previous", tmp_path / "2024-08-27", []),
-               *month_options("current", tmp_path / "2024-09-27", []), "--out", str(tmp_path / "out")]
+    options = [
+        *month_options("previous", tmp_path / "2024-08-27", []),
+        *month_options("current", tmp_path / "2024-09-27", []),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     with pytest.raises(SystemExit):
         diff_cli.main([option for option in options if not option.endswith("unseen.parquet")])
-    assert "--previous-subsets: expected the tables of train, balanced, unseen" in capsys.readouterr().err
+    assert (
+        "--previous-subsets: expected the tables of train, balanced, unseen"
+        in capsys.readouterr().err
+    )

@@ -18,10 +18,14 @@ from tests.project_copy import edit_config, git_copy, hashes, run
 
 SMALL = 0.05  # sample scale: every subset still has images
 
+
 def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     repo = tmp_path / "repo"
     git_copy(REPO, repo)
-    def small(config: dict) -> None:  # small and quick, the same code path; the exports are rebuilt by test_slurm
+
+    def small(
+        config: dict,
+    ) -> None:  # small and quick, the same code path; the exports are rebuilt by test_slurm
         config["sample"].update(scale=SMALL)
         config["export"].update(clip_benchmark=False, inat2021=[])
 
@@ -32,7 +36,9 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     run("git", "commit", "-qm", "copy", cwd=repo)
     remote = tmp_path / "remote"
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote), cwd=repo)
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="dvc-remote")
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
+        Bucket="dvc-remote"
+    )
     s3_remote = ("s3://dvc-remote/biotrove", s3_server)
 
     run("dvc", "repro", cwd=repo)
@@ -61,7 +67,11 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     add_s3_remote(pulled, *s3_remote)
     run("dvc", "pull", "-r", "s3", cwd=pulled)
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=pulled)
-    for folder in ("results/2024-09-27/paper_tables", "results/diff", "data/snapshots/2024-09-27/shards"):
+    for folder in (
+        "results/2024-09-27/paper_tables",
+        "results/diff",
+        "data/snapshots/2024-09-27/shards",
+    ):
         assert hashes(pulled / folder) == hashes(repo / folder), folder
     # DVC restores files with new modification times, in no particular order; Snakemake 9 reruns a
     # job whose input is newer than its output whatever its rerun triggers: --touch orders them
@@ -77,25 +87,39 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote), cwd=clone)
     run("dvc", "pull", "fetch@2024-08-27", "fetch@2024-09-27", cwd=clone)
-    edit_config(clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}}))
+    edit_config(
+        clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}})
+    )
     run(sys.executable, "-m", "tools.generate", cwd=clone)
     run("dvc", "repro", cwd=clone)
-    before, after = (yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (repo, clone))
+    before, after = (
+        yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (repo, clone)
+    )
     assert {stage for stage in before if before[stage] != after[stage]} == {
-        "evaluate@2024-08-27", "evaluate@2024-09-27", "diff@2024-08-27_vs_2024-09-27"}, \
-        "a rebuild from clean changed an output"
+        "evaluate@2024-08-27",
+        "evaluate@2024-09-27",
+        "diff@2024-08-27_vs_2024-09-27",
+    }, "a rebuild from clean changed an output"
     run("git", "commit", "-qam", "no control", cwd=clone)
     diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=clone))
     summary = diff["results/2024-09-27/paper_tables/metrics.json"]
-    old = json.loads((pulled / "results" / "2024-09-27" / "paper_tables" / "metrics.json").read_text())
+    old = json.loads(
+        (pulled / "results" / "2024-09-27" / "paper_tables" / "metrics.json").read_text()
+    )
     removed = summary["random-init.balanced.top1"]
     assert (removed["old"], removed["new"]) == (old["random-init"]["balanced"]["top1"], None)
-    assert not any(key.startswith("tiny-cpu") for key in summary), "the trained model's metrics changed"
+    assert not any(key.startswith("tiny-cpu") for key in summary), (
+        "the trained model's metrics changed"
+    )
 
 
 def data_outs(stage: dict) -> dict[str, str]:
     """A locked stage's outputs and their hashes, provenance aside."""
-    return {out["path"]: out["md5"] for out in stage["outs"] if not out["path"].endswith(".provenance.json")}
+    return {
+        out["path"]: out["md5"]
+        for out in stage["outs"]
+        if not out["path"].endswith(".provenance.json")
+    }
 
 
 def add_s3_remote(repo: Path, url: str, endpoint: str) -> None:

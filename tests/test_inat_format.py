@@ -14,12 +14,15 @@ from tests.conftest import REAL
 from workflow_scripts.common.inat_format import check_table_file, main
 
 REAL_OPEN_DATA = sorted((REAL / "inat-open-data-2022-06").glob("*.csv.gz")) + sorted(
-    (REAL / "inat-open-data-pyinat").glob("*.csv"))
+    (REAL / "inat-open-data-pyinat").glob("*.csv")
+)
 
 
 def test_real_fixtures_are_present():
-    assert len(REAL_OPEN_DATA) == 8, (f"expected the real samples in {REAL} (tests/fixtures/real, committed with "
-                                      "the code: see its README.md)")
+    assert len(REAL_OPEN_DATA) == 8, (
+        f"expected the real samples in {REAL} (tests/fixtures/real, committed with "
+        "the code: see its README.md)"
+    )
 
 
 @pytest.mark.parametrize("path", REAL_OPEN_DATA, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -52,7 +55,9 @@ def test_generated_headers_match_real_ones(mirror):
         assert ours == real
     real_obs = gzip.open(REAL / "inat-open-data-2022-06" / "observations.csv.gz", "rt").readline()
     ours_obs = gzip.open(mirror / "observations.csv.gz", "rt").readline()
-    assert ours_obs == real_obs.rstrip("\n") + "\tanomaly_score\n"  # the current schema adds one column
+    assert (
+        ours_obs == real_obs.rstrip("\n") + "\tanomaly_score\n"
+    )  # the current schema adds one column
 
 
 def test_generated_taxonomy_archive_reads_like_the_real_one(mirror):
@@ -69,27 +74,45 @@ def test_generated_taxonomy_archive_reads_like_the_real_one(mirror):
                 assert ',"","",' in real.splitlines()[1] and ',"","",' in ours.splitlines()[1]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("", "empty file"),
-    ("photo_uuid\tphoto_id\textension\n", "line 1: header is not the photos schema: missing columns"),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\n",
-     "line 2: 5 fields, expected 6"),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\tyes\n",
-     "line 2: active='yes'"),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\\1\t70\tkingdom\tAnimalia\ttrue\n",
-     "line 2: ancestry="),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\ttrue",
-     "line 2: no line terminator"),
-    # a re-saved file: its form is named with what to do, not reported as "missing columns"
-    ("\ufefftaxon_id\tancestry\trank_level\trank\tname\tactive\n", "byte-order mark"),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\r\n", "Windows (CRLF) line endings"),
-    ("taxon_id,ancestry,rank_level,rank,name,active\n", "comma-separated"),
-    # values DuckDB would cast loosely
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n2.5\t48460\t70\tkingdom\tAnimalia\ttrue\n",
-     "line 2: taxon_id='2.5'"),
-    ("taxon_id\tancestry\trank_level\trank\tname\tactive\n2\t48460\tnan\tkingdom\tAnimalia\ttrue\n",
-     "line 2: rank_level='nan'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty file"),
+        (
+            "photo_uuid\tphoto_id\textension\n",
+            "line 1: header is not the photos schema: missing columns",
+        ),
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\n",
+            "line 2: 5 fields, expected 6",
+        ),
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\tyes\n",
+            "line 2: active='yes'",
+        ),
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\\1\t70\tkingdom\tAnimalia\ttrue\n",
+            "line 2: ancestry=",
+        ),
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n1\t48460\t70\tkingdom\tAnimalia\ttrue",
+            "line 2: no line terminator",
+        ),
+        # a re-saved file: its form is named with what to do, not reported as "missing columns"
+        ("\ufefftaxon_id\tancestry\trank_level\trank\tname\tactive\n", "byte-order mark"),
+        ("taxon_id\tancestry\trank_level\trank\tname\tactive\r\n", "Windows (CRLF) line endings"),
+        ("taxon_id,ancestry,rank_level,rank,name,active\n", "comma-separated"),
+        # values DuckDB would cast loosely
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n2.5\t48460\t70\tkingdom\tAnimalia\ttrue\n",
+            "line 2: taxon_id='2.5'",
+        ),
+        (
+            "taxon_id\tancestry\trank_level\trank\tname\tactive\n2\t48460\tnan\tkingdom\tAnimalia\ttrue\n",
+            "line 2: rank_level='nan'",
+        ),
+    ],
+)
 def test_planted_faults_are_named_with_file_and_line(tmp_path, content, message):
     name = "photos.csv" if content.startswith("photo") else "taxa.csv"
     path = tmp_path / name

@@ -26,7 +26,9 @@ from workflow_scripts.sample import images as sample_images
 THRESHOLD = settings("overlap")["near_duplicate_threshold"]
 
 
-def brute_force(index: np.ndarray, queries: np.ndarray, threshold: int) -> set[tuple[int, int, int]]:
+def brute_force(
+    index: np.ndarray, queries: np.ndarray, threshold: int
+) -> set[tuple[int, int, int]]:
     distances = np.unpackbits(queries[:, None, :] ^ index[None, :, :], axis=2).sum(axis=2)
     return {(q, i, distances[q, i]) for q, i in zip(*np.nonzero(distances <= threshold))}
 
@@ -36,38 +38,62 @@ def test_the_index_finds_exactly_the_pairs_within_the_threshold(threshold):
     rng = np.random.default_rng(threshold)
     index = rng.integers(0, 256, (1500, 32), dtype=np.uint8)
     bits = np.unpackbits(index[rng.integers(0, 1500, 1000)], axis=1)
-    for row, flips in enumerate(rng.integers(0, 40, 1000)):  # copies 0-39 bits away, then random codes
+    for row, flips in enumerate(
+        rng.integers(0, 40, 1000)
+    ):  # copies 0-39 bits away, then random codes
         bits[row, rng.choice(256, flips, replace=False)] ^= 1
-    queries = np.concatenate([np.packbits(bits, axis=1), rng.integers(0, 256, (500, 32), dtype=np.uint8)])
+    queries = np.concatenate(
+        [np.packbits(bits, axis=1), rng.integers(0, 256, (500, 32), dtype=np.uint8)]
+    )
     expected = brute_force(index, queries, threshold)
     assert len(expected) >= 10
-    for blocks in ({}, {"index_block": 400, "query_batch": 300}):  # the index in blocks, the queries in batches
-        assert set(zip(*(column.tolist() for column in within(index, queries, threshold, **blocks)))) == expected
+    for blocks in (
+        {},
+        {"index_block": 400, "query_batch": 300},
+    ):  # the index in blocks, the queries in batches
+        assert (
+            set(zip(*(column.tolist() for column in within(index, queries, threshold, **blocks))))
+            == expected
+        )
     substrings, bits_per_substring, flips = index_shape(threshold)
-    assert substrings * (flips + 1) > threshold and substrings * bits_per_substring <= 256 and substrings <= 11
+    assert (
+        substrings * (flips + 1) > threshold
+        and substrings * bits_per_substring <= 256
+        and substrings <= 11
+    )
 
 
 def photo_hashes(mirror, table, out) -> None:
     """A subset's hashes as the download jobs write them, from the sample bucket's images."""
     rows = []
-    for (photo_id,) in duckdb.sql(f"SELECT photo_id FROM read_parquet({quote(table)}) ORDER BY 1").fetchall():
+    for (photo_id,) in duckdb.sql(
+        f"SELECT photo_id FROM read_parquet({quote(table)}) ORDER BY 1"
+    ).fetchall():
         (path,) = (mirror / "photos" / str(photo_id)).glob("medium.*")
         rows.append((photo_id, *perceptual.pdq(path.read_bytes())))
     ids, *hashes = zip(*rows)
     con = duckdb.connect()
-    con.register("hashed", perceptual.hashes_table(photo_id=pa.array(ids, pa.int64()),
-                                                   **dict(zip(perceptual.COLUMNS, hashes))))
+    con.register(
+        "hashed",
+        perceptual.hashes_table(
+            photo_id=pa.array(ids, pa.int64()), **dict(zip(perceptual.COLUMNS, hashes))
+        ),
+    )
     con.execute(f"COPY hashed TO {quote(out)} (FORMAT parquet)")
 
 
-def test_planted_near_duplicates_are_found_and_distinct_images_are_not(sample_months, mirror, planted, tmp_path):
+def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
+    sample_months, mirror, planted, tmp_path
+):
     subsets = sample_months / "2024-09-27" / "subsets"
     hashes = {}
     for subset in contracts.SUBSETS:
         hashes[subset] = str(tmp_path / f"{subset}.parquet")
         photo_hashes(mirror, subsets / f"{subset}.parquet", hashes[subset])
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW train AS SELECT * FROM read_parquet({quote(subsets / 'train.parquet')})")
+    con.execute(
+        f"CREATE VIEW train AS SELECT * FROM read_parquet({quote(subsets / 'train.parquet')})"
+    )
     found = near_duplicates(con, hashes, settings("overlap"))
 
     where = {}  # photo -> the set it is in: Train's split, or an evaluation subset
@@ -83,7 +109,9 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(sample_mo
         if sides <= {"train", "val"}:  # both trained on: a group inside Train
             expected += 1
             hits += any({original, copy} <= group for group in grouped)
-        elif sides & {"train", "val"} and None not in sides:  # one trained on, one evaluated: a leak
+        elif (
+            sides & {"train", "val"} and None not in sides
+        ):  # one trained on, one evaluated: a leak
             expected += 1
             hits += (original, copy) in pairs or (copy, original) in pairs
     assert expected >= 20 and hits / expected >= 0.95, (hits, expected)
@@ -92,14 +120,23 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(sample_mo
 
     # every pair reported is planted (an edited or an exact re-upload): no distinct images matched
     planted_pairs = {frozenset(pair) for pair in planted["near_duplicates"]} | {
-        frozenset((int(again), original)) for again, original in planted["reuploaded_images"].items()}
+        frozenset((int(again), original))
+        for again, original in planted["reuploaded_images"].items()
+    }
     assert all(frozenset(pair) in planted_pairs for pair in pairs)
     assert all(any(group <= pair for pair in planted_pairs) for group in grouped)
-    table = duckdb.sql(" UNION ALL ".join(f"SELECT photo_id, hash FROM read_parquet({quote(path)})"
-                                          for path in hashes.values())).to_arrow_table()
+    table = duckdb.sql(
+        " UNION ALL ".join(
+            f"SELECT photo_id, hash FROM read_parquet({quote(path)})" for path in hashes.values()
+        )
+    ).to_arrow_table()
     by_photo = dict(zip(table.column(0).to_pylist(), codes(table.column(1))))
-    photos = sorted({photo for pair in planted["near_duplicates"] for photo in pair} & set(by_photo))
-    distances = brute_force(np.stack([by_photo[p] for p in photos]), np.stack([by_photo[p] for p in photos]), THRESHOLD)
+    photos = sorted(
+        {photo for pair in planted["near_duplicates"] for photo in pair} & set(by_photo)
+    )
+    distances = brute_force(
+        np.stack([by_photo[p] for p in photos]), np.stack([by_photo[p] for p in photos]), THRESHOLD
+    )
     close = {frozenset((photos[a], photos[b])) for a, b, _ in distances if a != b}
     assert close <= planted_pairs
 
@@ -131,37 +168,87 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     external.mkdir()
     Image.fromarray(originals[3][:, ::-1]).save(external / "x.jpg", quality=85)
     (tmp_path / "external.csv").write_text("file,label\nx.jpg,Aus alba\n")
-    spec = {"format": "folder", "images": str(external), "metadata": str(tmp_path / "external.csv"),
-            "key_column": "file", "label_column": "label", "name_mode": "scientific"}
+    spec = {
+        "format": "folder",
+        "images": str(external),
+        "metadata": str(tmp_path / "external.csv"),
+        "key_column": "file",
+        "label_column": "label",
+        "name_mode": "scientific",
+    }
     external_hashes = tmp_path / contracts.external_hashes("snapshot", "field_guide")
-    assert perceptual.main(["--benchmark", "field_guide", "--out", str(external_hashes),
-                            "--settings", json.dumps({"external": {"field_guide": spec}})]) == 0
+    assert (
+        perceptual.main(
+            [
+                "--benchmark",
+                "field_guide",
+                "--out",
+                str(external_hashes),
+                "--settings",
+                json.dumps({"external": {"field_guide": spec}}),
+            ]
+        )
+        == 0
+    )
 
-    members = {"train": [{**r, "split": "test" if r["photo_id"] == 1 else "train"}
-                         for r in rows_of("Aus alba", 4, "Aves", 1)],
-               "balanced": rows_of("Bus beta", 1, "Insecta", 9), "unseen": rows_of("Cus gamma", 1, "Insecta", 5),
-               "lifestages": rows_of("Dus delta", 1, "Insecta", 6),
-               "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 7)]}
+    members = {
+        "train": [
+            {**r, "split": "test" if r["photo_id"] == 1 else "train"}
+            for r in rows_of("Aus alba", 4, "Aves", 1)
+        ],
+        "balanced": rows_of("Bus beta", 1, "Insecta", 9),
+        "unseen": rows_of("Cus gamma", 1, "Insecta", 5),
+        "lifestages": rows_of("Dus delta", 1, "Insecta", 6),
+        "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 7)],
+    }
     (tmp_path / "subsets").mkdir()
     for subset, rows in members.items():
         write_curated(rows, tmp_path / "subsets" / f"{subset}.parquet")
-        download(tmp_path / "subsets" / f"{subset}.parquet", tmp_path / "images" / subset,
-                 {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2})
+        download(
+            tmp_path / "subsets" / f"{subset}.parquet",
+            tmp_path / "images" / subset,
+            {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2},
+        )
     report_path = tmp_path / "images" / "overlap_report.json"
-    assert duplicates.main(["--subsets", *(str(tmp_path / "subsets" / f"{s}.parquet") for s in members),
-                            "--downloads", *(str(tmp_path / "images" / s / "download_report.json") for s in members),
-                            "--external-hashes", str(external_hashes), "--out", str(report_path),
-                            "--pairs", str(tmp_path / "images" / "near_duplicates.csv")]) == 0
+    assert (
+        duplicates.main(
+            [
+                "--subsets",
+                *(str(tmp_path / "subsets" / f"{s}.parquet") for s in members),
+                "--downloads",
+                *(str(tmp_path / "images" / s / "download_report.json") for s in members),
+                "--external-hashes",
+                str(external_hashes),
+                "--out",
+                str(report_path),
+                "--pairs",
+                str(tmp_path / "images" / "near_duplicates.csv"),
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
-    leaks = [{k: p[k] for k in ("train", "benchmark", "photo_id")} for p in report["near_duplicates"]]
-    assert leaks == [{"train": 2, "benchmark": "balanced", "photo_id": 9},
-                     {"train": 3, "benchmark": "field_guide", "photo_id": "x.jpg"},
-                     {"train": 4, "benchmark": "train_test", "photo_id": 1}]
+    leaks = [
+        {k: p[k] for k in ("train", "benchmark", "photo_id")} for p in report["near_duplicates"]
+    ]
+    assert leaks == [
+        {"train": 2, "benchmark": "balanced", "photo_id": 9},
+        {"train": 3, "benchmark": "field_guide", "photo_id": "x.jpg"},
+        {"train": 4, "benchmark": "train_test", "photo_id": 1},
+    ]
     assert all(p["distance"] <= THRESHOLD for p in report["near_duplicates"])
-    assert report["images"]["drop_from_shards"] == {"train": {"exact_duplicate": [], "near_duplicate": [2, 3, 4]}}
+    assert report["images"]["drop_from_shards"] == {
+        "train": {"exact_duplicate": [], "near_duplicate": [2, 3, 4]}
+    }
     assert (tmp_path / "images" / "near_duplicates.md").is_file()
 
     train = tmp_path / "subsets" / "train.parquet"
-    shards = shard(train, tmp_path / "images" / "train", tmp_path / "shards",
-                   drop=report["images"]["drop_from_shards"]["train"])
-    assert shards["splits"] == {"test": 1} and shards["left_out_as_duplicates"]["near_duplicate"] == [2, 3, 4]
+    shards = shard(
+        train,
+        tmp_path / "images" / "train",
+        tmp_path / "shards",
+        drop=report["images"]["drop_from_shards"]["train"],
+    )
+    assert shards["splits"] == {"test": 1} and shards["left_out_as_duplicates"][
+        "near_duplicate"
+    ] == [2, 3, 4]

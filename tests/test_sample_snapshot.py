@@ -20,8 +20,15 @@ from workflow_scripts.common.inat_format import LICENSES
 from workflow_scripts.sample.bucket import generate
 
 M1, M2 = "2024-08-27", "2024-09-27"
-CATEGORY_IDS = {"Aves": "3", "Arachnida": "47119", "Insecta": "47158", "Reptilia": "26036",
-                "Mollusca": "47115", "Plantae": "47126", "Fungi": "47170"}
+CATEGORY_IDS = {
+    "Aves": "3",
+    "Arachnida": "47119",
+    "Insecta": "47158",
+    "Reptilia": "26036",
+    "Mollusca": "47115",
+    "Plantae": "47126",
+    "Fungi": "47170",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +42,21 @@ def m2(mirror):
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_bytes(tmp_path):
     generate(tmp_path / "a", {"seed": 7, "scale": 0.05})
     generate(tmp_path / "b", {"seed": 7, "scale": 0.05}, workers=2)  # same bytes however rendered
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["bucket", "observations-lifestages.csv",
-                                                                  "planted.json"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "bucket",
+        "observations-lifestages.csv",
+        "planted.json",
+    ]
     first = tree_hashes(tmp_path / "a")
     assert first == tree_hashes(tmp_path / "b")
     assert any(k.startswith("bucket/photos/") for k in first)
@@ -55,8 +68,11 @@ def test_bucket_layout(mirror):
     for table in ("photos", "observations", "taxa", "observers"):
         assert (mirror / f"{table}.csv.gz").is_file()
     bundles = sorted(p.name for p in (mirror / "metadata").iterdir())
-    assert bundles == ["inaturalist-open-data-20240827.tar.gz", "inaturalist-open-data-20240927.tar.gz",
-                       "inaturalist-open-data-latest.tar.gz"]
+    assert bundles == [
+        "inaturalist-open-data-20240827.tar.gz",
+        "inaturalist-open-data-20240927.tar.gz",
+        "inaturalist-open-data-latest.tar.gz",
+    ]
     latest = (mirror / "metadata" / "inaturalist-open-data-latest.tar.gz").read_bytes()
     assert latest == (mirror / "metadata" / "inaturalist-open-data-20240927.tar.gz").read_bytes()
     # gzip and tar headers carry no wall-clock time
@@ -87,14 +103,32 @@ def test_taxonomy_shape(m1):
     assert {"Animalia", "Plantae", "Fungi"} < kingdoms and len(kingdoms) >= 4
     assert set(CATEGORY_IDS.values()) <= set(taxa.taxon_id)
     ranks = set(taxa["rank"])
-    assert {"subphylum", "superfamily", "tribe", "subgenus", "complex", "subspecies", "variety", "hybrid"} <= ranks
+    assert {
+        "subphylum",
+        "superfamily",
+        "tribe",
+        "subgenus",
+        "complex",
+        "subspecies",
+        "variety",
+        "hybrid",
+    } <= ranks
     assert (taxa.active == "false").any()
     # intermediate ranks vary by lineage: count the ranks above each species
     rank_of = dict(zip(taxa.taxon_id, taxa["rank"]))
-    depths = {tuple(rank_of[a] for a in anc.split("/")) for anc in taxa[taxa["rank"] == "species"].ancestry}
+    depths = {
+        tuple(rank_of[a] for a in anc.split("/"))
+        for anc in taxa[taxa["rank"] == "species"].ancestry
+    }
     assert len(depths) >= 10
     for category_id in CATEGORY_IDS.values():  # every category has species
-        assert taxa[(taxa["rank"] == "species") & taxa.ancestry.str.split("/").apply(lambda a: category_id in a)].shape[0] > 5
+        assert (
+            taxa[
+                (taxa["rank"] == "species")
+                & taxa.ancestry.str.split("/").apply(lambda a, c=category_id: c in a)
+            ].shape[0]
+            > 5
+        )
 
 
 def test_real_file_quirks(m1, planted):
@@ -104,10 +138,18 @@ def test_real_file_quirks(m1, planted):
     assert {"jpg", "JPG", "jpeg", "png"} <= set(photos.extension)
     assert (obs.observed_on == "").any()
     by_photo = photos.merge(obs[["observation_uuid", "taxon_id"]], on="observation_uuid")
-    duplicated = by_photo[by_photo.photo_id.duplicated(keep=False)].groupby("photo_id").taxon_id.nunique()
+    duplicated = (
+        by_photo[by_photo.photo_id.duplicated(keep=False)].groupby("photo_id").taxon_id.nunique()
+    )
     assert (duplicated == 1).sum() >= 5 and (duplicated > 1).sum() >= 5
-    assert sorted(duplicated[duplicated == 1].index.astype(int)) == planted["duplicate_photo_ids_agreeing"]
-    assert sorted(duplicated[duplicated > 1].index.astype(int)) == planted["duplicate_photo_ids_conflicting"]
+    assert (
+        sorted(duplicated[duplicated == 1].index.astype(int))
+        == planted["duplicate_photo_ids_agreeing"]
+    )
+    assert (
+        sorted(duplicated[duplicated > 1].index.astype(int))
+        == planted["duplicate_photo_ids_conflicting"]
+    )
     orphans = set(photos.observation_uuid) - set(obs.observation_uuid)
     assert len(orphans) == len(planted["orphan_photo_ids"]) == 20
     assert taxa.name.str.contains('"').any() and taxa.name.str.contains("×").any()
@@ -129,7 +171,9 @@ def test_month_two_changes(mirror, m1, m2, planted):
     assert active[1][old] == "true" and new not in active[1]
     assert active[2][old] == "false" and active[2][new] == "true"
     assert not (m2["observations"].taxon_id == old).any()
-    assert (m2["observations"].taxon_id == new).sum() == (m1["observations"].taxon_id == old).sum() > 0
+    assert (
+        (m2["observations"].taxon_id == new).sum() == (m1["observations"].taxon_id == old).sum() > 0
+    )
 
     new_obs = set(m2["observations"].observation_uuid) - set(m1["observations"].observation_uuid)
     assert new_obs == set(planted["new_observations"])
@@ -144,24 +188,36 @@ def test_month_two_changes(mirror, m1, m2, planted):
     licences = m1["photos"].merge(m2["photos"], on=["photo_id", "observation_uuid"])
     moved = licences[licences.license_x != licences.license_y]
     assert dict(zip(moved.photo_id, zip(moved.license_x, moved.license_y))) == {
-        k: tuple(v) for k, v in planted["license_changes"].items()}
+        k: tuple(v) for k, v in planted["license_changes"].items()
+    }
     assert len(m2["observers"]) > len(m1["observers"])
     # one species crosses the Train minimum of 30 through late uploads of old photos
     late = str(planted["late_upload_species"])
-    before, after = good_images_per_species(m1).get(late, 0), good_images_per_species(m2).get(late, 0)
+    before, after = (
+        good_images_per_species(m1).get(late, 0),
+        good_images_per_species(m2).get(late, 0),
+    )
     assert before < 30 <= after
 
 
 def test_images_exist_and_depend_on_species(mirror, m2, planted):
     png_named_jpg = {str(p) for p in planted["photo_ids_png_named_jpg"]}
-    photos = m2["photos"].merge(m2["observations"][["observation_uuid", "taxon_id"]], on="observation_uuid")
+    photos = m2["photos"].merge(
+        m2["observations"][["observation_uuid", "taxon_id"]], on="observation_uuid"
+    )
     unique = photos.sort_values("photo_id").drop_duplicates("photo_id")
-    sample = pd.concat([unique.head(300), unique[unique.extension.isin(["png", "gif", "JPG", "jpeg"])].head(60)])
+    sample = pd.concat(
+        [unique.head(300), unique[unique.extension.isin(["png", "gif", "JPG", "jpeg"])].head(60)]
+    )
     for row in sample.itertuples():
         path = mirror / "photos" / row.photo_id / f"medium.{row.extension}"
         with Image.open(path) as image:
             assert max(image.size) == 64
-            expected = "PNG" if row.photo_id in png_named_jpg else {"png": "PNG", "gif": "GIF"}.get(row.extension, "JPEG")
+            expected = (
+                "PNG"
+                if row.photo_id in png_named_jpg
+                else {"png": "PNG", "gif": "GIF"}.get(row.extension, "JPEG")
+            )
             assert image.format == expected
 
     def mean_colour(row) -> np.ndarray:
@@ -169,10 +225,15 @@ def test_images_exist_and_depend_on_species(mirror, m2, planted):
             return np.asarray(image.convert("RGB"), dtype=float).mean(axis=(0, 1))
 
     top = photos.taxon_id.value_counts().index[:8]
-    colours = {t: np.array([mean_colour(r) for r in photos[photos.taxon_id == t].head(6).itertuples()]) for t in top}
+    colours = {
+        t: np.array([mean_colour(r) for r in photos[photos.taxon_id == t].head(6).itertuples()])
+        for t in top
+    }
     within = np.mean([np.linalg.norm(c - c.mean(axis=0), axis=1).mean() for c in colours.values()])
     centres = np.array([c.mean(axis=0) for c in colours.values()])
-    between = np.mean([np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]])
+    between = np.mean(
+        [np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1 :]]
+    )
     assert between > 2 * within
 
 
@@ -190,16 +251,28 @@ def test_reuploaded_images_are_byte_identical_and_no_others(mirror, planted):
     reuploads = planted["reuploaded_images"]
     assert len(reuploads) == 12
     assert all(image(again) == image(original) for again, original in reuploads.items())
-    digests = [hashlib.sha256(p.read_bytes()).digest() for p in sorted((mirror / "photos").glob("*/medium.*"))]
+    digests = [
+        hashlib.sha256(p.read_bytes()).digest()
+        for p in sorted((mirror / "photos").glob("*/medium.*"))
+    ]
     assert len(digests) - len(set(digests)) == 12
 
 
 def test_taxonomy_archive(mirror, m2):
     with zipfile.ZipFile(mirror / "inaturalist-taxonomy.dwca.zip") as archive:
-        assert sorted(archive.namelist()) == ["VernacularNames-english.csv", "VernacularNames-spanish.csv",
-                                              "eml.xml", "meta.xml", "taxa.csv"]
+        assert sorted(archive.namelist()) == [
+            "VernacularNames-english.csv",
+            "VernacularNames-spanish.csv",
+            "eml.xml",
+            "meta.xml",
+            "taxa.csv",
+        ]
         taxa = list(csv.DictReader(io.TextIOWrapper(archive.open("taxa.csv"), encoding="utf-8")))
-        english = list(csv.DictReader(io.TextIOWrapper(archive.open("VernacularNames-english.csv"), encoding="utf-8")))
+        english = list(
+            csv.DictReader(
+                io.TextIOWrapper(archive.open("VernacularNames-english.csv"), encoding="utf-8")
+            )
+        )
         spanish = archive.read("VernacularNames-spanish.csv").decode("utf-8")
     active = set(m2["taxa"][m2["taxa"].active == "true"].taxon_id)
     assert {t["id"] for t in taxa} == active  # the archive holds active taxa only

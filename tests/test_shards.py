@@ -21,11 +21,23 @@ SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1, 
 
 def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, tmp_path):
     served, _, _ = photo_server
-    subset = write_curated(rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6),
-                           tmp_path / "subset.parquet")
-    download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served},
-                                           "threads": 4, "timeout_seconds": 5, "urls_per_job": 3})
-    report = shard(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)  # three parts of one shard
+    subset = write_curated(
+        rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6),
+        tmp_path / "subset.parquet",
+    )
+    download(
+        subset,
+        tmp_path / "images",
+        {
+            "url_rewrite": {"from": "https://example.org", "to": served},
+            "threads": 4,
+            "timeout_seconds": 5,
+            "urls_per_job": 3,
+        },
+    )
+    report = shard(
+        subset, tmp_path / "images", tmp_path / "shards", SETTINGS
+    )  # three parts of one shard
     assert (report["samples"], report["shards"], report["without_image"]) == (8, 3, [])
     sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
     assert sizes == {"shard-000000.tar": 3, "shard-000001.tar": 3, "shard-000002.tar": 2}
@@ -34,19 +46,42 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     assert sorted(samples, key=int) == [str(i) for i in range(1, 9)]
     assert "png" in samples["8"] and all("jpg" in samples[k] for k in samples if k != "8")
     first = samples["1"]
-    assert {f"{kind.lower()}.txt" for kind in CAPTION_TYPES} <= set(first)   # webdataset lowercases extensions
+    assert {f"{kind.lower()}.txt" for kind in CAPTION_TYPES} <= set(
+        first
+    )  # webdataset lowercases extensions
     with tarfile.open(tars[0]) as archive:
-        assert {f"{kind}.txt" for kind in CAPTION_TYPES} <= {m.name.split(".", 1)[1] for m in archive}
+        assert {f"{kind}.txt" for kind in CAPTION_TYPES} <= {
+            m.name.split(".", 1)[1] for m in archive
+        }
     assert first["com.txt"].decode() == "a photo of common Aus alba."
     assert first["taxonomic_name.txt"].decode() == "Animalia Chordata Aves OAves FAus Aus alba."
-    assert json.loads(first["json"])["photo_id"] == 1 and json.loads(first["json"])["species"] == "Aus alba"
-    assert [s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)] != [str(i) for i in range(1, 9)]
+    assert (
+        json.loads(first["json"])["photo_id"] == 1
+        and json.loads(first["json"])["species"] == "Aus alba"
+    )
+    assert [s["__key__"] for s in wds.WebDataset(tars, shardshuffle=False)] != [
+        str(i) for i in range(1, 9)
+    ]
 
     # the same bytes from one job of three shards, two processes, as from three jobs
-    shard(subset, tmp_path / "images", tmp_path / "again", {**SETTINGS, "shards_per_job": 3}, processes=2)
-    names = [*sizes, "sizes.json", "shards_report.json", "shuffle_quality.csv", "shuffle_quality.png"]
-    digests = [{name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
-               for folder in (tmp_path / "shards", tmp_path / "again")]
+    shard(
+        subset,
+        tmp_path / "images",
+        tmp_path / "again",
+        {**SETTINGS, "shards_per_job": 3},
+        processes=2,
+    )
+    names = [
+        *sizes,
+        "sizes.json",
+        "shards_report.json",
+        "shuffle_quality.csv",
+        "shuffle_quality.png",
+    ]
+    digests = [
+        {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names}
+        for folder in (tmp_path / "shards", tmp_path / "again")
+    ]
     assert digests[0] == digests[1]
 
 
@@ -56,10 +91,14 @@ def test_train_is_sharded_by_split(photo_server, tmp_path):
     several."""
     served, _, _ = photo_server
     split = {1: "test", 2: "val", 5: "test"}
-    rows = [{**r, "split": split.get(r["photo_id"], "train")}
-            for r in rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6)]
+    rows = [
+        {**r, "split": split.get(r["photo_id"], "train")}
+        for r in rows_of("Aus alba", 5, "Aves", 1) + rows_of("Bus beta", 3, "Insecta", 6)
+    ]
     subset = write_curated(rows, tmp_path / "train.parquet")
-    download(subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}})
+    download(
+        subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}}
+    )
     report = shard(subset, tmp_path / "images", tmp_path / "shards", SETTINGS)
     assert report["splits"] == {"test": 2, "train": 5, "val": 1} and report["samples"] == 8
     keys = {}
@@ -67,7 +106,9 @@ def test_train_is_sharded_by_split(photo_server, tmp_path):
         folder = tmp_path / "shards" / name
         tars = [str(folder / tar) for tar in json.loads((folder / "sizes.json").read_text())]
         keys[name] = sorted(int(s["__key__"]) for s in wds.WebDataset(tars, shardshuffle=False))
-        assert all(json.loads(s["json"])["split"] == name for s in wds.WebDataset(tars, shardshuffle=False))
+        assert all(
+            json.loads(s["json"])["split"] == name for s in wds.WebDataset(tars, shardshuffle=False)
+        )
     assert keys == {"train": [3, 4, 6, 7, 8], "val": [2], "test": [1, 5]}
     assert not list((tmp_path / "shards").glob("*.tar"))
     shard(subset, tmp_path / "images", tmp_path / "again", {**SETTINGS, "shards_per_job": 2})
@@ -80,35 +121,71 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     for again, original in ((9, 2), (10, 3)):
         (mirror / "photos" / str(again)).mkdir()
         (mirror / "photos" / str(again) / "medium.jpg").write_bytes(
-            (mirror / "photos" / str(original) / "medium.jpg").read_bytes())
-    members = {"train": rows_of("Aus alba", 3, "Aves", 1) + rows_of("Aus alba", 1, "Aves", 10),
-               "balanced": rows_of("Bus beta", 1, "Insecta", 9), "unseen": rows_of("Cus gamma", 1, "Insecta", 4),
-               "lifestages": rows_of("Dus delta", 1, "Insecta", 5),
-               "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 6)]}
+            (mirror / "photos" / str(original) / "medium.jpg").read_bytes()
+        )
+    members = {
+        "train": rows_of("Aus alba", 3, "Aves", 1) + rows_of("Aus alba", 1, "Aves", 10),
+        "balanced": rows_of("Bus beta", 1, "Insecta", 9),
+        "unseen": rows_of("Cus gamma", 1, "Insecta", 4),
+        "lifestages": rows_of("Dus delta", 1, "Insecta", 5),
+        "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 6)],
+    }
     (tmp_path / "subsets").mkdir()
     for subset, rows in members.items():
         rows = [{**r, "split": "train"} for r in rows] if subset == "train" else rows
         write_curated(rows, tmp_path / "subsets" / f"{subset}.parquet")
-        download(tmp_path / "subsets" / f"{subset}.parquet", tmp_path / "images" / subset,
-                 {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2})
+        download(
+            tmp_path / "subsets" / f"{subset}.parquet",
+            tmp_path / "images" / subset,
+            {"url_rewrite": {"from": "https://example.org", "to": served}, "threads": 2},
+        )
     report_path = tmp_path / "images" / "overlap_report.json"
     subsets = [str(tmp_path / "subsets" / f"{subset}.parquet") for subset in members]
     downloads = [str(tmp_path / "images" / subset / "download_report.json") for subset in members]
-    assert duplicates.main(["--subsets", *subsets, "--downloads", *downloads, "--out", str(report_path)]) == 0
+    assert (
+        duplicates.main(
+            ["--subsets", *subsets, "--downloads", *downloads, "--out", str(report_path)]
+        )
+        == 0
+    )
     images = json.loads(report_path.read_text())["images"]
-    assert images["shared_between_subsets"] == [{"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}]
+    assert images["shared_between_subsets"] == [
+        {"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}
+    ]
     assert images["drop_from_shards"] == {"train": {"exact_duplicate": [2], "near_duplicate": []}}
     assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
 
     train = tmp_path / "subsets" / "train.parquet"
     images_of_train = tmp_path / "images" / "train"
     # the order job reads what to leave out from the report, as the rule runs it
-    assert order.main(["--subset", str(train), "--download", str(images_of_train / "download_report.json"),
-                       "--image-overlap", str(report_path), "--out", str(images_of_train / "order.parquet")]) == 0
+    assert (
+        order.main(
+            [
+                "--subset",
+                str(train),
+                "--download",
+                str(images_of_train / "download_report.json"),
+                "--image-overlap",
+                str(report_path),
+                "--out",
+                str(images_of_train / "order.parquet"),
+            ]
+        )
+        == 0
+    )
     ordered = duckdb.sql(f"SELECT photo_id FROM '{images_of_train / 'order.parquet'}'").fetchall()
-    assert sorted(row[0] for row in ordered) == [1, 3, 10]  # photo 2 left out: Balanced has its image
-    report = shard(train, images_of_train, tmp_path / "shards", drop=images["drop_from_shards"]["train"])
-    assert (report["samples"], report["left_out_as_duplicates"]) == (3, {"exact_duplicate": [2], "near_duplicate": []})
+    assert sorted(row[0] for row in ordered) == [
+        1,
+        3,
+        10,
+    ]  # photo 2 left out: Balanced has its image
+    report = shard(
+        train, images_of_train, tmp_path / "shards", drop=images["drop_from_shards"]["train"]
+    )
+    assert (report["samples"], report["left_out_as_duplicates"]) == (
+        3,
+        {"exact_duplicate": [2], "near_duplicate": []},
+    )
     first = tmp_path / "shards" / "train" / "shard-000000.tar"
     keys = {s["__key__"] for s in wds.WebDataset(str(first), shardshuffle=False)}
     assert keys == {"1", "3", "10"}

@@ -23,17 +23,24 @@ def test_lorenz_on_known_counts():
 
 def test_markdown_table():
     frame = pd.DataFrame({"name": ["a|b", None], "n": [1, 2]})
-    assert markdown(frame, "Caption.") == "Caption.\n\n| name | n |\n|---|---:|\n| a\\|b | 1 |\n|  | 2 |\n"
+    assert (
+        markdown(frame, "Caption.")
+        == "Caption.\n\n| name | n |\n|---|---:|\n| a\\|b | 1 |\n|  | 2 |\n"
+    )
 
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
     path = tmp_path_factory.mktemp("curated") / "curated.parquet"
-    rows = [("Animalia", "Chordata", "Aves", "O1", "F1", "G1", "G1 a")] * 6 + \
-           [("Animalia", "Arthropoda", "Insecta", "O2", "F2", "G2", "G2 b")] * 3 + \
-           [("Plantae", "Tracheophyta", "Magnoliopsida", "O3", "F3", "G3", "G3 c")] * 1 + \
-           [("Plantae", "Tracheophyta", "Magnoliopsida", "O3", "F3", "G3", None)] * 2
-    frame = pd.DataFrame(rows, columns=["kingdom", "phylum", "class", "order", "family", "genus", "species"])
+    rows = (
+        [("Animalia", "Chordata", "Aves", "O1", "F1", "G1", "G1 a")] * 6
+        + [("Animalia", "Arthropoda", "Insecta", "O2", "F2", "G2", "G2 b")] * 3
+        + [("Plantae", "Tracheophyta", "Magnoliopsida", "O3", "F3", "G3", "G3 c")] * 1
+        + [("Plantae", "Tracheophyta", "Magnoliopsida", "O3", "F3", "G3", None)] * 2
+    )
+    frame = pd.DataFrame(
+        rows, columns=["kingdom", "phylum", "class", "order", "family", "genus", "species"]
+    )
     frame["snapshot"] = pd.Timestamp("2024-09-27")
     duckdb.sql(f"COPY (SELECT * FROM frame) TO '{path}' (FORMAT parquet)")
     return path
@@ -44,10 +51,15 @@ def test_counts_and_files(curated, tmp_path):
     assert (summary["images"], summary["species"]) == (12, 3)
     out = tmp_path / "stats"
     assert pd.read_csv(out / "images_species_by_kingdom.csv").to_dict("list") == {
-        "kingdom": ["Animalia", "Plantae"], "images": [9, 3], "species": [2, 1]}
+        "kingdom": ["Animalia", "Plantae"],
+        "images": [9, 3],
+        "species": [2, 1],
+    }
     assert pd.read_csv(out / "top_species.csv").species.tolist() == ["G1 a", "G2 b"]
     long_tail = dict(pd.read_csv(out / "long_tail.csv").values)
-    assert float(long_tail["top_20pct_species_image_share"]) == pytest.approx(0.6)  # 6 of 10 species-level images
+    assert float(long_tail["top_20pct_species_image_share"]) == pytest.approx(
+        0.6
+    )  # 6 of 10 species-level images
     assert "12 images" in (out / "table2_biotrove_column.md").read_text()
     for png in ("figure2_distribution.png", "figure3_treemap.png", "long_tail_lorenz.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -57,6 +69,10 @@ def test_rerun_gives_the_same_bytes(curated, tmp_path):
     digests = []
     for run in range(2):
         stats(curated, tmp_path / f"s{run}", top_n=2)
-        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                        for p in sorted((tmp_path / f"s{run}").iterdir())})
+        digests.append(
+            {
+                p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted((tmp_path / f"s{run}").iterdir())
+            }
+        )
     assert digests[0] == digests[1] and len(digests[0]) == 15

@@ -24,13 +24,30 @@ from workflow_scripts.common.config import load_config, memory_mb, settings, val
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-HEAVY = ("duckdb", "matplotlib", "numpy", "pandas", "pyarrow", "PIL", "torch", "open_clip", "webdataset", "img2dataset")
+HEAVY = (
+    "duckdb",
+    "matplotlib",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "PIL",
+    "torch",
+    "open_clip",
+    "webdataset",
+    "img2dataset",
+)
 
 
 def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
     # Snakemake ignores SIGTERM while jobs run: `timeout -k` kills it if it outlives the limit
-    return subprocess.run(["timeout", "-k", "30", "300", "snakemake", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=360)
+    return subprocess.run(
+        ["timeout", "-k", "30", "300", "snakemake", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=360,
+    )
 
 
 def test_real_data_overlay_validates():
@@ -39,16 +56,32 @@ def test_real_data_overlay_validates():
     config = load_config(REPO / "config.yaml")
     update_config(config, yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text()))
     validated(config)
-    assert config["fetch"]["source"] == "s3://inaturalist-open-data" and config["images"]["url_rewrite"] is None
-    assert config["subsets"]["genus_sampled"]["genera"] == 0 and "genus_sampled" not in config["evaluate"]["benchmarks"]
+    assert (
+        config["fetch"]["source"] == "s3://inaturalist-open-data"
+        and config["images"]["url_rewrite"] is None
+    )
+    assert (
+        config["subsets"]["genus_sampled"]["genera"] == 0
+        and "genus_sampled" not in config["evaluate"]["benchmarks"]
+    )
 
 
 def test_defaults_come_from_the_schema_alone():
-    schema = yaml.safe_load((REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text()
+    )
     curate = settings("curate", {"threads": 3})
     assert curate["threads"] == 3
-    assert curate["memory_limit"] == schema["properties"]["curate"]["properties"]["memory_limit"]["default"]
-    assert settings("subsets")["lifestages"]["stages"] == ["egg", "larva", "pupa", "adult"]  # nested defaults too
+    assert (
+        curate["memory_limit"]
+        == schema["properties"]["curate"]["properties"]["memory_limit"]["default"]
+    )
+    assert settings("subsets")["lifestages"]["stages"] == [
+        "egg",
+        "larva",
+        "pupa",
+        "adult",
+    ]  # nested defaults too
     # the stages keep no defaults of their own: no module-level DEFAULTS anywhere
     sources = [p.read_text() for p in (REPO / "workflow_scripts").rglob("*.py")]
     assert not any(re.search(r"^DEFAULTS\b", text, re.M) for text in sources)
@@ -56,7 +89,9 @@ def test_defaults_come_from_the_schema_alone():
 
 def test_the_schema_names_the_contracts_subsets_and_caption_types():
     """The schema's enums repeat two facts the code defines: they must say the same."""
-    schema = yaml.safe_load((REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text()
+    )
     sections, subset = schema["properties"], {"$ref": "#/definitions/subset"}
     assert tuple(schema["definitions"]["subset"]["enum"]) == contracts.SUBSETS
     assert sections["images"]["properties"]["subsets"]["items"] == subset
@@ -65,12 +100,15 @@ def test_the_schema_names_the_contracts_subsets_and_caption_types():
     assert tuple(sections["train"]["properties"]["caption_types"]["items"]["enum"]) == CAPTION_TYPES
 
 
-@pytest.mark.parametrize("bad, named", [
-    ({"fetch": {"sourc": "x"}}, "'sourc' was unexpected"),
-    ({"sample": {"seed": "abc"}}, "'abc' is not of type 'integer'"),
-    ({"snapshots": ["2024-9-27"]}, "2024-9-27"),
-    ({"data_rot": "x"}, "'data_rot' was unexpected"),
-])
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        ({"fetch": {"sourc": "x"}}, "'sourc' was unexpected"),
+        ({"sample": {"seed": "abc"}}, "'abc' is not of type 'integer'"),
+        ({"snapshots": ["2024-9-27"]}, "2024-9-27"),
+        ({"data_rot": "x"}, "'data_rot' was unexpected"),
+    ],
+)
 def test_bad_config_is_rejected_naming_the_key(bad, named):
     with pytest.raises(Exception, match=re.escape(named)):
         validated(bad)
@@ -79,33 +117,84 @@ def test_bad_config_is_rejected_naming_the_key(bad, named):
 RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
 
 
-@pytest.mark.parametrize("bad, named", [
-    ({"snapshots": ["2024-08-27", "2024-02-30"]}, "config snapshots[1]: '2024-02-30' is not a real date"),
-    ({"sample": {"months": ["2023-02-29", "2024-09-27"]}}, "config sample.months[0]: '2023-02-29' is not a real date"),
-    ({"subsets": {"observed_before": "2024-13-01"}}, "config subsets.observed_before: '2024-13-01' is not a real date"),
-    ({"subsets": {"lifestages": {"observed_to": "2024-04-31"}}},
-     "config subsets.lifestages.observed_to: '2024-04-31' is not a real date"),
-    ({"train": {"run": ["tiny-cpu", "bt-clip-x"]}},
-     f"config train.run: no recipe 'bt-clip-x' in train.recipes {RECIPES}"),
-    ({"evaluate": {"models": {"BT-CLIP-X": {"recipe": "bt-clip-x"}}}},
-     f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in train.recipes {RECIPES}"),
-    ({"images": {"subsets": ["train", "balancd"]}},
-     "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, genus_sampled, lifestages, train, "
-     "unseen)"),
-    ({"evaluate": {"benchmarks": ["balanced", "genus_sampled"]}},
-     "config evaluate.benchmarks: genus_sampled is listed but subsets.genus_sampled.genera is 0 (none drawn)"),
-    ({"subsets": {"genus_sampled": {"genera": 5, "categories": ["Plants"]}}},
-     "config subsets.genus_sampled.categories: 'Plants' is not in subsets.categories (choices: Arachnida, Aves,"),
-    ({"subsets": {"genus_sampled": {"genera": 0.1, "include": [{"rank": "species", "name": "Quercus alba"}]}}},
-     "config subsets.genus_sampled.include: a species would take part of a genus: name a genus or a higher taxon"),
-    ({"subsets": {"genus_sampled": {"genera": 1.5}}},
-     "config subsets.genus_sampled.genera: 1.5 is greater than or equal to the maximum of 1 (allowed: 0: none"),
-    ({"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
-     "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)"),
-    ({"evaluate": {"external": {"train_test": {"format": "folder", "images": "x", "metadata": "x.csv",
-                                               "key_column": "k", "label_column": "l", "name_mode": "scientific"}}}},
-     "config evaluate.external: 'train_test' is the name of one of our benchmarks: rename it"),
-])
+@pytest.mark.parametrize(
+    "bad, named",
+    [
+        (
+            {"snapshots": ["2024-08-27", "2024-02-30"]},
+            "config snapshots[1]: '2024-02-30' is not a real date",
+        ),
+        (
+            {"sample": {"months": ["2023-02-29", "2024-09-27"]}},
+            "config sample.months[0]: '2023-02-29' is not a real date",
+        ),
+        (
+            {"subsets": {"observed_before": "2024-13-01"}},
+            "config subsets.observed_before: '2024-13-01' is not a real date",
+        ),
+        (
+            {"subsets": {"lifestages": {"observed_to": "2024-04-31"}}},
+            "config subsets.lifestages.observed_to: '2024-04-31' is not a real date",
+        ),
+        (
+            {"train": {"run": ["tiny-cpu", "bt-clip-x"]}},
+            f"config train.run: no recipe 'bt-clip-x' in train.recipes {RECIPES}",
+        ),
+        (
+            {"evaluate": {"models": {"BT-CLIP-X": {"recipe": "bt-clip-x"}}}},
+            f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in train.recipes {RECIPES}",
+        ),
+        (
+            {"images": {"subsets": ["train", "balancd"]}},
+            "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, genus_sampled, lifestages, train, "
+            "unseen)",
+        ),
+        (
+            {"evaluate": {"benchmarks": ["balanced", "genus_sampled"]}},
+            "config evaluate.benchmarks: genus_sampled is listed but subsets.genus_sampled.genera is 0 (none drawn)",
+        ),
+        (
+            {"subsets": {"genus_sampled": {"genera": 5, "categories": ["Plants"]}}},
+            "config subsets.genus_sampled.categories: 'Plants' is not in subsets.categories (choices: Arachnida, Aves,",
+        ),
+        (
+            {
+                "subsets": {
+                    "genus_sampled": {
+                        "genera": 0.1,
+                        "include": [{"rank": "species", "name": "Quercus alba"}],
+                    }
+                }
+            },
+            "config subsets.genus_sampled.include: a species would take part of a genus: name a genus or a higher taxon",
+        ),
+        (
+            {"subsets": {"genus_sampled": {"genera": 1.5}}},
+            "config subsets.genus_sampled.genera: 1.5 is greater than or equal to the maximum of 1 (allowed: 0: none",
+        ),
+        (
+            {"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
+            "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)",
+        ),
+        (
+            {
+                "evaluate": {
+                    "external": {
+                        "train_test": {
+                            "format": "folder",
+                            "images": "x",
+                            "metadata": "x.csv",
+                            "key_column": "k",
+                            "label_column": "l",
+                            "name_mode": "scientific",
+                        }
+                    }
+                }
+            },
+            "config evaluate.external: 'train_test' is the name of one of our benchmarks: rename it",
+        ),
+    ],
+)
 def test_config_semantics_are_checked_at_load(tmp_path, bad, named):
     """What a schema cannot say (a real date, a name defined elsewhere in the config) fails when the
     config is loaded, naming the key, the bad value and the choices, not later as a missing file."""
@@ -118,10 +207,15 @@ def test_config_semantics_are_checked_at_load(tmp_path, bad, named):
 def test_config_semantics_accept_the_shipped_configs_and_their_own_names():
     for path in (REPO / "config.yaml", *sorted((REPO / "configs").glob("*.yaml"))):
         load_config(path)  # an overlay alone: the rest takes the schema's defaults
-    assert settings("subsets", {"observed_before": "2024-02-29"})["observed_before"] == "2024-02-29"  # a leap day
+    assert (
+        settings("subsets", {"observed_before": "2024-02-29"})["observed_before"] == "2024-02-29"
+    )  # a leap day
     recipe = settings("train")["recipes"]["tiny-cpu"]
-    own = {"snapshots": ["latest"], "train": {"run": ["mine"], "recipes": {"mine": recipe}},
-           "evaluate": {"models": {"Mine": {"recipe": "mine"}}}}
+    own = {
+        "snapshots": ["latest"],
+        "train": {"run": ["mine"], "recipes": {"mine": recipe}},
+        "evaluate": {"models": {"Mine": {"recipe": "mine"}}},
+    }
     validated(own)  # names defined by the config itself
     # a stage's section alone is checked against the schema; its names are checked on the whole config
     assert settings("evaluate", own["evaluate"])["models"] == {"Mine": {"recipe": "mine"}}
@@ -143,36 +237,91 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
 
 def planned_jobs(*args: str, cwd) -> dict[str, int]:
     """`snakemake -n`'s job counts per rule, in the folder `cwd` with the repo's Snakefile and config."""
-    result = snakemake("-n", "--directory", str(cwd), "--snakefile", str(REPO / "Snakefile"),
-                       "--configfile", str(REPO / "config.yaml"), *args)
+    result = snakemake(
+        "-n",
+        "--directory",
+        str(cwd),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config.yaml"),
+        *args,
+    )
     assert result.returncode == 0, result.stderr
-    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M)}
+    return {
+        rule: int(n)
+        for rule, n in re.findall(r"^(\w+)\s+(\d+)$", result.stdout.split("Job stats:")[1], re.M)
+    }
 
 
 def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     """Before any data exists: the image jobs per chunk and per shard part wait for the subsets."""
     assert planned_jobs(cwd=tmp_path) == {
-        "sample": 1, "fetch": 2, "curate": 2, "stats": 2, "subsets": 2, "check_overlap": 2, "subset_tables": 2,
-        "genus_sampled_long_tail": 2, "download_report": 10, "check_image_overlap": 2, "shard_order": 10,
-        "shards": 10, "train": 2, "evaluate": 4, "paper_tables": 2, "shot_bands": 2, "data_card": 2,
-        "clip_benchmark_export": 10, "inat_export": 8, "diff": 1, "all": 1, "total": 79}
+        "sample": 1,
+        "fetch": 2,
+        "curate": 2,
+        "stats": 2,
+        "subsets": 2,
+        "check_overlap": 2,
+        "subset_tables": 2,
+        "genus_sampled_long_tail": 2,
+        "download_report": 10,
+        "check_image_overlap": 2,
+        "shard_order": 10,
+        "shards": 10,
+        "train": 2,
+        "evaluate": 4,
+        "paper_tables": 2,
+        "shot_bands": 2,
+        "data_card": 2,
+        "clip_benchmark_export": 10,
+        "inat_export": 8,
+        "diff": 1,
+        "all": 1,
+        "total": 79,
+    }
 
 
 def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):
     """The subsets checkpoint's row counts decide the image jobs: ceil(rows / urls_per_job) downloads
     per subset and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per shard set."""
     overlay = tmp_path / "small.yaml"
-    overlay.write_text(yaml.safe_dump({"snapshots": ["2024-09-27"], "sample": {"scale": 0.05},
-                                       "images": {"urls_per_job": 200}, "shards": {"samples_per_shard": 50}}))
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "snapshots": ["2024-09-27"],
+                "sample": {"scale": 0.05},
+                "images": {"urls_per_job": 200},
+                "shards": {"samples_per_shard": 50},
+            }
+        )
+    )
     subsets_report = f"data/snapshots/2024-09-27/subsets/{contracts.SUBSETS_REPORT}"
-    ran = snakemake(subsets_report, "--cores", "2", "--directory", str(tmp_path), "--snakefile",
-                    str(REPO / "Snakefile"), "--configfile", str(REPO / "config.yaml"), str(overlay))
+    ran = snakemake(
+        subsets_report,
+        "--cores",
+        "2",
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REPO / "config.yaml"),
+        str(overlay),
+    )
     assert ran.returncode == 0, ran.stderr
     subsets = json.loads((tmp_path / subsets_report).read_text())["subsets"]
     jobs = planned_jobs(str(overlay), cwd=tmp_path)
-    assert jobs["download_chunk"] == sum(-(-subset["images"] // 200) for subset in subsets.values()) >= 6
-    shard_sets = [subsets[name].get("splits", {contracts.WHOLE: subsets[name]["images"]}).get(shard_set, 0)
-                  for name in subsets for shard_set in contracts.shard_sets(name)]  # Train's and genus_sampled's per split
+    assert (
+        jobs["download_chunk"]
+        == sum(-(-subset["images"] // 200) for subset in subsets.values())
+        >= 6
+    )
+    shard_sets = [
+        subsets[name].get("splits", {contracts.WHOLE: subsets[name]["images"]}).get(shard_set, 0)
+        for name in subsets
+        for shard_set in contracts.shard_sets(name)
+    ]  # Train's and genus_sampled's per split
     assert jobs["shard_part"] == sum(max(1, -(-n // (50 * 4))) for n in shard_sets)
     assert (jobs["download_report"], jobs["shards"], jobs["check_overlap"]) == (5, 5, 1)
 
@@ -180,27 +329,37 @@ def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_pa
 def test_parsing_the_snakefile_imports_nothing_heavy():
     """Beyond what Snakemake itself loads, parsing the workflow imports no heavy library (and asks
     no source anything: see the `latest` test)."""
-    probe = ("import sys\nfrom pathlib import Path\nfrom snakemake.api import SnakemakeApi\n"
-             "from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings\n"
-             "before = set(sys.modules)\n"
-             "with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:\n"
-             "    api.workflow(ResourceSettings(), snakefile=Path('Snakefile'), workdir=Path('.'))._workflow\n"
-             f"print(sorted(m for m in {HEAVY!r} if m in set(sys.modules) - before))\n")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    probe = (
+        "import sys\nfrom pathlib import Path\nfrom snakemake.api import SnakemakeApi\n"
+        "from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings\n"
+        "before = set(sys.modules)\n"
+        "with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:\n"
+        "    api.workflow(ResourceSettings(), snakefile=Path('Snakefile'), workdir=Path('.'))._workflow\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in set(sys.modules) - before))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_path):
-    unreachable = {"snapshots": ["latest"], "fetch": {"source": "s3://no-such-bucket-here", "endpoint_url":
-                                                      "http://127.0.0.1:9"}}
+    unreachable = {
+        "snapshots": ["latest"],
+        "fetch": {"source": "s3://no-such-bucket-here", "endpoint_url": "http://127.0.0.1:9"},
+    }
     (tmp_path / "unreachable.yaml").write_text(yaml.safe_dump(unreachable))
     planned = snakemake("-n", "--configfile", "config.yaml", str(tmp_path / "unreachable.yaml"))
     assert planned.returncode == 0, planned.stderr  # planning asks no source anything
     assert re.search(r"^latest_snapshot\s+1$", planned.stdout, re.M)
 
-    local = {"snapshots": ["latest"], "fetch": {"source": str(mirror)}, "data_root": str(tmp_path / "data"),
-             "logs_root": str(tmp_path / "logs")}
+    local = {
+        "snapshots": ["latest"],
+        "fetch": {"source": str(mirror)},
+        "data_root": str(tmp_path / "data"),
+        "logs_root": str(tmp_path / "logs"),
+    }
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
     overlay = ("--configfile", "config.yaml", str(tmp_path / "local.yaml"))
     snapshots = tmp_path / "data" / "snapshots"
@@ -216,20 +375,35 @@ def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_p
 
 def test_lint_and_format_are_clean():
     result = snakemake("--lint")
-    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, result.stdout
-    result = subprocess.run(["snakefmt", "--check", "Snakefile", "rules"], cwd=REPO, env=ENV, capture_output=True,
-                            text=True)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and "Congratulations" in result.stdout + result.stderr, (
+        result.stdout
+    )
+    for command in (
+        ["snakefmt", "--check", "Snakefile", "rules"],
+        ["ruff", "format", "--check", "."],
+        ["ruff", "check", "."],
+    ):
+        result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
 
 
 def modules_the_rules_run() -> list[str]:
-    return sorted({m for smk in (REPO / "rules").glob("*.smk")
-                   for m in re.findall(r"-m (workflow_scripts[\w.]*)", smk.read_text())})
+    return sorted(
+        {
+            m
+            for smk in (REPO / "rules").glob("*.smk")
+            for m in re.findall(r"-m (workflow_scripts[\w.]*)", smk.read_text())
+        }
+    )
 
 
-@pytest.mark.parametrize("module", [*modules_the_rules_run(), "workflow_scripts.common.inat_format"])
+@pytest.mark.parametrize(
+    "module", [*modules_the_rules_run(), "workflow_scripts.common.inat_format"]
+)
 def test_every_stage_has_a_cli(module):
-    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
@@ -245,8 +419,13 @@ def test_every_rule_names_log_and_conda_env():
 
 def test_generated_files_are_what_the_rules_make_them():
     """dvc.yaml and envs/*.yaml as committed are what `make generate` writes from the rules now."""
-    result = subprocess.run([sys.executable, "-m", "tools.generate", "--check"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "tools.generate", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -267,7 +446,9 @@ def provided(requirements: list[str]) -> set[str]:
         found |= modules_of.get(name, set())
         for text in metadata.requires(requirement.name) or []:
             needed = Requirement(text)
-            if needed.marker is None or any(needed.marker.evaluate({"extra": e}) for e in requirement.extras or [""]):
+            if needed.marker is None or any(
+                needed.marker.evaluate({"extra": e}) for e in requirement.extras or [""]
+            ):
                 pending.append(needed)
     return found
 
@@ -276,9 +457,15 @@ def provided(requirements: list[str]) -> set[str]:
 def test_each_conda_env_provides_what_its_rules_import(env):
     spec = yaml.safe_load((REPO / "envs" / env).read_text())
     pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-    modules = sorted({m for smk in (REPO / "rules").glob("*.smk") for block in smk.read_text().split("\nrule ")
-                      if f'conda:\n        "../envs/{env}"' in block
-                      for m in re.findall(r"-m (workflow_scripts[\w.]*)", block)})
+    modules = sorted(
+        {
+            m
+            for smk in (REPO / "rules").glob("*.smk")
+            for block in smk.read_text().split("\nrule ")
+            if f'conda:\n        "../envs/{env}"' in block
+            for m in re.findall(r"-m (workflow_scripts[\w.]*)", block)
+        }
+    )
     assert modules
     missing = closure.third_party(modules) - provided(pip)
     assert not missing, f"envs/{env} lacks what {', '.join(modules)} import: {sorted(missing)}"
@@ -289,28 +476,50 @@ def test_dvc_lock_is_true_to_the_committed_code(tmp_path):
     records, on a checkout with no data: DVC compares them itself (`dvc status`)."""
     git_copy(REPO, tmp_path)
     run("git", "init", "-q", cwd=tmp_path)
-    result = subprocess.run(["dvc", "status", "--json"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["dvc", "status", "--json"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     status = json.loads(result.stdout)
     tracked = set(run("git", "ls-files", cwd=REPO).split())
-    stale = {f"{stage}: {path} {how}" for stage, changes in status.items() for change in changes
-             if isinstance(change, dict) for path, how in change.get("changed deps", {}).items()
-             if path in tracked and how != "deleted"}
-    stale |= {f"{stage}: {change}" for stage, changes in status.items() for change in changes
-              if isinstance(change, str)}  # "changed command", "always changed"
+    stale = {
+        f"{stage}: {path} {how}"
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, dict)
+        for path, how in change.get("changed deps", {}).items()
+        if path in tracked and how != "deleted"
+    }
+    stale |= {
+        f"{stage}: {change}"
+        for stage, changes in status.items()
+        for change in changes
+        if isinstance(change, str)
+    }  # "changed command", "always changed"
     assert not stale, f"dvc.lock is stale (run `make demo` and commit it): {sorted(stale)}"
 
 
 def test_toolchain_pins():
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    for pin in ("torch==2.15.0", "torchvision==0.29.2", "open_clip_torch[training]==3.3.0", "webdataset==0.2.86"):
+    for pin in (
+        "torch==2.15.0",
+        "torchvision==0.29.2",
+        "open_clip_torch[training]==3.3.0",
+        "webdataset==0.2.86",
+    ):
         assert pin in deps
     assert all("==" in d for d in deps)
     lock = (REPO / "requirements.lock").read_text()
     for dep in deps:
         name, version = dep.split("==")
-        assert re.search(rf"^{re.escape(name.split('[')[0])}=={re.escape(version)}$", lock, re.M | re.I), dep
+        assert re.search(
+            rf"^{re.escape(name.split('[')[0])}=={re.escape(version)}$", lock, re.M | re.I
+        ), dep
 
 
 def test_install_is_idempotent():

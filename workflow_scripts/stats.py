@@ -33,9 +33,12 @@ def query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 
 
 def per_level(con, level: str) -> pd.DataFrame:
-    return query(con, f"""SELECT coalesce("{level}", '(unknown)') AS "{level}", count(*) AS images,
+    return query(
+        con,
+        f"""SELECT coalesce("{level}", '(unknown)') AS "{level}", count(*) AS images,
                                  count(DISTINCT species) AS species
-                          FROM curated GROUP BY 1 ORDER BY images DESC, 1""")
+                          FROM curated GROUP BY 1 ORDER BY images DESC, 1""",
+    )
 
 
 def lorenz(images_per_species: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -69,22 +72,50 @@ def treemap(frame: pd.DataFrame, path: Path) -> None:
     """Nested boxes kingdom -> phylum -> class -> order -> family, area = images."""
     fig, ax = plt.subplots(figsize=(14, 9))
 
-    def draw(rows: pd.DataFrame, depth: int, x: float, y: float, dx: float, dy: float, colour: str) -> None:
+    def draw(
+        rows: pd.DataFrame, depth: int, x: float, y: float, dx: float, dy: float, colour: str
+    ) -> None:
         level = LEVELS[depth]
         groups = rows.groupby(level, dropna=False, sort=False).images.sum().reset_index()
         groups = groups.sort_values(["images", level], ascending=[False, True])
         sizes = squarify.normalize_sizes(groups.images.tolist(), dx, dy)
-        for (name, total), rect in zip(groups.itertuples(index=False), squarify.squarify(sizes, x, y, dx, dy)):
+        for (name, _images), rect in zip(
+            groups.itertuples(index=False), squarify.squarify(sizes, x, y, dx, dy)
+        ):
             fill = KINGDOM_COLOURS.get(name, "tab:gray") if depth == 0 else colour
-            ax.add_patch(plt.Rectangle((rect["x"], rect["y"]), rect["dx"], rect["dy"], facecolor=fill,
-                                       alpha=0.35, edgecolor="white", linewidth=3 - 0.5 * depth))
+            ax.add_patch(
+                plt.Rectangle(
+                    (rect["x"], rect["y"]),
+                    rect["dx"],
+                    rect["dy"],
+                    facecolor=fill,
+                    alpha=0.35,
+                    edgecolor="white",
+                    linewidth=3 - 0.5 * depth,
+                )
+            )
             # nested boxes share their top-left corner: each depth writes one line lower
             if rect["dx"] > 0.06 and rect["dy"] > 0.025 * (depth + 1) and isinstance(name, str):
-                ax.text(rect["x"] + 0.003, rect["y"] + rect["dy"] - 0.003 - 0.022 * depth, name, va="top",
-                        fontsize=10 - depth, clip_on=True)
+                ax.text(
+                    rect["x"] + 0.003,
+                    rect["y"] + rect["dy"] - 0.003 - 0.022 * depth,
+                    name,
+                    va="top",
+                    fontsize=10 - depth,
+                    clip_on=True,
+                )
             if depth + 1 < len(LEVELS):
-                draw(rows[rows[level] == name] if isinstance(name, str) else rows[rows[level].isna()],
-                     depth + 1, rect["x"], rect["y"], rect["dx"], rect["dy"], fill)
+                draw(
+                    rows[rows[level] == name]
+                    if isinstance(name, str)
+                    else rows[rows[level].isna()],
+                    depth + 1,
+                    rect["x"],
+                    rect["y"],
+                    rect["dx"],
+                    rect["dy"],
+                    fill,
+                )
 
     draw(frame, 0, 0, 0, 1, 1, "tab:gray")
     ax.set_xlim(0, 1)
@@ -112,31 +143,92 @@ def stats(curated: Path, out: Path, top_n: int = TOP_SPECIES) -> dict:
         con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
         levels = {level: per_level(con, level) for level in ("kingdom", "phylum", "class")}
         for level, frame in levels.items():
-            write_table(frame, staging / f"images_species_by_{level}", f"Curated images and species per {level}.")
-        per_species = query(con, """SELECT species, any_value(kingdom) AS kingdom, count(*) AS images FROM curated
-                                    WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""")
-        write_table(per_species.head(top_n), staging / "top_species", f"The {top_n} species with the most images.")
+            write_table(
+                frame,
+                staging / f"images_species_by_{level}",
+                f"Curated images and species per {level}.",
+            )
+        per_species = query(
+            con,
+            """SELECT species, any_value(kingdom) AS kingdom, count(*) AS images FROM curated
+                                    WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""",
+        )
+        write_table(
+            per_species.head(top_n),
+            staging / "top_species",
+            f"The {top_n} species with the most images.",
+        )
         figure2(levels["phylum"], per_species.head(top_n), staging / "figure2_distribution.png")
-        treemap(query(con, f"""SELECT {', '.join(f'"{c}"' for c in LEVELS)}, count(*) AS images FROM curated
-                               GROUP BY ALL ORDER BY ALL"""), staging / "figure3_treemap.png")
+        treemap(
+            query(
+                con,
+                f"""SELECT {", ".join(f'"{c}"' for c in LEVELS)}, count(*) AS images FROM curated
+                               GROUP BY ALL ORDER BY ALL""",
+            ),
+            staging / "figure3_treemap.png",
+        )
         x, y, gini, top20 = lorenz(per_species.images.to_numpy())
         lorenz_plot(x, y, gini, top20, staging / "long_tail_lorenz.png")
-        totals = query(con, "SELECT count(*) AS images, count(DISTINCT species) AS species, "
-                            "count(DISTINCT kingdom) AS kingdoms, min(snapshot) AS snapshot FROM curated").iloc[0]
-        long_tail = pd.DataFrame({
-            "measure": ["species", "images", "gini", "top_20pct_species_image_share", "median_images_per_species",
-                        "species_with_fewer_than_30_images"],
-            "value": pd.Series([len(per_species), int(per_species.images.sum()), round(gini, 4), round(top20, 4),
-                                float(per_species.images.median()), int((per_species.images < 30).sum())],
-                               dtype=object)})
+        totals = query(
+            con,
+            "SELECT count(*) AS images, count(DISTINCT species) AS species, "
+            "count(DISTINCT kingdom) AS kingdoms, min(snapshot) AS snapshot FROM curated",
+        ).iloc[0]
+        long_tail = pd.DataFrame(
+            {
+                "measure": [
+                    "species",
+                    "images",
+                    "gini",
+                    "top_20pct_species_image_share",
+                    "median_images_per_species",
+                    "species_with_fewer_than_30_images",
+                ],
+                "value": pd.Series(
+                    [
+                        len(per_species),
+                        int(per_species.images.sum()),
+                        round(gini, 4),
+                        round(top20, 4),
+                        float(per_species.images.median()),
+                        int((per_species.images < 30).sum()),
+                    ],
+                    dtype=object,
+                ),
+            }
+        )
         write_table(long_tail, staging / "long_tail", "Long-tail statistics of images per species.")
-        table2 = pd.DataFrame({
-            "feature": ["Size", "Diversity", "Kingdoms", "Labels provided", "Data source", "Snapshot"],
-            "BioTrove (this snapshot)": [f"{int(totals.images):,} images", f"{int(totals.species):,} species",
-                                         str(int(totals.kingdoms)), "Common and scientific names, taxonomic hierarchy",
-                                         "iNaturalist Open Data", str(totals.snapshot)[:10]]})
-        write_table(table2, staging / "table2_biotrove_column", "The BioTrove column of the paper's Tables 2 and 6.")
-    return {"images": int(totals.images), "species": int(totals.species), "gini": gini, "top20_share": top20}
+        table2 = pd.DataFrame(
+            {
+                "feature": [
+                    "Size",
+                    "Diversity",
+                    "Kingdoms",
+                    "Labels provided",
+                    "Data source",
+                    "Snapshot",
+                ],
+                "BioTrove (this snapshot)": [
+                    f"{int(totals.images):,} images",
+                    f"{int(totals.species):,} species",
+                    str(int(totals.kingdoms)),
+                    "Common and scientific names, taxonomic hierarchy",
+                    "iNaturalist Open Data",
+                    str(totals.snapshot)[:10],
+                ],
+            }
+        )
+        write_table(
+            table2,
+            staging / "table2_biotrove_column",
+            "The BioTrove column of the paper's Tables 2 and 6.",
+        )
+    return {
+        "images": int(totals.images),
+        "species": int(totals.species),
+        "gini": gini,
+        "top20_share": top20,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.curated]):
         summary = stats(args.curated, args.out)
-    print(f"{args.out}: {summary['images']} images, {summary['species']} species; top 20% of species hold "
-          f"{100 * summary['top20_share']:.1f}% of images", file=sys.stderr)
+    print(
+        f"{args.out}: {summary['images']} images, {summary['species']} species; top 20% of species hold "
+        f"{100 * summary['top20_share']:.1f}% of images",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -51,31 +51,80 @@ def shard_pattern(shards: Path, workers: int, world_size: int) -> str:
     sizes.json."""
     sizes = json.loads((shards / contracts.SHARD_SIZES).read_text())
     if len(sizes) < max(1, workers) * world_size:
-        raise TrainError(f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} processes: "
-                         "lower the recipe's workers or shards.samples_per_shard")
+        raise TrainError(
+            f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} processes: "
+            "lower the recipe's workers or shards.samples_per_shard"
+        )
     last = len(sizes) - 1
     return str(shards / (f"shard-{{000000..{last:06d}}}.tar" if last else "shard-000000.tar"))
 
 
-def open_clip_argv(recipe: dict, seed: int, data: str, samples: int, logs: Path, name: str,
-                   world_size: int) -> list[str]:
+def open_clip_argv(
+    recipe: dict, seed: int, data: str, samples: int, logs: Path, name: str, world_size: int
+) -> list[str]:
     """The recipe as open_clip_train arguments. The recipe's batch size is global: each of the
     world_size processes gets its share."""
     if world_size > 1 and recipe["device"] == "cpu":
-        raise TrainError(f"{world_size} processes on the CPU: open_clip_train's DDP wraps the model for GPUs only "
-                         "(device_ids), so run one process (gpu: 0, nodes: 1) or train on GPUs")
+        raise TrainError(
+            f"{world_size} processes on the CPU: open_clip_train's DDP wraps the model for GPUs only "
+            "(device_ids), so run one process (gpu: 0, nodes: 1) or train on GPUs"
+        )
     if recipe["global_batch_size"] % world_size:
-        raise TrainError(f"global_batch_size {recipe['global_batch_size']} does not split over {world_size} "
-                         "processes: make it a multiple of gpus x nodes")
-    argv = ["--train-data", data, "--dataset-type", "webdataset", "--train-num-samples", str(samples),
-            "--model", recipe["model"], "--epochs", str(recipe["epochs"]),
-            "--batch-size", str(recipe["global_batch_size"] // world_size), "--lr", str(recipe["lr"]),
-            "--wd", str(recipe["wd"]), "--beta1", str(recipe["beta1"]), "--beta2", str(recipe["beta2"]),
-            "--eps", str(recipe["eps"]), "--warmup", str(recipe["warmup"]), "--precision", recipe["precision"],
-            "--device", recipe["device"], "--workers", str(recipe["workers"]), "--seed", str(seed),
-            "--logs", str(logs), "--name", name, "--resume", "latest", "--save-frequency", "1",
-            "--delete-previous-checkpoint",
-            "--zeroshot-frequency", "0", "--val-frequency", "0", "--report-to", "", "--log-every-n-steps", "10"]
+        raise TrainError(
+            f"global_batch_size {recipe['global_batch_size']} does not split over {world_size} "
+            "processes: make it a multiple of gpus x nodes"
+        )
+    argv = [
+        "--train-data",
+        data,
+        "--dataset-type",
+        "webdataset",
+        "--train-num-samples",
+        str(samples),
+        "--model",
+        recipe["model"],
+        "--epochs",
+        str(recipe["epochs"]),
+        "--batch-size",
+        str(recipe["global_batch_size"] // world_size),
+        "--lr",
+        str(recipe["lr"]),
+        "--wd",
+        str(recipe["wd"]),
+        "--beta1",
+        str(recipe["beta1"]),
+        "--beta2",
+        str(recipe["beta2"]),
+        "--eps",
+        str(recipe["eps"]),
+        "--warmup",
+        str(recipe["warmup"]),
+        "--precision",
+        recipe["precision"],
+        "--device",
+        recipe["device"],
+        "--workers",
+        str(recipe["workers"]),
+        "--seed",
+        str(seed),
+        "--logs",
+        str(logs),
+        "--name",
+        name,
+        "--resume",
+        "latest",
+        "--save-frequency",
+        "1",
+        "--delete-previous-checkpoint",
+        "--zeroshot-frequency",
+        "0",
+        "--val-frequency",
+        "0",
+        "--report-to",
+        "",
+        "--log-every-n-steps",
+        "10",
+    ]
     if recipe["pretrained"]:
         argv += ["--pretrained", recipe["pretrained"]]
     return argv + list(recipe["flags"])
@@ -93,16 +142,23 @@ def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int
     def stage(bufsize: int, initial: int):
         def run(samples):
             worker = get_worker_info().id if get_worker_info() else 0
-            shuffle_rng, caption_rng = random.Random(f"{seed}-{worker}"), random.Random(f"{seed}-captions-{worker}")
+            shuffle_rng, caption_rng = (
+                random.Random(f"{seed}-{worker}"),
+                random.Random(f"{seed}-captions-{worker}"),
+            )
             key = None
             for number, sample in enumerate(_shuffle(samples, bufsize, initial, rng=shuffle_rng)):
                 if per == "sample" or number % batch_size == 0:
                     key = caption_rng.choice(keys)
                 sample["txt"] = sample[key]
-                if "gif" in sample:  # open_clip_train drops any image not jpg/jpeg/png/webp; PIL reads GIF bytes
+                if (
+                    "gif" in sample
+                ):  # open_clip_train drops any image not jpg/jpeg/png/webp; PIL reads GIF bytes
                     sample["png"] = sample.pop("gif")  # by their content under any key
                 yield sample
+
         return run
+
     return stage
 
 
@@ -139,7 +195,9 @@ def final_loss(log: str) -> float | None:
     return float(losses[-1]) if losses else None
 
 
-def train(shards: Path, out: Path, name: str, settings: dict | None = None, threads: int | None = None) -> dict:
+def train(
+    shards: Path, out: Path, name: str, settings: dict | None = None, threads: int | None = None
+) -> dict:
     import open_clip_train.data
     import open_clip_train.main
     import torch
@@ -154,20 +212,35 @@ def train(shards: Path, out: Path, name: str, settings: dict | None = None, thre
     split = Path(contracts.shard_set(str(shards), SPLIT))
     samples = sum(json.loads((split / contracts.SHARD_SIZES).read_text()).values())
     partial = out.with_name(out.name + ".partial")
-    argv = open_clip_argv(recipe, settings["seed"], shard_pattern(split, recipe["workers"], world_size()), samples,
-                          partial.parent, partial.name, world_size())
+    argv = open_clip_argv(
+        recipe,
+        settings["seed"],
+        shard_pattern(split, recipe["workers"], world_size()),
+        samples,
+        partial.parent,
+        partial.name,
+        world_size(),
+    )
     recorded = partial / "argv.json"
     if rank() == 0:
         if recorded.exists() and json.loads(recorded.read_text()) != argv:
-            raise TrainError(f"{partial} holds an interrupted run with other settings: remove it to start afresh, "
-                             "or restore the settings to resume it")
+            raise TrainError(
+                f"{partial} holds an interrupted run with other settings: remove it to start afresh, "
+                "or restore the settings to resume it"
+            )
         partial.mkdir(parents=True, exist_ok=True)
         write_json(recorded, argv)
         if dropped := drop_unreadable_checkpoints(partial / "checkpoints"):
-            print(f"train: removed unreadable checkpoints of an interrupted run: {', '.join(dropped)}", file=sys.stderr)
-    open_clip_train.data.wds.shuffle = caption_stage(settings["seed"], settings["caption_types"],
-                                                     settings["caption_choice"], recipe["global_batch_size"] //
-                                                     world_size())
+            print(
+                f"train: removed unreadable checkpoints of an interrupted run: {', '.join(dropped)}",
+                file=sys.stderr,
+            )
+    open_clip_train.data.wds.shuffle = caption_stage(
+        settings["seed"],
+        settings["caption_types"],
+        settings["caption_choice"],
+        recipe["global_batch_size"] // world_size(),
+    )
     if open_clip_train.main.main(argv) == -1:
         raise TrainError(f"open_clip_train stopped early: see {partial / 'out.log'}")
     if rank():
@@ -176,10 +249,17 @@ def train(shards: Path, out: Path, name: str, settings: dict | None = None, thre
     if not checkpoint.exists():
         raise TrainError(f"{checkpoint}: missing after training: see {partial / 'out.log'}")
     log = (partial / "out.log").read_text()
-    metrics = {"recipe": name, "epochs": recipe["epochs"], "samples_per_epoch": samples, "final_loss": final_loss(log)}
+    metrics = {
+        "recipe": name,
+        "epochs": recipe["epochs"],
+        "samples_per_epoch": samples,
+        "final_loss": final_loss(log),
+    }
     with building(out) as staging:
         final = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        torch.save({k: final[k] for k in ("epoch", "name", "state_dict")}, staging / contracts.CHECKPOINT)  # no optimizer
+        torch.save(
+            {k: final[k] for k in ("epoch", "name", "state_dict")}, staging / contracts.CHECKPOINT
+        )  # no optimizer
         shutil.copyfile(recorded, staging / contracts.TRAIN_ARGV)
         (staging / "train.log").write_text(log)
         write_json(staging / contracts.METRICS, metrics)
@@ -189,7 +269,9 @@ def train(shards: Path, out: Path, name: str, settings: dict | None = None, thre
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="train")
-    parser.add_argument("--shards", type=Path, required=True, help="Train's shards folder (its train/ is read)")
+    parser.add_argument(
+        "--shards", type=Path, required=True, help="Train's shards folder (its train/ is read)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the model folder to write")
     parser.add_argument("--recipe", required=True, help="a key of train.recipes")
     parser.add_argument("--threads", type=int, help="torch CPU threads (also set OMP_NUM_THREADS)")

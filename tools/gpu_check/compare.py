@@ -43,9 +43,16 @@ from workflow_scripts.common.config import settings  # noqa: E402
 # open_clip_train 3.3.0 train.py's log line: "Train Epoch: {epoch} [{n}/{N} ({p}%)] Data (t): {avg:.3f}
 # Batch (t): {avg:.3f}, {last step's samples/s:#g}/s, {last step's per GPU:#g}/s/gpu LR: ..."
 LINE = re.compile(r"Train Epoch: (\d+) \[[^\]]*\] Data \(t\): ([\d.]+) Batch \(t\): ([\d.]+),")
-BENCHMARKS = ["train", "lifestages"]  # what prepare.sh carries (subsets and shard sets) and evaluation reads
+BENCHMARKS = [
+    "train",
+    "lifestages",
+]  # what prepare.sh carries (subsets and shard sets) and evaluation reads
 LEVELS_BENCHMARK = "train"
-SHARES = {"project": 2, "bare": 2, "evaluate": 1}  # the budget's split, of what is left when a stage starts
+SHARES = {
+    "project": 2,
+    "bare": 2,
+    "evaluate": 1,
+}  # the budget's split, of what is left when a stage starts
 MARGIN = 10  # seconds kept back from each share: stopping a stage and writing result.json
 MINIMUM = 20  # a stage with a share below this is skipped
 GRACE = 10  # seconds between SIGTERM and SIGKILL for a stage past its share
@@ -54,12 +61,18 @@ GRACE = 10  # seconds between SIGTERM and SIGKILL for a stage past its share
 def rates(log: str, batch_per_gpu: int) -> dict | None:
     """Median samples/s per GPU (batch_per_gpu over each log line's window-averaged batch time) and
     median data-wait share (data time over batch time) over the log lines after epoch 0."""
-    found = [(batch_per_gpu / float(batch), float(data) / float(batch)) for epoch, data, batch in LINE.findall(log)
-             if int(epoch) >= 1 and float(batch) > 0]
+    found = [
+        (batch_per_gpu / float(batch), float(data) / float(batch))
+        for epoch, data, batch in LINE.findall(log)
+        if int(epoch) >= 1 and float(batch) > 0
+    ]
     if not found:
         return None
-    return {"intervals": len(found), "median_samples_per_s_per_gpu": round(statistics.median(r for r, _ in found), 1),
-            "median_data_wait_share": round(statistics.median(w for _, w in found), 3)}
+    return {
+        "intervals": len(found),
+        "median_samples_per_s_per_gpu": round(statistics.median(r for r, _ in found), 1),
+        "median_data_wait_share": round(statistics.median(w for _, w in found), 3),
+    }
 
 
 def project_over_bare(project: dict | None, bare: dict | None) -> float | None:
@@ -80,7 +93,9 @@ def timed(command: list[str], log: Path, cwd: Path, timeout: float) -> dict:
     started = time.monotonic()
     timed_out = False
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -96,12 +111,18 @@ def timed(command: list[str], log: Path, cwd: Path, timeout: float) -> dict:
                 except subprocess.TimeoutExpired:
                     continue
             process.wait()
-    return {"rc": process.returncode, "timed_out": timed_out, "timeout_s": round(timeout, 1),
-            "wall_s": round(time.monotonic() - started, 1)}
+    return {
+        "rc": process.returncode,
+        "timed_out": timed_out,
+        "timeout_s": round(timeout, 1),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for name in ("data", "snapshot", "work", "out"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     parser.add_argument("--model", default="ViT-B-16")
@@ -110,19 +131,40 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="per GPU (one GPU)")
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=420, help="seconds for the three stages together")
-    parser.add_argument("--setup-s", type=float, help="seconds check.sh spent before this (recorded)")
+    parser.add_argument(
+        "--budget", type=float, default=420, help="seconds for the three stages together"
+    )
+    parser.add_argument(
+        "--setup-s", type=float, help="seconds check.sh spent before this (recorded)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.budget
-    recipe = {**copy.deepcopy(settings("train", {})["recipes"]["bt-clip-o"]), "model": args.model, "pretrained": None,
-              "epochs": args.epochs, "global_batch_size": args.batch, "warmup": 100, "precision": args.precision,
-              "device": args.device, "workers": args.workers, "gpu": 1,
-              "flags": ["--dataset-resampled", "--ddp-static-graph", "--grad-checkpointing"]}
+    recipe = {
+        **copy.deepcopy(settings("train", {})["recipes"]["bt-clip-o"]),
+        "model": args.model,
+        "pretrained": None,
+        "epochs": args.epochs,
+        "global_batch_size": args.batch,
+        "warmup": 100,
+        "precision": args.precision,
+        "device": args.device,
+        "workers": args.workers,
+        "gpu": 1,
+        "flags": ["--dataset-resampled", "--ddp-static-graph", "--grad-checkpointing"],
+    }
     train_settings = {"recipes": {"gpu-check": recipe}}
-    result = {"model": args.model, "precision": args.precision, "device": args.device, "batch_per_gpu": args.batch,
-              "workers": args.workers, "epochs": args.epochs, "budget_s": args.budget, "setup_s": args.setup_s,
-              "done": []}
+    result = {
+        "model": args.model,
+        "precision": args.precision,
+        "device": args.device,
+        "batch_per_gpu": args.batch,
+        "workers": args.workers,
+        "epochs": args.epochs,
+        "budget_s": args.budget,
+        "setup_s": args.setup_s,
+        "done": [],
+    }
 
     def save(stage: str) -> None:
         result["done"].append(stage)
@@ -139,11 +181,28 @@ def main() -> None:
         return result[stage]
 
     model_dir = args.work / "models" / "gpu-check"
-    if run("project", [sys.executable, "-m", "workflow_scripts.train", "--shards", str(args.data / "project"),
-                       "--out", str(model_dir), "--recipe", "gpu-check", "--settings", json.dumps(train_settings)],
-           REPO):
-        log = model_dir / "train.log" if (model_dir / "train.log").exists() else \
-            model_dir.with_name("gpu-check.partial") / "out.log"
+    if run(
+        "project",
+        [
+            sys.executable,
+            "-m",
+            "workflow_scripts.train",
+            "--shards",
+            str(args.data / "project"),
+            "--out",
+            str(model_dir),
+            "--recipe",
+            "gpu-check",
+            "--settings",
+            json.dumps(train_settings),
+        ],
+        REPO,
+    ):
+        log = (
+            model_dir / "train.log"
+            if (model_dir / "train.log").exists()
+            else model_dir.with_name("gpu-check.partial") / "out.log"
+        )
         result["project"]["rates"] = rates(log.read_text(), args.batch) if log.exists() else None
     save("project")
 
@@ -152,32 +211,62 @@ def main() -> None:
     argv = train.open_clip_argv(recipe, 0, data, sum(sizes.values()), args.work / "logs", "bare", 1)
     if run("bare", [sys.executable, "-m", "open_clip_train.main", *argv], args.work):
         bare_log = args.work / "logs" / "bare" / "out.log"
-        result["bare"]["rates"] = rates(bare_log.read_text(), args.batch) if bare_log.exists() else None
-    result["project_over_bare"] = project_over_bare(result["project"].get("rates"), result["bare"].get("rates"))
+        result["bare"]["rates"] = (
+            rates(bare_log.read_text(), args.batch) if bare_log.exists() else None
+        )
+    result["project_over_bare"] = project_over_bare(
+        result["project"].get("rates"), result["bare"].get("rates")
+    )
     save("bare")
 
     # the project's checkpoint; if its run was stopped, bare open_clip's last whole epoch
     checkpoint = model_dir / "checkpoint.pt"
     if not checkpoint.exists():
-        saved = sorted((args.work / "logs" / "bare" / "checkpoints").glob("epoch_*.pt"),
-                       key=lambda path: int(re.sub(r"\D", "", path.stem) or -1))
+        saved = sorted(
+            (args.work / "logs" / "bare" / "checkpoints").glob("epoch_*.pt"),
+            key=lambda path: int(re.sub(r"\D", "", path.stem) or -1),
+        )
         checkpoint = saved[-1] if saved else None
     if checkpoint is None:
         result["evaluate"] = {"skipped": "no checkpoint"}
     else:
-        evaluation = {"device": args.device, "precision": args.precision, "batch_size": args.batch,
-                      "workers": args.workers, "benchmarks": BENCHMARKS, "levels_benchmark": LEVELS_BENCHMARK,
-                      "models": {}}
-        if run("evaluate", [sys.executable, "-m", "workflow_scripts.evaluate",
-                            "--shards", *(contracts.shards(str(args.snapshot), name) for name in BENCHMARKS),
-                            "--tables", *(contracts.subset_table(str(args.snapshot), name) for name in BENCHMARKS),
-                            "--model", args.model, "--pretrained", str(checkpoint), "--settings",
-                            json.dumps(evaluation), "--out", str(args.work / "eval")], REPO):
+        evaluation = {
+            "device": args.device,
+            "precision": args.precision,
+            "batch_size": args.batch,
+            "workers": args.workers,
+            "benchmarks": BENCHMARKS,
+            "levels_benchmark": LEVELS_BENCHMARK,
+            "models": {},
+        }
+        if run(
+            "evaluate",
+            [
+                sys.executable,
+                "-m",
+                "workflow_scripts.evaluate",
+                "--shards",
+                *(contracts.shards(str(args.snapshot), name) for name in BENCHMARKS),
+                "--tables",
+                *(contracts.subset_table(str(args.snapshot), name) for name in BENCHMARKS),
+                "--model",
+                args.model,
+                "--pretrained",
+                str(checkpoint),
+                "--settings",
+                json.dumps(evaluation),
+                "--out",
+                str(args.work / "eval"),
+            ],
+            REPO,
+        ):
             result["evaluate"]["checkpoint"] = str(checkpoint.relative_to(args.work))
             metrics = args.work / "eval" / "metrics.json"
             if metrics.exists():
-                result["evaluate"]["top1"] = {name: scored["top1"] for name, scored in
-                                              json.loads(metrics.read_text())["benchmarks"].items()}
+                result["evaluate"]["top1"] = {
+                    name: scored["top1"]
+                    for name, scored in json.loads(metrics.read_text())["benchmarks"].items()
+                }
     save("evaluate")
     print(json.dumps(result, indent=1))
 

@@ -40,7 +40,9 @@ def write(job: tuple[Path, list[dict], bool]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("--shards", type=int, default=24)
@@ -48,8 +50,10 @@ def main() -> None:
     args = parser.parse_args()
     split = args.source / "train"
     tars = [str(split / name) for name in json.loads((split / "sizes.json").read_text())]
-    base = [{k: v for k, v in s.items() if k != "__url__" and k != "__local_path__"}
-            for s in wds.WebDataset(tars, shardshuffle=False)]
+    base = [
+        {k: v for k, v in s.items() if k != "__url__" and k != "__local_path__"}
+        for s in wds.WebDataset(tars, shardshuffle=False)
+    ]
     with ProcessPoolExecutor() as pool:
         base = list(pool.map(medium, base, chunksize=64))
     total = args.shards * args.per_shard
@@ -60,8 +64,10 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         names = [f"shard-{n:06d}.tar" for n in range(args.shards)]
         (folder / "sizes.json").write_text(json.dumps({name: args.per_shard for name in names}))
-        jobs += [(folder / name, samples[n * args.per_shard:(n + 1) * args.per_shard], bare)
-                 for n, name in enumerate(names)]
+        jobs += [
+            (folder / name, samples[n * args.per_shard : (n + 1) * args.per_shard], bare)
+            for n, name in enumerate(names)
+        ]
     with ProcessPoolExecutor() as pool:
         written = sum(pool.map(write, jobs))
     print(json.dumps({"unique_images": len(base), "samples": total, "written": written}))

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
 LEVELS = (*RANKS, "species")
-CAPTION_TYPES = ("com", "common_name", "sci", "scientific_name", "sci_com", "taxon", "taxonomic_name", "taxonTag",
-                 "taxon_com", "taxonTag_com")
+CAPTION_TYPES = (
+    "com",
+    "common_name",
+    "sci",
+    "scientific_name",
+    "sci_com",
+    "taxon",
+    "taxonomic_name",
+    "taxonTag",
+    "taxon_com",
+    "taxonTag_com",
+)
 
 
 def species_names(row: dict) -> dict[str, str]:
@@ -19,7 +29,11 @@ def species_names(row: dict) -> dict[str, str]:
     common name (the scientific name when it has none)."""
     scientific = row["species"] or row["scientific_name"]
     taxonomic = " ".join([row[rank] for rank in RANKS if row.get(rank)] + [scientific.split()[-1]])
-    return {"scientific": scientific, "taxonomic": taxonomic, "common": row.get("common_name") or scientific}
+    return {
+        "scientific": scientific,
+        "taxonomic": taxonomic,
+        "common": row.get("common_name") or scientific,
+    }
 
 
 def captions(row: dict) -> dict[str, str]:
@@ -27,7 +41,9 @@ def captions(row: dict) -> dict[str, str]:
     names = species_names(row)
     scientific, taxonomic, common = names["scientific"], names["taxonomic"], names["common"]
     epithet = scientific.split()[-1]
-    tagged = " ".join([f"{rank} {row[rank]}" for rank in RANKS if row.get(rank)] + [f"species {epithet}"])
+    tagged = " ".join(
+        [f"{rank} {row[rank]}" for rank in RANKS if row.get(rank)] + [f"species {epithet}"]
+    )
     return {
         "com": f"a photo of {common}.",
         "common_name": f"{common}.",

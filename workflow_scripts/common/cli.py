@@ -27,15 +27,27 @@ class StageError(Exception):
 def parser(module: str, doc: str | None, section: str | None = None) -> argparse.ArgumentParser:
     """An argument parser for `python -m <module>`; with a config section, --settings and --config."""
     module = module.removesuffix(".__main__")
-    result = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    result = argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     if section:
-        result.add_argument("--settings", type=json.loads, default={},
-                            help=f"config.yaml's `{section}` section as JSON (what the rule passes); the schema "
-                                 "fills in what it leaves out")
-        result.add_argument("--config", type=Path, help=f"a config.yaml whose `{section}` section to use "
-                            "(--settings goes on top)")
-    result.add_argument("--provenance", type=Path, help="where to write the run's provenance (beside its outputs)")
+        result.add_argument(
+            "--settings",
+            type=json.loads,
+            default={},
+            help=f"config.yaml's `{section}` section as JSON (what the rule passes); the schema "
+            "fills in what it leaves out",
+        )
+        result.add_argument(
+            "--config",
+            type=Path,
+            help=f"a config.yaml whose `{section}` section to use (--settings goes on top)",
+        )
+    result.add_argument(
+        "--provenance", type=Path, help="where to write the run's provenance (beside its outputs)"
+    )
     result.add_argument("--date", help="the snapshot's date, for the provenance")
     result.set_defaults(module=module, section=section)
     return result
@@ -61,5 +73,10 @@ def running(args: argparse.Namespace, inputs: list[Path], recorded: dict | None 
         print(f"{args.module.rpartition('.')[2]} failed: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     if args.provenance:
-        provenance.write(args.provenance, args.module, recorded if recorded is not None else values,
-                         [Path(p) for p in inputs if p], args.date)
+        provenance.write(
+            args.provenance,
+            args.module,
+            recorded if recorded is not None else values,
+            [Path(p) for p in inputs if p],
+            args.date,
+        )

@@ -44,7 +44,9 @@ def _module_name(path: Path) -> str:
 def imported(path: Path) -> tuple[set[str], set[str]]:
     """(modules of this package, top-level names of other modules) that the file imports."""
     ours, others = set(), set()
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    package = (
+        _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    )
     for node in ast.walk(_parsed(path)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -90,7 +92,12 @@ def data_files(modules: list[Path]) -> list[Path]:
     found: set[Path] = set()
     for path in modules:
         for node in ast.walk(_parsed(path)):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value and "\n" not in node.value:
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value
+                and "\n" not in node.value
+            ):
                 try:
                     target = (path.parent / node.value).resolve()
                     is_file, is_dir = target.is_file(), target.is_dir()
@@ -101,8 +108,13 @@ def data_files(modules: list[Path]) -> list[Path]:
                 if is_file and target.suffix != ".py":
                     found.add(target)
                 elif is_dir:
-                    found.update(p for p in target.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
-                                 and "__pycache__" not in p.parts)
+                    found.update(
+                        p
+                        for p in target.rglob("*")
+                        if p.is_file()
+                        and p.suffix not in (".py", ".pyc")
+                        and "__pycache__" not in p.parts
+                    )
     return sorted(found)
 
 
@@ -121,15 +133,20 @@ def distribution(top_level: str) -> str:
     """The installed distribution that provides an importable top-level name."""
     providers = metadata.packages_distributions().get(top_level)
     if not providers:
-        raise LookupError(f"no installed distribution provides the module {top_level!r}: install the project "
-                          "(make install) or add it to pyproject.toml")
+        raise LookupError(
+            f"no installed distribution provides the module {top_level!r}: install the project "
+            "(make install) or add it to pyproject.toml"
+        )
     return providers[0]
 
 
 def versions(entry_points: list[str]) -> dict[str, str]:
     """Python's version and that of every third-party distribution the code imports."""
     found = {distribution(name) for name in third_party(entry_points)}
-    return {"python": sys.version.split()[0], **{name: metadata.version(name) for name in sorted(found)}}
+    return {
+        "python": sys.version.split()[0],
+        **{name: metadata.version(name) for name in sorted(found)},
+    }
 
 
 def digest(files: list[Path]) -> str:

@@ -26,23 +26,31 @@ class ConfigError(ValueError):
 
 def _filling_defaults(check_properties):
     """The schema's `properties` check, first filling in each missing property's default (a copy)."""
+
     def check(validator, properties, instance, schema):
         if validator.is_type(instance, "object"):
             for name, subschema in properties.items():
                 if "default" in subschema:
                     instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from check_properties(validator, properties, instance, schema)
+
     return check
 
 
 _VALIDATOR = validators.extend(
-    Draft202012Validator, {"properties": _filling_defaults(Draft202012Validator.VALIDATORS["properties"])},
-)(yaml.safe_load(SCHEMA.read_text(encoding="utf-8")), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    Draft202012Validator,
+    {"properties": _filling_defaults(Draft202012Validator.VALIDATORS["properties"])},
+)(
+    yaml.safe_load(SCHEMA.read_text(encoding="utf-8")),
+    format_checker=Draft202012Validator.FORMAT_CHECKER,
+)
 
 
 def _key(path) -> str:
     """A config key as written in messages: train.run[0], evaluate.models.tiny-cpu.recipe."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(
+        "."
+    )
 
 
 def _choices(names) -> str:
@@ -60,7 +68,9 @@ def _schema_checked(config: dict) -> dict:
         problem = f"{error.instance!r} is not a real {error.validator_value} (YYYY-MM-DD)"
     else:
         problem = error.message
-    if error.parent is not None and "description" in error.parent.schema:  # one of several forms: say which
+    if (
+        error.parent is not None and "description" in error.parent.schema
+    ):  # one of several forms: say which
         problem += f" (allowed: {error.parent.schema['description'].strip()})"
     raise ConfigError(f"config {_key(error.absolute_path) or '(top level)'}: {problem}")
 
@@ -72,19 +82,27 @@ def _check_names(config: dict) -> None:
     recipes = config["train"]["recipes"]
     for name in config["train"]["run"]:
         if name not in recipes:
-            raise ConfigError(f"config train.run: no recipe {name!r} in train.recipes (choices: {_choices(recipes)})")
+            raise ConfigError(
+                f"config train.run: no recipe {name!r} in train.recipes (choices: {_choices(recipes)})"
+            )
     for model, entry in config["evaluate"]["models"].items():
         if "recipe" in entry and entry["recipe"] not in recipes:
-            raise ConfigError(f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in train.recipes "
-                              f"(choices: {_choices(recipes)})")
+            raise ConfigError(
+                f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in train.recipes "
+                f"(choices: {_choices(recipes)})"
+            )
     benchmarks = config["evaluate"]["benchmarks"]
     taken = sorted(set(config["evaluate"]["external"]) & {*contracts.SUBSETS, contracts.TRAIN_TEST})
     if taken:
-        raise ConfigError(f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: rename it")
+        raise ConfigError(
+            f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: rename it"
+        )
     _check_genus_sampled(config)
     if config["evaluate"]["levels_benchmark"] not in benchmarks:
-        raise ConfigError(f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
-                          f"evaluate.benchmarks (choices: {_choices(benchmarks)})")
+        raise ConfigError(
+            f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
+            f"evaluate.benchmarks (choices: {_choices(benchmarks)})"
+        )
 
 
 def _check_genus_sampled(config: dict) -> None:
@@ -94,26 +112,36 @@ def _check_genus_sampled(config: dict) -> None:
     subsets = config["subsets"]
     unknown = sorted(set(subsets["genus_sampled"]["categories"]) - set(subsets["categories"]))
     if unknown:
-        raise ConfigError(f"config subsets.genus_sampled.categories: {unknown[0]!r} is not in subsets.categories "
-                          f"(choices: {_choices(subsets['categories'])})")
+        raise ConfigError(
+            f"config subsets.genus_sampled.categories: {unknown[0]!r} is not in subsets.categories "
+            f"(choices: {_choices(subsets['categories'])})"
+        )
     if any(taxon["rank"] == "species" for taxon in subsets["genus_sampled"]["include"]):
-        raise ConfigError("config subsets.genus_sampled.include: a species would take part of a genus: name a genus "
-                          "or a higher taxon")
+        raise ConfigError(
+            "config subsets.genus_sampled.include: a species would take part of a genus: name a genus "
+            "or a higher taxon"
+        )
     if subsets["genus_sampled"]["genera"]:
         return
-    for key, listed in (("images.subsets", config["images"]["subsets"]),
-                        ("evaluate.benchmarks", config["evaluate"]["benchmarks"]),
-                        ("export.inat2021", config["export"]["inat2021"])):
+    for key, listed in (
+        ("images.subsets", config["images"]["subsets"]),
+        ("evaluate.benchmarks", config["evaluate"]["benchmarks"]),
+        ("export.inat2021", config["export"]["inat2021"]),
+    ):
         if contracts.GENUS_SAMPLED in listed:
-            raise ConfigError(f"config {key}: {contracts.GENUS_SAMPLED} is listed but subsets.genus_sampled.genera is 0 (none "
-                              "drawn): set it to a count or a fraction of genera, or remove it from the list")
+            raise ConfigError(
+                f"config {key}: {contracts.GENUS_SAMPLED} is listed but subsets.genus_sampled.genera is 0 (none "
+                "drawn): set it to a count or a fraction of genera, or remove it from the list"
+            )
 
 
 def check_shot_bands(edges: list[int]) -> None:
     """evaluate.shot_bands: lower edges from 1 up, increasing."""
     if edges[0] != 1 or any(low >= high for low, high in zip(edges, edges[1:])):
-        raise ConfigError(f"config evaluate.shot_bands: {edges} does not start at 1 and increase: list each band's "
-                          "lowest number of Train images, from 1 up (0, absent from Train, is a band of its own)")
+        raise ConfigError(
+            f"config evaluate.shot_bands: {edges} does not start at 1 and increase: list each band's "
+            "lowest number of Train images, from 1 up (0, absent from Train, is a band of its own)"
+        )
 
 
 def validated(config: dict) -> dict:
@@ -160,11 +188,16 @@ def memory_mb(text: str) -> int:
     match = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", text, re.I)
     if not match:
         raise ValueError(f"not a memory size: {text!r} (write e.g. 4GB or 512MB)")
-    scale = {"K": 1 / 1024, "": 1 / 1024**2, "M": 1, "G": 1024, "T": 1024**2}[match.group(2).upper()]
+    scale = {"K": 1 / 1024, "": 1 / 1024**2, "M": 1, "G": 1024, "T": 1024**2}[
+        match.group(2).upper()
+    ]
     return max(1, round(float(match.group(1)) * scale))
 
 
-MASTER_PORTS = (20000, 10000)  # the multi-node rendezvous port: 20000 + SLURM_JOB_ID % 10000 (below Linux's
+MASTER_PORTS = (
+    20000,
+    10000,
+)  # the multi-node rendezvous port: 20000 + SLURM_JOB_ID % 10000 (below Linux's
 # ephemeral ports, 32768 up; one per job, so two jobs sharing a node do not collide)
 
 
@@ -174,8 +207,10 @@ def slurm_rendezvous() -> str:
     `scontrol show hostnames` lists SLURM_JOB_NODELIST) and MASTER_PORT (MASTER_PORTS, from the job
     id). Shell assignments for the srun command they prefix; srun passes them to every task."""
     base, span = MASTER_PORTS
-    return ('MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
-            f" MASTER_PORT=$(({base} + SLURM_JOB_ID % {span}))")
+    return (
+        'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+        f" MASTER_PORT=$(({base} + SLURM_JOB_ID % {span}))"
+    )
 
 
 def train_launcher(recipe: dict) -> str:
@@ -183,8 +218,10 @@ def train_launcher(recipe: dict) -> str:
     GPU on one node; or, across nodes, srun with one task per GPU (open_clip's SLURM recipe: each
     task reads its rank from SLURM's environment, and finds rank 0 at slurm_rendezvous()'s address)."""
     if recipe["nodes"] > 1:
-        return (f"{slurm_rendezvous()} srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn"
-                " python -u")
+        return (
+            f"{slurm_rendezvous()} srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn"
+            " python -u"
+        )
     if recipe["gpu"] > 1:
         return f"torchrun --standalone --nproc_per_node={recipe['gpu']}"
     return "python"
@@ -197,7 +234,14 @@ def evaluated_model(config: dict, name: str, date: str) -> dict:
     if "recipe" not in entry:
         return {**entry, "checkpoint": None}
     if entry["recipe"] not in config["train"]["recipes"]:
-        raise ValueError(f"config evaluate.models.{name}: no recipe {entry['recipe']!r} in train.recipes")
-    checkpoint = f"{contracts.model(config['models_root'], date, entry['recipe'])}/{contracts.CHECKPOINT}"
-    return {"model": config["train"]["recipes"][entry["recipe"]]["model"], "pretrained": checkpoint,
-            "checkpoint": checkpoint}
+        raise ValueError(
+            f"config evaluate.models.{name}: no recipe {entry['recipe']!r} in train.recipes"
+        )
+    checkpoint = (
+        f"{contracts.model(config['models_root'], date, entry['recipe'])}/{contracts.CHECKPOINT}"
+    )
+    return {
+        "model": config["train"]["recipes"][entry["recipe"]]["model"],
+        "pretrained": checkpoint,
+        "checkpoint": checkpoint,
+    }

@@ -29,7 +29,9 @@ def subsets_by_name(tables: list) -> dict[str, str]:
     """{subset: its table} for the subsets' tables, each named <subset>.parquet: all of them, once."""
     found = by_subset(tables)
     if sorted(found) != sorted(SUBSETS):
-        raise ValueError(f"expected the tables of {', '.join(SUBSETS)}, got {', '.join(map(str, tables))}")
+        raise ValueError(
+            f"expected the tables of {', '.join(SUBSETS)}, got {', '.join(map(str, tables))}"
+        )
     return {subset: found[subset] for subset in SUBSETS}
 
 
@@ -46,7 +48,11 @@ def by_subset(paths: list, what: str = "tables") -> dict[str, str]:
     for path in dict.fromkeys(map(str, paths)):
         subset = subset_of(path)
         if subset not in SUBSETS or (what == "tables") != path.endswith(subset_file("")):
-            kind = "table (<subset>.parquet)" if what == "tables" else "shards folder (shards/<subset>)"
+            kind = (
+                "table (<subset>.parquet)"
+                if what == "tables"
+                else "shards folder (shards/<subset>)"
+            )
             raise ValueError(f"{path}: not a subset's {kind}; the subsets: {', '.join(SUBSETS)}")
         if subset in found:
             raise ValueError(f"two {what} of {subset}: {found[subset]} and {path}")
@@ -59,8 +65,10 @@ def subset_inputs(shards: list, tables: list) -> dict[str, tuple[str, str]]:
     order: each subset's both, once."""
     folders, named = by_subset(shards, "shards"), by_subset(tables, "tables")
     if sorted(folders) != sorted(named):
-        raise ValueError(f"shards of {', '.join(folders) or 'no subset'} but tables of "
-                         f"{', '.join(named) or 'no subset'}: each subset needs both")
+        raise ValueError(
+            f"shards of {', '.join(folders) or 'no subset'} but tables of "
+            f"{', '.join(named) or 'no subset'}: each subset needs both"
+        )
     return {subset: (folders[subset], named[subset]) for subset in named}
 
 
@@ -70,7 +78,9 @@ def sample(data: str) -> str:
 
 
 SAMPLE_BUCKET = "bucket"  # the bucket's layout: tables, monthly bundles, taxonomy archive, photos/
-SAMPLE_LIFESTAGES = "observations-lifestages.csv"  # an iNaturalist web export with a Life Stage column
+SAMPLE_LIFESTAGES = (
+    "observations-lifestages.csv"  # an iNaturalist web export with a Life Stage column
+)
 SAMPLE_PLANTED = "planted.json"  # what the generator planted, for tests
 
 
@@ -152,7 +162,9 @@ def images(snapshot_dir: str, subset: str = "{subset}") -> str:
 
 
 DOWNLOAD_REPORT = "download_report.json"
-FAILURES = "failures.parquet"  # the ledger: photo_id, url, reason, attempts of each image not downloaded
+FAILURES = (
+    "failures.parquet"  # the ledger: photo_id, url, reason, attempts of each image not downloaded
+)
 CHUNK_URLS = "urls.parquet"  # one chunk's URL list (photo_id, url), in its folder
 CHUNK_REPORT = "report.json"  # one chunk's downloads, in its folder
 HASHES = "hashes.parquet"  # perceptual hashes (photo_id, hash, mirrored, quality): a chunk's, then its subset's
@@ -320,12 +332,22 @@ def diff(results: str, previous: str = "{previous}", current: str = "{current}")
 def compared_files(snapshot_dir: str) -> dict[str, str | list[str]]:
     """What the diff reads of each snapshot: the raw tables' folder, the curated table, the species
     table and the subsets' tables (a list, in SUBSETS' order)."""
-    return {"raw": raw(snapshot_dir), "curated": f"{curated(snapshot_dir)}/{CURATED_TABLE}",
-            "species": f"{subsets(snapshot_dir)}/{SPECIES_TABLE}",
-            "subsets": [subset_table(snapshot_dir, subset) for subset in SUBSETS]}
+    return {
+        "raw": raw(snapshot_dir),
+        "curated": f"{curated(snapshot_dir)}/{CURATED_TABLE}",
+        "species": f"{subsets(snapshot_dir)}/{SPECIES_TABLE}",
+        "subsets": [subset_table(snapshot_dir, subset) for subset in SUBSETS],
+    }
 
 
 DIFF_REPORT = "report.md"
 DIFF_SUMMARY = "report.json"
-DIFF_LISTS = ("species_images", "inactivated_taxa", "deleted_photos", "license_changes", "moved", "benchmark_species")
+DIFF_LISTS = (
+    "species_images",
+    "inactivated_taxa",
+    "deleted_photos",
+    "license_changes",
+    "moved",
+    "benchmark_species",
+)
 DIFF_FIGURES = ("images_per_category.png", "results.png")

@@ -25,5 +25,7 @@ def write_parquet(con: duckdb.DuckDBPyConnection, sql: str, path: Path) -> None:
     """A query's rows as Parquet with fixed settings (with an ORDER BY on a total key, the same bytes
     on every run and for any number of threads), via a temporary name: `path` is whole or absent."""
     temporary = path.with_name(path.name + ".tmp")
-    con.execute(f"COPY ({sql}) TO {quote(temporary)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+    con.execute(
+        f"COPY ({sql}) TO {quote(temporary)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+    )
     temporary.replace(path)

@@ -51,8 +51,10 @@ def throughput(items: int, files: list[Path], seconds: float) -> str:
     long, how fast."""
     size = sum(p.stat().st_size for p in files)
     seconds = max(seconds, 1e-9)
-    return (f"{items:,} images, {size / 1e6:,.1f} MB in {seconds:,.1f} s: "
-            f"{items / seconds:,.0f} images/s, {size / 1e6 / seconds:,.1f} MB/s")
+    return (
+        f"{items:,} images, {size / 1e6:,.1f} MB in {seconds:,.1f} s: "
+        f"{items / seconds:,.0f} images/s, {size / 1e6 / seconds:,.1f} MB/s"
+    )
 
 
 class HashingWriter:

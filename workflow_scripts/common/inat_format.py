@@ -14,10 +14,11 @@ import io
 import json
 import re
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 TABLES = ("photos", "observations", "taxa", "observers")
 REQUIRED_TABLES = ("photos", "observations", "taxa")
@@ -25,12 +26,26 @@ REQUIRED_TABLES = ("photos", "observations", "taxa")
 # Current schema (anomaly_score added to observations in 2024-11) and the one before it.
 COLUMNS = {
     "observations": (
-        "observation_uuid", "observer_id", "latitude", "longitude", "positional_accuracy",
-        "taxon_id", "quality_grade", "observed_on", "anomaly_score",
+        "observation_uuid",
+        "observer_id",
+        "latitude",
+        "longitude",
+        "positional_accuracy",
+        "taxon_id",
+        "quality_grade",
+        "observed_on",
+        "anomaly_score",
     ),
     "photos": (
-        "photo_uuid", "photo_id", "observation_uuid", "observer_id", "extension", "license",
-        "width", "height", "position",
+        "photo_uuid",
+        "photo_id",
+        "observation_uuid",
+        "observer_id",
+        "extension",
+        "license",
+        "width",
+        "height",
+        "position",
     ),
     "taxa": ("taxon_id", "ancestry", "rank_level", "rank", "name", "active"),
     "observers": ("observer_id", "login", "name"),
@@ -38,22 +53,61 @@ COLUMNS = {
 OPTIONAL_TRAILING = {"observations": ("anomaly_score",)}
 
 LICENSES = ("CC0", "CC-BY", "CC-BY-NC", "CC-BY-SA", "CC-BY-ND", "CC-BY-NC-SA", "CC-BY-NC-ND", "PD")
-LICENSE_URLS = {"CC0": "https://creativecommons.org/publicdomain/zero/1.0/",
-                "PD": "https://creativecommons.org/publicdomain/mark/1.0/",
-                **{code: f"https://creativecommons.org/licenses/{code[3:].lower()}/4.0/" for code in LICENSES[1:-1]}}
+LICENSE_URLS = {
+    "CC0": "https://creativecommons.org/publicdomain/zero/1.0/",
+    "PD": "https://creativecommons.org/publicdomain/mark/1.0/",
+    **{
+        code: f"https://creativecommons.org/licenses/{code[3:].lower()}/4.0/"
+        for code in LICENSES[1:-1]
+    },
+}
 QUALITY_GRADES = ("research", "needs_id", "casual")
 
 RANK_LEVELS = {
-    "root": 100, "stateofmatter": 100, "kingdom": 70, "phylum": 60, "subphylum": 57,
-    "superclass": 53, "class": 50, "subclass": 47, "infraclass": 45, "subterclass": 44,
-    "superorder": 43, "order": 40, "suborder": 37, "infraorder": 35, "parvorder": 34.5,
-    "zoosection": 34, "zoosubsection": 33.5, "superfamily": 33, "epifamily": 32, "family": 30,
-    "subfamily": 27, "supertribe": 26, "tribe": 25, "subtribe": 24, "genus": 20,
-    "genushybrid": 20, "subgenus": 15, "section": 13, "subsection": 12, "complex": 11,
-    "species": 10, "hybrid": 10, "subspecies": 5, "variety": 5, "form": 5, "infrahybrid": 5,
+    "root": 100,
+    "stateofmatter": 100,
+    "kingdom": 70,
+    "phylum": 60,
+    "subphylum": 57,
+    "superclass": 53,
+    "class": 50,
+    "subclass": 47,
+    "infraclass": 45,
+    "subterclass": 44,
+    "superorder": 43,
+    "order": 40,
+    "suborder": 37,
+    "infraorder": 35,
+    "parvorder": 34.5,
+    "zoosection": 34,
+    "zoosubsection": 33.5,
+    "superfamily": 33,
+    "epifamily": 32,
+    "family": 30,
+    "subfamily": 27,
+    "supertribe": 26,
+    "tribe": 25,
+    "subtribe": 24,
+    "genus": 20,
+    "genushybrid": 20,
+    "subgenus": 15,
+    "section": 13,
+    "subsection": 12,
+    "complex": 11,
+    "species": 10,
+    "hybrid": 10,
+    "subspecies": 5,
+    "variety": 5,
+    "form": 5,
+    "infrahybrid": 5,
 }
 
-EXTENSIONS = ("jpg", "jpeg", "png", "gif")  # kept in their uploaded case (JPG occurs): any case allowed
+EXTENSIONS = (
+    "jpg",
+    "jpeg",
+    "png",
+    "gif",
+)  # kept in their uploaded case (JPG occurs): any case allowed
 MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
 
 # The syntax of each typed column as the exporter writes it: ASCII digits, lower-case hyphenated
@@ -65,11 +119,26 @@ _NUM = r"-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?"  # finite: no nan, inf 
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 SYNTAX = {
-    "observation_uuid": ("pattern", _UUID), "photo_uuid": ("pattern", _UUID),
-    **{column: ("pattern", _INT) for column in (
-        "observer_id", "photo_id", "taxon_id", "width", "height", "position", "positional_accuracy")},
-    **{column: ("pattern", _NUM) for column in ("latitude", "longitude", "anomaly_score", "rank_level")},
-    "observed_on": ("date", None), "active": ("one_of", ("true", "false")),
+    "observation_uuid": ("pattern", _UUID),
+    "photo_uuid": ("pattern", _UUID),
+    **{
+        column: ("pattern", _INT)
+        for column in (
+            "observer_id",
+            "photo_id",
+            "taxon_id",
+            "width",
+            "height",
+            "position",
+            "positional_accuracy",
+        )
+    },
+    **{
+        column: ("pattern", _NUM)
+        for column in ("latitude", "longitude", "anomaly_score", "rank_level")
+    },
+    "observed_on": ("date", None),
+    "active": ("one_of", ("true", "false")),
 }
 
 # The rules on a well-typed value. With SYNTAX, one definition for both checkers: the format checker
@@ -80,14 +149,24 @@ SYNTAX = {
 # (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
 INT32_MAX = 2**31 - 1  # width, height and position are stored as INTEGER
 VALUE_RULES = {
-    "photo_id": ("range", (1, None)), "taxon_id": ("range", (1, None)), "observer_id": ("range", (1, None)),
-    "width": ("range", (0, INT32_MAX)), "height": ("range", (0, INT32_MAX)), "position": ("range", (0, INT32_MAX)),
+    "photo_id": ("range", (1, None)),
+    "taxon_id": ("range", (1, None)),
+    "observer_id": ("range", (1, None)),
+    "width": ("range", (0, INT32_MAX)),
+    "height": ("range", (0, INT32_MAX)),
+    "position": ("range", (0, INT32_MAX)),
     "positional_accuracy": ("range", (0, None)),
-    "latitude": ("range", (-90, 90)), "longitude": ("range", (-180, 180)), "rank_level": ("range", (0, 100)),
+    "latitude": ("range", (-90, 90)),
+    "longitude": ("range", (-180, 180)),
+    "rank_level": ("range", (0, 100)),
     "ancestry": ("pattern", r"[0-9]{1,18}(/[0-9]{1,18})*"),
-    "extension": ("pattern", "|".join("".join(f"[{c}{c.upper()}]" for c in ext) for ext in EXTENSIONS)),
+    "extension": (
+        "pattern",
+        "|".join("".join(f"[{c}{c.upper()}]" for c in ext) for ext in EXTENSIONS),
+    ),
     "license": ("one_of", LICENSES),
-    "quality_grade": ("one_of", QUALITY_GRADES), "rank": ("one_of", tuple(RANK_LEVELS)),
+    "quality_grade": ("one_of", QUALITY_GRADES),
+    "rank": ("one_of", tuple(RANK_LEVELS)),
     "name": ("max_length", MAX_NAME_LENGTH),
 }
 SHOWN = 60  # characters of a bad value an error message shows
@@ -122,14 +201,18 @@ def _sql_breaks(rule: tuple, column: str) -> str:
     if kind == "pattern":
         return f"NOT regexp_full_match({quoted}, '{argument}')"
     if kind == "date":
-        return (f"NOT regexp_full_match({quoted}, '{_DATE}') OR TRY_CAST({quoted} AS DATE) IS NULL "
-                f"OR TRY_CAST({quoted} AS DATE) < DATE '0001-01-01'")  # DuckDB reads year 0000 as 1 BC
+        return (
+            f"NOT regexp_full_match({quoted}, '{_DATE}') OR TRY_CAST({quoted} AS DATE) IS NULL "
+            f"OR TRY_CAST({quoted} AS DATE) < DATE '0001-01-01'"
+        )  # DuckDB reads year 0000 as 1 BC
     if kind == "one_of":
         return f"{quoted} NOT IN ({', '.join(repr(v) for v in argument)})"
     if kind == "range":  # reached with a number's syntax: a failed cast is a syntax problem already
         low, high = argument
         number = f"TRY_CAST({quoted} AS DOUBLE)"
-        return " OR ".join([f"{number} < {low}"] * (low is not None) + [f"{number} > {high}"] * (high is not None))
+        return " OR ".join(
+            [f"{number} < {low}"] * (low is not None) + [f"{number} > {high}"] * (high is not None)
+        )
     return f"length({quoted}) > {argument}"  # max_length
 
 
@@ -156,11 +239,15 @@ def value_problem_sql(columns: Iterable[str]) -> str:
     for column in columns:
         if rules := _rules(column):
             text = f'"{column}"'
-            shown = (f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || length({text}) "
-                     f"|| ' characters)' ELSE {text} END")
+            shown = (
+                f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || length({text}) "
+                f"|| ' characters)' ELSE {text} END"
+            )
             breaks = " OR ".join(f"({_sql_breaks(rule, column)})" for rule in rules)
-            cases.append(f"WHEN {text} IS NOT NULL AND ({breaks}) "
-                         f"THEN '{column}=''' || {shown} || ''' is not a valid {column}'")
+            cases.append(
+                f"WHEN {text} IS NOT NULL AND ({breaks}) "
+                f"THEN '{column}=''' || {shown} || ''' is not a valid {column}'"
+            )
     return f"CASE {' '.join(cases)} END" if cases else "NULL"
 
 
@@ -182,8 +269,12 @@ class TableCheck:
 
     def as_dict(self) -> dict:
         return {
-            "path": self.path, "table": self.table, "columns": list(self.columns),
-            "rows": self.rows, "extra_field_rows": self.extra_field_rows, "errors": self.errors,
+            "path": self.path,
+            "table": self.table,
+            "columns": list(self.columns),
+            "rows": self.rows,
+            "extra_field_rows": self.extra_field_rows,
+            "errors": self.errors,
         }
 
 
@@ -201,13 +292,17 @@ def header_form_problem(header: str) -> str | None:
     """What is wrong with a header line's form (not its columns), with what to do; None if nothing.
     Spreadsheets and editors re-save tables this way, and the columns then look 'missing'."""
     if header.startswith("\ufeff"):
-        return ("line 1 starts with a UTF-8 byte-order mark, which the exporter never writes (saved by a text "
-                "editor or spreadsheet?): remove it, or fetch the file again")
+        return (
+            "line 1 starts with a UTF-8 byte-order mark, which the exporter never writes (saved by a text "
+            "editor or spreadsheet?): remove it, or fetch the file again"
+        )
     if header.rstrip("\n").endswith("\r"):
         return "Windows (CRLF) line endings; the exporter writes LF: convert them (dos2unix), or fetch the file again"
     if "\t" not in header and ("," in header or ";" in header):
-        return (f"line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the exporter separates fields "
-                "with tabs: fetch the file again rather than a re-saved copy")
+        return (
+            f"line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the exporter separates fields "
+            "with tabs: fetch the file again rather than a re-saved copy"
+        )
     return None
 
 
@@ -220,7 +315,9 @@ def check_header(table: str, header: str, where: str) -> tuple[str, ...]:
     older = expected[: len(expected) - len(OPTIONAL_TRAILING.get(table, ()))]
     if columns not in (expected, older):
         missing = [c for c in older if c not in columns]
-        detail = f"missing columns {missing}" if missing else f"unexpected column order {list(columns)}"
+        detail = (
+            f"missing columns {missing}" if missing else f"unexpected column order {list(columns)}"
+        )
         raise ValueError(f"{where}: line 1: header is not the {table} schema: {detail}")
     return columns
 
@@ -278,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m workflow_scripts.common.inat_format",
         description="Check iNaturalist Open Data table files (.csv or .csv.gz) against the format rules.",
     )
-    parser.add_argument("files", nargs="+", type=Path, help="photos/observations/taxa/observers tables")
+    parser.add_argument(
+        "files", nargs="+", type=Path, help="photos/observations/taxa/observers tables"
+    )
     args = parser.parse_args(argv)
     results = [check_table_file(path) for path in args.files]
     json.dump([r.as_dict() for r in results], sys.stdout, indent=2)

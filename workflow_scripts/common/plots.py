@@ -9,7 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PNG = {"dpi": 120, "format": "png", "metadata": {"Software": None}}  # no version string: same bytes across reruns
+PNG = {
+    "dpi": 120,
+    "format": "png",
+    "metadata": {"Software": None},
+}  # no version string: same bytes across reruns
 
 
 def save(fig: plt.Figure, path: Path) -> None:

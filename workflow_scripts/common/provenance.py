@@ -34,8 +34,11 @@ def checksum(path: Path) -> dict:
         return {"sha256": sha256(path), "bytes": path.stat().st_size}
     files = sorted(p for p in path.rglob("*") if p.is_file())
     listing = "".join(f"{p.relative_to(path).as_posix()}\t{p.stat().st_size}\n" for p in files)
-    return {"listing_sha256": hashlib.sha256(listing.encode()).hexdigest(), "files": len(files),
-            "bytes": sum(p.stat().st_size for p in files)}
+    return {
+        "listing_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+        "files": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+    }
 
 
 def settings_sha256(settings) -> str:
@@ -45,14 +48,20 @@ def settings_sha256(settings) -> str:
 def record(module: str, settings, inputs: list[Path], snapshot: str | None = None) -> dict:
     code = closure.code_files([module])
     return {
-        "stage": module, "snapshot": snapshot,
-        "settings": settings, "settings_sha256": settings_sha256(settings),
-        "code": {"sha256": closure.digest(code),
-                 "files": {p.relative_to(closure.ROOT).as_posix(): sha256(p) for p in code}},
+        "stage": module,
+        "snapshot": snapshot,
+        "settings": settings,
+        "settings_sha256": settings_sha256(settings),
+        "code": {
+            "sha256": closure.digest(code),
+            "files": {p.relative_to(closure.ROOT).as_posix(): sha256(p) for p in code},
+        },
         "inputs": {str(p): checksum(Path(p)) for p in sorted(map(str, inputs))},
         "tools": closure.versions([module]),
     }
 
 
-def write(path: Path, module: str, settings, inputs: list[Path], snapshot: str | None = None) -> None:
+def write(
+    path: Path, module: str, settings, inputs: list[Path], snapshot: str | None = None
+) -> None:
     write_json(path, record(module, settings, inputs, snapshot))

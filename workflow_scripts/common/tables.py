@@ -16,9 +16,9 @@ ROUNDING = "Numbers are rounded half up from the exact counts."
 def half_up(value: Fraction | float, places: int) -> str:
     """`value` rounded half up to `places` decimals (floats taken as their shortest decimal)."""
     exact = Fraction(repr(value)) if isinstance(value, float) else Fraction(value)
-    units = (exact * 10 ** places + Fraction(1, 2)).__floor__()
+    units = (exact * 10**places + Fraction(1, 2)).__floor__()
     sign, units = ("-" if units < 0 else ""), abs(units)
-    whole, part = divmod(units, 10 ** places)
+    whole, part = divmod(units, 10**places)
     return f"{sign}{whole}" + (f".{part:0{places}d}" if places else "")
 
 
@@ -26,27 +26,47 @@ def markdown(frame: pd.DataFrame, caption: str = "") -> str:
     def cell(value) -> str:
         return "" if pd.isna(value) else str(value).replace("|", "\\|")
 
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |",
-             "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    lines = [
+        "| " + " | ".join(map(str, frame.columns)) + " |",
+        "|"
+        + "|".join(
+            "---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns
+        )
+        + "|",
+    ]
+    lines += [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
     return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
 
 
-LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                                                   "\\": r"\textbackslash{}"}
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+}
 
 
 def latex(frame: pd.DataFrame, caption: str = "") -> str:
     """A booktabs tabular in a table float (numbers right-aligned)."""
+
     def cell(value) -> str:
-        return "" if pd.isna(value) else "".join(LATEX_SPECIAL.get(c, c) for c in str(value)).replace("±", r"$\pm$")
+        return (
+            ""
+            if pd.isna(value)
+            else "".join(LATEX_SPECIAL.get(c, c) for c in str(value)).replace("±", r"$\pm$")
+        )
 
     align = "".join("r" if pd.api.types.is_numeric_dtype(frame[c]) else "l" for c in frame.columns)
     lines = ["\\begin{table}[t]", "\\centering"]
     if caption:
         lines.append(f"\\caption{{{cell(caption)}}}")
-    lines += [f"\\begin{{tabular}}{{{align}}}", "\\toprule", " & ".join(cell(c) for c in frame.columns) + " \\\\",
-              "\\midrule"]
+    lines += [
+        f"\\begin{{tabular}}{{{align}}}",
+        "\\toprule",
+        " & ".join(cell(c) for c in frame.columns) + " \\\\",
+        "\\midrule",
+    ]
     lines += [" & ".join(cell(v) for v in row) + " \\\\" for row in frame.itertuples(index=False)]
     lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
     return "\n".join(lines) + "\n"
@@ -54,7 +74,10 @@ def latex(frame: pd.DataFrame, caption: str = "") -> str:
 
 def write_table(frame: pd.DataFrame, stem: Path, caption: str = "", tex: bool = False) -> None:
     """stem.csv, stem.md (and stem.tex), via temporary names."""
-    texts = [(".csv", frame.to_csv(index=False, lineterminator="\n")), (".md", markdown(frame, caption))]
+    texts = [
+        (".csv", frame.to_csv(index=False, lineterminator="\n")),
+        (".md", markdown(frame, caption)),
+    ]
     if tex:
         texts.append((".tex", latex(frame, caption)))
     for suffix, text in texts:

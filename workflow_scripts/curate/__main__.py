@@ -19,17 +19,31 @@ from workflow_scripts.curate.stage import curate, largest_drops
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="curate")
-    parser.add_argument("--raw", type=Path, required=True, help="the snapshot's tables (and taxonomy archive)")
+    parser.add_argument(
+        "--raw", type=Path, required=True, help="the snapshot's tables (and taxonomy archive)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
-    parser.add_argument("--taxonomy", type=Path, help="inaturalist-taxonomy.dwca.zip or its folder, if not in RAW")
+    parser.add_argument(
+        "--taxonomy", type=Path, help="inaturalist-taxonomy.dwca.zip or its folder, if not in RAW"
+    )
     parser.add_argument("--threads", type=int, help="DuckDB threads when curate.threads is not set")
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.raw, args.taxonomy]) as settings:
-        report = curate(args.raw, args.out, {**settings, "threads": settings["threads"] or args.threads},
-                        args.taxonomy, args.date)
-    rejected = ", ".join(f"{table} {count:,}" for table, count in sorted(report["rejected_rows"].items()))
-    print(f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; rejected rows "
-          f"(rejects.csv): {rejected}; dropped most: {largest_drops(report, 5)}", file=sys.stderr)
+        report = curate(
+            args.raw,
+            args.out,
+            {**settings, "threads": settings["threads"] or args.threads},
+            args.taxonomy,
+            args.date,
+        )
+    rejected = ", ".join(
+        f"{table} {count:,}" for table, count in sorted(report["rejected_rows"].items())
+    )
+    print(
+        f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; rejected rows "
+        f"(rejects.csv): {rejected}; dropped most: {largest_drops(report, 5)}",
+        file=sys.stderr,
+    )
     return 0
 
 

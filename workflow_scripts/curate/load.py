@@ -21,11 +21,27 @@ from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote
 
 TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
-    "photo_uuid": "UUID", "photo_id": "BIGINT", "observation_uuid": "UUID", "observer_id": "BIGINT",
-    "extension": "VARCHAR", "license": "VARCHAR", "width": "INTEGER", "height": "INTEGER", "position": "INTEGER",
-    "latitude": "DOUBLE", "longitude": "DOUBLE", "positional_accuracy": "BIGINT", "taxon_id": "BIGINT",
-    "quality_grade": "VARCHAR", "observed_on": "DATE", "anomaly_score": "DOUBLE", "ancestry": "VARCHAR",
-    "rank_level": "DOUBLE", "rank": "VARCHAR", "name": "VARCHAR", "active": "BOOLEAN",
+    "photo_uuid": "UUID",
+    "photo_id": "BIGINT",
+    "observation_uuid": "UUID",
+    "observer_id": "BIGINT",
+    "extension": "VARCHAR",
+    "license": "VARCHAR",
+    "width": "INTEGER",
+    "height": "INTEGER",
+    "position": "INTEGER",
+    "latitude": "DOUBLE",
+    "longitude": "DOUBLE",
+    "positional_accuracy": "BIGINT",
+    "taxon_id": "BIGINT",
+    "quality_grade": "VARCHAR",
+    "observed_on": "DATE",
+    "anomaly_score": "DOUBLE",
+    "ancestry": "VARCHAR",
+    "rank_level": "DOUBLE",
+    "rank": "VARCHAR",
+    "name": "VARCHAR",
+    "active": "BOOLEAN",
 }
 
 
@@ -61,8 +77,10 @@ def check_compression(path: Path) -> None:
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     if path.suffix == ".gz" and not gzipped:
-        raise CurateError(f"{path}: named .gz but not gzip-compressed (plain text?): rename it to "
-                          f"{path.with_suffix('').name}, or fetch it again")
+        raise CurateError(
+            f"{path}: named .gz but not gzip-compressed (plain text?): rename it to "
+            f"{path.with_suffix('').name}, or fetch it again"
+        )
     if path.suffix != ".gz" and gzipped:
         raise CurateError(f"{path}: gzip-compressed but not named .gz: rename it to {path.name}.gz")
 
@@ -149,8 +167,10 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
     columns = input_columns(path, table)
     kept = [c for c in columns if c != "observer_id"]
     spec = "{" + ", ".join(f"{quote(c)}: 'VARCHAR'" for c in columns) + "}"
-    typed = f"{', '.join(f'TRY_CAST({ident(c)} AS {TYPES[c]}) AS {ident(c)}' for c in kept)}, " \
-            f"{inat_format.value_problem_sql(columns)} AS {PROBLEM}, {ident(columns[0])} AS {KEY}"
+    typed = (
+        f"{', '.join(f'TRY_CAST({ident(c)} AS {TYPES[c]}) AS {ident(c)}' for c in kept)}, "
+        f"{inat_format.value_problem_sql(columns)} AS {PROBLEM}, {ident(columns[0])} AS {KEY}"
+    )
     with readable_csv(path, workdir) as source:
         try:
             con.execute(f"""
@@ -169,26 +189,48 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
         SELECT line, string_split(any_value(csv_line), '\t') AS f FROM rejects_{table}
         GROUP BY line HAVING bool_and(error_type = 'TOO MANY COLUMNS')""")
     recoverable = f"FROM extra_{table} WHERE len(f) = {width + 1}"
-    recovered = [line for line, in con.execute(f"SELECT line {recoverable} ORDER BY line").fetchall()]
+    recovered = [
+        line for (line,) in con.execute(f"SELECT line {recoverable} ORDER BY line").fetchall()
+    ]
     fields = ", ".join(f"nullif(f[{i + 1}], '') AS {ident(c)}" for i, c in enumerate(columns))
-    con.execute(f"INSERT INTO {table} SELECT {typed} FROM (SELECT {fields} {recoverable} ORDER BY line)")
-    rejects = [(line, reason, "unparseable_row") for line, reason in con.execute(f"""
+    con.execute(
+        f"INSERT INTO {table} SELECT {typed} FROM (SELECT {fields} {recoverable} ORDER BY line)"
+    )
+    rejects = [
+        (line, reason, "unparseable_row")
+        for line, reason in con.execute(f"""
         SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; '
                                 ORDER BY error_type || ': ' || error_message)
         FROM rejects_{table}
         WHERE line NOT IN (SELECT line {recoverable})
-        GROUP BY line ORDER BY line""").fetchall()]
+        GROUP BY line ORDER BY line""").fetchall()
+    ]
     con.execute(f"""CREATE OR REPLACE TABLE rejected_keys_{table} AS
                     SELECT DISTINCT split_part(csv_line, '\t', 1) AS key FROM rejects_{table}
                     WHERE line NOT IN (SELECT line {recoverable})""")
-    loaded = {"path": path, "extra_field_rows": len(recovered), "rejects": rejects, "columns": columns,
-              "read_rows": read_rows, "skipped_lines": sorted({line for line, in con.execute(
-                  f"SELECT DISTINCT line FROM rejects_{table}").fetchall()}), "recovered_lines": recovered}
+    loaded = {
+        "path": path,
+        "extra_field_rows": len(recovered),
+        "rejects": rejects,
+        "columns": columns,
+        "read_rows": read_rows,
+        "skipped_lines": sorted(
+            {
+                line
+                for (line,) in con.execute(f"SELECT DISTINCT line FROM rejects_{table}").fetchall()
+            }
+        ),
+        "recovered_lines": recovered,
+    }
     reject_rows(con, table, loaded, f"SELECT rowid, {PROBLEM} FROM {table}", key=KEY)
     for column in (PROBLEM, KEY):
-        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # row ids stay: reject_rows maps them to lines
+        con.execute(
+            f"ALTER TABLE {table} DROP COLUMN {column}"
+        )  # row ids stay: reject_rows maps them to lines
     if table == "observations" and "anomaly_score" not in columns:
-        con.execute("ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE")  # older schema: null
+        con.execute(
+            "ALTER TABLE observations ADD COLUMN anomaly_score DOUBLE"
+        )  # older schema: null
     loaded["rows"] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return loaded
 
@@ -206,20 +248,33 @@ def file_line(loaded: dict, rowid: int) -> int:
     return line
 
 
-def reject_rows(con: duckdb.DuckDBPyConnection, table: str, loaded: dict, problems_sql: str,
-                key: str | None = None) -> None:
+def reject_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    loaded: dict,
+    problems_sql: str,
+    key: str | None = None,
+) -> None:
     """Remove the rows `problems_sql` (rowid, problem; problem NULL for a good row) finds, each
     recorded with its line, its problem and its cause (invalid_<the column the problem starts with>),
     and its key (`key`, SQL on the table; default: the first column) among the table's rejected keys."""
-    found = con.execute(f"SELECT * FROM ({problems_sql}) AS p(row, problem) WHERE problem IS NOT NULL "
-                        "ORDER BY row").fetchall()
+    found = con.execute(
+        f"SELECT * FROM ({problems_sql}) AS p(row, problem) WHERE problem IS NOT NULL ORDER BY row"
+    ).fetchall()
     if not found:
         return
     rows = [row for row, _ in found]
     key = key or f"{ident(loaded['columns'][0])}::VARCHAR"
-    con.execute(f"INSERT INTO rejected_keys_{table} SELECT DISTINCT {key} FROM {table} "
-                f"WHERE rowid IN (SELECT unnest($rows)) AND {key} IS NOT NULL", {"rows": rows})
+    con.execute(
+        f"INSERT INTO rejected_keys_{table} SELECT DISTINCT {key} FROM {table} "
+        f"WHERE rowid IN (SELECT unnest($rows)) AND {key} IS NOT NULL",
+        {"rows": rows},
+    )
     con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT unnest($rows))", {"rows": rows})
-    loaded["rejects"] = sorted(loaded["rejects"] + [
-        (file_line(loaded, row), problem, "invalid_" + re.match(r"\w+", problem).group())
-        for row, problem in found])
+    loaded["rejects"] = sorted(
+        loaded["rejects"]
+        + [
+            (file_line(loaded, row), problem, "invalid_" + re.match(r"\w+", problem).group())
+            for row, problem in found
+        ]
+    )

@@ -36,15 +36,22 @@ def vernacular_file(taxonomy: Path, lexicon: str, workdir: Path) -> Path:
         path = taxonomy / name
     else:
         try:
-            with zipfile.ZipFile(taxonomy) as archive, archive.open(name) as member, \
-                    open(workdir / name, "wb") as out:
+            with (
+                zipfile.ZipFile(taxonomy) as archive,
+                archive.open(name) as member,
+                open(workdir / name, "wb") as out,
+            ):
                 shutil.copyfileobj(member, out, 1 << 20)
         except (KeyError, zipfile.BadZipFile, OSError) as exc:
-            raise CurateError(f"{taxonomy}: no readable {name} ({exc}); set curate.lexicon to a language "
-                              "the archive has") from exc
+            raise CurateError(
+                f"{taxonomy}: no readable {name} ({exc}); set curate.lexicon to a language "
+                "the archive has"
+            ) from exc
         path = workdir / name
     if not path.is_file():
-        raise CurateError(f"{taxonomy}: has no {name}; set curate.lexicon to a language the archive has")
+        raise CurateError(
+            f"{taxonomy}: has no {name}; set curate.lexicon to a language the archive has"
+        )
     return path
 
 
@@ -56,13 +63,22 @@ def snapshot_date(snapshot_dir: Path, given: str | None) -> str:
     if manifest.is_file():
         return json.loads(manifest.read_text())["snapshot"]
     for part in reversed(snapshot_dir.resolve().parts):
-        if match := re.fullmatch(r"(\d{4}-\d{2}-\d{2})|inaturalist-open-data-(\d{4})(\d{2})(\d{2})", part):
+        if match := re.fullmatch(
+            r"(\d{4}-\d{2}-\d{2})|inaturalist-open-data-(\d{4})(\d{2})(\d{2})", part
+        ):
             return match.group(1) or "-".join(match.groups()[1:])
-    raise CurateError(f"{snapshot_dir}: cannot tell the snapshot date: pass --snapshot-date YYYY-MM-DD")
+    raise CurateError(
+        f"{snapshot_dir}: cannot tell the snapshot date: pass --snapshot-date YYYY-MM-DD"
+    )
 
 
-def curate(snapshot_dir: Path, out: Path, settings: dict | None = None, taxonomy: Path | None = None,
-           snapshot: str | None = None) -> dict:
+def curate(
+    snapshot_dir: Path,
+    out: Path,
+    settings: dict | None = None,
+    taxonomy: Path | None = None,
+    snapshot: str | None = None,
+) -> dict:
     """`snapshot_dir`: the tables; `taxonomy`: the DwC-A (default: the archive in snapshot_dir)."""
     settings = curate_settings("curate", settings)
     taxonomy = taxonomy or snapshot_dir / contracts.TAXONOMY_ARCHIVE
@@ -71,31 +87,47 @@ def curate(snapshot_dir: Path, out: Path, settings: dict | None = None, taxonomy
     missing = [t for t, p in paths.items() if p is None]
     if missing:
         raise CurateError(f"{snapshot_dir}: no {', '.join(f'{t}.csv[.gz]' for t in missing)}")
-    kept_rejects = out.parent / f"{out.name}.{contracts.REJECTS}"  # a failed run's, named in its error
+    kept_rejects = (
+        out.parent / f"{out.name}.{contracts.REJECTS}"
+    )  # a failed run's, named in its error
     kept_rejects.unlink(missing_ok=True)
     with building(out) as staging:
         try:
             return _curate_into(staging, paths, taxonomy, settings, day, kept_rejects)
         except duckdb.OutOfMemoryException as exc:
-            raise CurateError(f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
-                              f"spilling to disk: raise the limit (or lower curate.threads) ({exc})") from exc
+            raise CurateError(
+                f"DuckDB needs more than curate.memory_limit={settings['memory_limit']} even when "
+                f"spilling to disk: raise the limit (or lower curate.threads) ({exc})"
+            ) from exc
 
 
-def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings: dict, day: str,
-                 kept_rejects: Path) -> dict:
+def _curate_into(
+    staging: Path,
+    paths: dict[str, Path],
+    taxonomy: Path,
+    settings: dict,
+    day: str,
+    kept_rejects: Path,
+) -> dict:
     # DuckDB's spill files and the unpacked names live under the staging folder unless a spill folder
     # is configured: a killed run's are removed with its staging folder by the next run.
     if settings["temp_directory"]:
         Path(settings["temp_directory"]).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=settings["temp_directory"] or staging, prefix="curate-") as work:
+    with tempfile.TemporaryDirectory(
+        dir=settings["temp_directory"] or staging, prefix="curate-"
+    ) as work:
         con = duckdb.connect(config={"preserve_insertion_order": True})
         con.execute(f"SET memory_limit={quote(settings['memory_limit'])}")
         con.execute(f"SET temp_directory={quote(os.path.join(work, 'spill'))}")
         if settings["threads"]:
             con.execute(f"SET threads={int(settings['threads'])}")
-        with ThreadPoolExecutor(len(paths)) as pool:  # gzip allows no parallel parse: tables load side by side
-            loads = {table: pool.submit(load_table, con.cursor(), table, path, Path(work))
-                     for table, path in paths.items()}
+        with ThreadPoolExecutor(
+            len(paths)
+        ) as pool:  # gzip allows no parallel parse: tables load side by side
+            loads = {
+                table: pool.submit(load_table, con.cursor(), table, path, Path(work))
+                for table, path in paths.items()
+            }
             loaded = {table: load.result() for table, load in loads.items()}
         vernacular = vernacular_file(taxonomy, settings["lexicon"], Path(work))
         try:
@@ -110,17 +142,24 @@ def _curate_into(staging: Path, paths: dict[str, Path], taxonomy: Path, settings
         reject_rows(con, "taxa", loaded["taxa"], "SELECT taxon_row, problem FROM ancestry_problems")
         run_sql(con, HERE / "lineage.sql")
         run_sql(con, HERE / "common_names.sql")
-        variables = {"quality_grades": settings["quality_grades"], "kingdoms": settings["kingdoms"],
-                     "licenses": settings["licenses"], "url_prefix": settings["photo_url_prefix"].rstrip("/"),
-                     "photo_size": settings["photo_size"], "snapshot": day}
+        variables = {
+            "quality_grades": settings["quality_grades"],
+            "kingdoms": settings["kingdoms"],
+            "licenses": settings["licenses"],
+            "url_prefix": settings["photo_url_prefix"].rstrip("/"),
+            "photo_size": settings["photo_size"],
+            "snapshot": day,
+        }
         for name, value in variables.items():
             con.execute(f"SET VARIABLE {name} = $value", {"value": value})
         run_sql(con, HERE / "curate.sql")
         curated = staging / contracts.CURATED_TABLE
         con.execute(f"""COPY curated TO {quote(curated)}
-                        (FORMAT parquet, COMPRESSION {settings['compression']},
-                         ROW_GROUP_SIZE {int(settings['row_group_size'])})""")
-        con.execute(f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})")
+                        (FORMAT parquet, COMPRESSION {settings["compression"]},
+                         ROW_GROUP_SIZE {int(settings["row_group_size"])})""")
+        con.execute(
+            f"CREATE OR REPLACE VIEW written AS SELECT * FROM read_parquet({quote(curated)})"
+        )
         report = build_report(con, loaded, day)
     write_rejects(staging / contracts.REJECTS, loaded)
     try:
@@ -136,10 +175,12 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
     def one(sql: str):
         return con.execute(sql).fetchone()[0]
 
-    dropped = dict(con.execute("""SELECT fate, count(*) FROM (
+    dropped = dict(
+        con.execute("""SELECT fate, count(*) FROM (
                                       SELECT drop_reason AS fate FROM photo_fates WHERE drop_reason IS NOT NULL
                                       UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
-                                  GROUP BY fate ORDER BY fate""").fetchall())
+                                  GROUP BY fate ORDER BY fate""").fetchall()
+    )
     for _, _, cause in loaded["photos"]["rejects"]:
         dropped[cause] = dropped.get(cause, 0) + 1
     photo_rejects = len(loaded["photos"]["rejects"])
@@ -151,11 +192,15 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
         "rows_read": {t: v["rows"] for t, v in loaded.items()},
         "extra_field_rows": {t: v["extra_field_rows"] for t, v in loaded.items()},
         "rejected_rows": {t: len(v["rejects"]) for t, v in loaded.items()},
-        "older_schema_without_anomaly_score": "anomaly_score" not in loaded["observations"]["columns"],
-        "duplicate_observation_uuids": one("SELECT coalesce(sum(copies - 1), 0) FROM repeated_observations"),
+        "older_schema_without_anomaly_score": "anomaly_score"
+        not in loaded["observations"]["columns"],
+        "duplicate_observation_uuids": one(
+            "SELECT coalesce(sum(copies - 1), 0) FROM repeated_observations"
+        ),
         "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM written"),
-        "curated_taxa_without_common_name": one("SELECT count(DISTINCT taxon_id) FROM written "
-                                                "WHERE common_name IS NULL"),
+        "curated_taxa_without_common_name": one(
+            "SELECT count(DISTINCT taxon_id) FROM written WHERE common_name IS NULL"
+        ),
     }
 
 
@@ -163,17 +208,21 @@ def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
     """Fail rather than write a table that lost what it should not have: no photo at all, or more of
     the photos dropped for one reason than curate.drop_limits allows (a wrong input, not a month)."""
     if report["photos_out"] == 0 and not allow_empty:
-        raise CurateError(f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
-                          f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the input "
-                          "files and the rejected lines, or set curate.allow_empty: true to write an empty table")
+        raise CurateError(
+            f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
+            f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the input "
+            "files and the rejected lines, or set curate.allow_empty: true to write an empty table"
+        )
     for reason, count in report["dropped"].items():
         key = reason if reason in limits else "other"
         limit = limits[key]
         if count > limit * report["photos_in"]:
-            raise CurateError(f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
-                              f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
-                              "check the input and the rejected lines, or raise "
-                              f"curate.drop_limits.{reason} if this month is expected to lose that many")
+            raise CurateError(
+                f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
+                f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
+                "check the input and the rejected lines, or raise "
+                f"curate.drop_limits.{reason} if this month is expected to lose that many"
+            )
 
 
 def largest_drops(report: dict, top: int) -> str:

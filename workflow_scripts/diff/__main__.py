@@ -33,38 +33,75 @@ def month(parser, args, side: str) -> Month:
         subsets = contracts.subsets_by_name(given[f"{side}_subsets"])
     except ValueError as exc:
         parser.error(f"--{side}-subsets: {exc}")
-    return Month(given[f"{side}_date"], given[f"{side}_raw"], given[f"{side}_curated"], given[f"{side}_species"],
-                 {subset: Path(table) for subset, table in subsets.items()})
+    return Month(
+        given[f"{side}_date"],
+        given[f"{side}_raw"],
+        given[f"{side}_curated"],
+        given[f"{side}_species"],
+        {subset: Path(table) for subset, table in subsets.items()},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__)
     for side, when in (("previous", "earlier"), ("current", "later")):
         parser.add_argument(f"--{side}-date", required=True, help=f"the {when} snapshot's date")
-        parser.add_argument(f"--{side}-raw", type=Path, required=True,
-                            help=f"the {when} snapshot's raw tables' folder (raw/)")
-        parser.add_argument(f"--{side}-curated", type=Path, required=True,
-                            help=f"the {when} snapshot's curated table (curated/{contracts.CURATED_TABLE})")
-        parser.add_argument(f"--{side}-species", type=Path, required=True,
-                            help=f"the {when} snapshot's species table (subsets/{contracts.SPECIES_TABLE})")
-        parser.add_argument(f"--{side}-subsets", type=Path, nargs="+", required=True,
-                            help=f"the {when} snapshot's subsets' tables (subsets/<subset>.parquet), every one")
-        parser.add_argument(f"--{side}-metrics", type=Path, nargs="*", default=[],
-                            help=f"each model's metrics.json, {when}")
-    parser.add_argument("--models", nargs="*", default=[], help="the evaluated models, in the metrics' order")
+        parser.add_argument(
+            f"--{side}-raw",
+            type=Path,
+            required=True,
+            help=f"the {when} snapshot's raw tables' folder (raw/)",
+        )
+        parser.add_argument(
+            f"--{side}-curated",
+            type=Path,
+            required=True,
+            help=f"the {when} snapshot's curated table (curated/{contracts.CURATED_TABLE})",
+        )
+        parser.add_argument(
+            f"--{side}-species",
+            type=Path,
+            required=True,
+            help=f"the {when} snapshot's species table (subsets/{contracts.SPECIES_TABLE})",
+        )
+        parser.add_argument(
+            f"--{side}-subsets",
+            type=Path,
+            nargs="+",
+            required=True,
+            help=f"the {when} snapshot's subsets' tables (subsets/<subset>.parquet), every one",
+        )
+        parser.add_argument(
+            f"--{side}-metrics",
+            type=Path,
+            nargs="*",
+            default=[],
+            help=f"each model's metrics.json, {when}",
+        )
+    parser.add_argument(
+        "--models", nargs="*", default=[], help="the evaluated models, in the metrics' order"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
     previous, current = month(parser, args, "previous"), month(parser, args, "current")
     inputs = [*previous.files(), *current.files(), *args.previous_metrics, *args.current_metrics]
     with cli.running(args, inputs=inputs, recorded={"models": args.models}):
-        report = diff(previous, current, args.out, args.previous_metrics, args.current_metrics, args.models)
+        report = diff(
+            previous, current, args.out, args.previous_metrics, args.current_metrics, args.models
+        )
     species, moves = report["species"], report["split_stability"]["by_reason"]
     if moves.get("unexplained"):
-        print(f"WARNING: {moves['unexplained']} photos changed subset or split for no known reason (a bug): "
-              f"see moved.parquet", file=sys.stderr)
-    print(f"{report['previous']} -> {report['current']}: species +{len(species['added'])} -{len(species['removed'])}, "
-          f"{report['deleted_photos']['photos']} deleted photos, {report['license_changes']['photos']} license "
-          f"changes, {report['split_stability']['moved']} photos moved; {args.out / 'report.md'}", file=sys.stderr)
+        print(
+            f"WARNING: {moves['unexplained']} photos changed subset or split for no known reason (a bug): "
+            f"see moved.parquet",
+            file=sys.stderr,
+        )
+    print(
+        f"{report['previous']} -> {report['current']}: species +{len(species['added'])} -{len(species['removed'])}, "
+        f"{report['deleted_photos']['photos']} deleted photos, {report['license_changes']['photos']} license "
+        f"changes, {report['split_stability']['moved']} photos moved; {args.out / 'report.md'}",
+        file=sys.stderr,
+    )
     return 0
 
 

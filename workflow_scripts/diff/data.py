@@ -18,15 +18,21 @@ from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS
 HERE = Path(__file__).parent
 RAW_TABLES = ("photos", "observations", "taxa")
 # each Parquet list's sort key (a total order: the same bytes on every run)
-LIST_ORDER = {"species_images": "species_key", "inactivated_taxa": "taxon_id, replaced_by_id NULLS FIRST",
-              "deleted_photos": "photo_id, observation_uuid", "license_changes": "photo_id, observation_uuid",
-              "moved": "photo_id", "benchmark_species": "benchmark, species_key"}
+LIST_ORDER = {
+    "species_images": "species_key",
+    "inactivated_taxa": "taxon_id, replaced_by_id NULLS FIRST",
+    "deleted_photos": "photo_id, observation_uuid",
+    "license_changes": "photo_id, observation_uuid",
+    "moved": "photo_id",
+    "benchmark_species": "benchmark, species_key",
+}
 
 
 @dataclass(frozen=True)
 class Month:
     """What the diff reads of one snapshot: its date, its raw tables' folder (raw/), its curated
     table, its species table and every subset's table ({subset: table}, contracts.subsets_by_name())."""
+
     date: str
     raw: Path
     curated: Path
@@ -56,15 +62,19 @@ def attach_snapshot(con: duckdb.DuckDBPyConnection, side: str, month: Month) -> 
     <side>_benchmarks (benchmark, photo_id, species_key; Train's benchmark is its test split)."""
     con.execute(f"CREATE VIEW {side}_curated AS SELECT * FROM read_parquet({quote(month.curated)})")
     con.execute(f"CREATE VIEW {side}_species AS SELECT * FROM read_parquet({quote(month.species)})")
-    parts = [f"SELECT photo_id, {quote(subset)} AS subset, "
-             f"{'split' if subset in contracts.SPLIT_SUBSETS else 'NULL'} AS split "
-             f"FROM read_parquet({quote(month.subsets[subset])}) WHERE photo_id IS NOT NULL"
-             for subset in contracts.SUBSETS]
+    parts = [
+        f"SELECT photo_id, {quote(subset)} AS subset, "
+        f"{'split' if subset in contracts.SPLIT_SUBSETS else 'NULL'} AS split "
+        f"FROM read_parquet({quote(month.subsets[subset])}) WHERE photo_id IS NOT NULL"
+        for subset in contracts.SUBSETS
+    ]
     con.execute(f"CREATE VIEW {side}_placements AS {' UNION ALL '.join(parts)}")
-    parts = [f"SELECT {quote(name)} AS benchmark, photo_id, taxonomic_name AS species_key "
-             f"FROM read_parquet({quote(month.subsets[name])}) WHERE photo_id IS NOT NULL"
-             + (f" AND split = {quote(split)}" if split else "")
-             for name, (split, _) in SUBSET_BENCHMARKS.items()]
+    parts = [
+        f"SELECT {quote(name)} AS benchmark, photo_id, taxonomic_name AS species_key "
+        f"FROM read_parquet({quote(month.subsets[name])}) WHERE photo_id IS NOT NULL"
+        + (f" AND split = {quote(split)}" if split else "")
+        for name, (split, _) in SUBSET_BENCHMARKS.items()
+    ]
     con.execute(f"CREATE VIEW {side}_benchmarks AS {' UNION ALL '.join(parts)}")
 
 
@@ -81,17 +91,25 @@ def data_diff(con: duckdb.DuckDBPyConnection, out: Path) -> dict:
     for name in ("diff.sql", "stability.sql", "summary.sql"):
         run_sql(con, HERE / name)
     for table in contracts.DIFF_LISTS:
-        write_parquet(con, f"SELECT * FROM {table} ORDER BY {LIST_ORDER[table]}", out / f"{table}.parquet")
-    (species,), (deleted,), (stability,) = (rows(con, t) for t in ("species_summary", "deleted_summary",
-                                                                   "stability_summary"))
+        write_parquet(
+            con, f"SELECT * FROM {table} ORDER BY {LIST_ORDER[table]}", out / f"{table}.parquet"
+        )
+    (species,), (deleted,), (stability,) = (
+        rows(con, t) for t in ("species_summary", "deleted_summary", "stability_summary")
+    )
     return {
         "species": species,
         "categories": rows(con, "categories_summary"),
         "inactivated_taxa": rows(con, "inactivated_summary"),
         "deleted_photos": deleted,
-        "license_changes": {"photos": sum(r["photos"] for r in rows(con, "license_summary")),
-                            "by_change": rows(con, "license_summary")},
-        "split_stability": {**stability, "by_reason": {r["reason"]: r["photos"] for r in rows(con, "moved_by_reason")}},
+        "license_changes": {
+            "photos": sum(r["photos"] for r in rows(con, "license_summary")),
+            "by_change": rows(con, "license_summary"),
+        },
+        "split_stability": {
+            **stability,
+            "by_reason": {r["reason"]: r["photos"] for r in rows(con, "moved_by_reason")},
+        },
         "benchmarks": {r.pop("benchmark"): r for r in rows(con, "benchmark_summary")},
         "moved": rows(con, "moved_in_order"),
     }

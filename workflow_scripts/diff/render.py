@@ -19,7 +19,11 @@ SHOWN = 20  # rows of a list shown in report.md; the Parquet has them all
 
 def short_list(items: list, more_in: str) -> str:
     shown = ", ".join(map(str, items[:SHOWN]))
-    return shown + (f", … and {len(items) - SHOWN} more (all in {more_in})" if len(items) > SHOWN else "") or "none"
+    return (
+        shown
+        + (f", … and {len(items) - SHOWN} more (all in {more_in})" if len(items) > SHOWN else "")
+        or "none"
+    )
 
 
 def percent(value) -> str:
@@ -28,58 +32,132 @@ def percent(value) -> str:
 
 def render(report: dict) -> str:
     """report.md: the summary a person reads; the full lists are the Parquet files beside it."""
-    species, deleted, licenses = report["species"], report["deleted_photos"], report["license_changes"]
+    species, deleted, licenses = (
+        report["species"],
+        report["deleted_photos"],
+        report["license_changes"],
+    )
     stability = report["split_stability"]
-    lines = [f"# iNaturalist {report['previous']} → {report['current']}: what changed", "",
-             "## Data", "",
-             f"- Species (species-rank taxa in the curated table): {species['previous']:,} → {species['current']:,}; "
-             f"added {len(species['added'])}, removed {len(species['removed'])}, "
-             f"{species['images_changed']:,} with a changed number of images (species_images.parquet).",
-             f"- Added: {short_list(species['added'], 'species_images.parquet')}.",
-             f"- Removed: {short_list(species['removed'], 'species_images.parquet')}.",
-             f"- Deleted photos (ids gone from photos.csv): {deleted['photos']:,}, "
-             f"{deleted['in_dataset']:,} of them in the earlier curated table (deleted_photos.parquet).",
-             f"- License changes: {licenses['photos']:,} photos (license_changes.parquet).", ""]
-    raw = pd.DataFrame([{"table": t, "previous rows": report["raw"]["previous"][t]["rows"],
-                         "current rows": report["raw"]["current"][t]["rows"],
-                         "rejected lines": report["raw"]["previous"][t]["rejected"]
-                         + report["raw"]["current"][t]["rejected"]} for t in report["raw"]["previous"]])
-    lines += [markdown(raw, "Raw tables read (rejected lines are listed in each month's curation report)."), ""]
+    lines = [
+        f"# iNaturalist {report['previous']} → {report['current']}: what changed",
+        "",
+        "## Data",
+        "",
+        f"- Species (species-rank taxa in the curated table): {species['previous']:,} → {species['current']:,}; "
+        f"added {len(species['added'])}, removed {len(species['removed'])}, "
+        f"{species['images_changed']:,} with a changed number of images (species_images.parquet).",
+        f"- Added: {short_list(species['added'], 'species_images.parquet')}.",
+        f"- Removed: {short_list(species['removed'], 'species_images.parquet')}.",
+        f"- Deleted photos (ids gone from photos.csv): {deleted['photos']:,}, "
+        f"{deleted['in_dataset']:,} of them in the earlier curated table (deleted_photos.parquet).",
+        f"- License changes: {licenses['photos']:,} photos (license_changes.parquet).",
+        "",
+    ]
+    raw = pd.DataFrame(
+        [
+            {
+                "table": t,
+                "previous rows": report["raw"]["previous"][t]["rows"],
+                "current rows": report["raw"]["current"][t]["rows"],
+                "rejected lines": report["raw"]["previous"][t]["rejected"]
+                + report["raw"]["current"][t]["rejected"],
+            }
+            for t in report["raw"]["previous"]
+        ]
+    )
+    lines += [
+        markdown(
+            raw, "Raw tables read (rejected lines are listed in each month's curation report)."
+        ),
+        "",
+    ]
     categories = pd.DataFrame(report["categories"])
-    lines += [markdown(categories, "Images and species per category (images_per_category.png)."), ""]
+    lines += [
+        markdown(categories, "Images and species per category (images_per_category.png)."),
+        "",
+    ]
     if licenses["by_change"]:
         lines += [markdown(pd.DataFrame(licenses["by_change"]), "License changes."), ""]
-    inactivated = [{"taxon": f"{t['name']} ({t['taxon_id']}, {t['rank']})",
-                    "observations now on": "; ".join(
-                        f"{r['name'] or 'deleted'} ({r['taxon_id']}): {r['observations']}" for r in t["replaced_by"])
-                    or "none observed"} for t in report["inactivated_taxa"]]
-    lines += ([markdown(pd.DataFrame(inactivated[:SHOWN]),
-                        f"Taxa that became inactive ({len(inactivated)}) and what their observations are now "
-                        "identified as (inactivated_taxa.parquet).")] if inactivated
-              else ["No taxon became inactive."]) + [""]
-    lines += ["## Split stability", "",
-              f"{stability['moved']:,} of {stability['photos_in_both']:,} photos in both curated tables changed "
-              f"subset or split (moved.parquet); expected only where a species crossed a threshold: "
-              f"{json.dumps(stability['by_reason'], sort_keys=True)}.", ""]
+    inactivated = [
+        {
+            "taxon": f"{t['name']} ({t['taxon_id']}, {t['rank']})",
+            "observations now on": "; ".join(
+                f"{r['name'] or 'deleted'} ({r['taxon_id']}): {r['observations']}"
+                for r in t["replaced_by"]
+            )
+            or "none observed",
+        }
+        for t in report["inactivated_taxa"]
+    ]
+    lines += (
+        [
+            markdown(
+                pd.DataFrame(inactivated[:SHOWN]),
+                f"Taxa that became inactive ({len(inactivated)}) and what their observations are now "
+                "identified as (inactivated_taxa.parquet).",
+            )
+        ]
+        if inactivated
+        else ["No taxon became inactive."]
+    ) + [""]
+    lines += [
+        "## Split stability",
+        "",
+        f"{stability['moved']:,} of {stability['photos_in_both']:,} photos in both curated tables changed "
+        f"subset or split (moved.parquet); expected only where a species crossed a threshold: "
+        f"{json.dumps(stability['by_reason'], sort_keys=True)}.",
+        "",
+    ]
     if report["moved"]:
-        moved = (pd.DataFrame(report["moved"]).groupby(["species", "reason"], dropna=False).size()
-                 .rename("photos").reset_index().sort_values(["photos", "species"], ascending=[False, True]))
-        lines += [markdown(moved.head(SHOWN), "Photos that moved, by species (each photo: moved.parquet)."), ""]
+        moved = (
+            pd.DataFrame(report["moved"])
+            .groupby(["species", "reason"], dropna=False)
+            .size()
+            .rename("photos")
+            .reset_index()
+            .sort_values(["photos", "species"], ascending=[False, True])
+        )
+        lines += [
+            markdown(
+                moved.head(SHOWN), "Photos that moved, by species (each photo: moved.parquet)."
+            ),
+            "",
+        ]
     lines += ["## Benchmarks", ""]
-    bench = pd.DataFrame([{"benchmark": name, "previous images": b["previous_images"],
-                           "current images": b["current_images"], "entered": b["entered"], "left": b["left"],
-                           "species added": short_list(b["species_added"], "benchmark_species.parquet"),
-                           "species removed": short_list(b["species_removed"], "benchmark_species.parquet")}
-                          for name, b in report["benchmarks"].items()])
+    bench = pd.DataFrame(
+        [
+            {
+                "benchmark": name,
+                "previous images": b["previous_images"],
+                "current images": b["current_images"],
+                "entered": b["entered"],
+                "left": b["left"],
+                "species added": short_list(b["species_added"], "benchmark_species.parquet"),
+                "species removed": short_list(b["species_removed"], "benchmark_species.parquet"),
+            }
+            for name, b in report["benchmarks"].items()
+        ]
+    )
     lines += [markdown(bench, "Benchmark membership (Train: its test split)."), ""]
     lines += ["## Results", ""]
     if report["results"]:
-        results = pd.DataFrame([{"model": r["model"], "benchmark": r["benchmark"], "metric": r["metric"],
-                                 "previous %": percent(r["previous"]), "current %": percent(r["current"]),
-                                 "delta (points)": percent(r["delta"]),
-                                 "95% intervals overlap": {True: "yes", False: "NO", None: ""}[r["cis_overlap"]]}
-                                for r in report["results"]])
-        lines += [markdown(results, "Each model on each benchmark (results.png); intervals are Wilson's.")]
+        results = pd.DataFrame(
+            [
+                {
+                    "model": r["model"],
+                    "benchmark": r["benchmark"],
+                    "metric": r["metric"],
+                    "previous %": percent(r["previous"]),
+                    "current %": percent(r["current"]),
+                    "delta (points)": percent(r["delta"]),
+                    "95% intervals overlap": {True: "yes", False: "NO", None: ""}[r["cis_overlap"]],
+                }
+                for r in report["results"]
+            ]
+        )
+        lines += [
+            markdown(results, "Each model on each benchmark (results.png); intervals are Wilson's.")
+        ]
     else:
         lines += ["No evaluations given."]
     return "\n".join(lines) + "\n"
@@ -105,15 +183,23 @@ def category_figure(categories: list[dict], months: tuple[str, str], path: Path)
 
 
 def results_figure(results: list[dict], months: tuple[str, str], path: Path) -> None:
-    rows = [r for r in results if r["metric"] == "top1" and r["previous_ci95"] and r["current_ci95"]]
+    rows = [
+        r for r in results if r["metric"] == "top1" and r["previous_ci95"] and r["current_ci95"]
+    ]
     labels = [f"{r['model']}\n{r['benchmark']}" for r in rows]
     fig, ax = plt.subplots(figsize=(1.5 + 0.8 * max(len(rows), 1), 3.6))
     x = np.arange(len(rows))
     for offset, side, month in ((-0.15, "previous", months[0]), (0.15, "current", months[1])):
         values = np.array([r[side] for r in rows])
         bounds = np.array([r[f"{side}_ci95"] for r in rows]).reshape(-1, 2)
-        ax.errorbar(x + offset, values, yerr=[values - bounds[:, 0], bounds[:, 1] - values], fmt="o", capsize=3,
-                    label=month)
+        ax.errorbar(
+            x + offset,
+            values,
+            yerr=[values - bounds[:, 0], bounds[:, 1] - values],
+            fmt="o",
+            capsize=3,
+            label=month,
+        )
     ax.set_xticks(x, labels, fontsize=7)
     ax.set_ylabel("zero-shot top-1 (95% Wilson interval)")
     ax.set_ylim(0, 1)

@@ -19,10 +19,17 @@ def compared(model: str, benchmark: str, metric: str, old: dict, new: dict) -> d
     """One metric in both months (`old`, `new`: the benchmark's metrics, each may lack it)."""
     before, after = old.get(metric), new.get(metric)
     before_ci, after_ci = old.get(f"{metric}_ci95"), new.get(f"{metric}_ci95")
-    return {"model": model, "benchmark": benchmark, "metric": metric, "previous": before, "current": after,
-            "delta": None if before is None or after is None else round(after - before, 6),
-            "previous_ci95": before_ci, "current_ci95": after_ci,
-            "cis_overlap": intervals_overlap(before_ci, after_ci)}
+    return {
+        "model": model,
+        "benchmark": benchmark,
+        "metric": metric,
+        "previous": before,
+        "current": after,
+        "delta": None if before is None or after is None else round(after - before, 6),
+        "previous_ci95": before_ci,
+        "current_ci95": after_ci,
+        "cis_overlap": intervals_overlap(before_ci, after_ci),
+    }
 
 
 def results_diff(previous: list[Path], current: list[Path], models: list[str]) -> list[dict]:
@@ -33,8 +40,17 @@ def results_diff(previous: list[Path], current: list[Path], models: list[str]) -
     for model, *files in zip(models, previous, current, strict=True):
         before, after = (json.loads(path.read_text()) for path in files)
         for benchmark in sorted(set(before["benchmarks"]) | set(after["benchmarks"])):
-            old, new = before["benchmarks"].get(benchmark, {}), after["benchmarks"].get(benchmark, {})
-            rows += [compared(model, benchmark, metric, old, new)
-                     for metric in METRICS if metric in old or metric in new]
-        rows.append(compared(model, "weighted average", "weighted_average_top1", before, after) | {"metric": "top1"})
+            old, new = (
+                before["benchmarks"].get(benchmark, {}),
+                after["benchmarks"].get(benchmark, {}),
+            )
+            rows += [
+                compared(model, benchmark, metric, old, new)
+                for metric in METRICS
+                if metric in old or metric in new
+            ]
+        rows.append(
+            compared(model, "weighted average", "weighted_average_top1", before, after)
+            | {"metric": "top1"}
+        )
     return rows

@@ -17,23 +17,38 @@ from workflow_scripts.diff.render import category_figure, render, results_figure
 from workflow_scripts.diff.results import results_diff
 
 
-def diff(previous: Month, current: Month, out: Path, previous_metrics: list[Path] = (),
-         current_metrics: list[Path] = (), models: list[str] = ()) -> dict:
+def diff(
+    previous: Month,
+    current: Month,
+    out: Path,
+    previous_metrics: list[Path] = (),
+    current_metrics: list[Path] = (),
+    models: list[str] = (),
+) -> dict:
     """Compare two snapshots (their raw tables, curated tables and subsets) and, for each of
     `models`, its metrics.json in both months; write the report into the folder `out`."""
     months = (previous.date, current.date)
     with building(out) as staging, tempfile.TemporaryDirectory(prefix="diff-") as work:
         work = Path(work)
-        raw = {side: load_raw(month.raw, work / f"{side}.duckdb", work)
-               for side, month in (("previous", previous), ("current", current))}
+        raw = {
+            side: load_raw(month.raw, work / f"{side}.duckdb", work)
+            for side, month in (("previous", previous), ("current", current))
+        }
         con = duckdb.connect(str(work / "diff.duckdb"), config={"preserve_insertion_order": True})
         con.execute(f"ATTACH {quote(work / 'previous.duckdb')} AS prev (READ_ONLY)")
         con.execute(f"ATTACH {quote(work / 'current.duckdb')} AS cur (READ_ONLY)")
         attach_snapshot(con, "previous", previous)
         attach_snapshot(con, "current", current)
-        report = {"previous": months[0], "current": months[1], "raw": raw, **data_diff(con, staging)}
+        report = {
+            "previous": months[0],
+            "current": months[1],
+            "raw": raw,
+            **data_diff(con, staging),
+        }
         con.close()
-        report["results"] = results_diff(list(previous_metrics), list(current_metrics), list(models))
+        report["results"] = results_diff(
+            list(previous_metrics), list(current_metrics), list(models)
+        )
         write_json(staging / contracts.DIFF_SUMMARY, report)
         write_text(staging / contracts.DIFF_REPORT, render(report))
         categories_png, results_png = contracts.DIFF_FIGURES

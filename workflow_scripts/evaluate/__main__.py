@@ -23,12 +23,26 @@ from workflow_scripts.evaluate.stage import benchmark_inputs, evaluate
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="evaluate")
-    parser.add_argument("--shards", type=Path, nargs="*", default=[],
-                        help="each of our benchmarks' shards folder (shards/<subset>)")
-    parser.add_argument("--tables", type=Path, nargs="*", default=[],
-                        help="each of our benchmarks' table (subsets/<subset>.parquet)")
-    parser.add_argument("--model", required=True, help="open_clip model name (or one of our model configs)")
-    parser.add_argument("--pretrained", help="open_clip pretrained tag or a checkpoint file; none: random init")
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="each of our benchmarks' shards folder (shards/<subset>)",
+    )
+    parser.add_argument(
+        "--tables",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="each of our benchmarks' table (subsets/<subset>.parquet)",
+    )
+    parser.add_argument(
+        "--model", required=True, help="open_clip model name (or one of our model configs)"
+    )
+    parser.add_argument(
+        "--pretrained", help="open_clip pretrained tag or a checkpoint file; none: random init"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the evaluation folder to write")
     args = parser.parse_args(argv)
     settings = cli.settings(args)
@@ -39,13 +53,23 @@ def main(argv: list[str] | None = None) -> int:
     names = contracts.benchmark_names(settings)
     missing = [name for name in names if name in SUBSET_BENCHMARKS and name not in subsets]
     if missing:
-        parser.error(f"--shards, --tables: none given of the benchmarks {', '.join(missing)} (evaluate.benchmarks)")
+        parser.error(
+            f"--shards, --tables: none given of the benchmarks {', '.join(missing)} (evaluate.benchmarks)"
+        )
     inputs = [path for name in names for path in benchmark_inputs(name, subsets, settings)]
-    checkpoint = Path(args.pretrained) if args.pretrained and Path(args.pretrained).is_file() else None
-    with cli.running(args, inputs=[*inputs, checkpoint],
-                     recorded={**settings, "model": args.model, "pretrained": args.pretrained}) as settings:
+    checkpoint = (
+        Path(args.pretrained) if args.pretrained and Path(args.pretrained).is_file() else None
+    )
+    with cli.running(
+        args,
+        inputs=[*inputs, checkpoint],
+        recorded={**settings, "model": args.model, "pretrained": args.pretrained},
+    ) as settings:
         results = evaluate(subsets, args.model, args.pretrained or None, args.out, settings)
-    print(json.dumps({name: scored["top1"] for name, scored in results["benchmarks"].items()}), file=sys.stderr)
+    print(
+        json.dumps({name: scored["top1"] for name, scored in results["benchmarks"].items()}),
+        file=sys.stderr,
+    )
     return 0
 
 

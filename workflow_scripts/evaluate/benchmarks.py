@@ -33,8 +33,13 @@ from workflow_scripts.common.captions import LEVELS, species_names
 from workflow_scripts.common.duck import quote
 
 # our benchmarks, each a subset's shards: the split read (None: the whole subset), the column naming the class
-SUBSET_BENCHMARKS = {"train": ("test", "species"), "balanced": (None, "species"), "unseen": (None, "species"),
-                     "lifestages": (None, "label"), "genus_sampled": ("test", "species")}
+SUBSET_BENCHMARKS = {
+    "train": ("test", "species"),
+    "balanced": (None, "species"),
+    "unseen": (None, "species"),
+    "lifestages": (None, "label"),
+    "genus_sampled": ("test", "species"),
+}
 NAME_MODES = ("scientific", "common", "taxonomic", "scientific_common")
 IMAGE_KEYS = ("jpg", "png", "gif", "webp")
 WHOLE_FILE = -1  # a location's offset when the image is a file of its own
@@ -43,7 +48,10 @@ WHOLE_FILE = -1  # a location's offset when the image is a file of its own
 @dataclass
 class Benchmark:
     """The images of a benchmark in the order they are encoded, and their classes."""
-    keys: np.ndarray | list  # each image's id: its photo_id, or an external benchmark's metadata key
+
+    keys: (
+        np.ndarray | list
+    )  # each image's id: its photo_id, or an external benchmark's metadata key
     paths: list[str]  # the files holding the images
     locations: np.ndarray  # per image (path index, offset, size); offset WHOLE_FILE: the whole file
     labels: np.ndarray  # per image, its class: an index into class_keys
@@ -68,7 +76,9 @@ def tar_images(tars: list[Path]) -> tuple[list[str], np.ndarray]:
     return keys, np.array(locations, dtype=np.int64).reshape(-1, 3)
 
 
-def subset_benchmark(shards: Path, table: Path, name: str, shard_set: str | None = None) -> Benchmark:
+def subset_benchmark(
+    shards: Path, table: Path, name: str, shard_set: str | None = None
+) -> Benchmark:
     """The subset `name` as a benchmark: the images of a shard set (by default the one evaluation
     reads: Train's test split) from the tar headers, the classes from its table (every row's:
     Train's classes are all its species)."""
@@ -80,13 +90,24 @@ def subset_benchmark(shards: Path, table: Path, name: str, shard_set: str | None
     con = duckdb.connect()
     con.execute(f"CREATE VIEW subset AS SELECT * FROM read_parquet({quote(table)})")
     con.register("images", pa.table({"position": np.arange(len(photo_ids)), "photo_id": photo_ids}))
-    absent = con.execute("SELECT photo_id FROM images ANTI JOIN subset USING (photo_id) LIMIT 1").fetchone()
+    absent = con.execute(
+        "SELECT photo_id FROM images ANTI JOIN subset USING (photo_id) LIMIT 1"
+    ).fetchone()
     if absent:
-        raise ValueError(f"{folder}: photo {absent[0]} is not in {table}: rebuild the shards from this subset")
+        raise ValueError(
+            f"{folder}: photo {absent[0]} is not in {table}: rebuild the shards from this subset"
+        )
     labels, class_rows = classes(con, [column])
-    return Benchmark(photo_ids, [str(tar) for tar in tars], locations, labels, [row[column] for row in class_rows],
-                     class_rows, "common" if name == "lifestages" else "scientific",
-                     lineage_classes=lambda level: classes(con, LEVELS[:LEVELS.index(level) + 1]))
+    return Benchmark(
+        photo_ids,
+        [str(tar) for tar in tars],
+        locations,
+        labels,
+        [row[column] for row in class_rows],
+        class_rows,
+        "common" if name == "lifestages" else "scientific",
+        lineage_classes=lambda level: classes(con, LEVELS[: LEVELS.index(level) + 1]),
+    )
 
 
 def classes(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[np.ndarray, list[dict]]:
@@ -95,12 +116,23 @@ def classes(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[np.ndar
     order."""
     key = ", ".join(f"coalesce({quote_name(c)}, '') AS {quote_name(c)}" for c in columns)
     names = ", ".join(quote_name(c) for c in columns)
-    rows = con.execute(f"""SELECT * FROM subset WHERE photo_id IN (
+    rows = (
+        con.execute(f"""SELECT * FROM subset WHERE photo_id IN (
                                SELECT min(photo_id) FROM (SELECT {key}, photo_id FROM subset) GROUP BY {names})
-                           """).to_arrow_table().to_pylist()
+                           """)
+        .to_arrow_table()
+        .to_pylist()
+    )
     class_rows = sorted(rows, key=lambda row: tuple(row[c] or "" for c in columns))
-    con.register("class_ids", pa.table({"class_id": np.arange(len(class_rows)),
-                                        **{c: [row[c] or "" for row in class_rows] for c in columns}}))
+    con.register(
+        "class_ids",
+        pa.table(
+            {
+                "class_id": np.arange(len(class_rows)),
+                **{c: [row[c] or "" for row in class_rows] for c in columns},
+            }
+        ),
+    )
     labels = con.execute(f"""SELECT c.class_id FROM images AS i JOIN (SELECT photo_id, {key} FROM subset) AS s
                              USING (photo_id) JOIN class_ids AS c USING ({names}) ORDER BY i.position""").fetchnumpy()
     return labels["class_id"].astype(np.int64), class_rows
@@ -117,8 +149,10 @@ def read_metadata(path: Path, key_column: str, label_column: str) -> dict[str, t
         reader = csv.DictReader(handle)
         missing = [c for c in (key_column, label_column) if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: no column {missing[0]!r} (columns: {reader.fieldnames}); set key_column and "
-                             "label_column in config evaluate.external")
+            raise ValueError(
+                f"{path}: no column {missing[0]!r} (columns: {reader.fieldnames}); set key_column and "
+                "label_column in config evaluate.external"
+            )
         labels: dict[str, tuple[str, int]] = {}
         for line, record in enumerate(reader, start=2):
             key, label = (record[key_column] or "").strip(), (record[label_column] or "").strip()
@@ -140,15 +174,21 @@ def external_benchmark(spec: dict) -> Benchmark:
     skipped = {}
     if spec["format"] == "folder":
         keys = sorted(labels)
-        absent = next(((key, labels[key][1]) for key in keys if not (images_at / key).is_file()), None)
+        absent = next(
+            ((key, labels[key][1]) for key in keys if not (images_at / key).is_file()), None
+        )
         if absent:
             raise FileNotFoundError(f"{metadata}:{absent[1]}: no image {images_at / absent[0]}")
         paths = [str(images_at / key) for key in keys]
-        locations = np.array([(number, WHOLE_FILE, 0) for number in range(len(keys))], np.int64).reshape(-1, 3)
+        locations = np.array(
+            [(number, WHOLE_FILE, 0) for number in range(len(keys))], np.int64
+        ).reshape(-1, 3)
     else:
         paths = sorted(str(p) for p in images_at.glob("*.tar"))
         if not paths:
-            raise FileNotFoundError(f"{images_at}: no .tar shards (external benchmark format webdataset)")
+            raise FileNotFoundError(
+                f"{images_at}: no .tar shards (external benchmark format webdataset)"
+            )
         found, locations = tar_images([Path(p) for p in paths])
         kept = [number for number, key in enumerate(found) if key in labels]
         skipped["without_metadata"] = len(found) - len(kept)
@@ -156,16 +196,26 @@ def external_benchmark(spec: dict) -> Benchmark:
         present = set(keys)
         unseen = sorted((line, key) for key, (_, line) in labels.items() if key not in present)
         if unseen:
-            raise ValueError(f"{metadata}:{unseen[0][0]}: no sample with key {unseen[0][1]!r} in the tars "
-                             f"({len(unseen)} rows without an image)")
+            raise ValueError(
+                f"{metadata}:{unseen[0][0]}: no sample with key {unseen[0][1]!r} in the tars "
+                f"({len(unseen)} rows without an image)"
+            )
     class_ids = {label: number for number, label in enumerate(class_keys)}
-    return Benchmark(keys, paths, locations, np.array([class_ids[labels[key][0]] for key in keys], np.int64),
-                     class_keys, [{"label": label} for label in class_keys], spec["name_mode"], skipped)
+    return Benchmark(
+        keys,
+        paths,
+        locations,
+        np.array([class_ids[labels[key][0]] for key in keys], np.int64),
+        class_keys,
+        [{"label": label} for label in class_keys],
+        spec["name_mode"],
+        skipped,
+    )
 
 
 def lineage(row: dict, level: str) -> tuple:
     """The class of a row at a taxonomic level: its names from kingdom down to that level."""
-    return tuple(row.get(rank) or "" for rank in LEVELS[:LEVELS.index(level) + 1])
+    return tuple(row.get(rank) or "" for rank in LEVELS[: LEVELS.index(level) + 1])
 
 
 def class_name(row: dict, level: str, mode: str) -> str:
@@ -175,8 +225,15 @@ def class_name(row: dict, level: str, mode: str) -> str:
         names = species_names(row)
     else:
         scientific = row.get(level) or ""
-        names = {"scientific": scientific, "common": scientific,
-                 "taxonomic": " ".join(name for name in lineage(row, level) if name)}
+        names = {
+            "scientific": scientific,
+            "common": scientific,
+            "taxonomic": " ".join(name for name in lineage(row, level) if name),
+        }
     scientific, common = names["scientific"], names["common"]
-    return {**names, "scientific_common": scientific if common == scientific else
-            f"{scientific} with common name {common}"}[mode]
+    return {
+        **names,
+        "scientific_common": scientific
+        if common == scientific
+        else f"{scientific} with common name {common}",
+    }[mode]

@@ -26,7 +26,9 @@ def wilson(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
         return 0.0, 1.0
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    half = (
+        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    )
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
@@ -38,7 +40,11 @@ def top_k_hits(ranked: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 def macro_accuracy(hits: np.ndarray, labels: np.ndarray) -> float:
     """Mean over the classes present of each class's accuracy."""
     classes, inverse = np.unique(labels, return_inverse=True)
-    return float(np.mean(np.bincount(inverse, weights=hits) / np.bincount(inverse))) if len(classes) else 0.0
+    return (
+        float(np.mean(np.bincount(inverse, weights=hits) / np.bincount(inverse)))
+        if len(classes)
+        else 0.0
+    )
 
 
 def weighted_average(accuracy: dict[str, float], classes: dict[str, int]) -> float:
@@ -66,8 +72,14 @@ def score_factors(method: str, prevalence: np.ndarray, class_weights: np.ndarray
     return (class_weights if method == "wpas" else 1.0) / prevalence
 
 
-def calibrate(true_probabilities: np.ndarray, labels: np.ndarray, classes: int, alpha: float, method: str,
-              class_weights: np.ndarray | None = None) -> dict:
+def calibrate(
+    true_probabilities: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    alpha: float,
+    method: str,
+    class_weights: np.ndarray | None = None,
+) -> dict:
     """Thresholds (one, or one per class) from the calibration points' p(y|x) of their own label;
     the prevalence p(y) is estimated on the same points."""
     counts = np.bincount(labels, minlength=classes)
@@ -75,10 +87,18 @@ def calibrate(true_probabilities: np.ndarray, labels: np.ndarray, classes: int, 
     factors = score_factors(method, np.maximum(counts, 1) / len(labels), weights)
     true = true_probabilities * factors[labels]
     if method == "class_conditional":
-        thresholds = np.array([_lower_quantile(true[labels == y], np.ones(counts[y]), alpha) if counts[y] else -np.inf
-                               for y in range(classes)])
+        thresholds = np.array(
+            [
+                _lower_quantile(true[labels == y], np.ones(counts[y]), alpha)
+                if counts[y]
+                else -np.inf
+                for y in range(classes)
+            ]
+        )
     else:
-        point_weights = np.ones(len(labels)) if method == "softmax" else weights[labels] / counts[labels]
+        point_weights = (
+            np.ones(len(labels)) if method == "softmax" else weights[labels] / counts[labels]
+        )
         thresholds = np.full(classes, _lower_quantile(true, point_weights, alpha))
     return {"method": method, "thresholds": thresholds, "factors": factors}
 
@@ -88,13 +108,21 @@ def prediction_sets(probabilities: np.ndarray, calibration: dict) -> np.ndarray:
     return probabilities * calibration["factors"][None, :] >= calibration["thresholds"][None, :]
 
 
-def set_report(covered: np.ndarray, counts: np.ndarray, sizes: int, class_weights: np.ndarray | None = None) -> dict:
+def set_report(
+    covered: np.ndarray, counts: np.ndarray, sizes: int, class_weights: np.ndarray | None = None
+) -> dict:
     """Coverage, macro-coverage over the classes present (weighted when class weights are given)
     and mean set size, from per class the test examples covered (their label in their set) and
     the examples (`counts`), and the sum of their set sizes."""
     present = np.flatnonzero(counts)
     per_class = covered[present] / counts[present]
-    weights = np.full(len(present), 1 / len(present)) if class_weights is None else (
-        class_weights[present] / class_weights[present].sum())
-    return {"coverage": float(covered.sum() / counts.sum()), "macro_coverage": float(per_class @ weights),
-            "mean_set_size": float(sizes / counts.sum())}
+    weights = (
+        np.full(len(present), 1 / len(present))
+        if class_weights is None
+        else (class_weights[present] / class_weights[present].sum())
+    )
+    return {
+        "coverage": float(covered.sum() / counts.sum()),
+        "macro_coverage": float(per_class @ weights),
+        "mean_set_size": float(sizes / counts.sum()),
+    }

@@ -27,10 +27,24 @@ from workflow_scripts.common import contracts
 from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.config import settings as evaluate_settings
 from workflow_scripts.common.files import building, write_json
-from workflow_scripts.evaluate.benchmarks import (LEVELS, NAME_MODES, SUBSET_BENCHMARKS, Benchmark, class_name,
-                                                  external_benchmark, subset_benchmark)
-from workflow_scripts.evaluate.metrics import (calibrate, macro_accuracy, prediction_sets, set_report, top_k_hits,
-                                               weighted_average, wilson)
+from workflow_scripts.evaluate.benchmarks import (
+    LEVELS,
+    NAME_MODES,
+    SUBSET_BENCHMARKS,
+    Benchmark,
+    class_name,
+    external_benchmark,
+    subset_benchmark,
+)
+from workflow_scripts.evaluate.metrics import (
+    calibrate,
+    macro_accuracy,
+    prediction_sets,
+    set_report,
+    top_k_hits,
+    weighted_average,
+    wilson,
+)
 
 TOP_K = 5
 METHODS = ("softmax", "class_conditional", "pas", "wpas")
@@ -58,8 +72,12 @@ def benchmark_metrics(ranked: np.ndarray, labels: np.ndarray, classes: int) -> d
 def in_calibration(photo_ids: list, salt: str, fraction: float) -> np.ndarray:
     """Which images calibrate the conformal sets: a salted hash of the id, so the same images in
     every run and for every model."""
+
     def share(photo_id) -> float:
-        return int.from_bytes(hashlib.sha256(f"{salt}:{photo_id}".encode()).digest()[:8], "big") / 2 ** 64
+        return (
+            int.from_bytes(hashlib.sha256(f"{salt}:{photo_id}".encode()).digest()[:8], "big")
+            / 2**64
+        )
 
     return np.array([share(photo_id) < fraction for photo_id in photo_ids], dtype=bool)
 
@@ -67,6 +85,7 @@ def in_calibration(photo_ids: list, salt: str, fraction: float) -> np.ndarray:
 def class_weights(classes: list[dict], weights: dict[str, float]) -> np.ndarray:
     """Per class, the configured weight of the most specific name in its lineage (or its label)
     that has one, else 1; normalised to sum 1."""
+
     def weight(row: dict) -> float:
         names = [row.get("label")] + [row.get(rank) for rank in reversed(LEVELS)]
         return next((float(weights[n]) for n in names if n in weights), 1.0)
@@ -75,8 +94,9 @@ def class_weights(classes: list[dict], weights: dict[str, float]) -> np.ndarray:
     return values / values.sum()
 
 
-def conformal(features, weights, labels: np.ndarray, photo_ids, class_rows: list[dict],
-              settings: dict) -> list[dict]:
+def conformal(
+    features, weights, labels: np.ndarray, photo_ids, class_rows: list[dict], settings: dict
+) -> list[dict]:
     """Coverage, macro-coverage (weighted for wpas) and mean set size per method and alpha."""
     from workflow_scripts.evaluate.zeroshot import probabilities
 
@@ -85,37 +105,68 @@ def conformal(features, weights, labels: np.ndarray, photo_ids, class_rows: list
         return []  # one part is empty: nothing to calibrate or to measure
     classes, weighted = weights.shape[1], class_weights(class_rows, settings["class_weights"])
     calibration_labels, test_labels = labels[calibrating], labels[~calibrating]
-    true = np.concatenate([chunk[np.arange(len(chunk)), calibration_labels[start:start + len(chunk)]]
-                           for start, chunk in probabilities(features, weights, calibrating)])
+    true = np.concatenate(
+        [
+            chunk[np.arange(len(chunk)), calibration_labels[start : start + len(chunk)]]
+            for start, chunk in probabilities(features, weights, calibrating)
+        ]
+    )
     alphas = sorted(set(settings["alphas"]) | {settings["alpha"]})
     methods = METHODS if settings["class_weights"] else METHODS[:-1]  # weighted PAS needs weights
-    calibrations = {(method, alpha): calibrate(true, calibration_labels, classes, alpha, method, weighted)
-                    for method in methods for alpha in alphas}
+    calibrations = {
+        (method, alpha): calibrate(true, calibration_labels, classes, alpha, method, weighted)
+        for method in methods
+        for alpha in alphas
+    }
     # per class, the test images covered and their set sizes: summed chunk by chunk
     covered = {key: np.zeros(classes) for key in calibrations}
     sizes = {key: 0 for key in calibrations}
     for start, chunk in probabilities(features, weights, ~calibrating):
-        chunk_labels = test_labels[start:start + len(chunk)]
+        chunk_labels = test_labels[start : start + len(chunk)]
         for key, calibration in calibrations.items():
             sets = prediction_sets(chunk, calibration)
-            covered[key] += np.bincount(chunk_labels, weights=sets[np.arange(len(chunk)), chunk_labels],
-                                        minlength=classes)
+            covered[key] += np.bincount(
+                chunk_labels, weights=sets[np.arange(len(chunk)), chunk_labels], minlength=classes
+            )
             sizes[key] += int(sets.sum())
     counts = np.bincount(test_labels, minlength=classes)
-    return [{"method": method, "alpha": alpha, "calibration_images": int(calibrating.sum()),
-             "test_images": int(len(test_labels)),
-             **{k: round(v, 6) for k, v in set_report(covered[method, alpha], counts, sizes[method, alpha],
-                                                      weighted if method == "wpas" else None).items()}}
-            for method, alpha in calibrations]
+    return [
+        {
+            "method": method,
+            "alpha": alpha,
+            "calibration_images": int(calibrating.sum()),
+            "test_images": int(len(test_labels)),
+            **{
+                k: round(v, 6)
+                for k, v in set_report(
+                    covered[method, alpha],
+                    counts,
+                    sizes[method, alpha],
+                    weighted if method == "wpas" else None,
+                ).items()
+            },
+        }
+        for method, alpha in calibrations
+    ]
 
 
-def predictions_table(photo_ids, labels: np.ndarray, ranked: np.ndarray, scores: np.ndarray) -> pa.Table:
+def predictions_table(
+    photo_ids, labels: np.ndarray, ranked: np.ndarray, scores: np.ndarray
+) -> pa.Table:
     order = np.argsort(np.asarray(photo_ids), kind="stable")
-    return pa.table({"photo_id": np.asarray(photo_ids)[order], "label": labels[order],
-                     "top_ids": ranked[order].tolist(), "top_scores": np.round(scores[order], 6).tolist()})
+    return pa.table(
+        {
+            "photo_id": np.asarray(photo_ids)[order],
+            "label": labels[order],
+            "top_ids": ranked[order].tolist(),
+            "top_scores": np.round(scores[order], 6).tolist(),
+        }
+    )
 
 
-def levels(network, tokenizer, features, benchmark: Benchmark, precision: str) -> tuple[list[dict], pa.Table]:
+def levels(
+    network, tokenizer, features, benchmark: Benchmark, precision: str
+) -> tuple[list[dict], pa.Table]:
     """Table 8: accuracy per taxonomic level and name mode, and the predictions behind it."""
     from workflow_scripts.evaluate.zeroshot import classifier, top_k
 
@@ -124,15 +175,28 @@ def levels(network, tokenizer, features, benchmark: Benchmark, precision: str) -
         labels, class_rows = benchmark.lineage_classes(level)
         for mode in NAME_MODES:
             names = [class_name(row, level, mode) for row in class_rows]
-            ranked, scores = top_k(features, classifier(network, tokenizer, names, precision=precision), TOP_K)
-            records.append({"level": level, "name_mode": mode, **benchmark_metrics(ranked, labels, len(class_rows))})
+            ranked, scores = top_k(
+                features, classifier(network, tokenizer, names, precision=precision), TOP_K
+            )
+            records.append(
+                {
+                    "level": level,
+                    "name_mode": mode,
+                    **benchmark_metrics(ranked, labels, len(class_rows)),
+                }
+            )
             table = predictions_table(benchmark.keys, labels, ranked, scores)
-            tables.append(table.add_column(0, "level", pa.array([level] * len(table)))
-                          .add_column(1, "name_mode", pa.array([mode] * len(table))))
+            tables.append(
+                table.add_column(0, "level", pa.array([level] * len(table))).add_column(
+                    1, "name_mode", pa.array([mode] * len(table))
+                )
+            )
     return records, pa.concat_tables(tables)
 
 
-def benchmark_inputs(name: str, subsets: dict[str, tuple[Path, Path]], settings: dict) -> list[Path]:
+def benchmark_inputs(
+    name: str, subsets: dict[str, tuple[Path, Path]], settings: dict
+) -> list[Path]:
     """What a benchmark is read from: a subset's shards and table (`subsets`: {subset: (shards
     folder, table)}), or an external one's metadata."""
     if name in SUBSET_BENCHMARKS:
@@ -143,8 +207,10 @@ def benchmark_inputs(name: str, subsets: dict[str, tuple[Path, Path]], settings:
 def subset_files(name: str, subsets: dict[str, tuple[Path, Path]]) -> tuple[Path, Path]:
     """A subset benchmark's shards folder and table, from those given."""
     if name not in subsets:
-        raise EvaluateError(f"benchmark {name}: its shards and table were not given (--shards, --tables); "
-                            f"given: {', '.join(subsets) or 'none'}")
+        raise EvaluateError(
+            f"benchmark {name}: its shards and table were not given (--shards, --tables); "
+            f"given: {', '.join(subsets) or 'none'}"
+        )
     shards, table = subsets[name]
     return Path(shards), Path(table)
 
@@ -157,36 +223,76 @@ def open_benchmark(name: str, subsets: dict[str, tuple[Path, Path]], settings: d
     return external_benchmark(settings["external"][name])
 
 
-def evaluate_benchmark(model: tuple, name: str, benchmark: Benchmark, settings: dict, staging: Path,
-                       with_levels: bool = False) -> dict:
+def evaluate_benchmark(
+    model: tuple,
+    name: str,
+    benchmark: Benchmark,
+    settings: dict,
+    staging: Path,
+    with_levels: bool = False,
+) -> dict:
     """One benchmark: its predictions (and levels) into `staging`; returns its metrics, conformal
     records and levels. `model`: load_model()'s (network, preprocess, tokenizer)."""
     from workflow_scripts.evaluate.zeroshot import classifier, encode_images, top_k
 
     network, preprocess, tokenizer = model
     if not len(benchmark.keys):
-        raise EvaluateError(f"benchmark {name}: no images to evaluate (an empty subset?): remove it from "
-                            f"config evaluate.benchmarks, or use more data")
-    features = encode_images(network, preprocess, benchmark.paths, benchmark.locations, staging / f"{name}.features",
-                             settings["batch_size"], settings["workers"], settings["precision"], name)
+        raise EvaluateError(
+            f"benchmark {name}: no images to evaluate (an empty subset?): remove it from "
+            f"config evaluate.benchmarks, or use more data"
+        )
+    features = encode_images(
+        network,
+        preprocess,
+        benchmark.paths,
+        benchmark.locations,
+        staging / f"{name}.features",
+        settings["batch_size"],
+        settings["workers"],
+        settings["precision"],
+        name,
+    )
     weights = classifier(network, tokenizer, benchmark.class_keys, precision=settings["precision"])
     ranked, scores = top_k(features, weights, TOP_K)
-    pq.write_table(predictions_table(benchmark.keys, benchmark.labels, ranked, scores),
-                   staging / contracts.predictions(name))
-    found = {"metrics": {**benchmark_metrics(ranked, benchmark.labels, len(benchmark.class_keys)),
-                         "name_mode": benchmark.name_mode, **benchmark.skipped},
-             "conformal": [{"benchmark": name, **record} for record in conformal(
-                 features, weights, benchmark.labels, benchmark.keys, benchmark.class_rows, settings["conformal"])],
-             "levels": []}
+    pq.write_table(
+        predictions_table(benchmark.keys, benchmark.labels, ranked, scores),
+        staging / contracts.predictions(name),
+    )
+    found = {
+        "metrics": {
+            **benchmark_metrics(ranked, benchmark.labels, len(benchmark.class_keys)),
+            "name_mode": benchmark.name_mode,
+            **benchmark.skipped,
+        },
+        "conformal": [
+            {"benchmark": name, **record}
+            for record in conformal(
+                features,
+                weights,
+                benchmark.labels,
+                benchmark.keys,
+                benchmark.class_rows,
+                settings["conformal"],
+            )
+        ],
+        "levels": [],
+    }
     if with_levels:
-        found["levels"], table = levels(network, tokenizer, features, benchmark, settings["precision"])
+        found["levels"], table = levels(
+            network, tokenizer, features, benchmark, settings["precision"]
+        )
         pq.write_table(table, staging / contracts.levels(name))
     features.path.unlink()
     return found
 
 
-def evaluate(subsets: dict[str, tuple[Path, Path]], model: str, pretrained: str | None, out: Path,
-             settings: dict | None = None) -> dict:
+def evaluate(
+    subsets: dict[str, tuple[Path, Path]],
+    model: str,
+    pretrained: str | None,
+    out: Path,
+    settings: dict | None = None,
+) -> dict:
     """Evaluate a model on the configured benchmarks into the folder `out`: our benchmarks from
     `subsets` ({subset: (its shards folder, its table)}, contracts.subset_inputs()), the external
     ones as `settings` (config.yaml's `evaluate` section) name them."""
@@ -194,21 +300,35 @@ def evaluate(subsets: dict[str, tuple[Path, Path]], model: str, pretrained: str 
 
     settings = evaluate_settings("evaluate", settings)
     if settings["levels_benchmark"] not in settings["benchmarks"]:
-        raise EvaluateError(f"config evaluate.levels_benchmark {settings['levels_benchmark']!r} is not one of "
-                            f"evaluate.benchmarks {settings['benchmarks']}: Table 8 needs one of them")
+        raise EvaluateError(
+            f"config evaluate.levels_benchmark {settings['levels_benchmark']!r} is not one of "
+            f"evaluate.benchmarks {settings['benchmarks']}: Table 8 needs one of them"
+        )
     for name in contracts.benchmark_names(settings):
-        benchmark_inputs(name, subsets, settings)  # every benchmark's files given, before the model loads
+        benchmark_inputs(
+            name, subsets, settings
+        )  # every benchmark's files given, before the model loads
     loaded = load_model(model, pretrained, settings["device"])
     results = {"benchmarks": {}, "levels": [], "conformal": []}
     with building(out) as staging:
         for name in contracts.benchmark_names(settings):
-            found = evaluate_benchmark(loaded, name, open_benchmark(name, subsets, settings), settings, staging,
-                                       with_levels=name == settings["levels_benchmark"])
+            found = evaluate_benchmark(
+                loaded,
+                name,
+                open_benchmark(name, subsets, settings),
+                settings,
+                staging,
+                with_levels=name == settings["levels_benchmark"],
+            )
             results["benchmarks"][name] = found["metrics"]
             results["conformal"] += found["conformal"]
             results["levels"] += found["levels"]
         scored = results["benchmarks"]
-        results["weighted_average_top1"] = round(weighted_average(
-            {n: scored[n]["top1"] for n in scored}, {n: scored[n]["classes"] for n in scored}), 6)
+        results["weighted_average_top1"] = round(
+            weighted_average(
+                {n: scored[n]["top1"] for n in scored}, {n: scored[n]["classes"] for n in scored}
+            ),
+            6,
+        )
         write_json(staging / contracts.METRICS, results)
     return results

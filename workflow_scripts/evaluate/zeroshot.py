@@ -29,7 +29,9 @@ from workflow_scripts.evaluate.stage import EvaluateError
 LOGIT_SCALE = 100.0  # CLIP's zero-shot temperature
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHUNK = 4096  # feature rows read back at a time
-TEMPLATES = OPENAI_IMAGENET_TEMPLATES  # every classifier's prompts; the clip_benchmark export writes them
+TEMPLATES = (
+    OPENAI_IMAGENET_TEMPLATES  # every classifier's prompts; the clip_benchmark export writes them
+)
 
 
 def load_model(model: str, pretrained: str | None, device: str = "cpu"):
@@ -37,7 +39,9 @@ def load_model(model: str, pretrained: str | None, device: str = "cpu"):
     `pretrained`: an open_clip tag, a checkpoint file (ours or anyone's), or None (random init)."""
     register_model_configs()
     torch.manual_seed(0)  # a random-init control is the same model every time
-    network, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
+    network, _, preprocess = open_clip.create_model_and_transforms(
+        model, pretrained=pretrained, device=device
+    )
     return network.eval(), preprocess, open_clip.get_tokenizer(model)
 
 
@@ -47,19 +51,29 @@ def autocast(network, precision: str = "fp32"):
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     if device.type != "cuda":
-        raise EvaluateError(f"config evaluate.precision {precision} runs on CUDA only, and the model is on "
-                            f"{device.type}: set evaluate.precision: fp32 (what the CPU runs), or evaluate.device: "
-                            "cuda on a machine with a GPU")
+        raise EvaluateError(
+            f"config evaluate.precision {precision} runs on CUDA only, and the model is on "
+            f"{device.type}: set evaluate.precision: fp32 (what the CPU runs), or evaluate.device: "
+            "cuda on a machine with a GPU"
+        )
     return torch.autocast("cuda", dtype=PRECISIONS[precision])
 
 
-def classifier(network, tokenizer, class_names: list[str], templates=TEMPLATES,
-               precision: str = "fp32") -> torch.Tensor:
+def classifier(
+    network, tokenizer, class_names: list[str], templates=TEMPLATES, precision: str = "fp32"
+) -> torch.Tensor:
     """(embedding size x classes), float32, on the model's device."""
     device = next(network.parameters()).device
     with torch.no_grad(), autocast(network, precision):
-        return open_clip.build_zero_shot_classifier(network, tokenizer, class_names, templates,
-                                                    num_classes_per_batch=50, device=device, use_tqdm=False).float()
+        return open_clip.build_zero_shot_classifier(
+            network,
+            tokenizer,
+            class_names,
+            templates,
+            num_classes_per_batch=50,
+            device=device,
+            use_tqdm=False,
+        ).float()
 
 
 class Images(torch.utils.data.Dataset):
@@ -111,20 +125,33 @@ class Features:
                 chunk = np.fromfile(handle, np.float32, min(CHUNK, self.rows - start) * self.width)
                 chunk = chunk.reshape(-1, self.width)
                 if rows is not None:
-                    chunk = chunk[rows[start:start + len(chunk)]]
+                    chunk = chunk[rows[start : start + len(chunk)]]
                 if len(chunk):
                     yield done, chunk
                     done += len(chunk)
 
 
-def encode_images(network, preprocess, paths: list[str], locations: np.ndarray, out: Path, batch_size: int = 256,
-                  workers: int = 0, precision: str = "fp32", label: str = "images") -> Features:
+def encode_images(
+    network,
+    preprocess,
+    paths: list[str],
+    locations: np.ndarray,
+    out: Path,
+    batch_size: int = 256,
+    workers: int = 0,
+    precision: str = "fp32",
+    label: str = "images",
+) -> Features:
     """The images' normalised embeddings into the file `out`, a batch at a time."""
     device = next(network.parameters()).device
     features = Features(out)
     out.unlink(missing_ok=True)
-    loader = torch.utils.data.DataLoader(Images(paths, locations, preprocess), batch_size=batch_size,
-                                         num_workers=workers, pin_memory=device.type == "cuda")
+    loader = torch.utils.data.DataLoader(
+        Images(paths, locations, preprocess),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
     with torch.no_grad(), autocast(network, precision):
         for batch in tqdm(loader, desc=f"encoding {label}", unit=" batches", mininterval=5):
             encoded = network.encode_image(batch.to(device, non_blocking=True))
@@ -132,8 +159,9 @@ def encode_images(network, preprocess, paths: list[str], locations: np.ndarray, 
     return features
 
 
-def probabilities(features: Features, weights: torch.Tensor,
-                  rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def probabilities(
+    features: Features, weights: torch.Tensor, rows: np.ndarray | None = None
+) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, softmax probabilities of a chunk of images x classes), chunk by chunk, of the rows
     the boolean mask `rows` selects (all when None)."""
     for start, chunk in features.chunks(rows):
@@ -148,5 +176,8 @@ def top_k(features: Features, weights: torch.Tensor, k: int = 5) -> tuple[np.nda
     ids, scores = np.zeros((len(features), k), np.int64), np.zeros((len(features), k), np.float32)
     for start, chunk in probabilities(features, weights):
         best = np.argsort(-chunk, axis=1, kind="stable")[:, :k]
-        ids[start:start + len(chunk)], scores[start:start + len(chunk)] = best, np.take_along_axis(chunk, best, 1)
+        ids[start : start + len(chunk)], scores[start : start + len(chunk)] = (
+            best,
+            np.take_along_axis(chunk, best, 1),
+        )
     return ids, scores

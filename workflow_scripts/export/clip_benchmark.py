@@ -38,7 +38,12 @@ from workflow_scripts.evaluate.stage import benchmark_inputs, open_benchmark
 from workflow_scripts.evaluate.zeroshot import TEMPLATES
 from workflow_scripts.images.shards import read_images, tar_writer
 
-READABLE = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp"}  # clip_benchmark's keys by PIL format
+READABLE = {
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+}  # clip_benchmark's keys by PIL format
 # (MPO: a JPEG holding more pictures; both readers decode its first)
 SPLIT = "test"  # the split clip_benchmark evaluates by default
 CLASS_NAMES = "classnames.txt"
@@ -53,8 +58,14 @@ def template_lines(templates=TEMPLATES) -> list[str]:
     """Our prompt templates (functions of the class name) as clip_benchmark's `{c}` strings."""
     lines = [template("{c}") for template in templates]
     for line, template in zip(lines, templates):
-        if line.count("{c}") != 1 or line.strip() != line or line.format(c="x y") != template("x y"):
-            raise ExportError(f"prompt {line!r} cannot be written as a clip_benchmark template line")
+        if (
+            line.count("{c}") != 1
+            or line.strip() != line
+            or line.format(c="x y") != template("x y")
+        ):
+            raise ExportError(
+                f"prompt {line!r} cannot be written as a clip_benchmark template line"
+            )
     return lines
 
 
@@ -62,8 +73,10 @@ def class_lines(names: list[str]) -> list[str]:
     """The class names, checked to survive clip_benchmark's reading (one per line, stripped)."""
     for number, name in enumerate(names):
         if not name or name.strip() != name or name.splitlines() != [name]:
-            raise ExportError(f"class {number} {name!r}: clip_benchmark reads class names one per line, stripped; "
-                              "this one would change")
+            raise ExportError(
+                f"class {number} {name!r}: clip_benchmark reads class names one per line, stripped; "
+                "this one would change"
+            )
     return names
 
 
@@ -78,29 +91,44 @@ def readable(data: bytes) -> tuple[str, bytes]:
         return "png", converted.getvalue()
 
 
-def export(benchmark: Benchmark, out: Path, samples_per_shard: int, id_column: str = "photo_id") -> int:
+def export(
+    benchmark: Benchmark, out: Path, samples_per_shard: int, id_column: str = "photo_id"
+) -> int:
     """Write `benchmark` into the folder `out`; returns its number of tars."""
     if not len(benchmark.keys):
         raise ExportError("the benchmark has no images: nothing to export")
     names = class_lines(benchmark.class_keys)
-    locations = [(benchmark.paths[path], int(offset), int(size)) for path, offset, size in benchmark.locations]
-    keyed = id_column == "photo_id"  # a photo_id is a safe tar key; an external image key may hold '.' or '/'
+    locations = [
+        (benchmark.paths[path], int(offset), int(size))
+        for path, offset, size in benchmark.locations
+    ]
+    keyed = (
+        id_column == "photo_id"
+    )  # a photo_id is a safe tar key; an external image key may hold '.' or '/'
     with building(out) as staging:
         (staging / SPLIT).mkdir()
         tars = -(-len(locations) // samples_per_shard)
-        with open(staging / contracts.CLIP_BENCHMARK_MANIFEST, "w", newline="", encoding="utf-8") as handle:
+        with open(
+            staging / contracts.CLIP_BENCHMARK_MANIFEST, "w", newline="", encoding="utf-8"
+        ) as handle:
             manifest = csv.writer(handle, lineterminator="\n")
             manifest.writerow(["key", id_column, "cls", "class_name"])
             images = zip(read_images(locations), benchmark.keys, benchmark.labels)
-            progress = tqdm(total=len(locations), desc=f"exporting {out.name}", unit="image", mininterval=5)
+            progress = tqdm(
+                total=len(locations), desc=f"exporting {out.name}", unit="image", mininterval=5
+            )
             for number in range(tars):
                 with tar_writer(staging / SPLIT / f"{number}.tar") as writer:
-                    for position in range(number * samples_per_shard,
-                                          min((number + 1) * samples_per_shard, len(locations))):
+                    for position in range(
+                        number * samples_per_shard,
+                        min((number + 1) * samples_per_shard, len(locations)),
+                    ):
                         (_, data), image_id, label = next(images)
                         key = str(image_id) if keyed else f"{position:08d}"
                         extension, data = readable(data)
-                        writer.write({"__key__": key, extension: data, "cls": str(int(label)).encode()})
+                        writer.write(
+                            {"__key__": key, extension: data, "cls": str(int(label)).encode()}
+                        )
                         manifest.writerow([key, image_id, int(label), names[label]])
                         progress.update()
             progress.close()
@@ -112,34 +140,66 @@ def export(benchmark: Benchmark, out: Path, samples_per_shard: int, id_column: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="export")
-    parser.add_argument("--benchmark", required=True, help="one of evaluate.benchmarks or evaluate.external")
-    parser.add_argument("--shards", type=Path, nargs="*", default=[],
-                        help="our benchmark's shards folder (shards/<subset>); none for an external one")
-    parser.add_argument("--tables", type=Path, nargs="*", default=[],
-                        help="our benchmark's table (subsets/<subset>.parquet); none for an external one")
-    parser.add_argument("--external", type=json.loads, default={},
-                        help="config.yaml's evaluate.external as JSON (the external benchmarks)")
+    parser.add_argument(
+        "--benchmark", required=True, help="one of evaluate.benchmarks or evaluate.external"
+    )
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="our benchmark's shards folder (shards/<subset>); none for an external one",
+    )
+    parser.add_argument(
+        "--tables",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="our benchmark's table (subsets/<subset>.parquet); none for an external one",
+    )
+    parser.add_argument(
+        "--external",
+        type=json.loads,
+        default={},
+        help="config.yaml's evaluate.external as JSON (the external benchmarks)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
-    evaluate = config.settings("evaluate", {"external": args.external, "benchmarks": list(contracts.SUBSETS)})
+    evaluate = config.settings(
+        "evaluate", {"external": args.external, "benchmarks": list(contracts.SUBSETS)}
+    )
     if args.benchmark not in contracts.benchmark_names(evaluate):
-        parser.error(f"--benchmark {args.benchmark}: not one of ours or of --external "
-                     f"({', '.join(contracts.benchmark_names(evaluate))})")
+        parser.error(
+            f"--benchmark {args.benchmark}: not one of ours or of --external "
+            f"({', '.join(contracts.benchmark_names(evaluate))})"
+        )
     try:
         subsets = contracts.subset_inputs(args.shards, args.tables)
     except ValueError as exc:
         parser.error(f"--shards, --tables: {exc}")
     ours = [args.benchmark] if args.benchmark in SUBSET_BENCHMARKS else []
     if list(subsets) != ours:
-        parser.error(f"--shards, --tables: {'those of ' + args.benchmark if ours else 'none'} expected "
-                     f"(--benchmark {args.benchmark}), got {', '.join(subsets) or 'none'}")
-    with cli.running(args, inputs=benchmark_inputs(args.benchmark, subsets, evaluate),
-                     recorded={"export": cli.settings(args), "external": args.external}) as settings:
+        parser.error(
+            f"--shards, --tables: {'those of ' + args.benchmark if ours else 'none'} expected "
+            f"(--benchmark {args.benchmark}), got {', '.join(subsets) or 'none'}"
+        )
+    with cli.running(
+        args,
+        inputs=benchmark_inputs(args.benchmark, subsets, evaluate),
+        recorded={"export": cli.settings(args), "external": args.external},
+    ) as settings:
         benchmark = open_benchmark(args.benchmark, subsets, evaluate)
-        tars = export(benchmark, args.out, settings["samples_per_shard"],
-                      "photo_id" if args.benchmark in SUBSET_BENCHMARKS else "image")
-        print(f"{args.benchmark}: {len(benchmark.keys):,} images of {len(benchmark.class_keys):,} classes "
-              f"in {tars} tars: {args.out}", file=sys.stderr)
+        tars = export(
+            benchmark,
+            args.out,
+            settings["samples_per_shard"],
+            "photo_id" if args.benchmark in SUBSET_BENCHMARKS else "image",
+        )
+        print(
+            f"{args.benchmark}: {len(benchmark.keys):,} images of {len(benchmark.class_keys):,} classes "
+            f"in {tars} tars: {args.out}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -48,56 +48,113 @@ BATCH = 10_000  # image rows fetched at a time
 
 def sets(subset: str) -> dict[str, str]:
     """{set name: its shard set}: the splits of a subset with splits, or a benchmark's whole shards as `test`."""
-    return ({name: name for name in contracts.TRAIN_SPLITS} if subset in contracts.SPLIT_SUBSETS
-            else {"test": contracts.WHOLE})
+    return (
+        {name: name for name in contracts.TRAIN_SPLITS}
+        if subset in contracts.SPLIT_SUBSETS
+        else {"test": contracts.WHOLE}
+    )
 
 
 def category(number: int, row: dict, column: str, categories: dict[str, str]) -> dict:
     """A class's category record; `row`: a subset row of the class (its taxonomy)."""
     species = row["species"] or ""
     epithet = species.split()[-1] if " " in species else ""  # as the captions take it
-    names = [row[rank] or "" for rank in RANKS] + [epithet] + ([row["label"]] if column == "label" else [])
-    return {"id": number, "name": row[column] or "", "common_name": row["common_name"],
-            "supercategory": next((name for name, rank in categories.items() if row[rank] == name), row["kingdom"]),
-            **{rank: row[rank] for rank in RANKS}, "specific_epithet": epithet,
-            "image_dir_name": "_".join([f"{number:05d}", *(name.replace(" ", "_").replace("/", "_") for name in names)])}
+    names = (
+        [row[rank] or "" for rank in RANKS]
+        + [epithet]
+        + ([row["label"]] if column == "label" else [])
+    )
+    return {
+        "id": number,
+        "name": row[column] or "",
+        "common_name": row["common_name"],
+        "supercategory": next(
+            (name for name, rank in categories.items() if row[rank] == name), row["kingdom"]
+        ),
+        **{rank: row[rank] for rank in RANKS},
+        "specific_epithet": epithet,
+        "image_dir_name": "_".join(
+            [f"{number:05d}", *(name.replace(" ", "_").replace("/", "_") for name in names)]
+        ),
+    }
 
 
-def write_set(benchmark: Benchmark, table: Path, column: str, categories: dict[str, str], set_name: str,
-              info: dict, out: Path) -> None:
+def write_set(
+    benchmark: Benchmark,
+    table: Path,
+    column: str,
+    categories: dict[str, str],
+    set_name: str,
+    info: dict,
+    out: Path,
+) -> None:
     """One set (a shard set read as a benchmark): its images under out/<set>/ and out/<set>.json."""
-    records = [category(number, row, column, categories) for number, row in enumerate(benchmark.class_rows)]
+    records = [
+        category(number, row, column, categories) for number, row in enumerate(benchmark.class_rows)
+    ]
     licenses = {code: number for number, code in enumerate(LICENSES)}
     con = duckdb.connect()
-    con.register("images", pa.table({"position": np.arange(len(benchmark.keys)), "photo_id": benchmark.keys}))
+    con.register(
+        "images", pa.table({"position": np.arange(len(benchmark.keys)), "photo_id": benchmark.keys})
+    )
     rows = con.execute(f"""SELECT s.photo_uuid, s.license, s.observed_on, s.latitude, s.longitude,
                                   s.positional_accuracy
                            FROM images AS i JOIN read_parquet({quote(table)}) AS s USING (photo_id)
                            ORDER BY i.position""")
-    files = [(benchmark.paths[tar], int(offset), int(size)) for tar, offset, size in benchmark.locations]
+    files = [
+        (benchmark.paths[tar], int(offset), int(size)) for tar, offset, size in benchmark.locations
+    ]
     images = zip(read_images(files), benchmark.keys, benchmark.labels)
-    head = json.dumps({"info": info, "licenses": [{"id": n, "name": code, "url": LICENSE_URLS[code]}
-                                                  for code, n in licenses.items()], "categories": records})
-    with open(out / f"{set_name}.json", "w", encoding="utf-8") as handle, \
-            tempfile.TemporaryFile("w+", dir=out) as annotations, \
-            tqdm(total=len(files), desc=f"exporting {set_name}", unit="image", mininterval=5) as progress:
-        handle.write(head.removesuffix("}") + ', "images": [')  # then the images and annotations, one at a time
+    head = json.dumps(
+        {
+            "info": info,
+            "licenses": [
+                {"id": n, "name": code, "url": LICENSE_URLS[code]} for code, n in licenses.items()
+            ],
+            "categories": records,
+        }
+    )
+    with (
+        open(out / f"{set_name}.json", "w", encoding="utf-8") as handle,
+        tempfile.TemporaryFile("w+", dir=out) as annotations,
+        tqdm(
+            total=len(files), desc=f"exporting {set_name}", unit="image", mininterval=5
+        ) as progress,
+    ):
+        handle.write(
+            head.removesuffix("}") + ', "images": ['
+        )  # then the images and annotations, one at a time
         separator = ""
         while batch := rows.fetchmany(BATCH):
-            for (uuid, license_code, observed_on, latitude, longitude, uncertainty), ((tar, data), photo_id, label) \
-                    in zip(batch, images):
+            for (uuid, license_code, observed_on, latitude, longitude, uncertainty), (
+                (tar, data),
+                photo_id,
+                label,
+            ) in zip(batch, images):
                 extension = image_format(data, f"{tar} photo {photo_id}")
                 file_name = f"{set_name}/{records[label]['image_dir_name']}/{uuid}.{extension}"
                 (out / file_name).parent.mkdir(parents=True, exist_ok=True)
                 (out / file_name).write_bytes(data)
                 with Image.open(io.BytesIO(data)) as image:
                     width, height = image.size
-                record = {"id": int(photo_id), "file_name": file_name, "width": width, "height": height,
-                          "license": licenses[license_code], "date": observed_on and observed_on.isoformat(),
-                          "latitude": latitude, "longitude": longitude, "location_uncertainty": uncertainty}
+                record = {
+                    "id": int(photo_id),
+                    "file_name": file_name,
+                    "width": width,
+                    "height": height,
+                    "license": licenses[license_code],
+                    "date": observed_on and observed_on.isoformat(),
+                    "latitude": latitude,
+                    "longitude": longitude,
+                    "location_uncertainty": uncertainty,
+                }
                 handle.write(separator + json.dumps(record))
-                annotations.write(separator + json.dumps({"id": int(photo_id), "image_id": int(photo_id),
-                                                          "category_id": int(label)}))
+                annotations.write(
+                    separator
+                    + json.dumps(
+                        {"id": int(photo_id), "image_id": int(photo_id), "category_id": int(label)}
+                    )
+                )
                 separator = ", "
                 progress.update()
         handle.write('], "annotations": [')
@@ -106,7 +163,9 @@ def write_set(benchmark: Benchmark, table: Path, column: str, categories: dict[s
         handle.write("]}\n")
 
 
-def export(shards: Path, table: Path, subset: str, out: Path, categories: dict[str, str], date: str) -> dict:
+def export(
+    shards: Path, table: Path, subset: str, out: Path, categories: dict[str, str], date: str
+) -> dict:
     """Write the subset's sets into the folder `out`; returns per set its images and the table's rows
     of the set that are not in the shards (downloads failed, duplicates left out: shards_report.json)."""
     column = SUBSET_BENCHMARKS[subset][1]
@@ -115,13 +174,21 @@ def export(shards: Path, table: Path, subset: str, out: Path, categories: dict[s
         for set_name, shard_set in sets(subset).items():
             benchmark = subset_benchmark(shards, table, subset, shard_set)
             in_set = "" if shard_set == contracts.WHOLE else f" WHERE split = {quote(shard_set)}"
-            rows = duckdb.sql(f"SELECT count(*) FROM read_parquet({quote(table)}){in_set}").fetchone()[0]
-            counted[set_name] = {"images": len(benchmark.keys), "not_in_shards": rows - len(benchmark.keys)}
-            info = {"description": f"BioTrove {subset}, {set_name} set, from iNaturalist Open Data {date}: "
-                                   f"{len(benchmark.keys)} of the subset's {rows} rows (the others have no image "
-                                   "in the shards: see their shards_report.json)",
-                    "contributor": "iNaturalist users (each photo's license: licenses; attribution: its photo page)",
-                    "url": "https://github.com/inaturalist/inaturalist-open-data", "version": date}
+            rows = duckdb.sql(
+                f"SELECT count(*) FROM read_parquet({quote(table)}){in_set}"
+            ).fetchone()[0]
+            counted[set_name] = {
+                "images": len(benchmark.keys),
+                "not_in_shards": rows - len(benchmark.keys),
+            }
+            info = {
+                "description": f"BioTrove {subset}, {set_name} set, from iNaturalist Open Data {date}: "
+                f"{len(benchmark.keys)} of the subset's {rows} rows (the others have no image "
+                "in the shards: see their shards_report.json)",
+                "contributor": "iNaturalist users (each photo's license: licenses; attribution: its photo page)",
+                "url": "https://github.com/inaturalist/inaturalist-open-data",
+                "version": date,
+            }
             write_set(benchmark, table, column, categories, set_name, info, staging)
     return counted
 
@@ -131,13 +198,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=Path, required=True, help="the subset's shards folder")
     parser.add_argument("--table", type=Path, required=True, help="the subset's table")
     parser.add_argument("--subset", required=True, choices=contracts.SUBSETS)
-    parser.add_argument("--subsets", type=json.loads, default={},
-                        help="config.yaml's `subsets` section as JSON: its categories are the supercategories")
+    parser.add_argument(
+        "--subsets",
+        type=json.loads,
+        default={},
+        help="config.yaml's `subsets` section as JSON: its categories are the supercategories",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
     categories = config.settings("subsets", args.subsets)["categories"]
     with cli.running(args, inputs=[args.shards, args.table], recorded={"categories": categories}):
-        written = export(args.shards, args.table, args.subset, args.out, categories, args.date or "")
+        written = export(
+            args.shards, args.table, args.subset, args.out, categories, args.date or ""
+        )
         print(f"{args.subset}: {written}: {args.out}", file=sys.stderr)
     return 0
 

@@ -28,11 +28,20 @@ PROBLEMS = (OSError, NotImplementedError, BotoCoreError, ClientError, requests.R
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="fetch")
     action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--snapshot", help="YYYY-MM-DD (that month's bundle) or 'latest' (the bucket-root tables)")
-    action.add_argument("--resolve", metavar="SNAPSHOT", help="write the date SNAPSHOT stands for (JSON) to --out")
-    action.add_argument("--list", action="store_true", help="print the snapshot dates the source has")
-    parser.add_argument("--out", type=Path, help="the raw/ folder to write ({date}: the resolved date), or the "
-                        "resolution's JSON file")
+    action.add_argument(
+        "--snapshot", help="YYYY-MM-DD (that month's bundle) or 'latest' (the bucket-root tables)"
+    )
+    action.add_argument(
+        "--resolve", metavar="SNAPSHOT", help="write the date SNAPSHOT stands for (JSON) to --out"
+    )
+    action.add_argument(
+        "--list", action="store_true", help="print the snapshot dates the source has"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the raw/ folder to write ({date}: the resolved date), or the resolution's JSON file",
+    )
     parser.add_argument("--expect-date", help="fail unless the snapshot resolves to this date")
     args = parser.parse_args(argv)
     if not args.list and not args.out:
@@ -44,8 +53,15 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(available_dates(source)))
             elif args.resolve:
                 resolution = resolve(source, args.resolve, settings)
-                write_json(args.out, {"requested": args.resolve, "snapshot": resolution.date,
-                                      "method": resolution.method, "detail": resolution.detail})
+                write_json(
+                    args.out,
+                    {
+                        "requested": args.resolve,
+                        "snapshot": resolution.date,
+                        "method": resolution.method,
+                        "detail": resolution.detail,
+                    },
+                )
             else:
                 print(fetch(source, args.snapshot, args.out, settings, args.expect_date))
         except PROBLEMS as exc:

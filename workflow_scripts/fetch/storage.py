@@ -10,9 +10,10 @@ import email.utils
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
 import boto3
@@ -87,16 +88,27 @@ def _skip(chunks: Iterator[bytes], start: int) -> Iterator[bytes]:
 class S3Source:
     md5_etags = True
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None,
-                 anonymous: bool = True, region: str = "us-east-1", timeout: float = 60):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        anonymous: bool = True,
+        region: str = "us-east-1",
+        timeout: float = 60,
+    ):
         config = botocore.config.Config(
-            signature_version=UNSIGNED if anonymous else None, region_name=region,
-            connect_timeout=timeout, read_timeout=timeout,
+            signature_version=UNSIGNED if anonymous else None,
+            region_name=region,
+            connect_timeout=timeout,
+            read_timeout=timeout,
             retries={"total_max_attempts": 1},  # retries are ours: they resume from the last byte
         )
         self.client = boto3.client("s3", endpoint_url=endpoint_url, config=config)
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.description = f"s3://{bucket}/{self.prefix}".rstrip("/") + (f" at {endpoint_url}" if endpoint_url else "")
+        self.description = f"s3://{bucket}/{self.prefix}".rstrip("/") + (
+            f" at {endpoint_url}" if endpoint_url else ""
+        )
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -107,15 +119,23 @@ class S3Source:
         except botocore.exceptions.ClientError as exc:
             status = _status(exc)
             if status >= 500 or status == 429:
-                wait = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("retry-after")
+                wait = (
+                    exc.response.get("ResponseMetadata", {})
+                    .get("HTTPHeaders", {})
+                    .get("retry-after")
+                )
                 raise TransientError(f"{what}: HTTP {status}", _retry_after(wait)) from exc
             if status == 412:
                 raise ChangedError(f"{what}: object changed (ETag mismatch)") from exc
             if status == 403:
-                raise PermissionError(f"{self.description}: {what}: access refused (HTTP 403): not public; if the "
-                                      "bucket needs credentials, set fetch.anonymous: false in config.yaml") from exc
+                raise PermissionError(
+                    f"{self.description}: {what}: access refused (HTTP 403): not public; if the "
+                    "bucket needs credentials, set fetch.anonymous: false in config.yaml"
+                ) from exc
             if status == 404 or exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise FileNotFoundError(f"{self.description}: {what}: not found (HTTP {status})") from exc
+                raise FileNotFoundError(
+                    f"{self.description}: {what}: not found (HTTP {status})"
+                ) from exc
             raise
         except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
             raise TransientError(f"{what}: {exc}") from exc
@@ -143,11 +163,15 @@ class S3Source:
             kwargs["IfMatch"] = etag
         response = self._call(f"get {key}", self.client.get_object, **kwargs)
         chunks = response["Body"].iter_chunks(CHUNK)
-        if start and response["ResponseMetadata"]["HTTPStatusCode"] != 206:  # Range ignored: the whole object
+        if (
+            start and response["ResponseMetadata"]["HTTPStatusCode"] != 206
+        ):  # Range ignored: the whole object
             chunks = _skip(chunks, start)
         try:
             yield from chunks
-        except botocore.exceptions.FlexibleChecksumError as exc:  # the bytes already written are wrong
+        except (
+            botocore.exceptions.FlexibleChecksumError
+        ) as exc:  # the bytes already written are wrong
             raise ChangedError(f"get {key}: {exc}") from exc
         except (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransientError(f"get {key}: {exc}") from exc
@@ -162,7 +186,9 @@ class LocalSource:
         self.root = Path(root)
         self.description = str(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"fetch.source {self.root}: no such folder (a local copy of the bucket)")
+            raise FileNotFoundError(
+                f"fetch.source {self.root}: no such folder (a local copy of the bucket)"
+            )
 
     def list(self, prefix: str) -> list[str]:
         folder = self.root / os.path.dirname(prefix)
@@ -203,13 +229,17 @@ class HTTPSource:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientError(f"{method} {key}: {exc}") from exc
         if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"{method} {key}: HTTP {response.status_code}",
-                                 _retry_after(response.headers.get("Retry-After")))
+            raise TransientError(
+                f"{method} {key}: HTTP {response.status_code}",
+                _retry_after(response.headers.get("Retry-After")),
+            )
         if response.status_code == 412:
             raise ChangedError(f"{method} {key}: object changed (ETag mismatch)")
         if response.status_code == 403:
-            raise PermissionError(f"{self.base}{key}: access refused (HTTP 403) by the server; download it by "
-                                  "hand into the source, or point config.yaml's fetch at another copy")
+            raise PermissionError(
+                f"{self.base}{key}: access refused (HTTP 403) by the server; download it by "
+                "hand into the source, or point config.yaml's fetch at another copy"
+            )
         if response.status_code == 404:
             raise FileNotFoundError(f"{self.base}{key}: not found (HTTP 404)")
         response.raise_for_status()
@@ -221,11 +251,15 @@ class HTTPSource:
     def head(self, key: str) -> ObjectInfo:
         response = self._request("HEAD", key, allow_redirects=True)
         if "Content-Length" not in response.headers:
-            raise FileNotFoundError(f"{self.base}{key}: the server does not say how big it is (no Content-Length), "
-                                    "so the download cannot be verified; download it by hand into the source")
+            raise FileNotFoundError(
+                f"{self.base}{key}: the server does not say how big it is (no Content-Length), "
+                "so the download cannot be verified; download it by hand into the source"
+            )
         etag = response.headers.get("ETag", "")
         strong = etag.startswith('"') and etag.endswith('"') and len(etag) > 1
-        return ObjectInfo(key, int(response.headers["Content-Length"]), (etag[1:-1] if strong else etag) or None)
+        return ObjectInfo(
+            key, int(response.headers["Content-Length"]), (etag[1:-1] if strong else etag) or None
+        )
 
     def read(self, key: str, start: int, etag: str | None) -> Iterator[bytes]:
         headers = {"Range": f"bytes={start}-"}
@@ -246,8 +280,14 @@ def open_source(location: str, settings: dict) -> Source:
     section (endpoint_url, anonymous, region, timeout_seconds)."""
     parsed = urlparse(location)
     if parsed.scheme == "s3":
-        return S3Source(parsed.netloc, parsed.path, settings["endpoint_url"], settings["anonymous"], settings["region"],
-                        settings["timeout_seconds"])
+        return S3Source(
+            parsed.netloc,
+            parsed.path,
+            settings["endpoint_url"],
+            settings["anonymous"],
+            settings["region"],
+            settings["timeout_seconds"],
+        )
     if parsed.scheme in ("http", "https"):
         return HTTPSource(location, settings["timeout_seconds"])
     return LocalSource(location)

@@ -32,31 +32,48 @@ def download_report(chunks: list[Path], out: Path, settings: dict | None = None)
     con.execute(f"CREATE VIEW hashes AS SELECT * FROM read_parquet({hashes!r})")
     report = summary(con) | {
         "undecodable": con.execute("SELECT count(*) FROM hashes WHERE hash IS NULL").fetchone()[0],
-        "chunks": {chunk.name: json.loads((chunk / contracts.CHUNK_REPORT).read_text()) for chunk in sorted(chunks)}}
+        "chunks": {
+            chunk.name: json.loads((chunk / contracts.CHUNK_REPORT).read_text())
+            for chunk in sorted(chunks)
+        },
+    }
     out.mkdir(parents=True, exist_ok=True)
-    write_parquet(con, "SELECT photo_id, url, reason, attempts FROM outcomes WHERE NOT succeeded ORDER BY photo_id",
-                  out / contracts.FAILURES)
+    write_parquet(
+        con,
+        "SELECT photo_id, url, reason, attempts FROM outcomes WHERE NOT succeeded ORDER BY photo_id",
+        out / contracts.FAILURES,
+    )
     write_parquet(con, "SELECT * FROM hashes ORDER BY photo_id", out / contracts.HASHES)
     write_json(out / contracts.DOWNLOAD_REPORT, report)
     if report["success_rate"] < settings["min_success_rate"]:
-        raise DownloadError(f"{report['succeeded']} of {report['attempted']} images downloaded "
-                            f"({report['success_rate']:.1%}), below images.min_success_rate "
-                            f"({settings['min_success_rate']:.0%}); failures by reason in "
-                            f"{out / contracts.DOWNLOAD_REPORT}, each in {out / contracts.FAILURES}")
+        raise DownloadError(
+            f"{report['succeeded']} of {report['attempted']} images downloaded "
+            f"({report['success_rate']:.1%}), below images.min_success_rate "
+            f"({settings['min_success_rate']:.0%}); failures by reason in "
+            f"{out / contracts.DOWNLOAD_REPORT}, each in {out / contracts.FAILURES}"
+        )
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="images")
-    parser.add_argument("--chunks", type=Path, nargs="+", required=True, help="the subset's chunk folders")
+    parser.add_argument(
+        "--chunks", type=Path, nargs="+", required=True, help="the subset's chunk folders"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the subset's image folder")
     args = parser.parse_args(argv)
     # each chunk's URL list and report: img2dataset's own files record times
-    inputs = [chunk / name for chunk in args.chunks
-              for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT, contracts.HASHES)]
+    inputs = [
+        chunk / name
+        for chunk in args.chunks
+        for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT, contracts.HASHES)
+    ]
     with cli.running(args, inputs=inputs) as settings:
         report = download_report(args.chunks, args.out, settings)
-    print(json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}), file=sys.stderr)
+    print(
+        json.dumps({k: report[k] for k in ("attempted", "succeeded", "failed_by_reason")}),
+        file=sys.stderr,
+    )
     return 0
 
 

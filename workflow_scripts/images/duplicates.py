@@ -43,20 +43,44 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
         pairs = con.execute(f"""SELECT a.photo_id, b.photo_id FROM images_{left} AS a JOIN images_{right} AS b
                                 USING (sha256) ORDER BY 1, 2""").fetchall()
         if pairs:
-            between.append({"between": [left, right], "count": len(pairs),
-                            "examples": [f"{a}={b}" for a, b in pairs[:EXAMPLES]]})
+            between.append(
+                {
+                    "between": [left, right],
+                    "count": len(pairs),
+                    "examples": [f"{a}={b}" for a, b in pairs[:EXAMPLES]],
+                }
+            )
     test_split = "SELECT sha256 FROM images_train JOIN train USING (photo_id) WHERE split = 'test'"
-    evaluation = " UNION ALL ".join([f"SELECT sha256 FROM images_{s}" for s in contracts.SUBSETS if s != "train"]
-                                    + [test_split])
-    drop = [r[0] for r in con.execute(f"""SELECT photo_id FROM images_train JOIN train USING (photo_id)
-                                          WHERE split != 'test' AND sha256 IN ({evaluation}) ORDER BY 1""").fetchall()]
-    groups = [r[0] for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train GROUP BY sha256
-                                           HAVING count(*) > 1 ORDER BY 1""").fetchall()]
-    return {"shared_between_subsets": between, "drop_from_shards": {"train": {EXACT: drop}},
-            "inside_train": {"groups": len(groups), "photos": sum(map(len, groups)), "photo_ids": groups}}
+    evaluation = " UNION ALL ".join(
+        [f"SELECT sha256 FROM images_{s}" for s in contracts.SUBSETS if s != "train"] + [test_split]
+    )
+    drop = [
+        r[0]
+        for r in con.execute(f"""SELECT photo_id FROM images_train JOIN train USING (photo_id)
+                                          WHERE split != 'test' AND sha256 IN ({evaluation}) ORDER BY 1""").fetchall()
+    ]
+    groups = [
+        r[0]
+        for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train GROUP BY sha256
+                                           HAVING count(*) > 1 ORDER BY 1""").fetchall()
+    ]
+    return {
+        "shared_between_subsets": between,
+        "drop_from_shards": {"train": {EXACT: drop}},
+        "inside_train": {
+            "groups": len(groups),
+            "photos": sum(map(len, groups)),
+            "photo_ids": groups,
+        },
+    }
 
 
-def check(tables: list[Path], downloads: list[Path], external: list[Path] = (), settings: dict | None = None) -> dict:
+def check(
+    tables: list[Path],
+    downloads: list[Path],
+    external: list[Path] = (),
+    settings: dict | None = None,
+) -> dict:
     """The subsets' leak checks and their images' duplicates: `tables`, the subsets' tables, and
     `downloads`, their download reports (in the same order), each beside its chunks' folders and
     its hashes; `external`, the external benchmarks' hashes. `settings`: config.yaml's `overlap`."""
@@ -75,41 +99,71 @@ def check(tables: list[Path], downloads: list[Path], external: list[Path] = (), 
     report["near_duplicates"] = near.pop("near_duplicates")
     report["images"]["near"] = near
     exact = report["images"]["drop_from_shards"]["train"][EXACT]
-    report["images"]["drop_from_shards"]["train"][NEAR] = sorted({p["train"] for p in report["near_duplicates"]}
-                                                                 - set(exact))
+    report["images"]["drop_from_shards"]["train"][NEAR] = sorted(
+        {p["train"] for p in report["near_duplicates"]} - set(exact)
+    )
     return report
 
 
 def summary(report: dict) -> str:
     images, dropped = report["images"], report["images"]["drop_from_shards"]["train"]
-    lines = [f"same image in {' and '.join(pair['between'])}: {pair['count']} (e.g. {', '.join(pair['examples'])})"
-             for pair in images["shared_between_subsets"]]
-    return "\n".join(lines + [
-        f"{len(report['near_duplicates'])} near-duplicate pairs of a Train image and an evaluation image",
-        f"Train photos left out of Train's shards (their image is in an evaluation set): {len(dropped[EXACT])} "
-        f"exact, {len(dropped[NEAR])} near duplicates",
-        f"groups of duplicate images inside Train (kept): {images['inside_train']['groups']} exact "
-        f"({images['inside_train']['photos']} photos), {images['near']['inside_train']['groups']} near "
-        f"({images['near']['inside_train']['photos']} photos)"])
+    lines = [
+        f"same image in {' and '.join(pair['between'])}: {pair['count']} (e.g. {', '.join(pair['examples'])})"
+        for pair in images["shared_between_subsets"]
+    ]
+    return "\n".join(
+        lines
+        + [
+            f"{len(report['near_duplicates'])} near-duplicate pairs of a Train image and an evaluation image",
+            f"Train photos left out of Train's shards (their image is in an evaluation set): {len(dropped[EXACT])} "
+            f"exact, {len(dropped[NEAR])} near duplicates",
+            f"groups of duplicate images inside Train (kept): {images['inside_train']['groups']} exact "
+            f"({images['inside_train']['photos']} photos), {images['near']['inside_train']['groups']} near "
+            f"({images['near']['inside_train']['photos']} photos)",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="overlap")
-    parser.add_argument("--subsets", type=Path, nargs="+", required=True, help="the subsets' tables, <subset>.parquet")
-    parser.add_argument("--downloads", type=Path, nargs="+", required=True,
-                        help="their download reports, in the same order (each in the folder of its images)")
-    parser.add_argument("--external-hashes", type=Path, nargs="*", default=[],
-                        help="the external benchmarks' hashes, <name>.hashes.parquet")
+    parser.add_argument(
+        "--subsets",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the subsets' tables, <subset>.parquet",
+    )
+    parser.add_argument(
+        "--downloads",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="their download reports, in the same order (each in the folder of its images)",
+    )
+    parser.add_argument(
+        "--external-hashes",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="the external benchmarks' hashes, <name>.hashes.parquet",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the report to write (JSON)")
-    parser.add_argument("--pairs", type=Path, help="the near-duplicate pairs as a table to write (.csv; .md beside)")
+    parser.add_argument(
+        "--pairs", type=Path, help="the near-duplicate pairs as a table to write (.csv; .md beside)"
+    )
     args = parser.parse_args(argv)
     hashes = [download.parent / contracts.HASHES for download in args.downloads]
-    with cli.running(args, inputs=[*args.subsets, *args.downloads, *hashes, *args.external_hashes]) as settings:
+    with cli.running(
+        args, inputs=[*args.subsets, *args.downloads, *hashes, *args.external_hashes]
+    ) as settings:
         report = check(args.subsets, args.downloads, args.external_hashes, settings)
         write_json(args.out, report)
         if args.pairs:
-            write_table(pd.DataFrame(report["near_duplicates"], columns=PAIR_COLUMNS), args.pairs.with_suffix(""),
-                        f"Near duplicates within {report['images']['near']['threshold']} bits")
+            write_table(
+                pd.DataFrame(report["near_duplicates"], columns=PAIR_COLUMNS),
+                args.pairs.with_suffix(""),
+                f"Near duplicates within {report['images']['near']['threshold']} bits",
+            )
         overlap.fail_on_leaks(report, args.out)
     print(summary(report), file=sys.stderr)
     return 0

@@ -30,7 +30,9 @@ from workflow_scripts.common import contracts
 from workflow_scripts.common.duck import quote
 
 BITS = 256
-INDEX_BLOCK = 1 << 24  # hashes per index block: 16.8 M entries in each of up to 11 hash tables, ~5 GB
+INDEX_BLOCK = (
+    1 << 24
+)  # hashes per index block: 16.8 M entries in each of up to 11 hash tables, ~5 GB
 QUERY_BATCH = 1 << 20
 
 
@@ -45,8 +47,13 @@ def index_shape(threshold: int) -> tuple[int, int, int]:
     return substrings, min(64, BITS // substrings), flips
 
 
-def within(index_codes: np.ndarray, query_codes: np.ndarray, threshold: int, index_block: int = INDEX_BLOCK,
-           query_batch: int = QUERY_BATCH) -> tuple[np.ndarray, ...]:
+def within(
+    index_codes: np.ndarray,
+    query_codes: np.ndarray,
+    threshold: int,
+    index_block: int = INDEX_BLOCK,
+    query_batch: int = QUERY_BATCH,
+) -> tuple[np.ndarray, ...]:
     """Every (query row, index row, distance) with Hamming distance at most `threshold` between
     rows of two uint8 arrays of 32-byte codes, sorted; the index is built `index_block` rows at a
     time and searched `query_batch` queries at a time (memory)."""
@@ -54,16 +61,22 @@ def within(index_codes: np.ndarray, query_codes: np.ndarray, threshold: int, ind
     found = [(np.empty(0, np.int64),) * 3]
     blocks = range(0, len(index_codes), index_block)
     batches = range(0, len(query_codes), query_batch)
-    with tqdm(total=len(blocks) * len(query_codes), desc="near-duplicate search", unit="hash") as progress:
+    with tqdm(
+        total=len(blocks) * len(query_codes), desc="near-duplicate search", unit="hash"
+    ) as progress:
         for block in blocks:
             index = faiss.IndexBinaryMultiHash(BITS, substrings, bits)
             index.nflip = flips
-            index.add(np.ascontiguousarray(index_codes[block:block + index_block]))
+            index.add(np.ascontiguousarray(index_codes[block : block + index_block]))
             for batch in batches:
-                queries = np.ascontiguousarray(query_codes[batch:batch + query_batch])
-                limits, distances, rows = index.range_search(queries, threshold + 1)  # faiss: distance < radius
+                queries = np.ascontiguousarray(query_codes[batch : batch + query_batch])
+                limits, distances, rows = index.range_search(
+                    queries, threshold + 1
+                )  # faiss: distance < radius
                 matches = np.diff(limits).astype(np.int64)
-                found.append((batch + np.repeat(np.arange(len(queries)), matches), block + rows, distances))
+                found.append(
+                    (batch + np.repeat(np.arange(len(queries)), matches), block + rows, distances)
+                )
                 progress.update(len(queries))
     queries, rows, distances = (np.concatenate(column).astype(np.int64) for column in zip(*found))
     order = np.lexsort((distances, rows, queries))
@@ -85,15 +98,20 @@ def load_hashes(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], min_qual
         if name == "train":
             source = f"(SELECT h.*, t.split, t.taxonomic_name FROM {source} AS h JOIN train AS t USING (photo_id))"
             split, species = "split", "coalesce(taxonomic_name, '')"
-        parts.append(f"SELECT {quote(name)} AS benchmark, photo_id::VARCHAR AS photo_id, {split}::VARCHAR AS split, "
-                     f"{species}::VARCHAR AS species, hash, mirrored, quality FROM {source}")
+        parts.append(
+            f"SELECT {quote(name)} AS benchmark, photo_id::VARCHAR AS photo_id, {split}::VARCHAR AS split, "
+            f"{species}::VARCHAR AS species, hash, mirrored, quality FROM {source}"
+        )
     con.execute(f"CREATE TABLE all_hashes AS {' UNION ALL '.join(parts)}")
-    con.execute(f"CREATE TABLE hashed AS SELECT * EXCLUDE (quality) FROM all_hashes WHERE quality >= {min_quality} "
-                "ORDER BY benchmark, photo_id")
+    con.execute(
+        f"CREATE TABLE hashed AS SELECT * EXCLUDE (quality) FROM all_hashes WHERE quality >= {min_quality} "
+        "ORDER BY benchmark, photo_id"
+    )
     left_out = {}
     for benchmark, undecodable, low in con.execute(
-            f"""SELECT benchmark, count(*) FILTER (WHERE hash IS NULL), count(*) FILTER (WHERE quality < {min_quality})
-                FROM all_hashes GROUP BY 1 ORDER BY 1""").fetchall():
+        f"""SELECT benchmark, count(*) FILTER (WHERE hash IS NULL), count(*) FILTER (WHERE quality < {min_quality})
+                FROM all_hashes GROUP BY 1 ORDER BY 1"""
+    ).fetchall():
         left_out[benchmark] = {"not_decodable": undecodable, "low_quality": low}
     return left_out
 
@@ -106,16 +124,31 @@ def leaks(con: duckdb.DuckDBPyConnection, threshold: int) -> list[dict]:
                                         photo_id, hash, mirrored FROM hashed
                                  WHERE benchmark != 'train' OR split = 'test'
                                  ORDER BY 1, 2""").to_arrow_table()
-    train = con.execute("SELECT photo_id, hash FROM hashed WHERE benchmark = 'train' AND split != 'test' "
-                        "ORDER BY photo_id").to_arrow_table()
+    train = con.execute(
+        "SELECT photo_id, hash FROM hashed WHERE benchmark = 'train' AND split != 'test' "
+        "ORDER BY photo_id"
+    ).to_arrow_table()
     queries = np.concatenate([codes(evaluation.column(2)), codes(evaluation.column(3))])
     images, rows, distances = within(codes(train.column(1)), queries, threshold)
     images %= max(evaluation.num_rows, 1)
-    con.register("found", pa.table({"train": train.column(0).take(rows), "benchmark": evaluation.column(0).take(images),
-                                    "photo_id": evaluation.column(1).take(images), "distance": distances}))
-    return [dict(zip(("train", "benchmark", "photo_id", "distance"), row)) for row in con.execute(
-        """SELECT train, benchmark, photo_id, min(distance)::INTEGER FROM found GROUP BY ALL
-           ORDER BY benchmark, photo_id, train""").fetchall()]
+    con.register(
+        "found",
+        pa.table(
+            {
+                "train": train.column(0).take(rows),
+                "benchmark": evaluation.column(0).take(images),
+                "photo_id": evaluation.column(1).take(images),
+                "distance": distances,
+            }
+        ),
+    )
+    return [
+        dict(zip(("train", "benchmark", "photo_id", "distance"), row))
+        for row in con.execute(
+            """SELECT train, benchmark, photo_id, min(distance)::INTEGER FROM found GROUP BY ALL
+           ORDER BY benchmark, photo_id, train"""
+        ).fetchall()
+    ]
 
 
 def groups_inside_train(con: duckdb.DuckDBPyConnection, threshold: int) -> list[list[str]]:
@@ -123,18 +156,27 @@ def groups_inside_train(con: duckdb.DuckDBPyConnection, threshold: int) -> list[
     member. Searched species by species: a re-upload keeps its organism's label, and within one
     species (at most subsets.max_images) all pairs by faiss's SIMD scan cost seconds, where Train
     against itself through the index would cost days at full size (bench/near_dup.py)."""
-    train = con.execute("SELECT photo_id, hash, mirrored, species FROM hashed WHERE benchmark = 'train' "
-                        "ORDER BY species, photo_id").to_arrow_table()
+    train = con.execute(
+        "SELECT photo_id, hash, mirrored, species FROM hashed WHERE benchmark = 'train' "
+        "ORDER BY species, photo_id"
+    ).to_arrow_table()
     hashes, mirrored = codes(train.column(1)), codes(train.column(2))
     species = pc.dictionary_encode(train.column(3)).combine_chunks().indices.to_numpy()
     starts = np.flatnonzero(np.diff(species, prepend=-1))
     linked = [(np.empty(0, np.int64),) * 2]
-    for start, end in tqdm(list(zip(starts, [*starts[1:], len(species)])), desc="near duplicates inside Train",
-                           unit="species"):
+    for start, end in tqdm(
+        list(zip(starts, [*starts[1:], len(species)])),
+        desc="near duplicates inside Train",
+        unit="species",
+    ):
         flat = faiss.IndexBinaryFlat(BITS)
         flat.add(hashes[start:end])
-        limits, _, rows = flat.range_search(np.concatenate([hashes[start:end], mirrored[start:end]]), threshold + 1)
-        queries = np.repeat(np.arange(2 * (end - start)), np.diff(limits).astype(np.int64)) % (end - start)
+        limits, _, rows = flat.range_search(
+            np.concatenate([hashes[start:end], mirrored[start:end]]), threshold + 1
+        )
+        queries = np.repeat(np.arange(2 * (end - start)), np.diff(limits).astype(np.int64)) % (
+            end - start
+        )
         keep = queries != rows
         linked.append((start + queries[keep], start + rows[keep].astype(np.int64)))
     queries, rows = (np.concatenate(column) for column in zip(*linked))
@@ -158,5 +200,13 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], sett
         if pair["benchmark"] in contracts.SUBSETS or pair["benchmark"] == contracts.TRAIN_TEST:
             pair["photo_id"] = int(pair["photo_id"])
     groups = [[int(photo) for photo in group] for group in groups_inside_train(con, threshold)]
-    return {"near_duplicates": pairs, "threshold": threshold, "left_out": left_out,
-            "inside_train": {"groups": len(groups), "photos": sum(map(len, groups)), "photo_ids": groups}}
+    return {
+        "near_duplicates": pairs,
+        "threshold": threshold,
+        "left_out": left_out,
+        "inside_train": {
+            "groups": len(groups),
+            "photos": sum(map(len, groups)),
+            "photo_ids": groups,
+        },
+    }

@@ -33,18 +33,29 @@ from workflow_scripts.common.duck import quote
 from workflow_scripts.images.download import downloaded
 from workflow_scripts.images.shuffle import semi_global_order
 
-
-MEMBERS = pa.schema([("folder_id", pa.int32()), ("key", pa.string()), ("tar_id", pa.int32()), ("offset", pa.int64()),
-                     ("size", pa.int64())])
+MEMBERS = pa.schema(
+    [
+        ("folder_id", pa.int32()),
+        ("key", pa.string()),
+        ("tar_id", pa.int32()),
+        ("offset", pa.int64()),
+        ("size", pa.int64()),
+    ]
+)
 
 
 def tar_members(tar: Path, tar_id: int, folder_id: int) -> pa.Table:
     """The images in one of img2dataset's tars (MEMBERS: the tar and its folder as numbers)."""
     with tarfile.open(tar) as archive:
-        images = [(m.name.partition(".")[0], m.offset_data, m.size) for m in archive
-                  if m.name.partition(".")[2] not in ("json", "txt")]
+        images = [
+            (m.name.partition(".")[0], m.offset_data, m.size)
+            for m in archive
+            if m.name.partition(".")[2] not in ("json", "txt")
+        ]
     keys, offsets, sizes = zip(*images) if images else ((), (), ())
-    return pa.table([[folder_id] * len(keys), keys, [tar_id] * len(keys), offsets, sizes], schema=MEMBERS)
+    return pa.table(
+        [[folder_id] * len(keys), keys, [tar_id] * len(keys), offsets, sizes], schema=MEMBERS
+    )
 
 
 def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) -> list[str]:
@@ -52,20 +63,35 @@ def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) 
     chunks downloaded is (img2dataset's keys are unique within one pass's folder); returns the tars
     by tar_id. Paths are numbered, not repeated per image: 40 M images take about 1 GB."""
     downloaded(con, download)
-    folders = [row[0] for row in con.execute("SELECT DISTINCT folder FROM successes ORDER BY 1").fetchall()]
+    folders = [
+        row[0] for row in con.execute("SELECT DISTINCT folder FROM successes ORDER BY 1").fetchall()
+    ]
     folder_ids = {folder: number for number, folder in enumerate(folders)}
     tars = sorted(tar for folder in folders for tar in Path(folder).glob("*.tar"))
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        members = pool.map(tar_members, tars, range(len(tars)), [folder_ids[str(tar.parent)] for tar in tars])
+        members = pool.map(
+            tar_members, tars, range(len(tars)), [folder_ids[str(tar.parent)] for tar in tars]
+        )
         con.register("members", pa.concat_tables([MEMBERS.empty_table(), *members]))
-    con.register("folders", pa.table({"folder_id": pa.array(range(len(folders)), pa.int32()), "folder": folders}))
-    con.execute("CREATE TABLE located AS SELECT s.photo_id, m.tar_id, m.offset, m.size FROM successes AS s "
-                "JOIN folders USING (folder) JOIN members AS m USING (folder_id, key)")
+    con.register(
+        "folders",
+        pa.table({"folder_id": pa.array(range(len(folders)), pa.int32()), "folder": folders}),
+    )
+    con.execute(
+        "CREATE TABLE located AS SELECT s.photo_id, m.tar_id, m.offset, m.size FROM successes AS s "
+        "JOIN folders USING (folder) JOIN members AS m USING (folder_id, key)"
+    )
     return [str(tar) for tar in tars]
 
 
-def shard_order(subset: Path, download: Path, out: Path, settings: dict | None = None,
-                drop: dict[str, list[int]] | None = None, processes: int = 1) -> int:
+def shard_order(
+    subset: Path,
+    download: Path,
+    out: Path,
+    settings: dict | None = None,
+    drop: dict[str, list[int]] | None = None,
+    processes: int = 1,
+) -> int:
     """Write the order into `out` (Parquet); `drop`: photo_ids to leave out, by reason. Returns the
     samples."""
     settings = shards_settings("shards", settings)
@@ -73,22 +99,51 @@ def shard_order(subset: Path, download: Path, out: Path, settings: dict | None =
     tars = located(con, download, processes)
     dropped = sorted(photo for ids in (drop or {}).values() for photo in ids)
     con.register("dropped", pa.table({"photo_id": pa.array(dropped, pa.int64())}))
-    shard_set = quote(contracts.WHOLE) if contracts.shard_sets(subset.stem) == (contracts.WHOLE,) else "split"
+    shard_set = (
+        quote(contracts.WHOLE)
+        if contracts.shard_sets(subset.stem) == (contracts.WHOLE,)
+        else "split"
+    )
     # per set, species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
-    present = con.execute(f"""SELECT {shard_set} AS shard_set, l.photo_id, l.tar_id, l.offset, l.size
+    present = (
+        con.execute(f"""SELECT {shard_set} AS shard_set, l.photo_id, l.tar_id, l.offset, l.size
                               FROM read_parquet({quote(subset)}) AS s JOIN located AS l USING (photo_id)
                               ANTI JOIN dropped USING (photo_id)
-                              ORDER BY shard_set, s.taxonomic_name, s.photo_id""").to_arrow_table().combine_chunks()
-    _, starts = np.unique(present.column("shard_set").to_numpy(zero_copy_only=False), return_index=True)
+                              ORDER BY shard_set, s.taxonomic_name, s.photo_id""")
+        .to_arrow_table()
+        .combine_chunks()
+    )
+    _, starts = np.unique(
+        present.column("shard_set").to_numpy(zero_copy_only=False), return_index=True
+    )
     ranges = list(zip(starts, [*starts[1:], present.num_rows]))
-    order = np.concatenate([np.empty(0, np.int64)] + [start + semi_global_order(
-        end - start, settings["chunk_size"], settings["part_size"], settings["seed"]) for start, end in ranges])
-    positions = np.concatenate([np.empty(0, np.int64)] + [np.arange(end - start) for start, end in ranges])
+    order = np.concatenate(
+        [np.empty(0, np.int64)]
+        + [
+            start
+            + semi_global_order(
+                end - start, settings["chunk_size"], settings["part_size"], settings["seed"]
+            )
+            for start, end in ranges
+        ]
+    )
+    positions = np.concatenate(
+        [np.empty(0, np.int64)] + [np.arange(end - start) for start, end in ranges]
+    )
     ordered = present.take(pa.array(order, pa.int64()))
-    tar = pa.DictionaryArray.from_arrays(ordered.column("tar_id").combine_chunks(), pa.array(tars, pa.string()))
-    table = pa.table({"shard_set": ordered.column("shard_set"), "position": pa.array(positions, pa.int64()),
-                      "photo_id": ordered.column("photo_id"), "tar": tar, "offset": ordered.column("offset"),
-                      "size": ordered.column("size")})
+    tar = pa.DictionaryArray.from_arrays(
+        ordered.column("tar_id").combine_chunks(), pa.array(tars, pa.string())
+    )
+    table = pa.table(
+        {
+            "shard_set": ordered.column("shard_set"),
+            "position": pa.array(positions, pa.int64()),
+            "photo_id": ordered.column("photo_id"),
+            "tar": tar,
+            "offset": ordered.column("offset"),
+            "size": ordered.column("size"),
+        }
+    )
     temporary = out.with_name(out.name + ".tmp")
     pq.write_table(table, temporary)
     temporary.replace(out)
@@ -106,14 +161,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="shards")
     parser.add_argument("--subset", type=Path, required=True, help="a subset Parquet")
     parser.add_argument("--download", type=Path, required=True, help="the subset's download report")
-    parser.add_argument("--image-overlap", type=Path, help="the image overlap report: this subset's photos to "
-                        "leave out as duplicates of another subset's images")
+    parser.add_argument(
+        "--image-overlap",
+        type=Path,
+        help="the image overlap report: this subset's photos to "
+        "leave out as duplicates of another subset's images",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the order to write (Parquet)")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes reading the tars' headers")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes reading the tars' headers"
+    )
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.subset, args.download, args.image_overlap]) as settings:
-        samples = shard_order(args.subset, args.download, args.out, settings,
-                              duplicates_of(args.image_overlap, args.subset.stem), args.processes)
+        samples = shard_order(
+            args.subset,
+            args.download,
+            args.out,
+            settings,
+            duplicates_of(args.image_overlap, args.subset.stem),
+            args.processes,
+        )
     print(f"{args.subset}: {samples:,} samples in shard order", file=sys.stderr)
     return 0
 

@@ -46,8 +46,14 @@ COLUMNS = ("hash", "mirrored", "quality")
 def hashes_table(**columns) -> pa.Table:
     """Named id columns, then the hashes' columns from lists of pdq()'s values."""
     *ids, hashes, mirrored, quality = columns.values()
-    return pa.table({**dict(zip(columns, ids)), "hash": pa.array(hashes, HASH), "mirrored": pa.array(mirrored, HASH),
-                     "quality": pa.array(quality, pa.int16())})
+    return pa.table(
+        {
+            **dict(zip(columns, ids)),
+            "hash": pa.array(hashes, HASH),
+            "mirrored": pa.array(mirrored, HASH),
+            "quality": pa.array(quality, pa.int16()),
+        }
+    )
 
 
 def pdq(data: bytes) -> tuple[bytes, bytes, int] | tuple[None, None, None]:
@@ -60,7 +66,11 @@ def pdq(data: bytes) -> tuple[bytes, bytes, int] | tuple[None, None, None]:
         return None, None, None
     bits, quality = pdqhash.compute(pixels)
     mirrored, _ = pdqhash.compute(np.ascontiguousarray(pixels[:, ::-1]))
-    return np.packbits(bits.astype(np.uint8)).tobytes(), np.packbits(mirrored.astype(np.uint8)).tobytes(), quality
+    return (
+        np.packbits(bits.astype(np.uint8)).tobytes(),
+        np.packbits(mirrored.astype(np.uint8)).tobytes(),
+        quality,
+    )
 
 
 def hash_tar(tar: Path) -> list[tuple]:
@@ -74,18 +84,35 @@ def hash_tar(tar: Path) -> list[tuple]:
     return rows
 
 
-def write_chunk_hashes(con: duckdb.DuckDBPyConnection, chunk: Path, out: Path, processes: int = 1) -> None:
+def write_chunk_hashes(
+    con: duckdb.DuckDBPyConnection, chunk: Path, out: Path, processes: int = 1
+) -> None:
     """The hashes of a chunk's downloaded images (the `successes` view of its folder `chunk`) into the
     Parquet `out`, in photo_id order, hashed by `processes` worker processes."""
     tars = sorted(chunk.glob("pass-*/*.tar"))
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rows = [row for tar_rows in tqdm(pool.map(hash_tar, tars), total=len(tars), desc="hashing", unit="tar")
-                for row in tar_rows]
+        rows = [
+            row
+            for tar_rows in tqdm(
+                pool.map(hash_tar, tars), total=len(tars), desc="hashing", unit="tar"
+            )
+            for row in tar_rows
+        ]
     folder, key, *hashes = zip(*rows) if rows else ((),) * 5
-    con.register("hashed", hashes_table(folder=pa.array(folder, pa.string()), key=pa.array(key, pa.string()),
-                                        **dict(zip(COLUMNS, hashes))))
-    write_parquet(con, "SELECT s.photo_id, h.hash, h.mirrored, h.quality FROM successes AS s "
-                       "JOIN hashed AS h USING (folder, key) ORDER BY s.photo_id", out)
+    con.register(
+        "hashed",
+        hashes_table(
+            folder=pa.array(folder, pa.string()),
+            key=pa.array(key, pa.string()),
+            **dict(zip(COLUMNS, hashes)),
+        ),
+    )
+    write_parquet(
+        con,
+        "SELECT s.photo_id, h.hash, h.mirrored, h.quality FROM successes AS s "
+        "JOIN hashed AS h USING (folder, key) ORDER BY s.photo_id",
+        out,
+    )
 
 
 def benchmark_hashes(con: duckdb.DuckDBPyConnection, spec: dict, out: Path) -> int:
@@ -93,27 +120,39 @@ def benchmark_hashes(con: duckdb.DuckDBPyConnection, spec: dict, out: Path) -> i
     keyed by their metadata key, into the Parquet `out`; returns how many."""
     benchmark = external_benchmark(spec)
     rows = []
-    for key, (path, offset, size) in tqdm(zip(benchmark.keys, benchmark.locations.tolist()), desc="hashing",
-                                          unit="img", total=len(benchmark.keys)):
+    for key, (path, offset, size) in tqdm(
+        zip(benchmark.keys, benchmark.locations.tolist()),
+        desc="hashing",
+        unit="img",
+        total=len(benchmark.keys),
+    ):
         with open(benchmark.paths[path], "rb") as handle:
             handle.seek(max(offset, 0))
-            rows.append((str(key), *pdq(handle.read() if offset == WHOLE_FILE else handle.read(size))))
+            rows.append(
+                (str(key), *pdq(handle.read() if offset == WHOLE_FILE else handle.read(size)))
+            )
     key, *hashes = zip(*rows) if rows else ((),) * 4
-    con.register("hashed", hashes_table(photo_id=pa.array(key, pa.string()), **dict(zip(COLUMNS, hashes))))
+    con.register(
+        "hashed", hashes_table(photo_id=pa.array(key, pa.string()), **dict(zip(COLUMNS, hashes)))
+    )
     write_parquet(con, "SELECT * FROM hashed ORDER BY photo_id", out)
     return len(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="evaluate")
-    parser.add_argument("--benchmark", required=True, help="an external benchmark's name (config evaluate.external)")
+    parser.add_argument(
+        "--benchmark", required=True, help="an external benchmark's name (config evaluate.external)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="the hashes to write (Parquet)")
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[]) as settings:
         external = evaluate_settings("evaluate", settings)["external"]
         if args.benchmark not in external:
-            raise cli.StageError(f"no external benchmark {args.benchmark!r} in config evaluate.external "
-                                 f"(it has {sorted(external)})")
+            raise cli.StageError(
+                f"no external benchmark {args.benchmark!r} in config evaluate.external "
+                f"(it has {sorted(external)})"
+            )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         images = benchmark_hashes(duckdb.connect(), external[args.benchmark], args.out)
     print(f"{args.out}: {images} images hashed", file=sys.stderr)

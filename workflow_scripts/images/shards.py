@@ -37,7 +37,12 @@ from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building, throughput, write_json
 
-SIGNATURES = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG\r\n\x1a\n", "png"), (b"GIF87a", "gif"), (b"GIF89a", "gif"))
+SIGNATURES = (
+    (b"\xff\xd8\xff", "jpg"),
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
 
 
 class ShardsError(cli.StageError):
@@ -59,40 +64,72 @@ def part_range(part: int, settings: dict) -> tuple[int, int]:
     return first, first * settings["samples_per_shard"]
 
 
-def write_part(order: Path, subset: Path, shard_set: str, part: int, out: Path, settings: dict | None = None,
-               processes: int = 1) -> dict[str, int]:
+def write_part(
+    order: Path,
+    subset: Path,
+    shard_set: str,
+    part: int,
+    out: Path,
+    settings: dict | None = None,
+    processes: int = 1,
+) -> dict[str, int]:
     """Write part `part` of a shard set's shards into the folder `out`, by `processes` worker
     processes (the bytes do not depend on how many); returns its shards' sizes."""
     settings = shards_settings("shards", settings)
     per_shard = settings["samples_per_shard"]
     first_shard, start = part_range(part, settings)
     end = start + settings["shards_per_job"] * per_shard
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool, \
-            building(out) as staging:
-        pool.submit(int).result()  # forks the workers now, before DuckDB starts threads in this process
-        rows = duckdb.connect().execute(f"""SELECT s.*, o.tar, o."offset", o.size
+    with (
+        ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool,
+        building(out) as staging,
+    ):
+        pool.submit(
+            int
+        ).result()  # forks the workers now, before DuckDB starts threads in this process
+        rows = (
+            duckdb.connect()
+            .execute(f"""SELECT s.*, o.tar, o."offset", o.size
                                             FROM read_parquet({quote(order)}) AS o
                                             JOIN read_parquet({quote(subset)}) AS s USING (photo_id)
                                             WHERE o.shard_set = {quote(shard_set)}
                                                   AND o.position >= {start} AND o.position < {end}
-                                            ORDER BY o.position""").to_arrow_table()
-        locations = list(zip(*(rows.column(name).to_pylist() for name in ("tar", "offset", "size"))))
+                                            ORDER BY o.position""")
+            .to_arrow_table()
+        )
+        locations = list(
+            zip(*(rows.column(name).to_pylist() for name in ("tar", "offset", "size")))
+        )
         rows = rows.drop_columns(["tar", "offset", "size"])
         sizes = write_shards(rows, locations, staging, first_shard, per_shard, pool, processes)
         write_json(staging / contracts.SHARD_SIZES, sizes)
     return sizes
 
 
-def write_shards(rows, locations: list, folder: Path, first_shard: int, per_shard: int, pool: Executor,
-                 processes: int) -> dict[str, int]:
+def write_shards(
+    rows,
+    locations: list,
+    folder: Path,
+    first_shard: int,
+    per_shard: int,
+    pool: Executor,
+    processes: int,
+) -> dict[str, int]:
     """shard-%06d.tar of per_shard samples each, from number first_shard on, written in the pool (a
     few shards in flight at a time, so memory stays at a few shards' rows)."""
     sizes, pending = {}, collections.deque()
-    with tqdm(total=len(rows), desc=f"sharding {folder.name.removesuffix('.tmp')}", unit="sample") as progress:
+    with tqdm(
+        total=len(rows), desc=f"sharding {folder.name.removesuffix('.tmp')}", unit="sample"
+    ) as progress:
         for number, start in enumerate(range(0, len(rows), per_shard), start=first_shard):
             name = contracts.shard_file(number)
-            pending.append(pool.submit(write_shard, folder / name, rows.slice(start, per_shard),
-                                       locations[start:start + per_shard]))
+            pending.append(
+                pool.submit(
+                    write_shard,
+                    folder / name,
+                    rows.slice(start, per_shard),
+                    locations[start : start + per_shard],
+                )
+            )
             sizes[name] = min(per_shard, len(rows) - start)
             while len(pending) > 2 * processes or (pending and start + per_shard >= len(rows)):
                 progress.update(pending.popleft().result())
@@ -121,7 +158,9 @@ def read_images(locations: list[tuple[str, int, int]]):
 def tar_writer(path: Path):
     """A webdataset tar writer whose bytes depend only on the samples written (no times)."""
     with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
-        writer.tarstream.format = tarfile.USTAR_FORMAT  # webdataset 0.2.86 drops its `format` argument;
+        writer.tarstream.format = (
+            tarfile.USTAR_FORMAT
+        )  # webdataset 0.2.86 drops its `format` argument;
         # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
         yield writer
 
@@ -130,8 +169,11 @@ def write_shard(path: Path, rows, locations: list[tuple[str, int, int]]) -> int:
     """One shard: each row's image (read at its location), its captions and the row as JSON."""
     with tar_writer(path) as writer:
         for row, (tar, image) in zip(rows.to_pylist(), read_images(locations)):
-            sample = {"__key__": str(row["photo_id"]), image_format(image, f"{tar} photo {row['photo_id']}"): image,
-                      "json": json.dumps(row, sort_keys=True, default=str).encode()}
+            sample = {
+                "__key__": str(row["photo_id"]),
+                image_format(image, f"{tar} photo {row['photo_id']}"): image,
+                "json": json.dumps(row, sort_keys=True, default=str).encode(),
+            }
             sample.update({f"{kind}.txt": text.encode() for kind, text in captions(row).items()})
             writer.write(sample)
     return len(locations)
@@ -144,12 +186,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shard-set", default=contracts.WHOLE, help="Train's split, or `all`")
     parser.add_argument("--part", required=True, help="which part of the set (a number)")
     parser.add_argument("--out", type=Path, required=True, help="the part's folder")
-    parser.add_argument("--processes", type=int, default=1, help="worker processes writing shards (same bytes)")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes writing shards (same bytes)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with cli.running(args, inputs=[args.order, args.subset]) as settings:
-        sizes = write_part(args.order, args.subset, args.shard_set, int(args.part), args.out, settings,
-                           args.processes)
+        sizes = write_part(
+            args.order,
+            args.subset,
+            args.shard_set,
+            int(args.part),
+            args.out,
+            settings,
+            args.processes,
+        )
     shards = [args.out / name for name in sizes]
     rate = throughput(sum(sizes.values()), shards, time.perf_counter() - started)
     print(f"{args.shard_set} part {args.part}: {len(sizes)} shards, {rate}", file=sys.stderr)

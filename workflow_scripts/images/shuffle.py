@@ -15,8 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-QUALITY_COLUMNS = ("order", "batch_size", "batches", "distinct_species_mean", "distinct_species_min",
-                   "largest_share_mean", "largest_share_max")
+QUALITY_COLUMNS = (
+    "order",
+    "batch_size",
+    "batches",
+    "distinct_species_mean",
+    "distinct_species_min",
+    "largest_share_mean",
+    "largest_share_max",
+)
 
 
 def local_order(rows: int, chunk_size: int, seed: int) -> np.ndarray:
@@ -29,15 +36,24 @@ def semi_global_order(rows: int, chunk_size: int, part_size: int, seed: int) -> 
     be shorter), and the parts shuffled globally."""
     rng = np.random.RandomState(seed)
     order = _shuffled_chunks(rows, chunk_size, rng)
-    parts = [order[start:min(start + part_size, chunk + chunk_size, rows)]
-             for chunk in range(0, rows, chunk_size)
-             for start in range(chunk, min(chunk + chunk_size, rows), part_size)]
-    return np.concatenate([parts[i] for i in rng.permutation(len(parts))] or [np.empty(0, dtype=np.int64)])
+    parts = [
+        order[start : min(start + part_size, chunk + chunk_size, rows)]
+        for chunk in range(0, rows, chunk_size)
+        for start in range(chunk, min(chunk + chunk_size, rows), part_size)
+    ]
+    return np.concatenate(
+        [parts[i] for i in rng.permutation(len(parts))] or [np.empty(0, dtype=np.int64)]
+    )
 
 
 def _shuffled_chunks(rows: int, chunk_size: int, rng: np.random.RandomState) -> np.ndarray:
-    return np.concatenate([start + rng.permutation(min(chunk_size, rows - start))
-                           for start in range(0, rows, chunk_size)] or [np.empty(0, dtype=np.int64)])
+    return np.concatenate(
+        [
+            start + rng.permutation(min(chunk_size, rows - start))
+            for start in range(0, rows, chunk_size)
+        ]
+        or [np.empty(0, dtype=np.int64)]
+    )
 
 
 def batch_mixing(species: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,30 +61,43 @@ def batch_mixing(species: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.n
     batches = len(species) // batch_size
     if not batches:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-    codes = np.unique(species[:batches * batch_size], return_inverse=True)[1].astype(np.int64)
+    codes = np.unique(species[: batches * batch_size], return_inverse=True)[1].astype(np.int64)
     kinds = int(codes.max()) + 1
-    pairs, counts = np.unique(np.repeat(np.arange(batches), batch_size) * kinds + codes, return_counts=True)
+    pairs, counts = np.unique(
+        np.repeat(np.arange(batches), batch_size) * kinds + codes, return_counts=True
+    )
     batch_of_pair = pairs // kinds  # sorted, so each batch's pairs are one run
     starts = np.flatnonzero(np.r_[True, batch_of_pair[1:] != batch_of_pair[:-1]])
-    return np.bincount(batch_of_pair, minlength=batches), np.maximum.reduceat(counts, starts) / batch_size
+    return np.bincount(batch_of_pair, minlength=batches), np.maximum.reduceat(
+        counts, starts
+    ) / batch_size
 
 
-def shuffle_quality(species: np.ndarray, batch_sizes: list[int], chunk_size: int, part_size: int,
-                    seed: int) -> pd.DataFrame:
+def shuffle_quality(
+    species: np.ndarray, batch_sizes: list[int], chunk_size: int, part_size: int, seed: int
+) -> pd.DataFrame:
     """Figure 5c as a table: for the local and the semi-global order of rows in species order, per
     batch size, the distinct species and the largest one species' share over all full batches."""
-    orders = {"local": local_order(len(species), chunk_size, seed),
-              "semi_global": semi_global_order(len(species), chunk_size, part_size, seed)}
+    orders = {
+        "local": local_order(len(species), chunk_size, seed),
+        "semi_global": semi_global_order(len(species), chunk_size, part_size, seed),
+    }
     rows = []
     for name, order in orders.items():
         for batch_size in batch_sizes:
             distinct, largest = batch_mixing(species[order], batch_size)
             if len(distinct):
-                rows.append({"order": name, "batch_size": batch_size, "batches": len(distinct),
-                             "distinct_species_mean": round(float(distinct.mean()), 3),
-                             "distinct_species_min": int(distinct.min()),
-                             "largest_share_mean": round(float(largest.mean()), 4),
-                             "largest_share_max": round(float(largest.max()), 4)})
+                rows.append(
+                    {
+                        "order": name,
+                        "batch_size": batch_size,
+                        "batches": len(distinct),
+                        "distinct_species_mean": round(float(distinct.mean()), 3),
+                        "distinct_species_min": int(distinct.min()),
+                        "largest_share_mean": round(float(largest.mean()), 4),
+                        "largest_share_max": round(float(largest.max()), 4),
+                    }
+                )
     return pd.DataFrame(rows, columns=QUALITY_COLUMNS)
 
 
@@ -78,10 +107,26 @@ def plot_shuffle_quality(quality: pd.DataFrame, title: str, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for name, colour in (("local", "tab:red"), ("semi_global", "tab:blue")):
         mine = quality[quality.order == name]
-        left.plot(mine.batch_size, mine.distinct_species_mean, "o-", color=colour, label=f"{name} (mean)")
-        left.plot(mine.batch_size, mine.distinct_species_min, "o:", color=colour, label=f"{name} (worst batch)")
-        right.plot(mine.batch_size, mine.largest_share_mean, "o-", color=colour, label=f"{name} (mean)")
-        right.plot(mine.batch_size, mine.largest_share_max, "o:", color=colour, label=f"{name} (worst batch)")
+        left.plot(
+            mine.batch_size, mine.distinct_species_mean, "o-", color=colour, label=f"{name} (mean)"
+        )
+        left.plot(
+            mine.batch_size,
+            mine.distinct_species_min,
+            "o:",
+            color=colour,
+            label=f"{name} (worst batch)",
+        )
+        right.plot(
+            mine.batch_size, mine.largest_share_mean, "o-", color=colour, label=f"{name} (mean)"
+        )
+        right.plot(
+            mine.batch_size,
+            mine.largest_share_max,
+            "o:",
+            color=colour,
+            label=f"{name} (worst batch)",
+        )
     left.set_ylabel("distinct species per batch")
     right.set_ylabel("largest one species' share of a batch")
     for ax in (left, right):

@@ -24,14 +24,21 @@ from workflow_scripts.sample.bucket import generate
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="sample")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write (replaced if present)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write (replaced if present)"
+    )
     parser.add_argument("--no-images", action="store_true", help="tables only (benchmarks)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering images")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes rendering images"
+    )
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[]) as settings:
         summary = generate(args.out, settings, not args.no_images, args.workers)
-    print(f"wrote {args.out}: photo rows per month {summary['photos_rows']}, "
-          f"{sum(len(v) for v in summary['species'].values())} species", file=sys.stderr)
+    print(
+        f"wrote {args.out}: photo rows per month {summary['photos_rows']}, "
+        f"{sum(len(v) for v in summary['species'].values())} species",
+        file=sys.stderr,
+    )
     return 0
 
 

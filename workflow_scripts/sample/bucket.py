@@ -31,12 +31,16 @@ PHOTO_URL = f"{CURATE['photo_url_prefix']}/{{photo_id}}/{CURATE['photo_size']}.{
 
 def table_texts(month: Month, rng: random.Random) -> dict[str, str]:
     """Each table as the exporter writes it; rows in a shuffled (not sorted) order, like real dumps."""
-    active_observers = {o.observer_id for o in month.observations.values()} | {p.observer_id for p in month.photos}
+    active_observers = {o.observer_id for o in month.observations.values()} | {
+        p.observer_id for p in month.photos
+    }
     rows = {
         "observations": [o.row() for o in month.observations.values()],
         "photos": [p.row() for p in month.photos],
-        "taxa": [(t.taxon_id, t.ancestry, t.rank_level, t.rank, t.name, "true" if t.active else "false")
-                 for t in month.taxa.values()],
+        "taxa": [
+            (t.taxon_id, t.ancestry, t.rank_level, t.rank, t.name, "true" if t.active else "false")
+            for t in month.taxa.values()
+        ],
         # like the real export: only observers with something in this snapshot
         "observers": [(k, *v) for k, v in month.observers.items() if k in active_observers],
     }
@@ -92,45 +96,121 @@ def dwca_bytes(month: Month) -> bytes:
     taxa = month.taxa
     url = "https://www.inaturalist.org/taxa/"
     ranks = ("kingdom", "phylum", "class", "order", "family", "genus")
-    taxa_lines = [csv_line(["id", "taxonID", "identifier", "parentNameUsageID", *ranks, "specificEpithet",
-                            "infraspecificEpithet", "modified", "scientificName", "taxonRank", "references"])]
+    taxa_lines = [
+        csv_line(
+            [
+                "id",
+                "taxonID",
+                "identifier",
+                "parentNameUsageID",
+                *ranks,
+                "specificEpithet",
+                "infraspecificEpithet",
+                "modified",
+                "scientificName",
+                "taxonRank",
+                "references",
+            ]
+        )
+    ]
     languages = {"english": ("en", "English"), "spanish": ("es", "Spanish")}
-    vernacular = {lang: [csv_line(["id", "vernacularName", "language", "locality", "countryCode", "source",
-                                   "lexicon", "contributor", "created"])] for lang in languages}
+    vernacular = {
+        lang: [
+            csv_line(
+                [
+                    "id",
+                    "vernacularName",
+                    "language",
+                    "locality",
+                    "countryCode",
+                    "source",
+                    "lexicon",
+                    "contributor",
+                    "created",
+                ]
+            )
+        ]
+        for lang in languages
+    }
     modified = f"{month.day - timedelta(days=5)}T06:05:44Z"
     for taxon in sorted((t for t in taxa.values() if t.active), key=lambda t: t.taxon_id):
-        lineage = [taxa[int(i)] for i in taxon.ancestry.split("/") if i and int(i) in taxa] + [taxon]
+        lineage = [taxa[int(i)] for i in taxon.ancestry.split("/") if i and int(i) in taxa] + [
+            taxon
+        ]
         by_rank = {t.rank: t.name for t in lineage}
         words = taxon.name.split()
-        epithet = words[1] if taxon.rank in ("species", "subspecies", "variety") and len(words) > 1 else ""
+        epithet = (
+            words[1]
+            if taxon.rank in ("species", "subspecies", "variety") and len(words) > 1
+            else ""
+        )
         infra = words[2] if taxon.rank in ("subspecies", "variety") and len(words) > 2 else ""
         parent = f"{url}{taxon.parent_id}" if taxon.parent_id else ""
-        taxa_lines.append(csv_line([str(taxon.taxon_id), f"{url}{taxon.taxon_id}", f"{url}{taxon.taxon_id}", parent,
-                                    *(by_rank.get(r, "") for r in ranks), epithet, infra, modified, taxon.name,
-                                    taxon.rank, ""]))
+        taxa_lines.append(
+            csv_line(
+                [
+                    str(taxon.taxon_id),
+                    f"{url}{taxon.taxon_id}",
+                    f"{url}{taxon.taxon_id}",
+                    parent,
+                    *(by_rank.get(r, "") for r in ranks),
+                    epithet,
+                    infra,
+                    modified,
+                    taxon.name,
+                    taxon.rank,
+                    "",
+                ]
+            )
+        )
         for lang, names in (("english", taxon.names_en), ("spanish", taxon.names_es)):
             code, lexicon = languages[lang]
             for i, name in enumerate(names):
                 created = f"{2010 + (taxon.taxon_id + i) % 14}-03-13T02:35:{10 + i:02d}Z"
-                vernacular[lang].append(csv_line([str(taxon.taxon_id), name, code, "", "", "iNaturalist",
-                                                  lexicon, "", created], always_quoted={3, 4}))
-    meta = ('<?xml version="1.0" encoding="UTF-8"?>\n<archive xmlns="http://rs.tdwg.org/dwc/text/">\n'
-            '  <core encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
-            'ignoreHeaderLines="1" rowType="http://rs.tdwg.org/dwc/terms/Taxon">\n'
-            '    <files><location>taxa.csv</location></files>\n    <id index="0"/>\n  </core>\n')
+                vernacular[lang].append(
+                    csv_line(
+                        [
+                            str(taxon.taxon_id),
+                            name,
+                            code,
+                            "",
+                            "",
+                            "iNaturalist",
+                            lexicon,
+                            "",
+                            created,
+                        ],
+                        always_quoted={3, 4},
+                    )
+                )
+    meta = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<archive xmlns="http://rs.tdwg.org/dwc/text/">\n'
+        '  <core encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
+        'ignoreHeaderLines="1" rowType="http://rs.tdwg.org/dwc/terms/Taxon">\n'
+        '    <files><location>taxa.csv</location></files>\n    <id index="0"/>\n  </core>\n'
+    )
     for lang in languages:
-        meta += ('  <extension encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
-                 'ignoreHeaderLines="1" rowType="http://rs.gbif.org/terms/1.0/VernacularName">\n'
-                 f'    <files><location>VernacularNames-{lang}.csv</location></files>\n    <coreid index="0"/>\n'
-                 '  </extension>\n')
+        meta += (
+            '  <extension encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
+            'ignoreHeaderLines="1" rowType="http://rs.gbif.org/terms/1.0/VernacularName">\n'
+            f'    <files><location>VernacularNames-{lang}.csv</location></files>\n    <coreid index="0"/>\n'
+            "  </extension>\n"
+        )
     meta += "</archive>\n"
-    members = {"meta.xml": meta, "eml.xml": '<?xml version="1.0" encoding="UTF-8"?>\n<eml:eml packageId="sample"/>\n',
-               "taxa.csv": "".join(taxa_lines)}
-    members.update({f"VernacularNames-{lang}.csv": "".join(lines) for lang, lines in vernacular.items()})
+    members = {
+        "meta.xml": meta,
+        "eml.xml": '<?xml version="1.0" encoding="UTF-8"?>\n<eml:eml packageId="sample"/>\n',
+        "taxa.csv": "".join(taxa_lines),
+    }
+    members.update(
+        {f"VernacularNames-{lang}.csv": "".join(lines) for lang, lines in vernacular.items()}
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(members):
-            info = zipfile.ZipInfo(name, date_time=(month.day.year, month.day.month, month.day.day, 0, 0, 0))
+            info = zipfile.ZipInfo(
+                name, date_time=(month.day.year, month.day.month, month.day.day, 0, 0, 0)
+            )
             info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             archive.writestr(info, members[name])
     return buffer.getvalue()
@@ -138,19 +218,51 @@ def dwca_bytes(month: Month) -> bytes:
 
 def lifestages_csv(gen: Generator) -> str:
     """The iNaturalist web-export shape (comma-separated), with the Life Stage annotation column."""
-    header = ["id", "uuid", "observed_on", "user_id", "user_login", "user_name", "quality_grade", "license", "url",
-              "image_url", "latitude", "longitude", "scientific_name", "common_name", "iconic_taxon_name",
-              "taxon_id", "Life Stage"]
+    header = [
+        "id",
+        "uuid",
+        "observed_on",
+        "user_id",
+        "user_login",
+        "user_name",
+        "quality_grade",
+        "license",
+        "url",
+        "image_url",
+        "latitude",
+        "longitude",
+        "scientific_name",
+        "common_name",
+        "iconic_taxon_name",
+        "taxon_id",
+        "Life Stage",
+    ]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     for number, (obs, photo, entry, stage) in enumerate(gen.lifestage_rows, start=200_000_001):
         login, name = gen.observers[obs.observer_id]
-        writer.writerow([number, obs.observation_uuid, obs.observed_on.isoformat(), obs.observer_id, login, name,
-                         obs.quality_grade, photo.license, f"https://www.inaturalist.org/observations/{number}",
-                         PHOTO_URL.format(photo_id=photo.photo_id, extension=photo.extension), obs.latitude,
-                         obs.longitude, entry.taxon.name, entry.taxon.names_en[0], "Insecta", entry.taxon.taxon_id,
-                         stage.capitalize()])
+        writer.writerow(
+            [
+                number,
+                obs.observation_uuid,
+                obs.observed_on.isoformat(),
+                obs.observer_id,
+                login,
+                name,
+                obs.quality_grade,
+                photo.license,
+                f"https://www.inaturalist.org/observations/{number}",
+                PHOTO_URL.format(photo_id=photo.photo_id, extension=photo.extension),
+                obs.latitude,
+                obs.longitude,
+                entry.taxon.name,
+                entry.taxon.names_en[0],
+                "Insecta",
+                entry.taxon.taxon_id,
+                stage.capitalize(),
+            ]
+        )
     return out.getvalue()
 
 
@@ -161,8 +273,13 @@ def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
         if photo.signature not in signatures:
             signatures[photo.signature] = images.species_signature(*photo.signature)
         width, height = images.medium_size(photo.width, photo.height, long_side)
-        pixels = images.render(signatures[photo.signature], width, height, photo.pixels_of or photo.photo_id,
-                               photo.stage)
+        pixels = images.render(
+            signatures[photo.signature],
+            width,
+            height,
+            photo.pixels_of or photo.photo_id,
+            photo.stage,
+        )
         quality = images.JPEG_QUALITY
         if photo.edit:
             pixels, quality = images.edit(pixels, photo.edit)
@@ -174,21 +291,31 @@ def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
 
 def write_images(out: Path, photos: dict[int, Photo], long_side: int, workers: int) -> None:
     ordered = [photos[k] for k in sorted(photos)]
-    batches = [ordered[i:i + 1000] for i in range(0, len(ordered), 1000)]
-    with tqdm(total=len(ordered), desc="sample images", unit="img", mininterval=2, file=sys.stderr) as bar, \
-            ProcessPoolExecutor(workers) as pool:
-        for done in pool.map(_write_image_batch, [out] * len(batches), batches, [long_side] * len(batches)):
+    batches = [ordered[i : i + 1000] for i in range(0, len(ordered), 1000)]
+    with (
+        tqdm(
+            total=len(ordered), desc="sample images", unit="img", mininterval=2, file=sys.stderr
+        ) as bar,
+        ProcessPoolExecutor(workers) as pool,
+    ):
+        for done in pool.map(
+            _write_image_batch, [out] * len(batches), batches, [long_side] * len(batches)
+        ):
             bar.update(done)
 
 
-def generate(out: Path, settings: dict | None = None, with_images: bool = True, workers: int = 1) -> dict:
+def generate(
+    out: Path, settings: dict | None = None, with_images: bool = True, workers: int = 1
+) -> dict:
     """Write the sample into `out` (whole or not at all): bucket/, the web export, planted.json.
     `settings`: config.yaml's `sample` section (the schema fills in what it leaves out)."""
     settings = sample_settings("sample", settings)
     seed, scale = settings["seed"], settings["scale"]
     months = [date.fromisoformat(month) for month in settings["months"]]
     if months[0] >= months[1]:
-        raise ValueError(f"sample.months: expected two increasing snapshot dates, got {settings['months']}")
+        raise ValueError(
+            f"sample.months: expected two increasing snapshot dates, got {settings['months']}"
+        )
     gen = Generator(seed, months, scale)
     first = gen.first_month()
     second = gen.second_month(first)
@@ -198,24 +325,34 @@ def generate(out: Path, settings: dict | None = None, with_images: bool = True, 
         for month in (first, second):
             texts = table_texts(month, random.Random(f"{seed}-{month.day}"))
             bundle = bundle_bytes(month.day, texts)
-            (bucket / "metadata" / f"inaturalist-open-data-{month.day:%Y%m%d}.tar.gz").write_bytes(bundle)
+            (bucket / "metadata" / f"inaturalist-open-data-{month.day:%Y%m%d}.tar.gz").write_bytes(
+                bundle
+            )
         (bucket / "metadata" / "inaturalist-open-data-latest.tar.gz").write_bytes(bundle)
         for table, text in texts.items():  # the bucket root holds the newest month
             (bucket / f"{table}.csv.gz").write_bytes(gzip_bytes(text.encode()))
         (bucket / contracts.TAXONOMY_ARCHIVE).write_bytes(dwca_bytes(second))
         if with_images:
             deleted = set(gen.planted["deleted_photo_ids"])
-            everything = {p.photo_id: p for p in first.photos + second.photos if p.photo_id not in deleted}
+            everything = {
+                p.photo_id: p for p in first.photos + second.photos if p.photo_id not in deleted
+            }
             write_images(bucket, everything, settings["image_size"], workers)
         (staging / contracts.SAMPLE_LIFESTAGES).write_text(lifestages_csv(gen), encoding="utf-8")
         summary = {
-            "seed": seed, "months": [m.isoformat() for m in months], "scale": scale,
+            "seed": seed,
+            "months": [m.isoformat() for m in months],
+            "scale": scale,
             "photos_rows": {m.day.isoformat(): len(m.photos) for m in (first, second)},
             "observations_rows": {m.day.isoformat(): len(m.observations) for m in (first, second)},
-            "species": {tier: sorted(e.taxon.taxon_id for e in gen.tree.species if e.tier == tier)
-                        for tier in ("head", "body", "unseen", "rare", "other")},
+            "species": {
+                tier: sorted(e.taxon.taxon_id for e in gen.tree.species if e.tier == tier)
+                for tier in ("head", "body", "unseen", "rare", "other")
+            },
             "target_images": {str(e.taxon.taxon_id): e.target_images for e in gen.tree.species},
             "planted": gen.planted,
         }
-        (staging / contracts.SAMPLE_PLANTED).write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        (staging / contracts.SAMPLE_PLANTED).write_text(
+            json.dumps(summary, indent=1, sort_keys=True) + "\n"
+        )
     return summary

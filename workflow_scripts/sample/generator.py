@@ -20,7 +20,9 @@ from workflow_scripts.sample.images import NEAR_DUPLICATE_EDITS
 from workflow_scripts.sample.taxonomy import Species, Taxon, TaxonomyBuilder, build_taxonomy
 
 SUBSETS, CURATE = settings("subsets"), settings("curate")
-TRAIN_CUTOFF = date.fromisoformat(SUBSETS["observed_before"])  # images before it count towards the tier targets
+TRAIN_CUTOFF = date.fromisoformat(
+    SUBSETS["observed_before"]
+)  # images before it count towards the tier targets
 TRAIN_MIN, UNSEEN_MIN = SUBSETS["min_images"], SUBSETS["unseen_min_images"]
 KEPT_LICENSES = tuple(CURATE["licenses"])
 LICENSE_WEIGHTS = dict(zip(LICENSES, (6, 12, 55, 5, 2, 9, 9, 2)))
@@ -28,11 +30,39 @@ EXTENSION_WEIGHTS = {"jpg": 780, "jpeg": 120, "JPG": 60, "png": 37, "gif": 3}
 TRUE_FORMAT = {"png": "PNG", "gif": "GIF"}  # everything else is JPEG
 ORIGINAL_SIZES = ((2048, 1536), (1536, 2048), (2048, 1365), (2048, 2048), (1024, 768), (2048, 1152))
 # (tier, share of a category's species, min, max research-grade kept-license images before the cutoff)
-TIERS = (("head", 0.04, 220, 450), ("body", 0.48, TRAIN_MIN, 4 * TRAIN_MIN),
-         ("unseen", 0.27, UNSEEN_MIN, TRAIN_MIN - 1), ("rare", 0.21, 1, UNSEEN_MIN - 1))
+TIERS = (
+    ("head", 0.04, 220, 450),
+    ("body", 0.48, TRAIN_MIN, 4 * TRAIN_MIN),
+    ("unseen", 0.27, UNSEEN_MIN, TRAIN_MIN - 1),
+    ("rare", 0.21, 1, UNSEEN_MIN - 1),
+)
 LIFE_STAGES = tuple(SUBSETS["lifestages"]["stages"])
-FIRST_NAMES = ["Ana", "José", "Zoë", "Li", "Kwame", "Ingrid", "Mateo", "Aiko", "Olga", "Sam", "Noor", "Émile"]
-LAST_NAMES = ["Núñez", "O'Brien", "Müller", "Ng", "Okafor", "Dubois", "Silva", "Kowalski", "\"Doc\" Reyes", "Smith"]
+FIRST_NAMES = [
+    "Ana",
+    "José",
+    "Zoë",
+    "Li",
+    "Kwame",
+    "Ingrid",
+    "Mateo",
+    "Aiko",
+    "Olga",
+    "Sam",
+    "Noor",
+    "Émile",
+]
+LAST_NAMES = [
+    "Núñez",
+    "O'Brien",
+    "Müller",
+    "Ng",
+    "Okafor",
+    "Dubois",
+    "Silva",
+    "Kowalski",
+    '"Doc" Reyes',
+    "Smith",
+]
 
 
 @dataclass
@@ -50,11 +80,22 @@ class Photo:
     stage: str | None = None
     true_format: str = "JPEG"
     pixels_of: int | None = None  # another photo's id: this one is the same image uploaded again
-    edit: str | None = None  # how the re-upload was changed (images.NEAR_DUPLICATE_EDITS), if it was
+    edit: str | None = (
+        None  # how the re-upload was changed (images.NEAR_DUPLICATE_EDITS), if it was
+    )
 
     def row(self) -> tuple:
-        return (self.photo_uuid, self.photo_id, self.observation_uuid, self.observer_id, self.extension,
-                self.license, self.width, self.height, self.position)
+        return (
+            self.photo_uuid,
+            self.photo_id,
+            self.observation_uuid,
+            self.observer_id,
+            self.extension,
+            self.license,
+            self.width,
+            self.height,
+            self.position,
+        )
 
 
 @dataclass
@@ -70,9 +111,17 @@ class Observation:
     anomaly_score: str
 
     def row(self) -> tuple:
-        return (self.observation_uuid, self.observer_id, self.latitude, self.longitude,
-                self.positional_accuracy, self.taxon_id, self.quality_grade,
-                "" if self.observed_on is None else self.observed_on.isoformat(), self.anomaly_score)
+        return (
+            self.observation_uuid,
+            self.observer_id,
+            self.latitude,
+            self.longitude,
+            self.positional_accuracy,
+            self.taxon_id,
+            self.quality_grade,
+            "" if self.observed_on is None else self.observed_on.isoformat(),
+            self.anomaly_score,
+        )
 
 
 @dataclass
@@ -86,8 +135,13 @@ class Month:
     def next(self, day: date) -> Month:
         """A copy to change into the next month: its own taxa, observations and photos (the rows a
         month changes), in the same order."""
-        return Month(day, copy.deepcopy(self.taxa), {k: copy.copy(o) for k, o in self.observations.items()},
-                     [copy.copy(p) for p in self.photos], dict(self.observers))
+        return Month(
+            day,
+            copy.deepcopy(self.taxa),
+            {k: copy.copy(o) for k, o in self.observations.items()},
+            [copy.copy(p) for p in self.photos],
+            dict(self.observers),
+        )
 
 
 class Generator:
@@ -125,29 +179,64 @@ class Generator:
 
     def observer(self) -> int:
         # a few very active observers, a long tail of occasional ones
-        return self.observer_ids[min(int(self.rng.paretovariate(1.2)) - 1, len(self.observer_ids) - 1)]
+        return self.observer_ids[
+            min(int(self.rng.paretovariate(1.2)) - 1, len(self.observer_ids) - 1)
+        ]
 
     def observed_on(self, start: date, end: date) -> date:
         return start + timedelta(days=self.rng.randint(0, (end - start).days))
 
     def observation(self, taxon_id: int, grade: str, observed: date | None) -> Observation:
-        accuracy = "" if self.rng.random() < 0.3 else str(self.rng.choice([3, 5, 10, 31, 76, 488, 2500]))
+        accuracy = (
+            "" if self.rng.random() < 0.3 else str(self.rng.choice([3, 5, 10, 31, 76, 488, 2500]))
+        )
         anomaly = "" if self.rng.random() < 0.05 else f"{self.rng.random() ** 4:.6f}"
-        latitude, longitude = f"{self.rng.uniform(-60, 70):.10f}", f"{self.rng.uniform(-180, 180):.10f}"
+        latitude, longitude = (
+            f"{self.rng.uniform(-60, 70):.10f}",
+            f"{self.rng.uniform(-180, 180):.10f}",
+        )
         if self.rng.random() < 0.02:  # no location at all
             latitude = longitude = accuracy = ""
-        return Observation(self.uuid(), self.observer(), latitude, longitude, accuracy, taxon_id, grade,
-                           observed, anomaly)
+        return Observation(
+            self.uuid(),
+            self.observer(),
+            latitude,
+            longitude,
+            accuracy,
+            taxon_id,
+            grade,
+            observed,
+            anomaly,
+        )
 
-    def photos_for(self, obs: Observation, count: int, signature: tuple[int, int], license_: str,
-                   stage: str | None = None) -> list[Photo]:
+    def photos_for(
+        self,
+        obs: Observation,
+        count: int,
+        signature: tuple[int, int],
+        license_: str,
+        stage: str | None = None,
+    ) -> list[Photo]:
         photos = []
         for position in range(count):
             extension = self.weighted(EXTENSION_WEIGHTS)
             width, height = self.rng.choice(ORIGINAL_SIZES)
-            photos.append(Photo(self.uuid(), self.photo_id(), obs.observation_uuid, obs.observer_id, extension,
-                                license_, width, height, position, signature, stage,
-                                TRUE_FORMAT.get(extension, "JPEG")))
+            photos.append(
+                Photo(
+                    self.uuid(),
+                    self.photo_id(),
+                    obs.observation_uuid,
+                    obs.observer_id,
+                    extension,
+                    license_,
+                    width,
+                    height,
+                    position,
+                    signature,
+                    stage,
+                    TRUE_FORMAT.get(extension, "JPEG"),
+                )
+            )
         return photos
 
     def add(self, month: Month, obs: Observation, photos: list[Photo]) -> None:
@@ -178,7 +267,9 @@ class Generator:
         head = [e for e in self.tree.species if e.tier == "head"]
         if len(head) >= at_least:
             return head
-        top = sorted(self.tree.species, key=lambda e: (e.target_images, e.taxon.taxon_id))[-at_least:]
+        top = sorted(self.tree.species, key=lambda e: (e.target_images, e.taxon.taxon_id))[
+            -at_least:
+        ]
         return [e for e in self.tree.species if e in top]
 
     def species_observations(self, month: Month, entry: Species, cutoff_end: date) -> None:
@@ -190,11 +281,17 @@ class Generator:
             if entry.infraspecific and self.rng.random() < 0.25:
                 taxon = self.rng.choice(entry.infraspecific)
             grade = self.weighted({"research": 72, "needs_id": 20, "casual": 8})
-            observed = None if self.rng.random() < 0.01 else self.observed_on(date(2008, 1, 1), cutoff_end)
+            observed = (
+                None if self.rng.random() < 0.01 else self.observed_on(date(2008, 1, 1), cutoff_end)
+            )
             license_ = self.weighted(LICENSE_WEIGHTS)
             count = self.weighted({"1": 55, "2": 25, "3": 12, "4": 8})
-            is_good = (grade == "research" and license_ in KEPT_LICENSES and observed is not None
-                       and observed < TRAIN_CUTOFF)
+            is_good = (
+                grade == "research"
+                and license_ in KEPT_LICENSES
+                and observed is not None
+                and observed < TRAIN_CUTOFF
+            )
             count = min(int(count), entry.target_images - good) if is_good else int(count)
             good += count if is_good else 0
             obs = self.observation(taxon.taxon_id, grade, observed)
@@ -218,17 +315,28 @@ class Generator:
         rng = self.rng
 
         def research_obs(rank: str, count: int, active: bool = True) -> list[int]:
-            candidates = sorted(t.taxon_id for t in taxa.values() if t.rank == rank and t.active == active)
+            candidates = sorted(
+                t.taxon_id for t in taxa.values() if t.rank == rank and t.active == active
+            )
             ids = []
             for _ in range(count if candidates else 0):  # a small sample may have no hybrid
                 taxon_id = rng.choice(candidates)
-                obs = self.observation(taxon_id, self.weighted({"research": 80, "needs_id": 20}),
-                                       self.observed_on(date(2015, 1, 1), date(2023, 12, 31)))
-                self.add(month, obs, self.photos_for(obs, rng.randint(1, 2), (taxon_id, taxon_id), "CC-BY-NC"))
+                obs = self.observation(
+                    taxon_id,
+                    self.weighted({"research": 80, "needs_id": 20}),
+                    self.observed_on(date(2015, 1, 1), date(2023, 12, 31)),
+                )
+                self.add(
+                    month,
+                    obs,
+                    self.photos_for(obs, rng.randint(1, 2), (taxon_id, taxon_id), "CC-BY-NC"),
+                )
                 ids.append(taxon_id)
             return sorted(set(ids))
 
-        self.planted["genus_level_research_taxa"] = research_obs("genus", round(60 * self.scale) + 1)
+        self.planted["genus_level_research_taxa"] = research_obs(
+            "genus", round(60 * self.scale) + 1
+        )
         self.planted["hybrid_taxa"] = research_obs("hybrid", 12)
         self.planted["inactive_taxa_observed"] = research_obs("species", 15, active=False)
         missing = [9_990_001 + i for i in range(5)]
@@ -238,16 +346,23 @@ class Generator:
         self.planted["taxon_ids_missing_from_taxa"] = missing
 
         head = self.largest_species()
-        good_photos = [p for p in month.photos if p.license in KEPT_LICENSES and p.position == 0
-                       and month.observations[p.observation_uuid].quality_grade == "research"
-                       and any(p.signature[1] == e.taxon.taxon_id for e in head)]
+        good_photos = [
+            p
+            for p in month.photos
+            if p.license in KEPT_LICENSES
+            and p.position == 0
+            and month.observations[p.observation_uuid].quality_grade == "research"
+            and any(p.signature[1] == e.taxon.taxon_id for e in head)
+        ]
         picked = rng.sample(good_photos, 16)
         agree, conflict = [], []
         for i, photo in enumerate(picked):
             original = month.observations[photo.observation_uuid]
             taxon_id = original.taxon_id
             if i % 2:  # conflicting label: another species on the second observation
-                taxon_id = rng.choice([e.taxon.taxon_id for e in head if e.taxon.taxon_id != taxon_id])
+                taxon_id = rng.choice(
+                    [e.taxon.taxon_id for e in head if e.taxon.taxon_id != taxon_id]
+                )
             twin = self.observation(taxon_id, "research", original.observed_on)
             twin.observer_id = original.observer_id
             duplicate = copy.copy(photo)
@@ -276,7 +391,11 @@ class Generator:
             again = self.observation(original.taxon_id, "research", original.observed_on)
             again.observer_id = original.observer_id
             copied = copy.copy(photo)
-            copied.photo_uuid, copied.photo_id, copied.pixels_of = self.uuid(), self.photo_id(), photo.photo_id
+            copied.photo_uuid, copied.photo_id, copied.pixels_of = (
+                self.uuid(),
+                self.photo_id(),
+                photo.photo_id,
+            )
             copied.observation_uuid, copied.position = again.observation_uuid, 0
             self.add(month, again, [copied])
             reuploads[str(copied.photo_id)] = photo.photo_id
@@ -284,15 +403,26 @@ class Generator:
 
     def lifestages(self, month: Month) -> None:
         """5 insect species x 4 stages, observed after the Train cutoff, with a web export."""
-        insects = [e for e in self.tree.species if e.category == "Insecta" and e.tier == "body"
-                   and e.taxon.names_en and '"' not in e.taxon.name][:5]
+        insects = [
+            e
+            for e in self.tree.species
+            if e.category == "Insecta"
+            and e.tier == "body"
+            and e.taxon.names_en
+            and '"' not in e.taxon.name
+        ][:5]
         rows = []
         for entry in insects:
             for stage in LIFE_STAGES:
                 for _ in range(10):
-                    obs = self.observation(entry.taxon.taxon_id, "research",
-                                           self.observed_on(date(2024, 2, 1), date(2024, 5, 20)))
-                    photos = self.photos_for(obs, 1, (entry.genus.taxon_id, entry.taxon.taxon_id), "CC-BY-NC", stage)
+                    obs = self.observation(
+                        entry.taxon.taxon_id,
+                        "research",
+                        self.observed_on(date(2024, 2, 1), date(2024, 5, 20)),
+                    )
+                    photos = self.photos_for(
+                        obs, 1, (entry.genus.taxon_id, entry.taxon.taxon_id), "CC-BY-NC", stage
+                    )
                     self.add(month, obs, photos)
                     rows.append((obs, photos[0], entry, stage))
         self.planted["lifestage_species"] = sorted(e.taxon.taxon_id for e in insects)
@@ -304,24 +434,47 @@ class Generator:
         copies of LifeStages photos (an evaluation set) and of the largest species' photos (Train)."""
         lifestage_photos = [photo for _, photo, _, _ in self.lifestage_rows]
         head = {e.taxon.taxon_id for e in self.largest_species()}
-        reused = set(self.planted["duplicate_photo_ids_agreeing"] + self.planted["duplicate_photo_ids_conflicting"]
-                     + list(self.planted["reuploaded_images"].values()))
-        train_photos = [p for p in month.photos if p.signature[1] in head and p.position == 0 and p.pixels_of is None
-                        and p.photo_id not in reused and p.observation_uuid in month.observations  # not an orphan
-                        and month.observations[p.observation_uuid].quality_grade == "research"
-                        and p.license in KEPT_LICENSES]
+        reused = set(
+            self.planted["duplicate_photo_ids_agreeing"]
+            + self.planted["duplicate_photo_ids_conflicting"]
+            + list(self.planted["reuploaded_images"].values())
+        )
+        train_photos = [
+            p
+            for p in month.photos
+            if p.signature[1] in head
+            and p.position == 0
+            and p.pixels_of is None
+            and p.photo_id not in reused
+            and p.observation_uuid in month.observations  # not an orphan
+            and month.observations[p.observation_uuid].quality_grade == "research"
+            and p.license in KEPT_LICENSES
+        ]
         pairs, kinds = [], {}
         for kind in NEAR_DUPLICATE_EDITS:
-            originals = self.rng.sample(lifestage_photos, 5) + self.rng.sample(train_photos, min(3, len(train_photos)))
+            originals = self.rng.sample(lifestage_photos, 5) + self.rng.sample(
+                train_photos, min(3, len(train_photos))
+            )
             for photo in originals:
                 lifestage_photos = [p for p in lifestage_photos if p is not photo]
                 train_photos = [p for p in train_photos if p is not photo]
                 original = month.observations[photo.observation_uuid]
-                again = self.observation(original.taxon_id, "research",
-                                         self.observed_on(date(2016, 1, 1), TRAIN_CUTOFF - timedelta(days=1)))
+                again = self.observation(
+                    original.taxon_id,
+                    "research",
+                    self.observed_on(date(2016, 1, 1), TRAIN_CUTOFF - timedelta(days=1)),
+                )
                 copied = copy.copy(photo)
-                copied.photo_uuid, copied.photo_id, copied.pixels_of = self.uuid(), self.photo_id(), photo.photo_id
-                copied.observation_uuid, copied.position, copied.edit = again.observation_uuid, 0, kind
+                copied.photo_uuid, copied.photo_id, copied.pixels_of = (
+                    self.uuid(),
+                    self.photo_id(),
+                    photo.photo_id,
+                )
+                copied.observation_uuid, copied.position, copied.edit = (
+                    again.observation_uuid,
+                    0,
+                    kind,
+                )
                 copied.extension, copied.true_format, copied.license = "jpg", "JPEG", "CC-BY"
                 self.add(month, again, [copied])
                 pairs.append([photo.photo_id, copied.photo_id])
@@ -333,7 +486,11 @@ class Generator:
         rng = self.rng
         month = first.next(self.months[1])
         self.add_observers(20)
-        body = [e for e in self.tree.species if e.tier == "body" and e.taxon.taxon_id not in self.planted["lifestage_species"]]
+        body = [
+            e
+            for e in self.tree.species
+            if e.tier == "body" and e.taxon.taxon_id not in self.planted["lifestage_species"]
+        ]
 
         # taxon swap: the old taxon becomes inactive, its observations move to a new active taxon
         swapped = body[0]
@@ -347,18 +504,30 @@ class Generator:
         for obs in month.observations.values():
             if obs.taxon_id == old.taxon_id:
                 obs.taxon_id, moved = new.taxon_id, moved + 1
-        self.planted["taxon_swap"] = {"old_taxon_id": old.taxon_id, "new_taxon_id": new.taxon_id,
-                                      "old_name": old.name, "new_name": new.name, "observations_moved": moved}
+        self.planted["taxon_swap"] = {
+            "old_taxon_id": old.taxon_id,
+            "new_taxon_id": new.taxon_id,
+            "old_name": old.name,
+            "new_name": new.name,
+            "observations_moved": moved,
+        }
 
         # quality-grade changes both ways
-        research = sorted(o.observation_uuid for o in month.observations.values() if o.quality_grade == "research")
-        needs_id = sorted(o.observation_uuid for o in month.observations.values() if o.quality_grade == "needs_id")
+        research = sorted(
+            o.observation_uuid for o in month.observations.values() if o.quality_grade == "research"
+        )
+        needs_id = sorted(
+            o.observation_uuid for o in month.observations.values() if o.quality_grade == "needs_id"
+        )
         downgraded, upgraded = rng.sample(research, 10), rng.sample(needs_id, 10)
         for key in downgraded:
             month.observations[key].quality_grade = "needs_id"
         for key in upgraded:
             month.observations[key].quality_grade = "research"
-        self.planted["quality_downgraded"], self.planted["quality_upgraded"] = sorted(downgraded), sorted(upgraded)
+        self.planted["quality_downgraded"], self.planted["quality_upgraded"] = (
+            sorted(downgraded),
+            sorted(upgraded),
+        )
 
         # the biggest species under Train's minimum reaches the minimum + 1 through late uploads of old photos
         unseen = [e for e in self.tree.species if e.tier == "unseen"]
@@ -366,7 +535,13 @@ class Generator:
         new_uuids = []
         for _ in range(TRAIN_MIN + 1 - crossing.target_images):
             obs = self.observation(crossing.taxon.taxon_id, "research", date(2023, 6, 1))
-            self.add(month, obs, self.photos_for(obs, 1, (crossing.genus.taxon_id, crossing.taxon.taxon_id), "CC-BY"))
+            self.add(
+                month,
+                obs,
+                self.photos_for(
+                    obs, 1, (crossing.genus.taxon_id, crossing.taxon.taxon_id), "CC-BY"
+                ),
+            )
             new_uuids.append(obs.observation_uuid)
         self.planted["late_upload_species"] = crossing.taxon.taxon_id
 
@@ -374,27 +549,44 @@ class Generator:
         alive = [e for e in self.tree.species if e is not swapped]
         newcomers = self.observer_ids[-20:]
         for entry in rng.sample(alive, max(5, len(alive) // 3)):
-            obs = self.observation(entry.taxon.taxon_id, self.weighted({"research": 30, "needs_id": 70}),
-                                   self.observed_on(first.day, month.day - timedelta(days=1)))
+            obs = self.observation(
+                entry.taxon.taxon_id,
+                self.weighted({"research": 30, "needs_id": 70}),
+                self.observed_on(first.day, month.day - timedelta(days=1)),
+            )
             if rng.random() < 0.3:  # people who joined this month
                 obs.observer_id = rng.choice(newcomers)
-            self.add(month, obs, self.photos_for(obs, rng.randint(1, 3), (entry.genus.taxon_id, entry.taxon.taxon_id),
-                                                 self.weighted(LICENSE_WEIGHTS)))
+            self.add(
+                month,
+                obs,
+                self.photos_for(
+                    obs,
+                    rng.randint(1, 3),
+                    (entry.genus.taxon_id, entry.taxon.taxon_id),
+                    self.weighted(LICENSE_WEIGHTS),
+                ),
+            )
             new_uuids.append(obs.observation_uuid)
         self.planted["new_observations"] = sorted(new_uuids)
 
         # deleted photos and licence changes
         reuploads = self.planted["reuploaded_images"]
-        untouched = ({p.photo_id for p in first.photos} - set(self.planted["duplicate_photo_ids_agreeing"])
-                     - set(self.planted["duplicate_photo_ids_conflicting"])
-                     - set(map(int, reuploads)) - set(reuploads.values())
-                     - {photo for pair in self.planted["near_duplicates"] for photo in pair})
+        untouched = (
+            {p.photo_id for p in first.photos}
+            - set(self.planted["duplicate_photo_ids_agreeing"])
+            - set(self.planted["duplicate_photo_ids_conflicting"])
+            - set(map(int, reuploads))
+            - set(reuploads.values())
+            - {photo for pair in self.planted["near_duplicates"] for photo in pair}
+        )
         deleted = set(rng.sample(sorted(untouched), 10))
         month.photos = [p for p in month.photos if p.photo_id not in deleted]
         self.planted["deleted_photo_ids"] = sorted(deleted)
         changes = {}
         for source, target in (("CC-BY-NC", "CC-BY-NC-ND"), ("CC-BY-SA", "CC-BY")):
-            candidates = sorted(p.photo_id for p in month.photos if p.license == source and p.photo_id in untouched)
+            candidates = sorted(
+                p.photo_id for p in month.photos if p.license == source and p.photo_id in untouched
+            )
             for photo_id in rng.sample(candidates, 5):
                 changes[photo_id] = (source, target)
         for photo in month.photos:

@@ -22,8 +22,12 @@ STAGE_TRANSFORMS = {"egg": 0, "larva": 1, "pupa": 2, "adult": 3}
 SCENE_CONTRAST = 0.3  # the scene's light and shade, as a share of the brightness
 JPEG_QUALITY = 85
 # a re-upload of the same picture: JPEG quality, size factor, brightness factor, mirrored
-NEAR_DUPLICATE_EDITS = {"reencoded": (60, 1.0, 1.0, False), "resized": (JPEG_QUALITY, 0.85, 1.0, False),
-                        "brightened": (JPEG_QUALITY, 1.0, 1.15, False), "mirrored": (JPEG_QUALITY, 1.0, 1.0, True)}
+NEAR_DUPLICATE_EDITS = {
+    "reencoded": (60, 1.0, 1.0, False),
+    "resized": (JPEG_QUALITY, 0.85, 1.0, False),
+    "brightened": (JPEG_QUALITY, 1.0, 1.15, False),
+    "mirrored": (JPEG_QUALITY, 1.0, 1.0, True),
+}
 
 
 def _unit(*keys: object) -> np.random.Generator:
@@ -40,15 +44,19 @@ def species_signature(genus_id: int, species_id: int) -> dict:
         "angle": g.uniform(0, np.pi) + s.uniform(-0.6, 0.6),
         "freq": g.uniform(1.5, 4.0) * s.uniform(0.75, 1.3),
         "color1": colorsys.hsv_to_rgb((hue + s.uniform(-0.08, 0.08)) % 1, 0.8, 0.9),
-        "color2": colorsys.hsv_to_rgb((hue + 0.5 + s.uniform(-0.15, 0.15)) % 1, s.uniform(0.3, 0.9), s.uniform(0.2, 0.6)),
+        "color2": colorsys.hsv_to_rgb(
+            (hue + 0.5 + s.uniform(-0.15, 0.15)) % 1, s.uniform(0.3, 0.9), s.uniform(0.2, 0.6)
+        ),
         "center": s.uniform(-0.4, 0.4, size=2),
     }
 
 
-def render(signature: dict, width: int, height: int, photo_id: int, stage: str | None = None) -> np.ndarray:
+def render(
+    signature: dict, width: int, height: int, photo_id: int, stage: str | None = None
+) -> np.ndarray:
     """An HxWx3 uint8 image of the signature's pattern with this photo's own noise."""
     rng = _unit("photo", photo_id)
-    ys, xs = np.mgrid[-1:1:complex(0, height), -1:1:complex(0, width)]
+    ys, xs = np.mgrid[-1 : 1 : complex(0, height), -1 : 1 : complex(0, width)]
     if rng.random() < 0.5:
         xs = -xs
     angle = signature["angle"] + rng.normal(0, 0.1)
@@ -68,7 +76,10 @@ def render(signature: dict, width: int, height: int, photo_id: int, stage: str |
     elif pattern == "checks":
         field = np.sign(np.sin(2 * np.pi * freq * u + phase) * np.sin(2 * np.pi * freq * v))
     else:
-        field = np.cos(2 * np.pi * 0.4 * freq * np.hypot(np.sin(np.pi * u * 1.5), np.sin(np.pi * v * 1.5)) + phase)
+        field = np.cos(
+            2 * np.pi * 0.4 * freq * np.hypot(np.sin(np.pi * u * 1.5), np.sin(np.pi * v * 1.5))
+            + phase
+        )
     mix = (field[..., None] + 1) / 2
     c1, c2 = np.array(signature["color1"]), np.array(signature["color2"])
     image = 255 * (mix * c1 + (1 - mix) * c2) * rng.uniform(0.85, 1.15)
@@ -79,9 +90,13 @@ def render(signature: dict, width: int, height: int, photo_id: int, stage: str |
 
 def scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A random field with a photograph's spectrum (amplitude ~ 1/frequency), mean 0, sd 1."""
-    frequency = np.hypot(np.fft.fftfreq(height)[:, None] * height, np.fft.rfftfreq(width)[None, :] * width)
+    frequency = np.hypot(
+        np.fft.fftfreq(height)[:, None] * height, np.fft.rfftfreq(width)[None, :] * width
+    )
     frequency[0, 0] = 1
-    spectrum = (rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)) / frequency
+    spectrum = (
+        rng.normal(size=frequency.shape) + 1j * rng.normal(size=frequency.shape)
+    ) / frequency
     spectrum[0, 0] = 0
     field = np.fft.irfft2(spectrum, s=(height, width))
     return field / field.std()
@@ -92,7 +107,9 @@ def edit(pixels: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
     quality, size, brightness, mirrored = NEAR_DUPLICATE_EDITS[kind]
     image = Image.fromarray(pixels)
     if size != 1:
-        image = image.resize((round(image.width * size), round(image.height * size)), Image.Resampling.LANCZOS)
+        image = image.resize(
+            (round(image.width * size), round(image.height * size)), Image.Resampling.LANCZOS
+        )
     copy = np.asarray(image).astype(np.float64) * brightness
     return np.clip(copy[:, ::-1] if mirrored else copy, 0, 255).astype(np.uint8), quality
 

@@ -17,22 +17,87 @@ LIFE = 48460
 
 # category -> (share of the sample's target species, English nouns, Spanish nouns)
 CATEGORIES = {
-    "Aves": (60, ["Warbler", "Finch", "Hawk", "Heron", "Owl", "Sparrow"], ["Curruca", "Pinzón", "Búho", "Garza"]),
-    "Insecta": (70, ["Beetle", "Moth", "Butterfly", "Bee", "Dragonfly", "Katydid"], ["Escarabajo", "Mariposa", "Abeja", "Libélula"]),
-    "Plantae": (75, ["Oak", "Fern", "Aster", "Sedge", "Lily", "Orchid"], ["Roble", "Helecho", "Margarita", "Lirio"]),
-    "Fungi": (35, ["Bolete", "Milkcap", "Bracket", "Puffball", "Cup"], ["Hongo", "Seta", "Bejín", "Oreja"]),
-    "Arachnida": (25, ["Orbweaver", "Jumping Spider", "Harvestman", "Tick"], ["Araña", "Opilión", "Garrapata"]),
-    "Reptilia": (25, ["Skink", "Gecko", "Snake", "Turtle"], ["Eslizón", "Geco", "Culebra", "Tortuga"]),
+    "Aves": (
+        60,
+        ["Warbler", "Finch", "Hawk", "Heron", "Owl", "Sparrow"],
+        ["Curruca", "Pinzón", "Búho", "Garza"],
+    ),
+    "Insecta": (
+        70,
+        ["Beetle", "Moth", "Butterfly", "Bee", "Dragonfly", "Katydid"],
+        ["Escarabajo", "Mariposa", "Abeja", "Libélula"],
+    ),
+    "Plantae": (
+        75,
+        ["Oak", "Fern", "Aster", "Sedge", "Lily", "Orchid"],
+        ["Roble", "Helecho", "Margarita", "Lirio"],
+    ),
+    "Fungi": (
+        35,
+        ["Bolete", "Milkcap", "Bracket", "Puffball", "Cup"],
+        ["Hongo", "Seta", "Bejín", "Oreja"],
+    ),
+    "Arachnida": (
+        25,
+        ["Orbweaver", "Jumping Spider", "Harvestman", "Tick"],
+        ["Araña", "Opilión", "Garrapata"],
+    ),
+    "Reptilia": (
+        25,
+        ["Skink", "Gecko", "Snake", "Turtle"],
+        ["Eslizón", "Geco", "Culebra", "Tortuga"],
+    ),
     "Mollusca": (20, ["Snail", "Slug", "Mussel"], ["Caracol", "Babosa", "Mejillón"]),
 }
 # Lineages outside the seven categories (filtered out downstream, present as in real data).
 OTHER_SPECIES = {"Amphibia": 6, "Mammalia": 6, "Protozoa": 4, "Chromista": 4}
 
-ADJECTIVES = ["Common", "Spotted", "Northern", "Lesser", "Golden", "Pale", "Dusky", "Crested",
-              "Banded", "Ruby-throated", "Western", "Giant", "Wilson's", "Hooded", "Sooty"]
+ADJECTIVES = [
+    "Common",
+    "Spotted",
+    "Northern",
+    "Lesser",
+    "Golden",
+    "Pale",
+    "Dusky",
+    "Crested",
+    "Banded",
+    "Ruby-throated",
+    "Western",
+    "Giant",
+    "Wilson's",
+    "Hooded",
+    "Sooty",
+]
 ADJETIVOS = ["común", "moteado", "del Norte", "menor", "dorado", "pálido", "de Núñez", "crestado"]
-SYLLABLES = ["ca", "lo", "mi", "ra", "te", "phi", "do", "ni", "gra", "bo", "cty", "le", "sa",
-             "tho", "ri", "mo", "xe", "pu", "ga", "ve", "chlo", "ze", "ly", "ta", "po", "nu"]
+SYLLABLES = [
+    "ca",
+    "lo",
+    "mi",
+    "ra",
+    "te",
+    "phi",
+    "do",
+    "ni",
+    "gra",
+    "bo",
+    "cty",
+    "le",
+    "sa",
+    "tho",
+    "ri",
+    "mo",
+    "xe",
+    "pu",
+    "ga",
+    "ve",
+    "chlo",
+    "ze",
+    "ly",
+    "ta",
+    "po",
+    "nu",
+]
 GENUS_ENDINGS = ["us", "a", "ia", "ops", "ella", "is", "on"]
 EPITHET_ENDINGS = ["us", "a", "is", "ensis", "ii", "ata", "oides", "um"]
 # An epithet several unrelated genera share: grouping species by epithet alone (a bug in the
@@ -81,21 +146,40 @@ class TaxonomyBuilder:
         self.species: list[Species] = []
 
     # -- primitives -------------------------------------------------------------------------
-    def add(self, rank: str, name: str, parent: Taxon | None, taxon_id: int | None = None,
-            active: bool = True) -> Taxon:
+    def add(
+        self,
+        rank: str,
+        name: str,
+        parent: Taxon | None,
+        taxon_id: int | None = None,
+        active: bool = True,
+    ) -> Taxon:
         if taxon_id is None:
             taxon_id, self.next_id = self.next_id, self.next_id + self.rng.randint(1, 40)
-        ancestry = "" if parent is None else "/".join(filter(None, [parent.ancestry, str(parent.taxon_id)]))
-        taxon = Taxon(taxon_id, rank, name, None if parent is None else parent.taxon_id, ancestry,
-                      active=active, category=parent.category if parent else None,
-                      kingdom=parent.kingdom if parent else None)
+        ancestry = (
+            ""
+            if parent is None
+            else "/".join(filter(None, [parent.ancestry, str(parent.taxon_id)]))
+        )
+        taxon = Taxon(
+            taxon_id,
+            rank,
+            name,
+            None if parent is None else parent.taxon_id,
+            ancestry,
+            active=active,
+            category=parent.category if parent else None,
+            kingdom=parent.kingdom if parent else None,
+        )
         self.taxa[taxon_id] = taxon
         self.used_names.add(name)
         return taxon
 
     def latin(self, syllables: int, endings: list[str], capital: bool) -> str:
         while True:
-            word = "".join(self.rng.choice(SYLLABLES) for _ in range(syllables)) + self.rng.choice(endings)
+            word = "".join(self.rng.choice(SYLLABLES) for _ in range(syllables)) + self.rng.choice(
+                endings
+            )
             word = word.capitalize() if capital else word
             if word not in self.used_names and len(word) > 4:
                 return word
@@ -113,7 +197,9 @@ class TaxonomyBuilder:
             for _attempt in range(50):
                 candidate = f"{self.rng.choice(ADJECTIVES)} {self.rng.choice(nouns_en)}"
                 if taxon.names_en:
-                    candidate = f"{self.rng.choice(['Eastern', 'Mountain', 'Swamp', 'Dwarf'])} {candidate}"
+                    candidate = (
+                        f"{self.rng.choice(['Eastern', 'Mountain', 'Swamp', 'Dwarf'])} {candidate}"
+                    )
                 if candidate not in self.used_common:
                     break
                 candidate = f"{candidate} {self.latin(1, ['o', 'a'], capital=True)}"
@@ -130,8 +216,14 @@ class TaxonomyBuilder:
                 parent = self.add(rank, self.group_name(suffix), parent)
         return parent
 
-    def genus_with_species(self, parent: Taxon, n_species: int, category: str | None,
-                           nouns: tuple[list[str], list[str]], quirks: set[str]) -> None:
+    def genus_with_species(
+        self,
+        parent: Taxon,
+        n_species: int,
+        category: str | None,
+        nouns: tuple[list[str], list[str]],
+        quirks: set[str],
+    ) -> None:
         genus = self.add("genus", self.latin(2, GENUS_ENDINGS, capital=True), parent)
         holder = genus
         if "subgenus" in quirks and self.rng.random() < 0.4:
@@ -153,15 +245,28 @@ class TaxonomyBuilder:
             infra_rank = "variety" if taxon.kingdom == "Plantae" else "subspecies"
             if self.rng.random() < 0.12 and '"' not in epithet:
                 for _ in range(self.rng.randint(1, 2)):
-                    entry.infraspecific.append(self.add(
-                        infra_rank, f"{taxon.name} {self.latin(2, EPITHET_ENDINGS, capital=False)}", taxon))
+                    entry.infraspecific.append(
+                        self.add(
+                            infra_rank,
+                            f"{taxon.name} {self.latin(2, EPITHET_ENDINGS, capital=False)}",
+                            taxon,
+                        )
+                    )
             self.species.append(entry)
         if "hybrid" in quirks and n_species >= 2 and self.rng.random() < 0.3:
             epithet = self.latin(2, EPITHET_ENDINGS, capital=False)
             self.add("hybrid", f"{genus.name} × {epithet}", genus)
 
-    def populate(self, parent: Taxon, n_species: int, category: str | None, levels: list[tuple[str, str, float]],
-                 family_ranks: list[tuple[str, str, float]], quirks: set[str], nouns=None) -> None:
+    def populate(
+        self,
+        parent: Taxon,
+        n_species: int,
+        category: str | None,
+        levels: list[tuple[str, str, float]],
+        family_ranks: list[tuple[str, str, float]],
+        quirks: set[str],
+        nouns=None,
+    ) -> None:
         """Orders -> families -> genera -> species below `parent` until n_species exist."""
         nouns = nouns or (["Critter"], ["Bicho"])
         remaining = n_species
@@ -169,7 +274,9 @@ class TaxonomyBuilder:
             order = self.add("order", self.group_name(levels[0][1]), parent)
             order_sub = self.chain(order, levels[1:])
             for _family in range(self.rng.randint(1, 3)):
-                family = self.add("family", self.group_name("idae" if "animal" in quirks else "aceae"), order_sub)
+                family = self.add(
+                    "family", self.group_name("idae" if "animal" in quirks else "aceae"), order_sub
+                )
                 below = self.chain(family, family_ranks)
                 for _genus in range(self.rng.randint(1, 3)):
                     k = min(remaining, self.rng.randint(1, 4))
@@ -200,40 +307,79 @@ def build_taxonomy(rng: random.Random, scale: float = 1.0) -> TaxonomyBuilder:
     def nouns(category: str):
         return CATEGORIES[category][1], CATEGORIES[category][2]
 
-    animalia, plantae, fungi = kingdom("Animalia", 1), kingdom("Plantae", 47126), kingdom("Fungi", 47170)
+    animalia, plantae, fungi = (
+        kingdom("Animalia", 1),
+        kingdom("Plantae", 47126),
+        kingdom("Fungi", 47170),
+    )
     protozoa, chromista = kingdom("Protozoa", 47686), kingdom("Chromista", 48222)
     animal = {"animal"}
 
     chordata = b.add("phylum", "Chordata", animalia, taxon_id=2)
     vertebrata = b.add("subphylum", "Vertebrata", chordata, taxon_id=355675)
     aves = cat(b.add("class", "Aves", vertebrata, taxon_id=3), "Aves")
-    b.populate(aves, n("Aves"), "Aves", [("order", "iformes", 1)], [("subfamily", "inae", 0.2)],
-               animal | {"complex"}, nouns("Aves"))
+    b.populate(
+        aves,
+        n("Aves"),
+        "Aves",
+        [("order", "iformes", 1)],
+        [("subfamily", "inae", 0.2)],
+        animal | {"complex"},
+        nouns("Aves"),
+    )
     reptilia = cat(b.add("class", "Reptilia", vertebrata, taxon_id=26036), "Reptilia")
-    b.populate(reptilia, n("Reptilia"), "Reptilia", [("order", "ata", 1), ("suborder", "ia", 0.7)],
-               [("subfamily", "inae", 0.3)], animal | {"complex"}, nouns("Reptilia"))
+    b.populate(
+        reptilia,
+        n("Reptilia"),
+        "Reptilia",
+        [("order", "ata", 1), ("suborder", "ia", 0.7)],
+        [("subfamily", "inae", 0.3)],
+        animal | {"complex"},
+        nouns("Reptilia"),
+    )
     amphibia = b.add("class", "Amphibia", vertebrata, taxon_id=20978)
     b.populate(amphibia, n("Amphibia"), None, [("order", "ura", 1)], [], animal)
     mammalia = b.add("class", "Mammalia", vertebrata, taxon_id=40151)
-    b.populate(mammalia, n("Mammalia"), None, [("order", "ia", 1)], [("subfamily", "inae", 0.3)], animal)
+    b.populate(
+        mammalia, n("Mammalia"), None, [("order", "ia", 1)], [("subfamily", "inae", 0.3)], animal
+    )
 
     arthropoda = b.add("phylum", "Arthropoda", animalia, taxon_id=47120)
     chelicerata = b.add("subphylum", "Chelicerata", arthropoda, taxon_id=245097)
     arachnida = cat(b.add("class", "Arachnida", chelicerata, taxon_id=47119), "Arachnida")
-    b.populate(arachnida, n("Arachnida"), "Arachnida", [("order", "ae", 1), ("infraorder", "omorphae", 0.6)],
-               [], animal, nouns("Arachnida"))
+    b.populate(
+        arachnida,
+        n("Arachnida"),
+        "Arachnida",
+        [("order", "ae", 1), ("infraorder", "omorphae", 0.6)],
+        [],
+        animal,
+        nouns("Arachnida"),
+    )
     hexapoda = b.add("subphylum", "Hexapoda", arthropoda, taxon_id=372739)
     insecta = cat(b.add("class", "Insecta", hexapoda, taxon_id=47158), "Insecta")
     pterygota = b.add("subclass", "Pterygota", insecta, taxon_id=184884)
-    b.populate(pterygota, n("Insecta"), "Insecta",
-               [("order", "optera", 1), ("suborder", "ina", 0.5), ("superfamily", "oidea", 0.7)],
-               [("subfamily", "inae", 0.6), ("tribe", "ini", 0.5), ("subtribe", "ina", 0.15)],
-               animal | {"subgenus", "complex"}, nouns("Insecta"))
+    b.populate(
+        pterygota,
+        n("Insecta"),
+        "Insecta",
+        [("order", "optera", 1), ("suborder", "ina", 0.5), ("superfamily", "oidea", 0.7)],
+        [("subfamily", "inae", 0.6), ("tribe", "ini", 0.5), ("subtribe", "ina", 0.15)],
+        animal | {"subgenus", "complex"},
+        nouns("Insecta"),
+    )
 
     mollusca = cat(b.add("phylum", "Mollusca", animalia, taxon_id=47115), "Mollusca")
     gastropoda = b.add("class", "Gastropoda", mollusca, taxon_id=47114)
-    b.populate(gastropoda, n("Mollusca") - 4, "Mollusca", [("order", "ida", 1), ("superfamily", "oidea", 0.6)],
-               [], animal | {"complex"}, nouns("Mollusca"))
+    b.populate(
+        gastropoda,
+        n("Mollusca") - 4,
+        "Mollusca",
+        [("order", "ida", 1), ("superfamily", "oidea", 0.6)],
+        [],
+        animal | {"complex"},
+        nouns("Mollusca"),
+    )
     bivalvia = b.add("class", "Bivalvia", mollusca, taxon_id=47584)
     b.populate(bivalvia, 4, "Mollusca", [("order", "ida", 1)], [], animal, nouns("Mollusca"))
 
@@ -242,17 +388,39 @@ def build_taxonomy(rng: random.Random, scale: float = 1.0) -> TaxonomyBuilder:
     angiospermae = b.add("subphylum", "Angiospermae", tracheophyta, taxon_id=47125)
     for class_name, class_id, share in (("Magnoliopsida", 47124, 0.7), ("Liliopsida", 47163, 0.2)):
         klass = b.add("class", class_name, angiospermae, taxon_id=class_id)
-        b.populate(klass, round(n("Plantae") * share), "Plantae", [("order", "ales", 1)],
-                   [("subfamily", "oideae", 0.5), ("tribe", "eae", 0.4)], {"section", "hybrid"}, nouns("Plantae"))
+        b.populate(
+            klass,
+            round(n("Plantae") * share),
+            "Plantae",
+            [("order", "ales", 1)],
+            [("subfamily", "oideae", 0.5), ("tribe", "eae", 0.4)],
+            {"section", "hybrid"},
+            nouns("Plantae"),
+        )
     ferns = b.add("class", "Polypodiopsida", tracheophyta, taxon_id=121943)
-    b.populate(ferns, n("Plantae") - round(n("Plantae") * 0.7) - round(n("Plantae") * 0.2), "Plantae",
-               [("order", "ales", 1)], [], set(), nouns("Plantae"))
+    b.populate(
+        ferns,
+        n("Plantae") - round(n("Plantae") * 0.7) - round(n("Plantae") * 0.2),
+        "Plantae",
+        [("order", "ales", 1)],
+        [],
+        set(),
+        nouns("Plantae"),
+    )
 
     fungi.category = "Fungi"
     basidio = b.add("phylum", "Basidiomycota", fungi, taxon_id=47169)
     agaricomycotina = b.add("subphylum", "Agaricomycotina", basidio, taxon_id=492000)
     agaricomycetes = b.add("class", "Agaricomycetes", agaricomycotina, taxon_id=50814)
-    b.populate(agaricomycetes, n("Fungi") - 5, "Fungi", [("order", "ales", 1)], [], {"provisional"}, nouns("Fungi"))
+    b.populate(
+        agaricomycetes,
+        n("Fungi") - 5,
+        "Fungi",
+        [("order", "ales", 1)],
+        [],
+        {"provisional"},
+        nouns("Fungi"),
+    )
     ascomycota = b.add("phylum", "Ascomycota", fungi, taxon_id=48250)
     pezizomycetes = b.add("class", "Pezizomycetes", ascomycota, taxon_id=54743)
     b.populate(pezizomycetes, 5, "Fungi", [("order", "ales", 1)], [], set(), nouns("Fungi"))
@@ -266,10 +434,18 @@ def build_taxonomy(rng: random.Random, scale: float = 1.0) -> TaxonomyBuilder:
 
     # Unrelated species in three categories that share an epithet.
     for category in ("Aves", "Insecta", "Plantae"):
-        entry = next(s for s in b.species if s.category == category and not s.infraspecific and '"' not in s.taxon.name)
+        entry = next(
+            s
+            for s in b.species
+            if s.category == category and not s.infraspecific and '"' not in s.taxon.name
+        )
         entry.taxon.name = f"{entry.genus.name} {SHARED_EPITHET}"
     # Inactive taxa: old synonyms still referenced by observations.
     for entry in rng.sample(b.species, 4):
-        b.add("species", f"{entry.genus.name} {b.latin(2, EPITHET_ENDINGS, capital=False)}",
-              b.taxa[entry.taxon.parent_id], active=False)
+        b.add(
+            "species",
+            f"{entry.genus.name} {b.latin(2, EPITHET_ENDINGS, capital=False)}",
+            b.taxa[entry.taxon.parent_id],
+            active=False,
+        )
     return b

@@ -30,14 +30,18 @@ from workflow_scripts.common.tables import ROUNDING, half_up, write_table
 from workflow_scripts.stats import lorenz
 
 CONGENERS = 3  # a genus with this many species or more holds look-alikes to tell apart
-GENUS = "concat_ws(' ', kingdom, phylum, \"class\", \"order\", family, genus)"
+GENUS = 'concat_ws(\' \', kingdom, phylum, "class", "order", family, genus)'
 
 
 def species_sizes(table: Path) -> pd.DataFrame:
     """Per species (rows at rank species): its genus (lineage) and its images."""
-    return duckdb.connect().execute(f"""
+    return (
+        duckdb.connect()
+        .execute(f"""
         SELECT {GENUS} AS genus, taxonomic_name AS species, count(*) AS images
-        FROM read_parquet({quote(table)}) WHERE species IS NOT NULL GROUP BY ALL ORDER BY ALL""").df()
+        FROM read_parquet({quote(table)}) WHERE species IS NOT NULL GROUP BY ALL ORDER BY ALL""")
+        .df()
+    )
 
 
 def summary(sizes: pd.DataFrame) -> dict:
@@ -45,12 +49,19 @@ def summary(sizes: pd.DataFrame) -> dict:
     _, _, gini, top20 = lorenz(sizes.images.to_numpy())
     per_genus = sizes.groupby("genus").size()
     genera = len(per_genus)
-    return {"species": len(sizes), "images": int(sizes.images.sum()), "genera": genera,
-            "top 20% species' image share (%)": half_up(100 * top20, 1), "Gini": half_up(gini, 3),
-            "species per genus (mean)": half_up(Fraction(len(sizes), genera), 2),
-            "species per genus (median)": half_up(float(per_genus.median()), 1),
-            "species per genus (most)": int(per_genus.max()),
-            f"genera with {CONGENERS}+ species (%)": half_up(Fraction(100 * int((per_genus >= CONGENERS).sum()), genera), 1)}
+    return {
+        "species": len(sizes),
+        "images": int(sizes.images.sum()),
+        "genera": genera,
+        "top 20% species' image share (%)": half_up(100 * top20, 1),
+        "Gini": half_up(gini, 3),
+        "species per genus (mean)": half_up(Fraction(len(sizes), genera), 2),
+        "species per genus (median)": half_up(float(per_genus.median()), 1),
+        "species per genus (most)": int(per_genus.max()),
+        f"genera with {CONGENERS}+ species (%)": half_up(
+            Fraction(100 * int((per_genus >= CONGENERS).sum()), genera), 1
+        ),
+    }
 
 
 def figure(tables: dict[str, pd.DataFrame], path: Path) -> None:
@@ -60,10 +71,22 @@ def figure(tables: dict[str, pd.DataFrame], path: Path) -> None:
     for number, (name, sizes) in enumerate(tables.items()):
         x, y, _, top20 = lorenz(sizes.images.to_numpy())
         curves.plot(x, y, label=f"{name}: top 20% of species hold {100 * top20:.1f}%")
-        share = sizes.groupby("genus").size().value_counts(normalize=True).reindex(range(1, most + 1), fill_value=0)
-        genera.bar(np.arange(1, most + 1) + (number - (len(tables) - 1) / 2) * width, 100 * share, width, label=name)
+        share = (
+            sizes.groupby("genus")
+            .size()
+            .value_counts(normalize=True)
+            .reindex(range(1, most + 1), fill_value=0)
+        )
+        genera.bar(
+            np.arange(1, most + 1) + (number - (len(tables) - 1) / 2) * width,
+            100 * share,
+            width,
+            label=name,
+        )
     curves.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="equal shares")
-    curves.set(xlabel="share of species (fewest images first)", ylabel="share of images", title="Long tail")
+    curves.set(
+        xlabel="share of species (fewest images first)", ylabel="share of images", title="Long tail"
+    )
     curves.legend(loc="upper left", fontsize=8)
     genera.set(xlabel="species in the genus", ylabel="genera (%)", title="Species per genus")
     genera.set_xticks(range(1, most + 1))
@@ -73,16 +96,24 @@ def figure(tables: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def long_tail(curated: Path, subset: Path, out: Path) -> pd.DataFrame:
-    tables = {"curated table": species_sizes(curated), contracts.GENUS_SAMPLED: species_sizes(subset)}
+    tables = {
+        "curated table": species_sizes(curated),
+        contracts.GENUS_SAMPLED: species_sizes(subset),
+    }
     if tables[contracts.GENUS_SAMPLED].empty:
-        raise StageError(f"{subset}: no rows: no genus qualified or none was drawn (subsets.genus_sampled: "
-                         "lower min_species_per_genus or min_images_per_species, or draw more genera)")
+        raise StageError(
+            f"{subset}: no rows: no genus qualified or none was drawn (subsets.genus_sampled: "
+            "lower min_species_per_genus or min_images_per_species, or draw more genera)"
+        )
     frame = pd.DataFrame([{"table": name, **summary(sizes)} for name, sizes in tables.items()])
     with building(out) as staging:
-        write_table(frame, staging / contracts.LONG_TAIL,
-                    "The genus-sampled subset's long tail beside the curated table's (species at rank species). "
-                    + ROUNDING,
-                    tex=True)
+        write_table(
+            frame,
+            staging / contracts.LONG_TAIL,
+            "The genus-sampled subset's long tail beside the curated table's (species at rank species). "
+            + ROUNDING,
+            tex=True,
+        )
         figure(tables, staging / f"{contracts.LONG_TAIL}.png")
     return frame
 

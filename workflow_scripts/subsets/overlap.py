@@ -25,7 +25,9 @@ class LeakError(StageError):
     """Two subsets share what must be apart."""
 
 
-def shared(con: duckdb.DuckDBPyConnection, column: str, left: str, right: str, where: str = "") -> dict | None:
+def shared(
+    con: duckdb.DuckDBPyConnection, column: str, left: str, right: str, where: str = ""
+) -> dict | None:
     rows = con.execute(f"""SELECT DISTINCT a.{column} FROM {left} AS a JOIN {right} AS b USING ({column})
                            WHERE a.{column} IS NOT NULL {where} ORDER BY 1""").fetchall()
     if not rows:
@@ -44,32 +46,55 @@ def ids_shared_between_subsets(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 def ids_shared_between_splits(con: duckdb.DuckDBPyConnection) -> list[dict]:
     found = []
-    for subset, column in itertools.product(contracts.SPLIT_SUBSETS, ("photo_id", "observation_uuid")):
+    for subset, column in itertools.product(
+        contracts.SPLIT_SUBSETS, ("photo_id", "observation_uuid")
+    ):
         if hit := shared(con, column, subset, subset, "AND a.split <> b.split"):
-            found.append({"check": f"{column} in two {subset} splits", "between": [subset, subset], **hit})
+            found.append(
+                {"check": f"{column} in two {subset} splits", "between": [subset, subset], **hit}
+            )
     return found
 
 
 def unseen_species_in_train(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    hit = shared(con, "taxonomic_name", "(SELECT * FROM unseen WHERE species IS NOT NULL)",
-                 "(SELECT * FROM train WHERE species IS NOT NULL)")
-    return [{"check": "Unseen species in Train", "between": ["unseen", "train"], **hit}] if hit else []
+    hit = shared(
+        con,
+        "taxonomic_name",
+        "(SELECT * FROM unseen WHERE species IS NOT NULL)",
+        "(SELECT * FROM train WHERE species IS NOT NULL)",
+    )
+    return (
+        [{"check": "Unseen species in Train", "between": ["unseen", "train"], **hit}] if hit else []
+    )
 
 
 def genus_sampled_genera_elsewhere(con: duckdb.DuckDBPyConnection) -> list[dict]:
     """A drawn genus (its lineage down to genus) must be in no other subset drawn from the same pool."""
-    genus = "concat_ws(' ', kingdom, phylum, \"class\", \"order\", family, genus) AS genus_key"
+    genus = 'concat_ws(\' \', kingdom, phylum, "class", "order", family, genus) AS genus_key'
     found = []
     for other in ("train", "balanced", "unseen"):
-        if hit := shared(con, "genus_key", f"(SELECT {genus} FROM {contracts.GENUS_SAMPLED})",
-                         f"(SELECT {genus} FROM {other} WHERE genus IS NOT NULL)"):
-            found.append({"check": "genus_sampled genus in another subset", "between": [contracts.GENUS_SAMPLED, other],
-                          **hit})
+        if hit := shared(
+            con,
+            "genus_key",
+            f"(SELECT {genus} FROM {contracts.GENUS_SAMPLED})",
+            f"(SELECT {genus} FROM {other} WHERE genus IS NOT NULL)",
+        ):
+            found.append(
+                {
+                    "check": "genus_sampled genus in another subset",
+                    "between": [contracts.GENUS_SAMPLED, other],
+                    **hit,
+                }
+            )
     return found
 
 
-CHECKS = (ids_shared_between_subsets, ids_shared_between_splits, unseen_species_in_train,
-          genus_sampled_genera_elsewhere)
+CHECKS = (
+    ids_shared_between_subsets,
+    ids_shared_between_splits,
+    unseen_species_in_train,
+    genus_sampled_genera_elsewhere,
+)
 
 
 def subset_views(tables: list[Path]) -> duckdb.DuckDBPyConnection:
@@ -90,15 +115,24 @@ def check(con: duckdb.DuckDBPyConnection) -> dict:
 def fail_on_leaks(report: dict, where: Path) -> None:
     """Name every violation on stderr; a LeakError if there is one (the report is already written)."""
     for v in report["violations"]:
-        print(f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
-              f"(e.g. {', '.join(v['examples'])})", file=sys.stderr)
+        print(
+            f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
+            f"(e.g. {', '.join(v['examples'])})",
+            file=sys.stderr,
+        )
     if not report["ok"]:
         raise LeakError(f"the subsets overlap (see {where}): they must be rebuilt before training")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__)
-    parser.add_argument("--subsets", type=Path, nargs="+", required=True, help="the subsets' tables, <subset>.parquet")
+    parser.add_argument(
+        "--subsets",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the subsets' tables, <subset>.parquet",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the report to write (JSON)")
     args = parser.parse_args(argv)
     with cli.running(args, inputs=args.subsets):

@@ -26,34 +26,59 @@ from workflow_scripts.common.tables import write_table
 from workflow_scripts.subsets.overlap import subset_views
 
 # biotrove-method.md: the paper's Table 3 (family count OCR-damaged in the seed) and Table 7
-PAPER_TABLE3 = {"kingdom": 3, "phylum": 14, "class": 50, "order": 361, "family": 1912, "genus": 11506,
-                "species": 33364}
-PAPER_TABLE7 = {"Fungi": 281, "Plantae": 500, "Mollusca": 147, "Insecta": 500, "Arachnida": 136, "Reptilia": 189,
-                "Aves": 500}
+PAPER_TABLE3 = {
+    "kingdom": 3,
+    "phylum": 14,
+    "class": 50,
+    "order": 361,
+    "family": 1912,
+    "genus": 11506,
+    "species": 33364,
+}
+PAPER_TABLE7 = {
+    "Fungi": 281,
+    "Plantae": 500,
+    "Mollusca": 147,
+    "Insecta": 500,
+    "Arachnida": 136,
+    "Reptilia": 189,
+    "Aves": 500,
+}
 
 
 def table3(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Unique taxa per level in Train; species counted by full lineage, as the subsets group them."""
-    counts = con.execute(f"""SELECT {', '.join(f'count(DISTINCT "{level}")' for level in LEVELS[:-1])},
+    counts = con.execute(f"""SELECT {", ".join(f'count(DISTINCT "{level}")' for level in LEVELS[:-1])},
                                     count(DISTINCT taxonomic_name) FILTER (WHERE species IS NOT NULL)
                              FROM train""").fetchone()
-    return pd.DataFrame({"level": LEVELS, "unique in Train": counts,
-                         "paper (BioTrove-Train)": [PAPER_TABLE3[level] for level in LEVELS]})
+    return pd.DataFrame(
+        {
+            "level": LEVELS,
+            "unique in Train": counts,
+            "paper (BioTrove-Train)": [PAPER_TABLE3[level] for level in LEVELS],
+        }
+    )
 
 
 def table7(report: dict) -> pd.DataFrame:
     per_category = report["subsets"]["balanced"]["per_category"]
     categories = sorted(set(per_category) | set(report["settings"]["categories"]))
-    return pd.DataFrame({
-        "category": categories,
-        "species in Balanced": [per_category.get(c, {}).get("species", 0) for c in categories],
-        "images in Balanced": [per_category.get(c, {}).get("images", 0) for c in categories],
-        "paper species": pd.array([PAPER_TABLE7.get(c) for c in categories], dtype="Int64")})
+    return pd.DataFrame(
+        {
+            "category": categories,
+            "species in Balanced": [per_category.get(c, {}).get("species", 0) for c in categories],
+            "images in Balanced": [per_category.get(c, {}).get("images", 0) for c in categories],
+            "paper species": pd.array([PAPER_TABLE7.get(c) for c in categories], dtype="Int64"),
+        }
+    )
 
 
 def distribution(con: duckdb.DuckDBPyConnection, subset: str, path: Path) -> None:
-    sizes = [r[0] for r in con.execute(f"""SELECT count(*) FROM {subset} GROUP BY coalesce(taxonomic_name, '')
-                                            ORDER BY 1 DESC""").fetchall()]
+    sizes = [
+        r[0]
+        for r in con.execute(f"""SELECT count(*) FROM {subset} GROUP BY coalesce(taxonomic_name, '')
+                                            ORDER BY 1 DESC""").fetchall()
+    ]
     fig, ax = plt.subplots(figsize=(6, 4))
     if sizes:
         ax.bar(range(len(sizes)), sizes, width=1.0, color="tab:blue")
@@ -70,15 +95,28 @@ def subset_tables(tables: list[Path], report_file: Path, out: Path) -> None:
     report = json.loads(report_file.read_text())
     table3_name, table7_name = contracts.SUBSET_TABLES
     with building(out) as staging:
-        write_table(table3(con), staging / table3_name, "Unique taxa per level in BioTrove-Train.", tex=True)
-        write_table(table7(report), staging / table7_name, "Species per category in BioTrove-Balanced.", tex=True)
+        write_table(
+            table3(con), staging / table3_name, "Unique taxa per level in BioTrove-Train.", tex=True
+        )
+        write_table(
+            table7(report),
+            staging / table7_name,
+            "Species per category in BioTrove-Balanced.",
+            tex=True,
+        )
         for subset in contracts.SUBSETS:
             distribution(con, subset, staging / contracts.subset_figure(subset))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__)
-    parser.add_argument("--subsets", type=Path, nargs="+", required=True, help="the subsets' tables, <subset>.parquet")
+    parser.add_argument(
+        "--subsets",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the subsets' tables, <subset>.parquet",
+    )
     parser.add_argument("--report", type=Path, required=True, help="subsets_report.json")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
