@@ -7,15 +7,16 @@ STAMP := $(VENV)/.installed
 # Rules call `python -m workflow_scripts...` and DVC stages call `snakemake`: use the venv's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help install demo test test-slurm bench gpu-check generate lock clean
+.PHONY: help install demo check test test-slurm bench gpu-check generate lock clean
 
 help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
-	@echo "make test     install if needed, then run the test suite"
+	@echo "make check    install if needed, then the fast tests (a few minutes: not the photo sample, training or the pipeline)"
+	@echo "make test     install if needed, then the whole test suite but SLURM (two workers)"
 	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
 	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, near-duplicate hashing and search, the training loader, evaluation memory, the sample's scaling; ~26 minutes)"
 	@echo "make gpu-check  on a machine with an NVIDIA GPU, after make demo: the train wrapper vs bare open_clip_train, then evaluation on CUDA"
-	@echo "make generate write dvc.yaml and envs/*.yaml from the Snakemake rules (after changing rules, code or config.yaml)"
+	@echo "make generate write dvc.yaml, envs/*.yaml and docs/configuration.md from the rules and the schema (after changing rules, code or config.yaml)"
 	@echo "make install  create .venv with the pinned dependencies (idempotent)"
 	@echo "make lock     re-pin requirements.lock after editing pyproject.toml"
 	@echo "make clean    remove generated data, models, results and logs"
@@ -46,11 +47,16 @@ demo: install
 	@echo "Paper tables:      results/*/paper_tables/ (Tables 5, 8, 9, conformal_sets as .csv, .md, .tex; figures; metrics.json for dvc metrics show)."
 	@echo "Long-tail accuracy: results/*/shot_bands/ (top-1 per band of train-split images per class: .csv, .md, .tex, .png)."
 	@echo "Data cards:        results/*/data_card/data_card.md (composition, licenses, biases, attribution, citation; figures)."
-	@echo "Exports:           data/snapshots/*/exports/ (clip_benchmark/<benchmark>/, inat2021/<subset>/; README: Exports)."
+	@echo "Exports:           data/snapshots/*/exports/ (clip_benchmark/<benchmark>/, inat2021/<subset>/; docs/exports.md)."
 	@echo "Monthly diff:      results/diff/<A>_vs_<B>/report.md (data, split stability, benchmarks, results; JSON, Parquet, plots)."
 	@echo "Provenance:        <output>.provenance.json beside every output folder (settings, code, inputs, tool versions)."
 	@echo "Report:            results/report.html (every table, figure and provenance; open it in a browser)."
 
+# The inner loop: what runs in seconds to a minute each (pyproject.toml lists the markers).
+check: install
+	$(PYTHON) -m pytest -m "not slow and not slurm" -n 2
+
+# The whole suite in one process: a two-worker run (-n 2 --dist loadgroup) is not yet shown to pass.
 test: install
 	$(PYTHON) -m pytest -m "not slurm"
 
@@ -70,7 +76,7 @@ bench: install
 	$(PYTHON) bench/eval_memory.py
 	$(PYTHON) bench/sample.py
 
-# Results in results/gpu-check/result.json (README: Training, GPU check).
+# Results in results/gpu-check/result.json (docs/operations.md: GPU check).
 gpu-check: install
 	bash tools/gpu_check/check.sh
 

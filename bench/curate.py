@@ -27,12 +27,12 @@ from bench.measure import measured  # noqa: E402
 from tests.sample_tables import bundle_tables, tiled_snapshot  # noqa: E402
 from workflow_scripts.common import contracts  # noqa: E402
 from workflow_scripts.common.config import settings  # noqa: E402
+from workflow_scripts.common.taxonomy import RANKS  # noqa: E402
 from workflow_scripts.sample.bucket import generate  # noqa: E402
 
 DEFAULTS = settings("curate")  # the schema's: the rules the pandas version follows too
 
 FULL_SNAPSHOT_ROWS = 400_000_000
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 
 
 def pandas_curate(folder: Path, taxonomy_csv: Path, out: Path) -> int:
@@ -207,8 +207,8 @@ def main() -> int:
             == pd.read_parquet(folder / "pandas.parquet", columns=["photo_id"]).photo_id.tolist()
         )
         print(
-            f"{rows:>11,} {floor:>8.1f} {duck:>9.1f} {rows / duck:>10,.0f} {duck_rss:>7.2f} {panda:>9.1f} "
-            f"{panda_rss:>7.2f} {panda / duck:>14.1f} {duck / floor:>13.2f}"
+            f"{rows:>11,} {floor:>8.1f} {duck:>9.1f} {rows / duck:>10,.0f} {duck_rss:>7.2f} "
+            f"{panda:>9.1f} {panda_rss:>7.2f} {panda / duck:>14.1f} {duck / floor:>13.2f}"
             + ("" if same else "   (pandas and DuckDB DISAGREE on the kept photos)")
         )
         results.append((rows, floor, duck, duck_rss))
@@ -218,16 +218,16 @@ def main() -> int:
         curate_command(folder, taxonomy, {"threads": 2, "memory_limit": args.spill_limit})
     )
     print(
-        f"{rows:>11,} spilling (memory_limit={args.spill_limit}, below its tables' in-memory size): {spill:.1f} s, "
-        f"{spill / floor:.2f}x the floor, peak RSS {spill_rss:.2f} GB"
+        f"{rows:>11,} spilling (memory_limit={args.spill_limit}, below its tables' in-memory "
+        f"size): {spill:.1f} s, {spill / floor:.2f}x the floor, peak RSS {spill_rss:.2f} GB"
     )
     scale = FULL_SNAPSHOT_ROWS / rows
     print(
-        f"\nprojected to {FULL_SNAPSHOT_ROWS / 1e6:.0f} M photo rows (linear from {rows / 1e6:g} M): "
-        f"curation {duck * scale / 60:.0f} min in memory, {spill * scale / 60:.0f} min spilling; floor "
-        f"{floor * scale / 60:.0f} min (target <= 30 min on 2 cores, <= 3x the floor); peak RSS is bounded by "
-        f"curate.memory_limit ({DEFAULTS['memory_limit']}) plus the Python process, measured {duck_rss:.2f} GB "
-        f"(target <= 12 GB)"
+        f"\nprojected to {FULL_SNAPSHOT_ROWS / 1e6:.0f} M photo rows (linear from {rows / 1e6:g} "
+        f"M): curation {duck * scale / 60:.0f} min in memory, {spill * scale / 60:.0f} min "
+        f"spilling; floor {floor * scale / 60:.0f} min (target <= 30 min on 2 cores, <= 3x the "
+        f"floor); peak RSS is bounded by curate.memory_limit ({DEFAULTS['memory_limit']}) plus the "
+        f"Python process, measured {duck_rss:.2f} GB (target <= 12 GB)"
     )
     return 0
 

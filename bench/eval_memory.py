@@ -65,8 +65,8 @@ def write_benchmark(folder: Path, images: int) -> dict:
 
 def evaluate_one(spec_path: str) -> None:
     """The measured process: one benchmark evaluated as the stage evaluates each."""
+    from workflow_scripts.common.benchmarks import external_benchmark
     from workflow_scripts.common.config import settings
-    from workflow_scripts.evaluate.benchmarks import external_benchmark
     from workflow_scripts.evaluate.stage import evaluate_benchmark
     from workflow_scripts.evaluate.zeroshot import load_model
 

@@ -4,14 +4,15 @@ each, then as two jobs each running side by side, on this machine.
     python bench/images.py [--images 20000]
 
 The images (bench/photos.py: about 60 KB each) sit in a folder laid out like the bucket, served
-over HTTP by one local server per run (Python's http.server, as the sample's bucket is served).
-Each job is its own process, as Snakemake runs it: `python -m workflow_scripts.images.download`
-per URL chunk, the download report, the shard order, then `python -m workflow_scripts.images.shards`
-per part. Prints each run's seconds and CPU seconds per step, the costs per image the README's
-full-size plan is computed from (the jobs' CPU, the server's apart, and the bytes written), the
-speedup the CPU time allows on this machine's cores, checks that both runs wrote the same shards
-(and stops with an error where a run's shards miss any image of the shard order, or there are none),
-and ends with `speedup: X.XX` (one job's time over two jobs'; target >= 1.7 on 2 cores).
+over HTTP by one local server per run (images.photo_server, as the sample's bucket is served).
+Each job is its own process, as Snakemake runs it:
+`python -m workflow_scripts.images.download_chunk` per URL chunk, the download report, the shard
+order, then `python -m workflow_scripts.images.shard_part` per part. Prints each run's seconds and
+CPU seconds per step, the costs per image the full-size plan (docs/measurements.md) is computed
+from (the jobs' CPU, the server's apart, and the bytes written), the speedup the CPU time allows on
+this machine's cores, checks that both runs wrote the same shards (and stops with an error where a
+run's shards miss any image of the shard order, or there are none), and ends with `speedup: X.XX`
+(one job's time over two jobs'; target >= 1.7 on 2 cores).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.photos import ORIGIN, prepare  # noqa: E402
 from workflow_scripts.common import contracts  # noqa: E402
-from workflow_scripts.images.download import serving  # noqa: E402
+from workflow_scripts.images.photo_server import serving  # noqa: E402
 
 PER_SHARD = 2_000
 SHARD_SET = (
@@ -73,8 +74,8 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         {
             "samples_per_shard": PER_SHARD,
             "shards_per_job": -(-images // (PER_SHARD * jobs)),
-            "chunk_size": 10_000,
-            "part_size": 500,
+            "window_size": 10_000,
+            "segment_size": 500,
         }
     )
     chunks = [
@@ -97,7 +98,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         seconds["download"], cpu["download"] = side_by_side(
             [
                 python(
-                    "workflow_scripts.images.download",
+                    "workflow_scripts.images.download_chunk",
                     "--subset",
                     str(subset),
                     "--chunk",
@@ -126,7 +127,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         ],
         "order": [
             python(
-                "workflow_scripts.images.order",
+                "workflow_scripts.images.shard_order",
                 "--subset",
                 str(subset),
                 "--download",
@@ -141,7 +142,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         ],
         "shards": [
             python(
-                "workflow_scripts.images.shards",
+                "workflow_scripts.images.shard_part",
                 "--order",
                 order,
                 "--subset",
@@ -221,7 +222,8 @@ def main() -> None:
     if one["shards"] != results[2]["shards"]:
         raise SystemExit("the shards differ between 1 and 2 jobs")
     print(f"same shards from 1 and 2 jobs ({len(one['shards'])} shards)")
-    # the two-job run cannot end before its CPU seconds (server's included) are spread over the cores
+    # the two-job run cannot end before its CPU seconds (server's included) are spread over the
+    # cores
     floor = sum(results[2]["cpu"].values()) / cores
     print(
         f"at most {sum(one['seconds'].values()) / floor:.2f} on {cores} cores (the two-job run's "

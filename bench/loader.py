@@ -18,6 +18,7 @@ with `project/bare: X.XX` at the medium size (target >= 0.95).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
@@ -122,12 +123,14 @@ def samples_per_second(shards: Path, samples: int, workers: int, project: bool) 
         ]
     )
     args.world_size, args.rank = 1, 0
-    original = open_clip_train.data.wds.shuffle
-    if project:  # as workflow_scripts.train sets it
-        open_clip_train.data.wds.shuffle = train.caption_stage(
+    pipeline = (  # the project's: as workflow_scripts.train sets it
+        train.captioned_shuffle(
             settings["seed"], settings["caption_types"], settings["caption_choice"], BATCH
         )
-    try:
+        if project
+        else contextlib.nullcontext()
+    )
+    with pipeline:
         preprocess = open_clip.image_transform(224, is_train=True)  # ViT-B/16's training transform
         data = open_clip_train.data.get_wds_dataset(
             args, preprocess, is_train=True, epoch=0, tokenizer=open_clip.get_tokenizer("ViT-B-16")
@@ -139,8 +142,6 @@ def samples_per_second(shards: Path, samples: int, workers: int, project: bool) 
             seen += images.shape[0]
         seconds = time.perf_counter() - started
         del batches
-    finally:
-        open_clip_train.data.wds.shuffle = original
     if seen < samples // 2:
         raise SystemExit(f"only {first + seen} of {samples} samples came through: check the shards")
     return seen / seconds
@@ -171,19 +172,21 @@ def main() -> None:
                 )
         rates[label] = {kind: max(values) / args.workers for kind, values in runs.items()}
         print(
-            f"{label} ({size[0]} x {size[1]}, {image_bytes / args.samples / 1e3:.1f} KB per image): "
+            f"{label} ({size[0]} x {size[1]}, {image_bytes / args.samples / 1e3:.1f} KB "
+            f"per image): "
             + ", ".join(
                 f"{kind} {', '.join(f'{v:.0f}' for v in values)} samples/s"
                 for kind, values in runs.items()
             )
-            + f" with {args.workers} worker(s); best per worker: project {rates[label]['project']:.0f}, "
-            f"bare {rates[label]['bare']:.0f}",
+            + f" with {args.workers} worker(s); best per worker: project "
+            f"{rates[label]['project']:.0f}, bare {rates[label]['bare']:.0f}",
             flush=True,
         )
     for label in SIZES:
         print(
             f"workers per GPU for {TARGET:,} samples/s at {label}: "
-            f"{math.ceil(TARGET / rates[label]['project'])} (each {rates[label]['project']:.0f} samples/s)"
+            f"{math.ceil(TARGET / rates[label]['project'])} (each "
+            f"{rates[label]['project']:.0f} samples/s)"
         )
     print(f"project/bare: {rates['medium']['project'] / rates['medium']['bare']:.2f}")
 

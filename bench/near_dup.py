@@ -60,8 +60,9 @@ def hashing(count: int) -> None:
         pdq(image)
     seconds = time.perf_counter() - started
     print(
-        f"hashing: {count / seconds:.0f} images/s per core ({1000 * seconds / count:.2f} ms each, decoding "
-        f"{1000 * decoding / count:.2f} ms of it; {sum(map(len, data)) / count / 1000:.0f} KB JPEGs, 500 x 375)"
+        f"hashing: {count / seconds:.0f} images/s per core ({1000 * seconds / count:.2f} ms each, "
+        f"decoding {1000 * decoding / count:.2f} ms of it; "
+        f"{sum(map(len, data)) / count / 1000:.0f} KB JPEGs, 500 x 375)"
     )
 
 
@@ -91,8 +92,8 @@ def search(train_size: int, benchmark_size: int, threshold: int) -> float:
     found = set(zip(images.tolist(), rows.tolist()))
     missed = sum((q, r) not in found for q, r in zip(sources.tolist(), planted.tolist()))
     print(
-        f"search {train_size:,} x {benchmark_size:,} ({len(queries):,} queries with mirrors): {seconds:.1f} s, "
-        f"{len(found):,} pairs, planted copies missed: {missed} of {PLANTED}"
+        f"search {train_size:,} x {benchmark_size:,} ({len(queries):,} queries with mirrors): "
+        f"{seconds:.1f} s, {len(found):,} pairs, planted copies missed: {missed} of {PLANTED}"
     )
     if missed:
         raise SystemExit("the index missed pairs within the threshold")
@@ -126,8 +127,9 @@ def inside_train(train_size: int, threshold: int) -> None:
     started = time.perf_counter()
     groups_inside_train(con, threshold)
     print(
-        f"groups inside Train, {len(labels):,} hashes in {species:,} species (largest {sizes.max():,}; "
-        f"sum of squares {int((sizes.astype(float) ** 2).sum()):.2e}): {time.perf_counter() - started:.1f} s"
+        f"groups inside Train, {len(labels):,} hashes in {species:,} species (largest "
+        f"{sizes.max():,}; sum of squares {int((sizes.astype(float) ** 2).sum()):.2e}): "
+        f"{time.perf_counter() - started:.1f} s"
     )
 
 
@@ -157,7 +159,8 @@ def main() -> int:
     inside_train(args.train, threshold)
     flat = all_pairs(args.train, args.benchmark, threshold)
     print(
-        f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all pairs: {flat:.0f} s)"
+        f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all "
+        f"pairs: {flat:.0f} s)"
     )
     return 0
 

@@ -10,7 +10,8 @@ import duckdb
 import numpy as np
 
 SPECIES = 400
-ORIGIN = "https://example.org"  # the subset's URLs start here; rewrite it to where the bucket folder is served
+# the subset's URLs start here; rewrite it to where the bucket folder is served
+ORIGIN = "https://example.org"
 
 
 def prepare(workdir: Path, images: int) -> Path:
@@ -25,12 +26,16 @@ def prepare(workdir: Path, images: int) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "medium.jpg").write_bytes(b"\xff\xd8\xff\xe0" + rng.bytes(int(size) - 4))
     temporary = subset.with_name(subset.name + ".tmp")
-    duckdb.sql(f"""COPY (SELECT range + 1 AS photo_id, '{ORIGIN}/photos/' || (range + 1) || '/medium.jpg'
-                               AS photo_url, 'Animalia' AS kingdom, 'Arthropoda' AS phylum, 'Insecta' AS class,
-                               'Lepidoptera' AS "order", 'Nymphalidae' AS family, 'Genus' || (range % 37) AS genus,
-                               'Genus' || (range % 37) || ' species' || (range % {SPECIES}) AS species,
+    duckdb.sql(f"""COPY (SELECT range + 1 AS photo_id,
+                               '{ORIGIN}/photos/' || (range + 1) || '/medium.jpg' AS photo_url,
+                               'Animalia' AS kingdom, 'Arthropoda' AS phylum, 'Insecta' AS class,
+                               'Lepidoptera' AS "order", 'Nymphalidae' AS family,
+                               'Genus' || (range % 37) AS genus,
+                               'Genus' || (range % 37) || ' species' || (range % {SPECIES})
+                                   AS species,
                                species AS scientific_name, 'common ' || species AS common_name,
-                               'Animalia Arthropoda Insecta Lepidoptera Nymphalidae ' || species AS taxonomic_name,
+                               'Animalia Arthropoda Insecta Lepidoptera Nymphalidae ' || species
+                                   AS taxonomic_name,
                                'CC-BY' AS license, 'train' AS split
                         FROM range({images})) TO '{temporary}' (FORMAT parquet)""")
     temporary.rename(subset)

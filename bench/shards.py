@@ -3,14 +3,16 @@
     python bench/shards.py [--images 60000] [--workdir /tmp/biotrove-bench-shards]   (make bench)
 
 Input: `--images` photos (bench/photos.py), served locally and downloaded by img2dataset as the
-download stage does, and their shard order (`python -m workflow_scripts.images.order`, the authors'
-sizes: 10,000 per shard, chunks of 50,000, parts of 1,000; timed once). Then, alternately and twice
-each (the best of two, so both see a warm page cache):
-  shards: `python -m workflow_scripts.images.shards`, every shard as one part, one process per core;
+download stage does, and their shard order (`python -m workflow_scripts.images.shard_order`, the
+authors' sizes: 10,000 per shard, chunks of 50,000, parts of 1,000; timed once). Then, alternately
+and twice each (the best of two, so both see a warm page cache):
+  shards: `python -m workflow_scripts.images.shard_part`, every shard as one part, one process per
+          core;
   copy:   the same images read in the same order (the order file's locations) and written to one
           file: the floor of any sharder, which must move exactly these bytes.
-Prints both, their ratio (copy time / shards time; target >= 70%) and MB/s; stops with an error where
-the shards miss any image of the order (shard set `train`: bench/photos.py's table is all Train split).
+Prints both, their ratio (copy time / shards time; target >= 70%) and MB/s; stops with an error
+where the shards miss any image of the order (shard set `train`: bench/photos.py's table is all
+Train split).
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ sys.path.insert(0, str(REPO))
 from bench.measure import measured  # noqa: E402
 from bench.photos import ORIGIN, prepare  # noqa: E402
 from workflow_scripts.common import contracts  # noqa: E402
-from workflow_scripts.images.download import download_chunk  # noqa: E402
+from workflow_scripts.common.tars import read_images  # noqa: E402
+from workflow_scripts.images.download_chunk import download_chunk  # noqa: E402
 from workflow_scripts.images.download_report import download_report  # noqa: E402
-from workflow_scripts.images.shards import read_images  # noqa: E402
 
 PROCESSES = os.cpu_count()
 SHARD_SET = (
@@ -40,8 +42,8 @@ SHARD_SET = (
 SETTINGS = {
     "samples_per_shard": 10000,
     "shards_per_job": 10**6,
-    "chunk_size": 50000,
-    "part_size": 1000,
+    "window_size": 50000,
+    "segment_size": 1000,
     "seed": 0,
     "mixing_batch_sizes": [1024, 4096],
 }
@@ -94,7 +96,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "workflow_scripts.images.order",
+            "workflow_scripts.images.shard_order",
             "--subset",
             str(subset),
             "--download",
@@ -110,7 +112,7 @@ def main() -> None:
     shards_command = [
         sys.executable,
         "-m",
-        "workflow_scripts.images.shards",
+        "workflow_scripts.images.shard_part",
         "--order",
         order,
         "--subset",
@@ -132,7 +134,8 @@ def main() -> None:
     ).fetchone()[0]
     if ordered < args.images * 0.99:
         raise SystemExit(
-            f"the order has {ordered:,} samples in shard set {SHARD_SET!r}, of {args.images:,} images"
+            f"the order has {ordered:,} samples in shard set {SHARD_SET!r}, of "
+            f"{args.images:,} images"
         )
     times = {"shards": [], "copy": []}
     for _ in range(2):
@@ -152,8 +155,9 @@ def main() -> None:
         f"the shard order took {order_seconds:.2f} s"
     )
     print(
-        f"shards: {shards_s:.2f} s ({size / 1e6 / shards_s:,.0f} MB/s, {args.images / shards_s:,.0f} images/s)"
-        f"  runs {', '.join(f'{t:.2f}' for t in times['shards'])}"
+        f"shards: {shards_s:.2f} s ({size / 1e6 / shards_s:,.0f} MB/s, "
+        f"{args.images / shards_s:,.0f} images/s)  runs "
+        f"{', '.join(f'{t:.2f}' for t in times['shards'])}"
     )
     copies = ", ".join(f"{t:.2f}" for t in times["copy"])
     print(f"copy:   {copy_s:.2f} s ({size / 1e6 / copy_s:,.0f} MB/s)  runs {copies}")

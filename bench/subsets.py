@@ -62,17 +62,21 @@ def tiled_curated(workdir: Path, rows: int) -> Path:
     duckdb.sql(f"""
         COPY (WITH whole AS (SELECT taxonomic_name FROM '{source}' GROUP BY 1
                              ORDER BY count(*) DESC, taxonomic_name LIMIT {WHOLE_SPECIES}),
-                   tiles AS (SELECT range AS copy, CASE WHEN range % {groups} = 0 THEN ''
-                                                        ELSE ' g' || (range % {groups}) END AS suffix
+                   tiles AS (SELECT range AS copy,
+                                    CASE WHEN range % {groups} = 0 THEN ''
+                                         ELSE ' g' || (range % {groups}) END AS suffix
                              FROM range({copies}))
-              SELECT c.* EXCLUDE (rank) REPLACE ((t.copy * {base} + c.rank) * 3 AS photo_id,
-                                  printf('%08x', t.copy) || c.observation_uuid[9:] AS observation_uuid,
-                                  c.taxon_id + (t.copy % {groups}) * 10000000 * (w.taxonomic_name IS NULL)::INT
-                                      AS taxon_id,
-                                  c.species || CASE WHEN w.taxonomic_name IS NULL THEN t.suffix ELSE '' END
-                                      AS species,
-                                  c.taxonomic_name || CASE WHEN w.taxonomic_name IS NULL THEN t.suffix ELSE '' END
-                                      AS taxonomic_name)
+              SELECT c.* EXCLUDE (rank)
+                  REPLACE ((t.copy * {base} + c.rank) * 3 AS photo_id,
+                           printf('%08x', t.copy) || c.observation_uuid[9:] AS observation_uuid,
+                           c.taxon_id
+                               + (t.copy % {groups}) * 10000000 * (w.taxonomic_name IS NULL)::INT
+                               AS taxon_id,
+                           c.species || CASE WHEN w.taxonomic_name IS NULL THEN t.suffix ELSE '' END
+                               AS species,
+                           c.taxonomic_name
+                               || CASE WHEN w.taxonomic_name IS NULL THEN t.suffix ELSE '' END
+                               AS taxonomic_name)
               FROM (SELECT *, row_number() OVER (ORDER BY photo_id) AS rank FROM '{source}') AS c
               LEFT JOIN whole AS w USING (taxonomic_name), tiles AS t
               ORDER BY photo_id LIMIT {rows})
@@ -134,27 +138,30 @@ def main() -> int:
     ).fetchone()[0]
     train, unsorted = duckdb.sql(f"""
         SELECT count(*), count(*) FILTER (WHERE photo_id <= previous)
-        FROM (SELECT photo_id, lag(photo_id) OVER () AS previous FROM '{args.workdir / "subsets" / "train.parquet"}')
+        FROM (SELECT photo_id, lag(photo_id) OVER () AS previous
+              FROM '{args.workdir / "subsets" / "train.parquet"}')
         """).fetchone()
     if (
         unsorted
     ):  # Train keeps curated's order through a positional join: check it held at this scale
         raise SystemExit(f"train.parquet is not sorted by photo_id: {unsorted} rows out of order")
     print(
-        f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS {rss:.2f} GB; "
-        f"{train / args.rows:.0%} of them in Train (the paper's: 25%)"
+        f"{args.rows:,} curated rows: {seconds:.1f} s, {args.rows / seconds:,.0f} rows/s, peak RSS "
+        f"{rss:.2f} GB; {train / args.rows:.0%} of them in Train (the paper's: 25%)"
     )
     print(
-        f"floor, DuckDB rewriting the curated table once: {floor:.1f} s; subsets / floor: {seconds / floor:.2f}"
+        f"floor, DuckDB rewriting the curated table once: {floor:.1f} s; subsets / floor: "
+        f"{seconds / floor:.2f}"
     )
     print(
-        f"with genus_sampled ({GENUS_FRACTION:.0%} of genera: {drawn / args.rows:.0%} of the rows): {with_genus:.1f} s, "
-        f"peak RSS {genus_rss:.2f} GB; with / without: {with_genus / seconds:.2f}"
+        f"with genus_sampled ({GENUS_FRACTION:.0%} of genera: {drawn / args.rows:.0%} of the "
+        f"rows): {with_genus:.1f} s, peak RSS {genus_rss:.2f} GB; with / without: "
+        f"{with_genus / seconds:.2f}"
     )
     scale = FULL_CURATED_ROWS / args.rows / 60
     print(
-        f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): {seconds * scale:.1f} min "
-        f"(target <= 5 min; the floor: {floor * scale:.1f} min)"
+        f"projected to {FULL_CURATED_ROWS / 1e6:.0f} M curated rows (linear): "
+        f"{seconds * scale:.1f} min (target <= 5 min; the floor: {floor * scale:.1f} min)"
     )
     return 0
 

@@ -152,7 +152,7 @@ def compared_inputs(wildcards) -> dict:
 
 def final_outputs(wildcards) -> list[str]:
     """Every snapshot's statistics, data card, subset tables (and the genus-sampled subset's long
-    tail when genera are drawn) and leak check, shards, models, evaluation tables and exports, and
+    tail when genera are drawn) and overlap check, shards, models, evaluation tables and exports, and
     each snapshot diffed against the one before it.
     """
     snapshots = dates()

@@ -78,7 +78,7 @@ rule paper_tables:
         out=output_folder,
         settings=Section(config, "evaluate"),
     shell:
-        "python -m workflow_scripts.evaluate.tables --metrics {input.metrics} --models {params.models}"
+        "python -m workflow_scripts.evaluate.paper_tables --metrics {input.metrics} --models {params.models}"
         " --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"
 

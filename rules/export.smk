@@ -17,7 +17,7 @@ rule clip_benchmark_export:
         settings=Section(config, "export"),
         external=Section(config, "evaluate", "external"),
     shell:
-        "python -m workflow_scripts.export.clip_benchmark --benchmark {wildcards.benchmark}"
+        "python -m workflow_scripts.export.clip_benchmark_export --benchmark {wildcards.benchmark}"
         " --shards {input.shards} --tables {input.tables}"
         " --settings {params.settings:q} --external {params.external:q} --out {output.export}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
@@ -42,6 +42,6 @@ rule inat_export:
     params:
         subsets=Section(config, "subsets"),
     shell:
-        "python -m workflow_scripts.export.inat2021 --shards {input.shards} --table {input.table} --subset {wildcards.subset}"
+        "python -m workflow_scripts.export.inat_export --shards {input.shards} --table {input.table} --subset {wildcards.subset}"
         " --subsets {params.subsets:q} --out {output.export} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"

@@ -15,7 +15,8 @@ checkpoint latest_snapshot:
     params:
         settings=Section(config, "fetch"),
     shell:
-        "python -m workflow_scripts.fetch --resolve latest --out {output} --settings {params.settings:q} > {log} 2>&1"
+        "python -m workflow_scripts.fetch.latest_snapshot --snapshot latest --out {output} --settings {params.settings:q}"
+        " > {log} 2>&1"
 
 
 rule fetch:

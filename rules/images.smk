@@ -1,10 +1,10 @@
 rule download_chunk:
-    """One chunk of a subset's images (images.urls_per_job of its rows, once its leak check has
+    """One chunk of a subset's images (images.urls_per_job of its rows, once its overlap check has
     passed) with img2dataset, its retryable failures tried again. A temporary folder: deleted once the shards hold its images (snakemake --notemp keeps it).
     """
     input:
         subset=contracts.subset_table(SNAPSHOT, "{subset}"),
-        leak_check=rules.check_overlap.output.report,
+        overlap_report=rules.check_overlap.output.report,
         host=local_input((config["images"]["url_rewrite"] or {}).get("to")),
     output:
         temp(directory(contracts.chunk_folder(IMAGES))),
@@ -20,7 +20,7 @@ rule download_chunk:
     params:
         settings=Section(config, "images"),
     shell:
-        "python -m workflow_scripts.images.download --subset {input.subset} --chunk {wildcards.chunk} --out {output}"
+        "python -m workflow_scripts.images.download_chunk --subset {input.subset} --chunk {wildcards.chunk} --out {output}"
         " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
 
 
@@ -70,12 +70,12 @@ rule hash_external_benchmark:
     params:
         settings=Section(config, "evaluate"),
     shell:
-        "python -m workflow_scripts.images.perceptual --benchmark {wildcards.name:q} --out {output}"
+        "python -m workflow_scripts.images.hash_external_benchmark --benchmark {wildcards.name:q} --out {output}"
         " --settings {params.settings:q} > {log} 2>&1"
 
 
 rule check_image_overlap:
-    """The subsets' leak checks again, exact duplicate images (by sha256) between subsets and inside
+    """The subsets' overlap checks again, exact duplicate images (by sha256) between subsets and inside
     Train, and near duplicates (perceptual hashes within overlap.near_duplicate_threshold) of every
     evaluation set's images in Train, the external benchmarks' too: Train's copies of an evaluation
     image are named for the shards to leave out.
@@ -95,15 +95,15 @@ rule check_image_overlap:
         ),
         chunks=every_subsets_chunks,
     output:
-        report=contracts.image_leak_report(SNAPSHOT),
+        report=contracts.image_overlap_report(SNAPSHOT),
         pairs=report(
             f"{contracts.near_duplicates(SNAPSHOT)}.csv",
             caption="../report/near_duplicates.rst",
-            category="Leak checks",
+            category="Overlap checks",
             subcategory="{date}",
         ),
         pairs_md=f"{contracts.near_duplicates(SNAPSHOT)}.md",
-        provenance=provenance(contracts.image_leak_report(SNAPSHOT)),
+        provenance=provenance(contracts.image_overlap_report(SNAPSHOT)),
     log:
         f"{LOGS}/overlap/{{date}}-images.log",
     conda:
@@ -115,7 +115,7 @@ rule check_image_overlap:
     params:
         settings=Section(config, "overlap"),
     shell:
-        "OMP_NUM_THREADS={threads} python -m workflow_scripts.images.duplicates --subsets {input.tables}"
+        "OMP_NUM_THREADS={threads} python -m workflow_scripts.images.check_image_overlap --subsets {input.tables}"
         " --downloads {input.downloads}"
         " --external-hashes {input.external} --out {output.report} --pairs {output.pairs}"
         " --settings {params.settings:q}"
@@ -142,7 +142,7 @@ rule shard_order:
     params:
         settings=Section(config, "shards"),
     shell:
-        "python -m workflow_scripts.images.order --subset {input.subset} --download {input.download}"
+        "python -m workflow_scripts.images.shard_order --subset {input.subset} --download {input.download}"
         " --image-overlap {input.image_overlap} --out {output} --processes {threads}"
         " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
 
@@ -167,7 +167,7 @@ rule shard_part:
     params:
         settings=Section(config, "shards"),
     shell:
-        "python -m workflow_scripts.images.shards --order {input.order} --subset {input.subset}"
+        "python -m workflow_scripts.images.shard_part --order {input.order} --subset {input.subset}"
         " --shard-set {wildcards.shard_set} --part {wildcards.part} --out {output} --processes {threads}"
         " --settings {params.settings:q}"
         " --date {wildcards.date} > {log} 2>&1"
@@ -196,7 +196,7 @@ rule shards:
     params:
         settings=Section(config, "shards"),
     shell:
-        "python -m workflow_scripts.images.collect --parts {input.parts} --order {input.order}"
+        "python -m workflow_scripts.images.shards --parts {input.parts} --order {input.order}"
         " --subset {input.subset} --download {input.download} --image-overlap {input.image_overlap}"
         " --out {output.shards} --settings {params.settings:q} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"

@@ -31,8 +31,8 @@ rule check_overlap:
     input:
         tables=[contracts.subset_table(SNAPSHOT, subset) for subset in SUBSETS],
     output:
-        report=contracts.leak_report(SNAPSHOT),
-        provenance=provenance(contracts.leak_report(SNAPSHOT)),
+        report=contracts.overlap_report(SNAPSHOT),
+        provenance=provenance(contracts.overlap_report(SNAPSHOT)),
     log:
         messages=f"{LOGS}/overlap/{{date}}.log",
         report=f"{LOGS}/overlap/{{date}}.json",
@@ -42,7 +42,7 @@ rule check_overlap:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m workflow_scripts.subsets.overlap --subsets {input.tables} --out {log.report} --date {wildcards.date}"
+        "python -m workflow_scripts.subsets.check_overlap --subsets {input.tables} --out {log.report} --date {wildcards.date}"
         " --provenance {output.provenance} > {log.messages} 2>&1 && cp {log.report} {output.report}"
 
 
@@ -86,7 +86,7 @@ rule subset_tables:
     params:
         out=output_folder,
     shell:
-        "python -m workflow_scripts.subsets.tables --subsets {input.tables} --report {input.report} --out {params.out}"
+        "python -m workflow_scripts.subsets.subset_tables --subsets {input.tables} --report {input.report} --out {params.out}"
         " --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"
 
 
@@ -124,5 +124,5 @@ rule genus_sampled_long_tail:
     params:
         out=output_folder,
     shell:
-        "python -m workflow_scripts.subsets.long_tail --curated {input.curated} --subset {input.subset}"
+        "python -m workflow_scripts.subsets.genus_sampled_long_tail --curated {input.curated} --subset {input.subset}"
         " --out {params.out} --date {wildcards.date} --provenance {output.provenance} > {log} 2>&1"

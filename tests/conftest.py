@@ -11,6 +11,8 @@ import shutil
 import socket
 import tarfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,8 +24,9 @@ from PIL import Image
 
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import load_config
+from workflow_scripts.common.tars import members, read_images
 from workflow_scripts.curate.stage import curate
-from workflow_scripts.images.download import serving
+from workflow_scripts.images.photo_server import serving
 from workflow_scripts.sample.bucket import generate
 from workflow_scripts.subsets.build import build
 
@@ -40,6 +43,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects and pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The sample's photos take minutes to draw: a test that needs them is slow (`make check` leaves
+    it out), and under `make test`'s two workers these tests share one, which draws them once."""
+    for item in items:
+        if "sample" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("sample"))
+
+
 @pytest.fixture(scope="session")
 def sample(tmp_path_factory) -> Path:
     """The default sample (scale 1, with images), generated once per test session: the bucket, the
@@ -50,19 +63,43 @@ def sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mirror(sample) -> Path:
-    """The sample's bucket."""
+def sample_metadata(tmp_path_factory) -> Path:
+    """The default sample without its photo pack, in seconds rather than minutes: every other file
+    the same bytes (test_sample_snapshot checks it), for the tests that read no photo."""
+    out = tmp_path_factory.mktemp("sample_metadata") / "sample"
+    generate(out, with_images=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mirror(sample_metadata) -> Path:
+    """The sample's bucket: its tables, monthly bundles and taxonomy (no photos: `photo_bucket`)."""
+    return sample_metadata / contracts.SAMPLE_BUCKET
+
+
+@pytest.fixture(scope="session")
+def photo_bucket(sample) -> Path:
+    """The sample's bucket with its photo pack."""
     return sample / contracts.SAMPLE_BUCKET
 
 
 @pytest.fixture(scope="session")
-def planted(sample) -> dict:
-    """What the generator planted (planted.json's `planted`)."""
-    return json.loads((sample / contracts.SAMPLE_PLANTED).read_text())["planted"]
+def photos(photo_bucket) -> dict[str, bytes]:
+    """The sample bucket's photos by their key (photos/<id>/medium.<ext>), from its photo pack."""
+    pack = photo_bucket / contracts.SAMPLE_PHOTOS
+    found = members(pack)
+    read = read_images([(str(pack), offset, size) for offset, size in found.values()])
+    return {key: data for key, (_, data) in zip(found, read)}
 
 
 @pytest.fixture(scope="session")
-def sample_months(sample, mirror, tmp_path_factory) -> Path:
+def planted(sample_metadata) -> dict:
+    """What the generator planted (planted.json's `planted`)."""
+    return json.loads((sample_metadata / contracts.SAMPLE_PLANTED).read_text())["planted"]
+
+
+@pytest.fixture(scope="session")
+def sample_months(sample_metadata, mirror, tmp_path_factory) -> Path:
     """Both sample months as the pipeline lays them out: <root>/<date>/raw (the bundle's tables),
     curated/ and subsets/ (config.yaml's, the genus-sampled subset among them)."""
     subsets = load_config(REPO / "config.yaml")["subsets"]
@@ -82,7 +119,7 @@ def sample_months(sample, mirror, tmp_path_factory) -> Path:
                 **subsets,
                 "lifestages": {
                     **subsets["lifestages"],
-                    "export": str(sample / contracts.SAMPLE_LIFESTAGES),
+                    "export": str(sample_metadata / contracts.SAMPLE_LIFESTAGES),
                 },
             },
         )
@@ -90,7 +127,7 @@ def sample_months(sample, mirror, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_model(sample_months, mirror, tmp_path_factory) -> tuple[Path, Path]:
+def demo_model(sample_months, photo_bucket, tmp_path_factory) -> tuple[Path, Path]:
     """The demo's path on the sample's newer month after its subsets: Train's images downloaded from
     the mirror and sharded, the tiny-cpu recipe trained as configured. Returns a snapshot folder
     (subsets/, shards/train/) and the checkpoint."""
@@ -106,11 +143,12 @@ def demo_model(sample_months, mirror, tmp_path_factory) -> tuple[Path, Path]:
         Path(contracts.subset_table(str(snapshot), "train")),
         Path(contracts.shards(str(snapshot), "train")),
     )
-    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while downloading)
+    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while
+    # downloading)
     download(
         table,
         snapshot / "images",
-        {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(mirror)}},
+        {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(photo_bucket)}},
     )
     shard(table, snapshot / "images", shards, processes=2)
     train(shards, snapshot.parent / "tiny-cpu", "tiny-cpu", config["train"], threads=2)
@@ -136,7 +174,7 @@ def upload_mirror(
     )  # anonymous access, as the real bucket allows
     for path in sorted(mirror.rglob("*")):
         key = path.relative_to(mirror).as_posix()
-        if path.is_dir() or key.startswith("photos/"):
+        if path.is_dir() or key == contracts.SAMPLE_PHOTOS:
             continue
         body = (replace or {}).get(key, path.read_bytes())
         extra = {"ContentEncoding": "gzip"} if key.endswith(".csv.gz") else {}
@@ -156,8 +194,8 @@ def bucket(s3_server, mirror, request) -> str:
 class FaultyProxy:
     """An HTTP proxy in front of the S3 server that can fail, throttle, cut or corrupt responses.
 
-    faults: {path substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n, "then": callable,
-                              "corrupt": True, "methods": ("GET",) by default}}
+    faults: {path substring: {"fail": n, "throttle": bytes_per_second, "cut_after": n,
+                              "then": callable, "corrupt": True, "methods": ("GET",) by default}}
     log: (method, path, Range header, status) of every request it answered.
     """
 
@@ -246,21 +284,28 @@ def proxy(s3_server):
 
 @pytest.fixture
 def photo_server(tmp_path):
-    """Photos 1-8 served over HTTP (download.serving), all at medium.jpg, photo 8 a PNG; a second
-    address accepts connections and never answers."""
+    with served_photos(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def served_photos(root: Path) -> Iterator[tuple[str, str, Path]]:
+    """Photos 1-8 written under root/mirror and served over HTTP (photo_server.serving), all at
+    medium.jpg, photo 8 a PNG; a second address accepts connections and never answers. Yields both
+    addresses and the folder."""
     for photo_id in range(1, 9):
-        folder = tmp_path / "mirror" / "photos" / str(photo_id)
+        folder = root / "mirror" / "photos" / str(photo_id)
         folder.mkdir(parents=True)
         data = io.BytesIO()
         Image.new("RGB", (40 + photo_id, 30), (photo_id * 20, 80, 120)).save(
             data, "PNG" if photo_id == 8 else "JPEG"
         )
         (folder / "medium.jpg").write_bytes(data.getvalue())
-    with serving(tmp_path / "mirror") as port, socket.socket() as silent:
+    with serving(root / "mirror") as port, socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
         yield (
             f"http://127.0.0.1:{port}",
             f"http://127.0.0.1:{silent.getsockname()[1]}",
-            tmp_path / "mirror",
+            root / "mirror",
         )

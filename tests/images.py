@@ -15,10 +15,10 @@ from tests.project_copy import run
 from tests.test_subsets import write_curated
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings
-from workflow_scripts.images.collect import collect
-from workflow_scripts.images.download import download_chunk
+from workflow_scripts.images.download_chunk import download_chunk
 from workflow_scripts.images.download_report import download_report
-from workflow_scripts.images.order import shard_order
+from workflow_scripts.images.shard_order import shard_order
+from workflow_scripts.images.shards import collect
 
 
 def rows(subset: Path) -> int:
@@ -37,7 +37,8 @@ def download(subset: Path, folder: Path, images: dict | None = None) -> dict:
 
 
 def set_rows(subset: Path) -> dict[str, int]:
-    """Rows per shard set (Train's splits, or the whole subset), as subsets_report.json counts them."""
+    """Rows per shard set (Train's splits, or the whole subset), as subsets_report.json counts
+    them."""
     sets = contracts.shard_sets(subset.stem)
     if sets == (contracts.WHOLE,):
         return {contracts.WHOLE: rows(subset)}
@@ -73,7 +74,7 @@ def shard(
             run(
                 sys.executable,
                 "-m",
-                "workflow_scripts.images.shards",
+                "workflow_scripts.images.shard_part",
                 "--order",
                 str(order),
                 "--subset",
@@ -97,7 +98,8 @@ def snapshot_of(
     folder: Path, tables: dict[str, list[dict]], image: Callable[[dict], bytes]
 ) -> Path:
     """`folder` as a snapshot: each subset's table from its rows (photo URLs at https://example.org),
-    the images `image(row)` served from a local mirror, downloaded and sharded as the pipeline does."""
+    the images `image(row)` served from a local mirror, downloaded and sharded as the pipeline
+    does."""
     for row in (row for rows in tables.values() for row in rows):
         (folder / "mirror" / "photos" / str(row["photo_id"])).mkdir(parents=True)
         (folder / "mirror" / "photos" / str(row["photo_id"]) / "medium.jpg").write_bytes(image(row))

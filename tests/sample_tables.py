@@ -1,4 +1,5 @@
-"""Read the generated mirror's tables and Parquet outputs back (for tests and bench/, not pipeline code)."""
+"""Read the generated mirror's tables and Parquet outputs back (for tests and bench/, not pipeline
+code)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,10 @@ import pytest
 
 from tests.conftest import REAL, REPO
 from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
+from workflow_scripts.common import drop_reasons
 from workflow_scripts.common.contracts import TAXONOMY_ARCHIVE
-from workflow_scripts.common.inat_format import COLUMNS, value_problem
+from workflow_scripts.common.inat_format import COLUMNS, SYNTAX, VALUE_RULES, value_problem
+from workflow_scripts.common.taxonomy import RANKS
 from workflow_scripts.curate.stage import CurateError, curate
 
 DWCA_REAL = REAL / "inat-taxonomy-dwca-pyinat"
@@ -91,7 +93,7 @@ def test_real_older_schema_with_extra_fields(tmp_path):
     assert report["dropped"] == {"quality_grade": 11, "taxon_missing_from_taxa": 39}
 
 
-# -- small explicit inputs --------------------------------------------------------------------------
+# -- small explicit inputs ----------------------------------------------------------------------
 TAXA = [  # id, ancestry, level, rank, name, active
     (48460, "", 100, "stateofmatter", "Life", "true"),
     (1, "48460", 70, "kingdom", "Animalia", "true"),
@@ -329,9 +331,24 @@ def test_columns_types_and_url(small):
         ("photo_url", "VARCHAR"),
         ("snapshot", "DATE"),
     ]
+    columns = [c[0] for c in described]
+    assert tuple(columns[columns.index(RANKS[0]) :][: len(RANKS)]) == RANKS  # the lineage columns
     assert kept[101]["extension"] == "JPG" and kept[101]["photo_url"] == f"{URL}/101/medium.JPG"
     assert kept[112]["observed_on"] is None
     assert report["curated_taxa_without_common_name"] == 3  # 12 (genus), 14, 28
+
+
+def test_every_drop_reason_curation_can_give_has_its_meaning():
+    """curate.sql's reasons and the loader's (a photo row it cannot parse, or its first invalid
+    column) are the ones the data card explains, no more, no fewer."""
+    decided = re.findall(
+        r"(?:THEN|ELSE) '(\w+)'", (REPO / "workflow_scripts/curate/curate.sql").read_text()
+    )
+    assert set(decided) == set(drop_reasons.DECIDED)
+    checked = [c for c in COLUMNS["photos"] if c in SYNTAX or c in VALUE_RULES]
+    loader = [drop_reasons.UNPARSEABLE, *(drop_reasons.invalid(c) for c in checked)]
+    assert set(drop_reasons.MEANINGS) == {*decided, *loader}
+    assert all(drop_reasons.meaning(reason) for reason in [*decided, *loader])
 
 
 def test_older_schema_and_extra_field_and_invalid_rows(tmp_path):
@@ -447,8 +464,9 @@ def test_a_wrong_file_form_is_named_with_what_to_do(tmp_path, fault, message):
 
 
 def test_bad_values_are_counted_drops_with_file_and_line(tmp_path):
-    """Values the format rules refuse (inat_format.VALUE_RULES, ancestry links) never reach the table:
-    each rejected row is in rejects.csv with its line, and its photos are dropped under that cause."""
+    """Values the format rules refuse (inat_format.VALUE_RULES, ancestry links) never reach the
+    table: each rejected row is in rejects.csv with its line, and its photos are dropped under that
+    cause."""
     taxa = [t for t in TAXA if t[0] not in (12, 13)] + [
         (
             12,
@@ -797,8 +815,8 @@ def test_too_little_memory_is_a_clear_error(mirror, tmp_path):
 
 
 def test_a_killed_run_leaves_its_spill_folder_only_in_its_staging_folder(mirror, tmp_path):
-    """DuckDB's spill folder lives in the output's staging folder (out.tmp), never in the system temp
-    folder, so the next run, which starts by removing out.tmp, removes a killed run's spill."""
+    """DuckDB's spill folder lives in the output's staging folder (out.tmp), never in the system
+    temp folder, so the next run, which starts by removing out.tmp, removes a killed run's spill."""
     system_temp = tmp_path / "system-temp"
     system_temp.mkdir()
     command = [
@@ -827,6 +845,6 @@ def test_a_killed_run_leaves_its_spill_folder_only_in_its_staging_folder(mirror,
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert rerun.returncode == 0 and not (tmp_path / "out.tmp").exists()
     assert (
-        "31,365 photo rows in, 16,057 curated; rejected rows (rejects.csv): observations 0, photos 0, taxa 0; "
-        "dropped most: quality_grade 8,893, license 5,896, kingdom 450"
+        "31,365 photo rows in, 16,057 curated; rejected rows (rejects.csv): observations 0, photos "
+        "0, taxa 0; dropped most: quality_grade 8,893, license 5,896, kingdom 450"
     ) in rerun.stderr  # the summary

@@ -70,11 +70,12 @@ def curated_table(path, photos=PHOTOS):
     con = duckdb.connect()
     con.register("frame", pd.DataFrame(rows))
     typed = (
-        "observed_on::DATE AS observed_on, latitude::DOUBLE AS latitude, longitude::DOUBLE AS longitude, "
-        "species::VARCHAR AS species"
+        "observed_on::DATE AS observed_on, latitude::DOUBLE AS latitude, longitude::DOUBLE AS "
+        "longitude, species::VARCHAR AS species"
     )
     con.execute(
-        f"COPY (SELECT * REPLACE ({typed}) FROM frame ORDER BY photo_id) TO '{path}' (FORMAT parquet)"
+        f"COPY (SELECT * REPLACE ({typed}) FROM frame ORDER BY photo_id) TO '{path}' "
+        f"(FORMAT parquet)"
     )
     return path
 

@@ -1,5 +1,6 @@
 """The monthly diff: on the two sample months it finds every planted change, the same bytes on a
-rerun, results compared with their intervals, and a clear error for a snapshot without raw tables."""
+rerun, results compared with their intervals, and a clear error for a snapshot without raw
+tables."""
 
 from __future__ import annotations
 
@@ -63,9 +64,10 @@ def scored(top1: float, low: float, high: float) -> dict:
     return {"top1": top1, "top1_ci95": [low, high], "macro_top1": top1}
 
 
-@pytest.fixture
-def evaluations(tmp_path):
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory):
     """Each month's metrics.json of one model, `clip`."""
+    tmp_path = tmp_path_factory.mktemp("evaluations")
     write_metrics(
         tmp_path / "a" / "clip",
         {"balanced": scored(0.5, 0.45, 0.55), "unseen": scored(0.2, 0.1, 0.3)},
@@ -89,8 +91,10 @@ def parquet(path, sql: str = "SELECT * FROM t") -> list[tuple]:
     return con.execute(sql).fetchall()
 
 
-def test_sample_months_every_planted_change_found(sample_months, planted, evaluations, tmp_path):
-    out = tmp_path / "diff"
+@pytest.fixture(scope="module")
+def diffed(sample_months, evaluations, tmp_path_factory) -> tuple[dict, Path]:
+    """The diff of the two sample months: its report and its folder."""
+    out = tmp_path_factory.mktemp("diffed") / "diff"
     report = diff(
         month(sample_months / "2024-08-27"),
         month(sample_months / "2024-09-27"),
@@ -98,8 +102,13 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
         *evaluations,
         ["clip"],
     )
+    return report, out
 
-    swap = planted["taxon_swap"]  # the old taxon inactive, its observations on a new one
+
+def test_the_planted_taxon_swap_is_found(diffed, planted):
+    """The old taxon inactive, its observations on a new one."""
+    report, _ = diffed
+    swap = planted["taxon_swap"]
     assert [key.rsplit(" ", 2)[-2:] for key in report["species"]["added"]] == [
         swap["new_name"].split()
     ]
@@ -120,6 +129,10 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
             ],
         }
     ]
+
+
+def test_the_planted_deletions_and_license_changes_are_found(diffed, planted):
+    report, out = diffed
     assert (
         sorted(r[0] for r in parquet(out / "deleted_photos.parquet"))
         == planted["deleted_photo_ids"]
@@ -130,7 +143,10 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
         report["species"]["images_changed"] > 0
     )  # quality grades changed, new observations arrived
 
-    # split stability: only threshold crossings (the planted late uploads among them) move photos
+
+def test_only_threshold_crossings_move_photos_between_splits(diffed, planted, sample_months):
+    """Split stability: the planted late uploads among the crossings."""
+    report, _ = diffed
     stability = report["split_stability"]
     assert stability["photos_in_both"] > 10_000 and 0 < stability["moved"] < 100
     assert set(stability["by_reason"]) <= {
@@ -146,14 +162,26 @@ def test_sample_months_every_planted_change_found(sample_months, planted, evalua
         (m["species"], m["reason"]) for m in report["moved"]
     }
     assert late in report["benchmarks"]["unseen"]["species_removed"]
+
+
+def test_balanced_follows_the_species_changes(diffed):
+    report, _ = diffed
     assert report["benchmarks"]["balanced"]["species_removed"] == report["species"]["removed"]
     assert report["benchmarks"]["balanced"]["species_added"] == report["species"]["added"]
 
+
+def test_the_report_names_the_swap_beside_its_plots(diffed, planted):
+    _, out = diffed
     text = (out / "report.md").read_text()
-    assert swap["new_name"] in text and "| NO |" in text
+    assert planted["taxon_swap"]["new_name"] in text and "| NO |" in text
     assert {p.name for p in out.glob("*.png")} == {"images_per_category.png", "results.png"}
 
-    # again, as the rule runs it: each month's files named
+
+def test_the_cli_as_the_rule_runs_it_gives_the_same_bytes(
+    diffed, sample_months, evaluations, tmp_path
+):
+    """Each month's files named, as the diff rule passes them."""
+    _, out = diffed
     again = tmp_path / "again"
     assert (
         diff_cli.main(

@@ -23,7 +23,7 @@ from PIL import Image
 from tests.images import download
 from tests.sample_tables import parquet_rows
 from workflow_scripts.common import contracts
-from workflow_scripts.images.download import DownloadError, download_chunk
+from workflow_scripts.images.download_chunk import DownloadError, download_chunk
 
 S3 = "https://inaturalist-open-data.s3.amazonaws.com"
 FAST = {"retries": 0, "retry_wait_seconds": 0, "threads": 4, "timeout_seconds": 2}
@@ -97,6 +97,7 @@ def flaky():
         server.close()
 
 
+@pytest.mark.slow
 def test_chunks_failures_counted_and_ledgered(photo_server, tmp_path):
     served, silent, _ = photo_server
     table = subset(
@@ -133,6 +134,7 @@ def test_chunks_failures_counted_and_ledgered(photo_server, tmp_path):
     assert len(images) == 8
 
 
+@pytest.mark.slow
 def test_retryable_failures_are_tried_again_and_404s_stay_failed(flaky, tmp_path):
     server = flaky(flaky={2, 5, 7}, missing={9})
     table = subset(tmp_path / "subset.parquet", range(1, 11))
@@ -171,6 +173,7 @@ def test_retryable_failures_are_tried_again_and_404s_stay_failed(flaky, tmp_path
     )
 
 
+@pytest.mark.slow
 def test_a_resumed_chunk_makes_its_retry_pass_alone(flaky, tmp_path):
     """A chunk stopped after its first pass (its folder still .partial) resumes with the retry pass
     alone: the 503s fetched again, nothing else."""
@@ -190,6 +193,7 @@ def test_a_resumed_chunk_makes_its_retry_pass_alone(flaky, tmp_path):
     assert [r["photo_id"] for r in parquet_rows(chunk / "pass-1.urls.parquet")] == [3, 4]
 
 
+@pytest.mark.slow
 def test_a_killed_chunk_leaves_nothing_complete_and_a_rerun_resumes(flaky, tmp_path):
     server = flaky(delay=0.1)
     table = subset(tmp_path / "subset.parquet", range(1, 41))
@@ -203,7 +207,7 @@ def test_a_killed_chunk_leaves_nothing_complete_and_a_rerun_resumes(flaky, tmp_p
     command = [
         sys.executable,
         "-m",
-        "workflow_scripts.images.download",
+        "workflow_scripts.images.download_chunk",
         "--subset",
         str(table),
         "--chunk",
@@ -239,17 +243,19 @@ def test_a_killed_chunk_leaves_nothing_complete_and_a_rerun_resumes(flaky, tmp_p
 def test_an_empty_subset_is_an_empty_download(tmp_path):
     empty = tmp_path / "empty.parquet"
     duckdb.sql(
-        f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url WHERE false) TO '{empty}' (FORMAT parquet)"
+        f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url WHERE false) TO '{empty}' "
+        f"(FORMAT parquet)"
     )
     report = download(empty, tmp_path / "images", {"url_rewrite": None})
     assert (report["attempted"], report["succeeded"], report["success_rate"]) == (0, 0, 1.0)
 
 
+@pytest.mark.slow
 def test_a_local_folder_is_served_while_downloading_and_the_url_list_stays_the_same(
     photo_server, tmp_path
 ):
-    """url_rewrite to a folder laid out like the bucket (the sample's): served on a free port for the
-    run, while the URL lists (what a rerun resumes from) name the folder, not the port."""
+    """url_rewrite to a folder laid out like the bucket (the sample's): served on a free port for
+    the run, while the URL lists (what a rerun resumes from) name the folder, not the port."""
     _, _, mirror = photo_server
     table = subset(tmp_path / "subset.parquet", range(1, 9))
     settings = {"url_rewrite": {"from": S3, "to": str(mirror)}, "threads": 2}

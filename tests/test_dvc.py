@@ -11,16 +11,23 @@ import sys
 from pathlib import Path
 
 import boto3
+import pytest
 import yaml
 
 from tests.conftest import REPO
 from tests.project_copy import edit_config, git_copy, hashes, run
 
+# one worker builds the project once for every test here
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc")]
 SMALL = 0.05  # sample scale: every subset still has images
+REMOTE_S3 = "s3://dvc-remote/biotrove"  # a bucket on the moto server
 
 
-def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, s3_server) -> Path:
+    """A git copy of the project on a small sample, built by `dvc repro`; its local remote a
+    folder beside it, an empty bucket on the S3 server for the S3 remote."""
+    repo = tmp_path_factory.mktemp("dvc") / "repo"
     git_copy(REPO, repo)
 
     def small(
@@ -34,38 +41,65 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
     run("git", "init", "-q", cwd=repo)
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "copy", cwd=repo)
-    remote = tmp_path / "remote"
-    run("dvc", "remote", "modify", "--local", "local", "url", str(remote), cwd=repo)
+    run("dvc", "remote", "modify", "--local", "local", "url", str(remote(repo)), cwd=repo)
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
         Bucket="dvc-remote"
     )
-    s3_remote = ("s3://dvc-remote/biotrove", s3_server)
-
     run("dvc", "repro", cwd=repo)
+    return repo
+
+
+def remote(repo: Path) -> Path:
+    return repo.parent / "remote"
+
+
+def test_repro_leaves_data_and_pipelines_up_to_date(repo):
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=repo)
 
-    # a comment edited in one stage's code reruns that stage alone: its outputs keep their bytes (what
-    # made them, its provenance, sits beside them), so no stage downstream of it runs again
+
+@pytest.fixture(scope="module")
+def edited(repo) -> tuple[dict, dict, str]:
+    """dvc.lock's stages before and after a comment is edited in the subsets stage's code and
+    `dvc repro` runs again, and what that repro printed."""
     before = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    code = repo / "workflow_scripts" / "subsets" / "tables.py"
+    code = repo / "workflow_scripts" / "subsets" / "subset_tables.py"
     code.write_text(code.read_text() + "# an edited comment\n")
     log = run("dvc", "repro", cwd=repo)
-    after = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return before, yaml.safe_load((repo / "dvc.lock").read_text())["stages"], log
+
+
+def test_an_edited_comment_reruns_its_stage_alone(edited):
+    """A comment edited in one stage's code reruns that stage alone: its outputs keep their bytes
+    (what made them, its provenance, sits beside them), so no stage downstream of it runs again."""
+    before, after, log = edited
     subsets = {"subsets@2024-08-27", "subsets@2024-09-27"}
     assert set(re.findall(r"Running stage '([^']+)'", log)) == subsets
     assert {stage for stage in before if before[stage] != after[stage]} == subsets
     assert all(data_outs(before[stage]) == data_outs(after[stage]) for stage in before)
+
+
+@pytest.fixture(scope="module")
+def pushed(repo, edited, s3_server) -> Path:
+    """The built project pushed to both remotes and its dvc.lock committed."""
     run("dvc", "push", cwd=repo)  # the configured remote (a local folder here)
-    add_s3_remote(repo, *s3_remote)
+    add_s3_remote(repo, REMOTE_S3, s3_server)
     run("dvc", "push", "-r", "s3", cwd=repo)
     run("git", "add", "-A", cwd=repo)
     run("git", "commit", "-qm", "lock", cwd=repo)
+    return repo
 
-    # a fresh clone pulls everything from the S3 remote: Snakemake then has nothing to do
-    pulled = tmp_path / "pulled"
-    run("git", "clone", "-q", str(repo), str(pulled), cwd=tmp_path)
-    add_s3_remote(pulled, *s3_remote)
+
+@pytest.fixture(scope="module")
+def pulled(pushed, s3_server) -> Path:
+    """A fresh clone that pulled everything from the S3 remote."""
+    pulled = pushed.parent / "pulled"
+    run("git", "clone", "-q", str(pushed), str(pulled), cwd=pushed.parent)
+    add_s3_remote(pulled, REMOTE_S3, s3_server)
     run("dvc", "pull", "-r", "s3", cwd=pulled)
+    return pulled
+
+
+def test_a_clone_pulled_from_s3_is_up_to_date_with_the_same_bytes(pulled, repo):
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=pulled)
     for folder in (
         "results/2024-09-27/paper_tables",
@@ -73,35 +107,49 @@ def test_repro_push_pull_rebuild_and_metrics_diff(tmp_path, s3_server):
         "data/snapshots/2024-09-27/shards",
     ):
         assert hashes(pulled / folder) == hashes(repo / folder), folder
-    # DVC restores files with new modification times, in no particular order; Snakemake 9 reruns a
-    # job whose input is newer than its output whatever its rerun triggers: --touch orders them
+
+
+def test_snakemake_has_nothing_to_do_in_a_pulled_clone_once_touched(pulled, repo):
+    """DVC restores files with new modification times, in no particular order; Snakemake 9 reruns
+    a job whose input is newer than its output whatever its rerun triggers: --touch orders them."""
     assert "Updated input files" in run("snakemake", "-n", cwd=pulled)
     run("snakemake", "--touch", cwd=pulled)
     assert "Nothing to be done" in run("snakemake", "-n", cwd=pulled)
     assert hashes(pulled / "results") == hashes(repo / "results")
 
-    # another clone pulls the raw snapshots alone from the local remote and rebuilds everything else
-    # from nothing, as a second revision without the random-init control: every output before the
-    # evaluation is the same bytes (dvc.lock records each one's hash), then `dvc metrics diff`
-    clone = tmp_path / "clone"
-    run("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
-    run("dvc", "remote", "modify", "--local", "local", "url", str(remote), cwd=clone)
+
+@pytest.fixture(scope="module")
+def rebuilt(pushed) -> Path:
+    """Another clone that pulled the raw snapshots alone from the local remote and rebuilt
+    everything else from nothing, as a second revision (committed) without the random-init
+    control."""
+    clone = pushed.parent / "clone"
+    run("git", "clone", "-q", str(pushed), str(clone), cwd=pushed.parent)
+    run("dvc", "remote", "modify", "--local", "local", "url", str(remote(pushed)), cwd=clone)
     run("dvc", "pull", "fetch@2024-08-27", "fetch@2024-09-27", cwd=clone)
     edit_config(
         clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}})
     )
     run(sys.executable, "-m", "tools.generate", cwd=clone)
     run("dvc", "repro", cwd=clone)
+    run("git", "commit", "-qam", "no control", cwd=clone)
+    return clone
+
+
+def test_a_rebuild_from_the_raw_snapshots_gives_the_same_bytes(rebuilt, pushed):
+    """Every output before the evaluation is the same bytes: dvc.lock records each one's hash."""
     before, after = (
-        yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (repo, clone)
+        yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (pushed, rebuilt)
     )
     assert {stage for stage in before if before[stage] != after[stage]} == {
         "evaluate@2024-08-27",
         "evaluate@2024-09-27",
         "diff@2024-08-27_vs_2024-09-27",
     }, "a rebuild from clean changed an output"
-    run("git", "commit", "-qam", "no control", cwd=clone)
-    diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=clone))
+
+
+def test_metrics_diff_between_revisions_names_the_removed_control(rebuilt, pulled):
+    diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=rebuilt))
     summary = diff["results/2024-09-27/paper_tables/metrics.json"]
     old = json.loads(
         (pulled / "results" / "2024-09-27" / "paper_tables" / "metrics.json").read_text()

@@ -19,9 +19,15 @@ from PIL import Image
 from tests.images import snapshot_of
 from tests.test_subsets import rows_of
 from workflow_scripts.common import contracts
+from workflow_scripts.common.benchmarks import (
+    NAME_MODES,
+    BenchmarkError,
+    class_name,
+    external_benchmark,
+)
+from workflow_scripts.common.taxonomy import RANKS
 from workflow_scripts.evaluate import __main__ as evaluate_cli
 from workflow_scripts.evaluate import stage as evaluate
-from workflow_scripts.evaluate.benchmarks import LEVELS, NAME_MODES, class_name, external_benchmark
 
 
 def test_benchmark_metrics_by_hand():
@@ -114,7 +120,7 @@ def test_the_cli_names_a_benchmark_without_its_files(tmp_path, capsys):
         )
     assert "none given of the benchmarks unseen" in capsys.readouterr().err
     with pytest.raises(
-        evaluate.EvaluateError, match=r"benchmark unseen: its shards and table were not given"
+        BenchmarkError, match=r"benchmark unseen: its shards and table were not given"
     ):
         evaluate.evaluate(
             subset_files(tmp_path, ["balanced"]),
@@ -128,7 +134,8 @@ def test_the_cli_names_a_benchmark_without_its_files(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
-    """A snapshot folder with the shards of five tiny subsets, downloaded from a local photo server."""
+    """A snapshot folder with the shards of five tiny subsets, downloaded from a local photo
+    server."""
     folder = tmp_path_factory.mktemp("evaluate")
     rows = {
         "train": [
@@ -149,19 +156,86 @@ def snapshot(tmp_path_factory):
     return folder
 
 
-def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(snapshot, tmp_path):
-    """Train's and genus_sampled's test splits read from their own shard sets, their classes from
-    the tables; the same bytes again with the images decoded in the main process instead of two
-    DataLoader workers, run as the rule runs it (each subset's shards folder and table, in another
-    order)."""
-    settings = {
-        "conformal": {"calibration_fraction": 0.5},
-        "batch_size": 3,
-        "benchmarks": list(contracts.SUBSETS),
-    }
+SETTINGS = {
+    "conformal": {"calibration_fraction": 0.5},
+    "batch_size": 3,
+    "benchmarks": list(contracts.SUBSETS),
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(snapshot, tmp_path_factory) -> tuple[dict, Path]:
+    """Every benchmark of the snapshot evaluated with two DataLoader workers: the summary returned,
+    and the output folder."""
+    out = tmp_path_factory.mktemp("evaluated") / "a"
     first = evaluate.evaluate(
-        subset_files(snapshot), "biotrove-tiny", None, tmp_path / "a", {**settings, "workers": 2}
+        subset_files(snapshot), "biotrove-tiny", None, out, {**SETTINGS, "workers": 2}
     )
+    return first, out
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
+def test_every_benchmark_is_scored_on_its_own_test_images(evaluated):
+    """Train's and genus_sampled's test splits read from their own shard sets, their classes from
+    the tables."""
+    first, out = evaluated
+    scored = first["benchmarks"]
+    assert {name: scored[name]["images"] for name in scored} == {
+        "train": 4,
+        "balanced": 6,
+        "unseen": 2,
+        "lifestages": 2,
+        "genus_sampled": 2,
+    }
+    assert (
+        scored["train"]["classes"] == scored["genus_sampled"]["classes"] == 2
+    )  # all species, not the test split's
+    predictions = duckdb.sql(
+        f"SELECT photo_id, len(top_ids) FROM '{out}/train.predictions.parquet'"
+    ).fetchall()
+    assert predictions == [(1, 2), (3, 2), (11, 2), (13, 2)]
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
+def test_every_level_and_name_mode_is_scored(evaluated):
+    first, out = evaluated
+    assert [(r["level"], r["name_mode"]) for r in first["levels"]] == [
+        (level, mode) for level in RANKS for mode in NAME_MODES
+    ]
+    assert (
+        next(r for r in first["levels"] if r["level"] == "kingdom")["classes"] == 1
+    )  # Animalia only
+    levels = duckdb.sql(f"SELECT count(*) FROM '{out}/balanced.levels.parquet'").fetchone()[0]
+    assert levels == 6 * len(RANKS) * len(NAME_MODES)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
+def test_conformal_sets_split_each_benchmark(evaluated):
+    first, _ = evaluated
+    scored = first["benchmarks"]
+    calibrated = {(r["benchmark"], r["method"]) for r in first["conformal"]}
+    assert ("balanced", "pas") in calibrated and all(
+        r["calibration_images"] + r["test_images"] == scored[r["benchmark"]]["images"]
+        for r in first["conformal"]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
+def test_metrics_json_is_the_summary(evaluated):
+    first, out = evaluated
+    assert json.loads((out / "metrics.json").read_text()) == first
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
+def test_a_rerun_as_the_rule_runs_it_gives_the_same_bytes(evaluated, snapshot, tmp_path):
+    """The images decoded in the main process instead of two DataLoader workers, each subset's
+    shards folder and table passed in another order."""
+    _, out = evaluated
     files = subset_files(snapshot)
     assert (
         evaluate_cli.main(
@@ -175,48 +249,14 @@ def test_every_benchmark_evaluated_and_rerun_gives_the_same_bytes(snapshot, tmp_
                 "--out",
                 str(tmp_path / "b"),
                 "--settings",
-                json.dumps({**settings, "workers": 0}),
+                json.dumps({**SETTINGS, "workers": 0}),
             ]
         )
         == 0
     )
-    scored = first["benchmarks"]
-    assert {name: scored[name]["images"] for name in scored} == {
-        "train": 4,
-        "balanced": 6,
-        "unseen": 2,
-        "lifestages": 2,
-        "genus_sampled": 2,
-    }
-    assert (
-        scored["train"]["classes"] == scored["genus_sampled"]["classes"] == 2
-    )  # all species, not the test split's
-    predictions = duckdb.sql(
-        f"SELECT photo_id, len(top_ids) FROM '{tmp_path}/a/train.predictions.parquet'"
-    ).fetchall()
-    assert predictions == [(1, 2), (3, 2), (11, 2), (13, 2)]
-    assert [(r["level"], r["name_mode"]) for r in first["levels"]] == [
-        (level, mode) for level in LEVELS for mode in NAME_MODES
-    ]
-    assert (
-        next(r for r in first["levels"] if r["level"] == "kingdom")["classes"] == 1
-    )  # Animalia only
-    levels = duckdb.sql(f"SELECT count(*) FROM '{tmp_path}/a/balanced.levels.parquet'").fetchone()[
-        0
-    ]
-    assert levels == 6 * len(LEVELS) * len(NAME_MODES)
-    calibrated = {(r["benchmark"], r["method"]) for r in first["conformal"]}
-    assert ("balanced", "pas") in calibrated and all(
-        r["calibration_images"] + r["test_images"] == scored[r["benchmark"]]["images"]
-        for r in first["conformal"]
-    )
-    assert json.loads((tmp_path / "a" / "metrics.json").read_text()) == first
     digests = [
-        {
-            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((tmp_path / run).iterdir())
-        }
-        for run in ("a", "b")
+        {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.iterdir())}
+        for run in (out, tmp_path / "b")
     ]
     assert digests[0] == digests[1]
 
@@ -249,6 +289,8 @@ def folder_benchmark(tmp_path, labelled: list[tuple[str, str]]) -> dict:
     }
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
 def test_external_folder_benchmark_evaluated_beside_ours(snapshot, tmp_path):
     labelled = [
         ("b/2.png", "blue jay"),
@@ -334,6 +376,34 @@ def test_half_precision_on_the_cpu_names_the_setting_and_the_way_out():
         assert on_cpu(torch.ones(1, 2)).dtype == torch.float32
 
 
+@pytest.mark.slow
+def test_a_batch_of_classes_met_again_is_not_encoded_again_and_weighs_the_same():
+    """Table 8's name modes repeat whole batches of class names: the classifier reuses their
+    columns, and its weights are open_clip's own, bit for bit."""
+    import open_clip
+    import torch
+
+    from workflow_scripts.evaluate.zeroshot import (
+        CLASSES_PER_BATCH,
+        TEMPLATES,
+        classifier,
+        load_model,
+    )
+
+    network, _, tokenizer = load_model("biotrove-tiny", None)
+    names = [f"Genus species{n}" for n in range(CLASSES_PER_BATCH + 7)]
+    encoded = {}
+    for twice in (names, names[:CLASSES_PER_BATCH] + ["Other name"]):
+        ours = classifier(network, tokenizer, twice, encoded=encoded)
+        theirs = open_clip.build_zero_shot_classifier(
+            network, tokenizer, twice, TEMPLATES, num_classes_per_batch=CLASSES_PER_BATCH
+        )
+        assert torch.equal(ours, theirs.float())
+    assert len(encoded) == 3  # the first batch once, both last ones
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
 def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     """A pretrained model given as a checkpoint file (open_clip_train's layout, as ours and others'
     training writes it) is loaded, not the random-init control."""
@@ -367,8 +437,11 @@ def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     assert scores["local"] != scores["control"]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("evaluate")
 def test_an_empty_subset_is_named_not_a_crash(snapshot, tmp_path):
-    """A small sample can leave a subset without images (no shards): the error says which and what to do."""
+    """A small sample can leave a subset without images (no shards): the error says which and what
+    to do."""
     empty = tmp_path / "snapshot"
     shutil.copytree(snapshot, empty)
     unseen = Path(contracts.shards(str(empty), "unseen"))

@@ -25,28 +25,29 @@ from tests.project_copy import hashes
 from tests.test_evaluate import folder_benchmark, picture, subset_files
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.benchmarks import open_benchmark
 from workflow_scripts.common.config import ConfigError, load_config, settings, validated
+from workflow_scripts.common.templates import TEMPLATES
 from workflow_scripts.evaluate import shot_bands as shot_bands_cli
 from workflow_scripts.evaluate import stage as evaluate
 from workflow_scripts.evaluate.shot_bands import band_names, predictions_by_model, shot_bands
-from workflow_scripts.evaluate.zeroshot import TEMPLATES, load_model
-from workflow_scripts.export import clip_benchmark, inat2021
+from workflow_scripts.evaluate.zeroshot import load_model
+from workflow_scripts.export import clip_benchmark_export, inat_export
 
 
-def test_clip_benchmark_scores_the_export_as_our_evaluation_does(demo_model, tmp_path):
-    """The demo model on Train's test split (every Train species): clip_benchmark 1.6.2 in fp32
-    (--no_amp) gives our metrics.json's top-1, top-5 and mean per-class recall."""
-    snapshot, checkpoint = demo_model
-    benchmark = evaluate.open_benchmark("train", subset_files(snapshot, ["train"]), {})
-    ours = evaluate.evaluate_benchmark(
-        load_model("biotrove-tiny", str(checkpoint)),
-        "train",
-        benchmark,
-        settings("evaluate"),
-        tmp_path,
-    )["metrics"]  # what metrics.json holds
-    out = tmp_path / "export" / "train"
-    assert clip_benchmark.export(benchmark, out, samples_per_shard=100) == 3
+@pytest.fixture(scope="module")
+def train_export(demo_model, tmp_path_factory):
+    """The demo model's benchmark on Train's test split (every Train species) and its
+    clip_benchmark export: (benchmark, export folder, shards written)."""
+    snapshot, _ = demo_model
+    benchmark = open_benchmark("train", subset_files(snapshot, ["train"]), {})
+    out = tmp_path_factory.mktemp("export") / "train"
+    return benchmark, out, clip_benchmark_export.export(benchmark, out, samples_per_shard=100)
+
+
+def test_the_clip_benchmark_export_holds_the_benchmark(train_export):
+    benchmark, out, written = train_export
+    assert written == 3
     assert (out / "test" / "nshards.txt").read_text() == "3\n"
     assert (out / "classnames.txt").read_text().splitlines() == benchmark.class_keys
     assert [
@@ -58,6 +59,21 @@ def test_clip_benchmark_scores_the_export_as_our_evaluation_does(demo_model, tmp
         zip(benchmark.keys.tolist(), benchmark.labels.tolist())
     )
 
+
+def test_clip_benchmark_scores_the_export_as_our_evaluation_does(
+    train_export, demo_model, tmp_path
+):
+    """clip_benchmark 1.6.2 in fp32 (--no_amp) gives our metrics.json's top-1, top-5 and mean
+    per-class recall."""
+    benchmark, out, _ = train_export
+    _, checkpoint = demo_model
+    ours = evaluate.evaluate_benchmark(
+        load_model("biotrove-tiny", str(checkpoint)),
+        "train",
+        benchmark,
+        settings("evaluate"),
+        tmp_path,
+    )["metrics"]  # what metrics.json holds
     result = tmp_path / "result.json"
     subprocess.run(
         [
@@ -104,7 +120,7 @@ def test_a_gif_becomes_a_png_of_the_pixels_evaluation_decodes(tmp_path):
     (tmp_path / "images" / "b" / "two.jpg").write_bytes(picture(90, "JPEG"))
     external = json.dumps({"birds": {**spec, "name_mode": "scientific"}})
     assert (
-        clip_benchmark.main(
+        clip_benchmark_export.main(
             [
                 "--benchmark",
                 "birds",
@@ -134,8 +150,8 @@ def test_a_gif_becomes_a_png_of_the_pixels_evaluation_decodes(tmp_path):
 
 
 def test_a_class_name_clip_benchmark_would_change_is_refused():
-    with pytest.raises(clip_benchmark.ExportError, match="one per line, stripped"):
-        clip_benchmark.class_lines(["Aus alba", "Bus beta "])
+    with pytest.raises(clip_benchmark_export.ExportError, match="one per line, stripped"):
+        clip_benchmark_export.class_lines(["Aus alba", "Bus beta "])
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +193,8 @@ def located(tmp_path_factory) -> Path:
     )
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("export")
 def test_clip_benchmark_cli_reads_the_benchmarks_shards_and_table_it_is_given(
     located, tmp_path, capsys
 ):
@@ -193,13 +211,16 @@ def test_clip_benchmark_cli_reads_the_benchmarks_shards_and_table_it_is_given(
         "--out",
         str(tmp_path / "out"),
     ]
-    assert clip_benchmark.main([*args, "--provenance", str(tmp_path / "out.provenance.json")]) == 0
+    assert (
+        clip_benchmark_export.main([*args, "--provenance", str(tmp_path / "out.provenance.json")])
+        == 0
+    )
     assert (tmp_path / "out" / "test" / "nshards.txt").read_text() == "2\n"  # 4 images, 3 per tar
     recorded = json.loads((tmp_path / "out.provenance.json").read_text())["inputs"]
     assert sorted(recorded) == sorted([str(shards), str(table)])
     ((train, train_table),) = subset_files(located, ["train"]).values()
     with pytest.raises(SystemExit):
-        clip_benchmark.main(
+        clip_benchmark_export.main(
             [*args[:2], "--shards", str(train), "--tables", str(train_table), *args[6:]]
         )
     assert (
@@ -212,12 +233,14 @@ def test_clip_benchmark_cli_reads_the_benchmarks_shards_and_table_it_is_given(
     "subset, sets, column",
     [("train", ("train", "val", "test"), "species"), ("lifestages", ("test",), "label")],
 )
+@pytest.mark.slow
+@pytest.mark.xdist_group("export")
 def test_inat2021_export_reads_as_coco_with_the_subsets_counts_and_taxonomy(
     located, tmp_path, subset, sets, column
 ):
     out = tmp_path / subset
     table = contracts.subset_table(str(located), subset)
-    written = inat2021.export(
+    written = inat_export.export(
         Path(contracts.shards(str(located), subset)),
         Path(table),
         subset,
@@ -230,8 +253,15 @@ def test_inat2021_export_reads_as_coco_with_the_subsets_counts_and_taxonomy(
         for row in duckdb.sql(f"SELECT * FROM '{table}'").df().to_dict("records")
     }
     classes = sorted({row[column] for row in rows.values()})
+    extracted = tmp_path / "extracted"
     for set_name in sets:
         coco = COCO(str(out / f"{set_name}.json"))
+        with tarfile.open(out / f"{set_name}.tar") as tar:  # as the competition's archives open
+            headers = tar.getmembers()
+            tar.extractall(extracted, filter="data")
+        names = [member.name for member in headers]  # by name, as the JSON lists them
+        assert names == sorted(names) == [image["file_name"] for image in coco.dataset["images"]]
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in headers} == {(0, 0, 0, "", 0o644)}
         expected = {
             photo_id for photo_id, row in rows.items() if row.get("split", "test") == set_name
         }
@@ -259,20 +289,22 @@ def test_inat2021_export_reads_as_coco_with_the_subsets_counts_and_taxonomy(
             ] == f"{set_name}/{category['image_dir_name']}/{row['photo_uuid']}." + (
                 "gif" if image["id"] == 2 else "jpg"
             )
-            with Image.open(out / image["file_name"]) as file:
+            with Image.open(extracted / image["file_name"]) as file:
                 assert file.size == (image["width"], image["height"]) == (40, 40)
             assert (
                 licenses[image["license"]],
                 image["latitude"],
                 image["location_uncertainty"],
             ) == (row["license"], row["latitude"], row["positional_accuracy"])
-    assert sorted(p.name for p in out.iterdir()) == sorted([*sets, *(f"{s}.json" for s in sets)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{name}.{suffix}" for name in sets for suffix in ("json", "tar")
+    )
 
 
 def test_shot_bands_on_a_hand_case(tmp_path):
     """Train's train split: Aus alba 4 images (band 3+), Bus beta 1 (band 1-2); Unseen's Cus gamma
-    none (absent); genus_sampled banded by its own train split: Mus alba 3 (band 3+), though Train has
-    none. Top-1 and the class mean per band, from cached predictions."""
+    none (absent); genus_sampled banded by its own train split: Mus alba 3 (band 3+), though Train
+    has none. Top-1 and the class mean per band, from cached predictions."""
     train = [
         {**row, "split": "train"}
         for row in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 1, "Aves", 5)
@@ -336,7 +368,8 @@ def test_shot_bands_on_a_hand_case(tmp_path):
     ]
     assert (tmp_path / "out" / f"{contracts.SHOT_BANDS}.png").stat().st_size > 0
 
-    # as the rule runs it: Train's table, the benchmarks' (Train's again among them), the predictions per model
+    # as the rule runs it: Train's table, the benchmarks' (Train's again among them), the
+    # predictions per model
     predictions = [str(evaluation / contracts.predictions(name)) for name in settings["benchmarks"]]
     assert (
         shot_bands_cli.main(

@@ -361,13 +361,15 @@ def test_multipart_etag_is_recorded_not_compared(s3_server, mirror, tmp_path):
     assert record["etag"].endswith("-1") and record["sha256"] == sha256(mirror / key)
 
 
-# -- planted faults (issue 19): a stand-in server that stalls, throttles with Retry-After, ignores Range, refuses --
+# -- planted faults (issue 19) ------------------------------------------------------------------
+# a stand-in server that stalls, throttles with Retry-After, ignores Range, refuses
 TAXONOMY = "inaturalist-taxonomy.dwca.zip"
 
 
 class StandIn(FaultyProxy):
     """The conftest proxy plus more faults, each on the first `times` (default 1) matching requests:
-    "stall": seconds  send the first `after` bytes of the answer (None: not even the status line), then nothing;
+    "stall": seconds  send the first `after` bytes of the answer (None: not even the status line),
+                      then nothing;
     "status": code    answer that status with `headers` instead of asking the server;
     "ignore_range"    ask the server without the Range header: a 200 with the whole object.
     arrived: (time.monotonic(), method, path) of every request, faulty or not."""
@@ -454,7 +456,8 @@ def taxonomy_bucket(s3_server, mirror, request) -> str:
 
 
 def through(kind: str, server: StandIn, bucket: str, timeout: float = 10):
-    """The taxonomy archive's bucket through the stand-in, as the S3 or the plain HTTP back end sees it."""
+    """The taxonomy archive's bucket through the stand-in, as the S3 or the plain HTTP back end sees
+    it."""
     if kind == "s3":
         return S3Source(bucket, endpoint_url=server.url, timeout=timeout)
     return HTTPSource(f"{server.url}/{bucket}", timeout=timeout)
@@ -531,7 +534,8 @@ def http_date(seconds_from_now: float) -> str:
         ("5", 5.0),
         ("0", 0.0),
         ("2.5", 2.5),
-        (http_date(-3600), 0.0),  # a date already past: no wait
+        # a date already past: no wait (its id fixed: each xdist worker must collect the same ids)
+        pytest.param(http_date(-3600), 0.0, id="an-hour-ago"),
         (None, None),
         ("", None),
         ("soon", None),
@@ -555,8 +559,8 @@ def test_retry_after_header_is_a_finite_non_negative_wait_or_nothing(header, sec
 def test_too_long_retry_after_stops_at_once(
     kind, header, stand_in, taxonomy_bucket, tmp_path, sleeps
 ):
-    """A server asking to wait longer than fetch.max_retry_after_seconds (600 s by default) stops the
-    fetch at once with an error that names the object, the wait asked and what to do, instead of
+    """A server asking to wait longer than fetch.max_retry_after_seconds (600 s by default) stops
+    the fetch at once with an error that names the object, the wait asked and what to do, instead of
     sleeping a day (or decades) per retry."""
     stand_in.faults[TAXONOMY] = {"status": 429, "headers": {"Retry-After": header}}
     started = time.monotonic()
@@ -669,8 +673,8 @@ def corrupt_zip(data: bytes, how: str) -> bytes:
 
 @pytest.mark.parametrize("how", ["deflate", "method", "crc", "truncated"])
 def test_corrupt_taxonomy_archive_is_a_clear_error(how, s3_server, mirror, tmp_path):
-    """Whatever the damage to the DwC-A, the fetch ends with a FetchError (printed without a traceback)
-    that names the archive and says to fetch again, and leaves nothing to resume."""
+    """Whatever the damage to the DwC-A, the fetch ends with a FetchError (printed without a
+    traceback) that names the archive and says to fetch again, and leaves nothing to resume."""
     bucket = f"corrupt-dwca-{how}"
     upload_mirror(
         s3_server,
@@ -689,8 +693,8 @@ def test_corrupt_taxonomy_archive_is_a_clear_error(how, s3_server, mirror, tmp_p
 
 @BACK_ENDS
 def test_refused_object_is_named_and_said_refused(kind, stand_in, s3_server, bucket, tmp_path):
-    """A 403 is not a missing object and not worth retrying: the CLI says which object and that access
-    was refused (what to change), without a traceback."""
+    """A 403 is not a missing object and not worth retrying: the CLI says which object and that
+    access was refused (what to change), without a traceback."""
     if kind == "s3":  # the bundle, from the bucket
         key, options = (
             "metadata/inaturalist-open-data-20240827.tar.gz",

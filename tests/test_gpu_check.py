@@ -42,9 +42,11 @@ def log_line(
     samples_per_second_per_gpu = batch_size / batch_last
     return (
         "2025-06-01,12:00:00 | INFO | "
-        f"Train Epoch: {epoch} [{num_samples:>{sample_digits}}/{samples_per_epoch} ({percent_complete:.0f}%)] "
+        f"Train Epoch: {epoch} [{num_samples:>{sample_digits}}/{samples_per_epoch} "
+        f"({percent_complete:.0f}%)] "
         f"Data (t): {data_avg:.3f} "
-        f"Batch (t): {batch_avg:.3f}, {samples_per_second:#g}/s, {samples_per_second_per_gpu:#g}/s/gpu "
+        f"Batch (t): {batch_avg:.3f}, {samples_per_second:#g}/s, "
+        f"{samples_per_second_per_gpu:#g}/s/gpu "
         f"LR: {0.0005:5f} "
         f"Logit Scale: {14.286:.3f} " + f"Contrastive_loss: {6.1234:#.5g} ({6.2345:#.5g})"
     )
@@ -73,9 +75,9 @@ def test_a_real_log_line_parses():
     # a line of the project's train.log from a CPU run of this check (batch 8): 10.2 samples/s over
     # the window, where the last step alone says 14.8
     seen = (
-        "2026-11-29,02:45:56 | INFO | Train Epoch: 1 [168/256 (66%)] Data (t): 0.006 Batch (t): 0.783, "
-        "14.7750/s, 14.7750/s/gpu LR: 0.000265 Logit Scale: 14.260 Contrastive_loss: 1.6590 (1.7021) "
-        "Loss: 1.6590 (1.7021)"
+        "2026-11-29,02:45:56 | INFO | Train Epoch: 1 [168/256 (66%)] Data (t): 0.006 Batch (t): "
+        "0.783, 14.7750/s, 14.7750/s/gpu LR: 0.000265 Logit Scale: 14.260 Contrastive_loss: 1.6590 "
+        "(1.7021) Loss: 1.6590 (1.7021)"
     )
     assert compare.rates(seen, 8) == {
         "intervals": 1,

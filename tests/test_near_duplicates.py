@@ -1,4 +1,4 @@
-"""The near-duplicate leak check: the index finds exactly the pairs within the threshold, the
+"""The near-duplicate overlap check: the index finds exactly the pairs within the threshold, the
 sample's planted re-uploads are found and its distinct images are not, and through the stages
 (download hashes, the check, the shard order) Train's copies of evaluation images, the external
 benchmarks' included, are left out."""
@@ -19,7 +19,7 @@ from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings
 from workflow_scripts.common.duck import quote
-from workflow_scripts.images import duplicates, perceptual
+from workflow_scripts.images import check_image_overlap, hash_external_benchmark, perceptual
 from workflow_scripts.images.near_duplicates import codes, index_shape, near_duplicates, within
 from workflow_scripts.sample import images as sample_images
 
@@ -63,14 +63,14 @@ def test_the_index_finds_exactly_the_pairs_within_the_threshold(threshold):
     )
 
 
-def photo_hashes(mirror, table, out) -> None:
+def photo_hashes(photos, table, out) -> None:
     """A subset's hashes as the download jobs write them, from the sample bucket's images."""
+    by_id = {int(key.split("/")[1]): data for key, data in photos.items()}
     rows = []
     for (photo_id,) in duckdb.sql(
         f"SELECT photo_id FROM read_parquet({quote(table)}) ORDER BY 1"
     ).fetchall():
-        (path,) = (mirror / "photos" / str(photo_id)).glob("medium.*")
-        rows.append((photo_id, *perceptual.pdq(path.read_bytes())))
+        rows.append((photo_id, *perceptual.pdq(by_id[photo_id])))
     ids, *hashes = zip(*rows)
     con = duckdb.connect()
     con.register(
@@ -83,13 +83,13 @@ def photo_hashes(mirror, table, out) -> None:
 
 
 def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
-    sample_months, mirror, planted, tmp_path
+    sample_months, photos, planted, tmp_path
 ):
     subsets = sample_months / "2024-09-27" / "subsets"
     hashes = {}
     for subset in contracts.SUBSETS:
         hashes[subset] = str(tmp_path / f"{subset}.parquet")
-        photo_hashes(mirror, subsets / f"{subset}.parquet", hashes[subset])
+        photo_hashes(photos, subsets / f"{subset}.parquet", hashes[subset])
     con = duckdb.connect()
     con.execute(
         f"CREATE VIEW train AS SELECT * FROM read_parquet({quote(subsets / 'train.parquet')})"
@@ -111,7 +111,7 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
             hits += any({original, copy} <= group for group in grouped)
         elif (
             sides & {"train", "val"} and None not in sides
-        ):  # one trained on, one evaluated: a leak
+        ):  # one trained on, one evaluated: an overlap
             expected += 1
             hits += (original, copy) in pairs or (copy, original) in pairs
     assert expected >= 20 and hits / expected >= 0.95, (hits, expected)
@@ -142,7 +142,8 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
 
 
 def textured(seed: int, size=(96, 72)) -> np.ndarray:
-    """A photo-like image (the sample's renderer): PDQ needs texture, and flat images are not matched."""
+    """A photo-like image (the sample's renderer): PDQ needs texture, and flat images are not
+    matched."""
     signature = sample_images.species_signature(seed, seed)
     return sample_images.render(signature, *size, photo_id=seed)
 
@@ -155,6 +156,7 @@ def write_photo(mirror, photo_id: int, pixels: np.ndarray, quality: int = 90) ->
     return data.getvalue()
 
 
+@pytest.mark.slow
 def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     """Photo 9 (Balanced) is photo 2 brightened; photo 4 (Train) is Train's test photo 1 re-encoded;
     an external benchmark has photo 3 mirrored; photos 5, 6 and 7 are distinct images."""
@@ -178,7 +180,7 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     }
     external_hashes = tmp_path / contracts.external_hashes("snapshot", "field_guide")
     assert (
-        perceptual.main(
+        hash_external_benchmark.main(
             [
                 "--benchmark",
                 "field_guide",
@@ -211,7 +213,7 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
         )
     report_path = tmp_path / "images" / "overlap_report.json"
     assert (
-        duplicates.main(
+        check_image_overlap.main(
             [
                 "--subsets",
                 *(str(tmp_path / "subsets" / f"{s}.parquet") for s in members),
@@ -228,10 +230,10 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
         == 0
     )
     report = json.loads(report_path.read_text())
-    leaks = [
+    overlapping = [
         {k: p[k] for k in ("train", "benchmark", "photo_id")} for p in report["near_duplicates"]
     ]
-    assert leaks == [
+    assert overlapping == [
         {"train": 2, "benchmark": "balanced", "photo_id": 9},
         {"train": 3, "benchmark": "field_guide", "photo_id": "x.jpg"},
         {"train": 4, "benchmark": "train_test", "photo_id": 1},

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from workflow_scripts.common.tables import half_up
 from workflow_scripts.evaluate.metrics import wilson
-from workflow_scripts.evaluate.tables import paper_tables
+from workflow_scripts.evaluate.paper_tables import paper_tables
 
 
 def scored(hits: int, images: int, classes: int, top5_hits: int) -> dict:
@@ -85,8 +85,8 @@ def test_tables_from_cached_metrics(tmp_path):
     assert table5[0] == "Model,BTB (n=30),BTU (n=10),Weighted Avg."
     # 1/16 = 6.25% -> 6.3; weighted: (1/16 * 30 + 1/4 * 10) / 40 = 10.9375% -> 10.9
     assert (
-        table5[1]
-        == f"ours,6.3 ± {half_up(50 * (high - low), 2)},25.0 ± {half_up(50 * (wilson(1, 4)[1] - wilson(1, 4)[0]), 2)},10.9"
+        table5[1] == f"ours,6.3 ± {half_up(50 * (high - low), 2)},25.0 ± "
+        f"{half_up(50 * (wilson(1, 4)[1] - wilson(1, 4)[0]), 2)},10.9"
     )
     assert (
         len(table5) == 3

@@ -6,8 +6,11 @@ import csv
 import gzip
 import hashlib
 import io
+import tarfile
 import zipfile
 from pathlib import Path
+from urllib.error import HTTPError
+from urllib.request import urlopen
 
 import numpy as np
 import pandas as pd
@@ -15,8 +18,9 @@ import pytest
 from PIL import Image
 
 from tests.sample_tables import good_images_per_species, month_tables, read_tsv
-from workflow_scripts.common.contracts import SAMPLE_LIFESTAGES
+from workflow_scripts.common.contracts import SAMPLE_BUCKET, SAMPLE_LIFESTAGES, SAMPLE_PHOTOS
 from workflow_scripts.common.inat_format import LICENSES
+from workflow_scripts.images.photo_server import serving
 from workflow_scripts.sample.bucket import generate
 
 M1, M2 = "2024-08-27", "2024-09-27"
@@ -59,7 +63,7 @@ def test_same_seed_gives_identical_bytes(tmp_path):
     ]
     first = tree_hashes(tmp_path / "a")
     assert first == tree_hashes(tmp_path / "b")
-    assert any(k.startswith("bucket/photos/") for k in first)
+    assert "bucket/photos.tar" in first and not (tmp_path / "a" / "bucket" / "photos").exists()
     generate(tmp_path / "c", {"seed": 8, "scale": 0.05})
     assert tree_hashes(tmp_path / "c")["bucket/photos.csv.gz"] != first["bucket/photos.csv.gz"]
 
@@ -77,6 +81,34 @@ def test_bucket_layout(mirror):
     assert latest == (mirror / "metadata" / "inaturalist-open-data-20240927.tar.gz").read_bytes()
     # gzip and tar headers carry no wall-clock time
     assert (mirror / "photos.csv.gz").read_bytes()[4:8] == b"\0\0\0\0"
+
+
+def test_photos_are_one_pack_served_at_the_bucket_urls(photo_bucket, photos):
+    """The photos sit in one tar (DVC tracks one file) in photo_id order, with no time, owner or
+    mode of the machine; the local server answers the bucket's URLs from it, and 404 else."""
+    with tarfile.open(photo_bucket / SAMPLE_PHOTOS) as tar:
+        headers = tar.getmembers()
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in headers} == {
+        (0, 0, 0, "", "", 0o644)
+    }
+    ids = [int(m.name.split("/")[1]) for m in headers]
+    assert ids == sorted(ids) and len(ids) == len(photos) > 20_000
+    assert not (photo_bucket / "photos").exists()
+    key = next(iter(photos))
+    with serving(photo_bucket) as port:
+        assert urlopen(f"http://127.0.0.1:{port}/{key}").read() == photos[key]
+        assert urlopen(f"http://127.0.0.1:{port}/photos.csv.gz").read() == (
+            (photo_bucket / "photos.csv.gz").read_bytes()
+        )
+        with pytest.raises(HTTPError, match="404"):
+            urlopen(f"http://127.0.0.1:{port}/photos/1/none.jpg")
+
+
+def test_the_sample_without_photos_is_the_sample_but_its_photo_pack(sample, sample_metadata):
+    """What the `sample_metadata` fixture stands in for, byte for byte."""
+    whole = tree_hashes(sample)
+    assert whole.pop(f"{SAMPLE_BUCKET}/{SAMPLE_PHOTOS}")
+    assert tree_hashes(sample_metadata) == whole
 
 
 def test_root_tables_are_the_newer_month(mirror, m2):
@@ -164,7 +196,7 @@ def test_real_file_quirks(m1, planted):
     assert (obs.anomaly_score != "").mean() > 0.9
 
 
-def test_month_two_changes(mirror, m1, m2, planted):
+def test_month_two_changes(photos, m1, m2, planted):
     swap = planted["taxon_swap"]
     old, new = str(swap["old_taxon_id"]), str(swap["new_taxon_id"])
     active = {m: dict(zip(t["taxa"].taxon_id, t["taxa"].active)) for m, t in ((1, m1), (2, m2))}
@@ -184,7 +216,7 @@ def test_month_two_changes(mirror, m1, m2, planted):
     deleted = set(m1["photos"].photo_id) - set(m2["photos"].photo_id)
     assert deleted == {str(p) for p in planted["deleted_photo_ids"]}
     for photo_id in deleted:  # the bucket lost their images too
-        assert not (mirror / "photos" / photo_id).exists()
+        assert not any(key.startswith(f"photos/{photo_id}/") for key in photos)
     licences = m1["photos"].merge(m2["photos"], on=["photo_id", "observation_uuid"])
     moved = licences[licences.license_x != licences.license_y]
     assert dict(zip(moved.photo_id, zip(moved.license_x, moved.license_y))) == {
@@ -200,18 +232,19 @@ def test_month_two_changes(mirror, m1, m2, planted):
     assert before < 30 <= after
 
 
-def test_images_exist_and_depend_on_species(mirror, m2, planted):
+def test_images_exist_and_depend_on_species(photos, m2, planted):
     png_named_jpg = {str(p) for p in planted["photo_ids_png_named_jpg"]}
-    photos = m2["photos"].merge(
+    rows = m2["photos"].merge(
         m2["observations"][["observation_uuid", "taxon_id"]], on="observation_uuid"
     )
-    unique = photos.sort_values("photo_id").drop_duplicates("photo_id")
+    unique = rows.sort_values("photo_id").drop_duplicates("photo_id")
     sample = pd.concat(
         [unique.head(300), unique[unique.extension.isin(["png", "gif", "JPG", "jpeg"])].head(60)]
     )
     for row in sample.itertuples():
-        path = mirror / "photos" / row.photo_id / f"medium.{row.extension}"
-        with Image.open(path) as image:
+        with Image.open(
+            io.BytesIO(photos[f"photos/{row.photo_id}/medium.{row.extension}"])
+        ) as image:
             assert max(image.size) == 64
             expected = (
                 "PNG"
@@ -221,12 +254,14 @@ def test_images_exist_and_depend_on_species(mirror, m2, planted):
             assert image.format == expected
 
     def mean_colour(row) -> np.ndarray:
-        with Image.open(mirror / "photos" / row.photo_id / f"medium.{row.extension}") as image:
+        with Image.open(
+            io.BytesIO(photos[f"photos/{row.photo_id}/medium.{row.extension}"])
+        ) as image:
             return np.asarray(image.convert("RGB"), dtype=float).mean(axis=(0, 1))
 
-    top = photos.taxon_id.value_counts().index[:8]
+    top = rows.taxon_id.value_counts().index[:8]
     colours = {
-        t: np.array([mean_colour(r) for r in photos[photos.taxon_id == t].head(6).itertuples()])
+        t: np.array([mean_colour(r) for r in rows[rows.taxon_id == t].head(6).itertuples()])
         for t in top
     }
     within = np.mean([np.linalg.norm(c - c.mean(axis=0), axis=1).mean() for c in colours.values()])
@@ -237,24 +272,21 @@ def test_images_exist_and_depend_on_species(mirror, m2, planted):
     assert between > 2 * within
 
 
-def test_png_content_named_jpg_is_planted(mirror, planted):
+def test_png_content_named_jpg_is_planted(photos, planted):
     for photo_id in planted["photo_ids_png_named_jpg"]:
-        with Image.open(mirror / "photos" / str(photo_id) / "medium.jpg") as image:
+        with Image.open(io.BytesIO(photos[f"photos/{photo_id}/medium.jpg"])) as image:
             assert image.format == "PNG"
 
 
-def test_reuploaded_images_are_byte_identical_and_no_others(mirror, planted):
+def test_reuploaded_images_are_byte_identical_and_no_others(photos, planted):
     def image(photo_id) -> bytes:
-        (path,) = (mirror / "photos" / str(photo_id)).glob("medium.*")
-        return path.read_bytes()
+        (data,) = [data for key, data in photos.items() if key.startswith(f"photos/{photo_id}/")]
+        return data
 
     reuploads = planted["reuploaded_images"]
     assert len(reuploads) == 12
     assert all(image(again) == image(original) for again, original in reuploads.items())
-    digests = [
-        hashlib.sha256(p.read_bytes()).digest()
-        for p in sorted((mirror / "photos").glob("*/medium.*"))
-    ]
+    digests = [hashlib.sha256(data).digest() for data in photos.values()]
     assert len(digests) - len(set(digests)) == 12
 
 
@@ -286,7 +318,7 @@ def test_taxonomy_archive(mirror, m2):
     assert some["scientificName"].startswith(some["genus"]) and some["kingdom"]
 
 
-def test_lifestages_export(sample, mirror, planted):
+def test_lifestages_export(sample, photos, planted):
     """A web export, not part of the bucket: beside it."""
     rows = list(csv.DictReader(open(sample / SAMPLE_LIFESTAGES, encoding="utf-8")))
     assert len(rows) == 5 * 4 * 10
@@ -294,5 +326,4 @@ def test_lifestages_export(sample, mirror, planted):
     assert {int(r["taxon_id"]) for r in rows} == set(planted["lifestage_species"])
     assert all("2024-02-01" <= r["observed_on"] <= "2024-05-20" for r in rows)
     for row in rows[:20]:
-        key = row["image_url"].split(".amazonaws.com/", 1)[1]
-        assert (mirror / key).is_file()
+        assert row["image_url"].split(".amazonaws.com/", 1)[1] in photos

@@ -8,17 +8,26 @@ import json
 import tarfile
 
 import duckdb
+import pytest
 import webdataset as wds
 
 from tests.images import download, shard
 from tests.project_copy import hashes
 from tests.test_subsets import rows_of, write_curated
+from workflow_scripts.common import tars
 from workflow_scripts.common.captions import CAPTION_TYPES
-from workflow_scripts.images import duplicates, order
+from workflow_scripts.images import check_image_overlap, shard_order
 
-SETTINGS = {"samples_per_shard": 3, "chunk_size": 4, "part_size": 2, "seed": 1, "shards_per_job": 1}
+SETTINGS = {
+    "samples_per_shard": 3,
+    "window_size": 4,
+    "segment_size": 2,
+    "seed": 1,
+    "shards_per_job": 1,
+}
 
 
+@pytest.mark.slow
 def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, tmp_path):
     served, _, _ = photo_server
     subset = write_curated(
@@ -39,6 +48,7 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
         subset, tmp_path / "images", tmp_path / "shards", SETTINGS
     )  # three parts of one shard
     assert (report["samples"], report["shards"], report["without_image"]) == (8, 3, [])
+    assert report["settings"]["chunk_size"] == 4  # recorded as before the rename: the same bytes
     sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
     assert sizes == {"shard-000000.tar": 3, "shard-000001.tar": 3, "shard-000002.tar": 2}
     tars = [str(tmp_path / "shards" / name) for name in sizes]
@@ -85,10 +95,11 @@ def test_shards_read_back_with_captions_metadata_and_true_formats(photo_server, 
     assert digests[0] == digests[1]
 
 
+@pytest.mark.slow
 def test_train_is_sharded_by_split(photo_server, tmp_path):
-    """Train's train, val and test splits are shard sets of their own (each with sizes.json): training
-    and evaluation read one without decoding the others; the same bytes from one job per set as from
-    several."""
+    """Train's train, val and test splits are shard sets of their own (each with sizes.json):
+    training and evaluation read one without decoding the others; the same bytes from one job per
+    set as from several."""
     served, _, _ = photo_server
     split = {1: "test", 2: "val", 5: "test"}
     rows = [
@@ -115,8 +126,10 @@ def test_train_is_sharded_by_split(photo_server, tmp_path):
     assert hashes(tmp_path / "shards") == hashes(tmp_path / "again")
 
 
+@pytest.mark.slow
 def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
-    """Photo 9 is photo 2's image again (Balanced vs Train), photo 10 is photo 3's (both in Train)."""
+    """Photo 9 is photo 2's image again (Balanced vs Train), photo 10 is photo 3's (both in
+    Train)."""
     served, _, mirror = photo_server
     for again, original in ((9, 2), (10, 3)):
         (mirror / "photos" / str(again)).mkdir()
@@ -143,7 +156,7 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     subsets = [str(tmp_path / "subsets" / f"{subset}.parquet") for subset in members]
     downloads = [str(tmp_path / "images" / subset / "download_report.json") for subset in members]
     assert (
-        duplicates.main(
+        check_image_overlap.main(
             ["--subsets", *subsets, "--downloads", *downloads, "--out", str(report_path)]
         )
         == 0
@@ -159,7 +172,7 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     images_of_train = tmp_path / "images" / "train"
     # the order job reads what to leave out from the report, as the rule runs it
     assert (
-        order.main(
+        shard_order.main(
             [
                 "--subset",
                 str(train),
@@ -189,3 +202,20 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     first = tmp_path / "shards" / "train" / "shard-000000.tar"
     keys = {s["__key__"] for s in wds.WebDataset(str(first), shardshuffle=False)}
     assert keys == {"1", "3", "10"}
+
+
+def test_our_tar_writer_writes_webdatasets_bytes(tmp_path):
+    """common.tars writes shards without importing webdataset (it brings torch into every shard
+    job); its bytes must stay those of webdataset's own TarWriter(mtime=0) for the same samples."""
+    samples = [
+        {"__key__": "000001", "jpg": b"\xff\xd8\xff" + bytes(range(256)) * 9, "txt": "a caption é"},
+        {"__key__": "000002", "png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 700, "json": '{"a": 1}'},
+        {"__key__": "000003", "gif": b"GIF89a" + b"\x01" * 33, "txt": ""},
+    ]
+    with tars.tar_writer(tmp_path / "ours.tar") as ours:
+        for sample in samples:
+            ours.write(sample)
+    with wds.TarWriter(str(tmp_path / "webdataset.tar"), mtime=0) as theirs:
+        for sample in samples:
+            theirs.write(sample)
+    assert (tmp_path / "ours.tar").read_bytes() == (tmp_path / "webdataset.tar").read_bytes()

@@ -56,7 +56,7 @@ def test_missing_common_name_and_rank_fall_back():
     assert "family" not in text["taxonTag"]
 
 
-def test_local_order_shuffles_inside_chunks_only():
+def test_local_order_shuffles_inside_windows_only():
     order = local_order(10, 4, seed=1)
     assert sorted(order) == list(range(10)) and list(order) != list(range(10))
     assert [sorted(order[i : i + 4]) for i in (0, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7]] and sorted(
@@ -64,14 +64,14 @@ def test_local_order_shuffles_inside_chunks_only():
     ) == [8, 9]
 
 
-def test_semi_global_order_moves_whole_parts_of_one_chunk():
+def test_semi_global_order_moves_whole_segments_of_one_window():
     order = semi_global_order(1000, 100, 10, seed=7)
     assert sorted(order) == list(range(1000))
-    parts = order.reshape(100, 10)
+    segments = order.reshape(100, 10)
     assert all(
-        len({row // 100 for row in part}) == 1 for part in parts
-    )  # a part stays inside its chunk
-    assert len({part[0] // 100 for part in parts[:10]}) > 3  # neighbours come from many chunks
+        len({row // 100 for row in segment}) == 1 for segment in segments
+    )  # a segment stays inside its window
+    assert len({segment[0] // 100 for segment in segments[:10]}) > 3  # from many windows
     digest = hashlib.sha256(order.astype("<i8").tobytes()).hexdigest()
     assert (
         digest
@@ -100,7 +100,7 @@ def test_semi_global_mixes_species_better_than_local():
 
 def test_shuffle_quality_local_keeps_one_species_per_batch_semi_global_mixes():
     species = np.repeat(np.arange(4), 25)  # species order, one species per chunk of 25
-    quality = shuffle_quality(species, [5, 50], chunk_size=25, part_size=1, seed=0).set_index(
+    quality = shuffle_quality(species, [5, 50], window_size=25, segment_size=1, seed=0).set_index(
         ["order", "batch_size"]
     )
     assert list(

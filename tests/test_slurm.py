@@ -16,7 +16,8 @@ from tests.project_copy import edit_config, git_copy, hashes, run
 
 pytestmark = pytest.mark.slurm
 SMALL = 0.05  # sample scale: every subset still has images
-MONTH = "2024-09-27"  # one snapshot: every stage still runs, in half the jobs (each job costs ~15 s of SLURM polling)
+# one snapshot: every stage still runs, in half the jobs (each job costs ~15 s of SLURM polling)
+MONTH = "2024-09-27"
 
 
 def cluster_nodes() -> str:
@@ -29,15 +30,16 @@ def cluster_nodes() -> str:
 
 
 def scattered_outputs(rule: str, log: str) -> list[str]:
-    """The output of every job of `rule` in a Snakemake log (`rule` under SLURM, `localrule` locally)."""
+    """The output of every job of `rule` in a Snakemake log (`rule` under SLURM, `localrule`
+    locally)."""
     return sorted(
         re.findall(rf"^(?:local)?rule {rule}:\n    input: .*\n    output: (.*)$", log, re.M)
     )
 
 
 def small(config: dict) -> None:
-    """One month of a small sample, its Train (about 340 images: config.yaml's genus draw takes two of
-    its genera) downloaded and sharded in 3 jobs each."""
+    """One month of a small sample, its Train (about 340 images: config.yaml's genus draw takes two
+    of its genera) downloaded and sharded in 3 jobs each."""
     config.update(snapshots=[MONTH])
     config["sample"].update(scale=SMALL)
     config["images"].update(urls_per_job=120)
@@ -46,7 +48,8 @@ def small(config: dict) -> None:
 
 def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
     assert re.search(r"idle|mixed|allocated", cluster_nodes()), (
-        "no SLURM cluster answers: bring one up with `bash profiles/slurm/single_node.sh` (as root), or run `make test-slurm`"
+        "no SLURM cluster answers: bring one up with `bash profiles/slurm/single_node.sh` (as "
+        "root), or run `make test-slurm`"
     )
     copies = {}
     for name in ("local", "slurm"):

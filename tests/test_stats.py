@@ -1,4 +1,5 @@
-"""Dataset statistics: known numbers on a tiny input, every artifact written, same bytes on rerun."""
+"""Dataset statistics: known numbers on a tiny input, every artifact written, same bytes on
+rerun."""
 
 from __future__ import annotations
 

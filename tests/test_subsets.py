@@ -1,4 +1,4 @@
-"""Subsets: the paper's rules on explicit rows, determinism, planted leaks, LifeStages, the
+"""Subsets: the paper's rules on explicit rows, determinism, planted overlaps, LifeStages, the
 genus-sampled subset."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 
 from tests.conftest import REAL
 from tests.sample_tables import parquet_rows
-from workflow_scripts.common import contracts
+from workflow_scripts.common import contracts, overlap, taxonomy
 from workflow_scripts.common.config import load_config
-from workflow_scripts.subsets import overlap
+from workflow_scripts.subsets import check_overlap
 from workflow_scripts.subsets.build import SubsetsError, build
-from workflow_scripts.subsets.long_tail import long_tail
-from workflow_scripts.subsets.tables import subset_tables
+from workflow_scripts.subsets.genus_sampled_long_tail import long_tail
+from workflow_scripts.subsets.subset_tables import subset_tables
 
 SETTINGS = {
     "min_images": 30,
@@ -88,8 +88,8 @@ def write_curated(rows: list[dict], path: Path, row_group_size: int = 122880) ->
         "CREATE TABLE t AS SELECT * FROM (SELECT unnest($rows, recursive := true))", {"rows": rows}
     )
     con.execute(
-        f"COPY (SELECT * REPLACE (photo_id::BIGINT AS photo_id, observed_on::DATE AS observed_on) FROM t) "
-        f"TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {row_group_size})"
+        f"COPY (SELECT * REPLACE (photo_id::BIGINT AS photo_id, observed_on::DATE AS observed_on) "
+        f"FROM t) TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE {row_group_size})"
     )
     return path
 
@@ -168,6 +168,34 @@ def test_choices_depend_on_ids_and_salt_not_on_file_layout(tmp_path):
     assert digests[2]["train.parquet"] != digests[0]["train.parquet"]
 
 
+def test_the_category_rule_says_the_same_in_python_and_in_sql():
+    """common.taxonomy writes the rule once: its SQL (which the subsets and the data card run)
+    agrees with its Python (the iNat 2021 export's) on every kind of lineage."""
+    categories = {"Aves": "class", "Animalia": "kingdom", "Plantae": "kingdom", "Aus": "genus"}
+    lineages = [
+        {"kingdom": "Animalia", "class": "Aves", "genus": "Aus"},  # in three: the first by name
+        {"kingdom": "Animalia", "class": "Insecta"},
+        {"kingdom": "Plantae", "class": "Aves"},  # a class of that name, but under Plantae
+        {"kingdom": "Fungi"},  # in none: other
+        {"kingdom": None, "genus": "Aus"},
+        {},
+    ]
+    con = duckdb.connect()
+    for lineage in lineages:
+        row = {rank: lineage.get(rank) for rank in taxonomy.RANKS}
+        struct = ", ".join(
+            f"{taxonomy.column(rank)}: {'NULL' if v is None else repr(v)}::VARCHAR"
+            for rank, v in row.items()
+        )
+        found, first = con.execute(
+            f"SELECT {taxonomy.categories_sql(categories, 't')}, "
+            f"{taxonomy.category_sql(categories, 't')} FROM (SELECT {{{struct}}} AS t)"
+        ).fetchone()
+        assert found == taxonomy.categories_of(row, categories), lineage
+        assert first == taxonomy.category(row, categories), lineage
+    assert taxonomy.category({"kingdom": "Fungi"}, categories) == taxonomy.OTHER
+
+
 def test_unsorted_curated_or_overlapping_categories_are_refused(tmp_path):
     rows = explicit_rows()
     rows[10], rows[11] = rows[11], rows[10]
@@ -193,8 +221,8 @@ def test_unsorted_curated_or_overlapping_categories_are_refused(tmp_path):
 OTHER_SPLIT = "CASE WHEN split = 'test' THEN 'train' ELSE 'test' END AS split"
 
 
-def plant(out: Path, leak: str) -> None:
-    """Rewrite one subset file with a leak of the given kind."""
+def plant(out: Path, kind: str) -> None:
+    """Rewrite one subset file with an overlap of the given kind."""
     con = duckdb.connect()
     target, sql = {
         "photo_id": (
@@ -221,14 +249,14 @@ def plant(out: Path, leak: str) -> None:
             "observation_uuid, photo_id + 10 ** 9 AS photo_id), 'train' AS split "
             "FROM (FROM u LIMIT 1)",
         ),
-    }[leak]
+    }[kind]
     for name, subset in (("t", "train"), ("b", "balanced"), ("u", "unseen")):
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM '{out / f'{subset}.parquet'}'")
     con.execute(f"COPY ({sql}) TO '{out / f'{target}.parquet'}' (FORMAT parquet)")
 
 
 @pytest.mark.parametrize(
-    "leak, check",
+    "kind, check",
     [
         ("photo_id", "photo_id shared"),
         ("observation_uuid", "observation_uuid shared"),
@@ -237,16 +265,16 @@ def plant(out: Path, leak: str) -> None:
         ("unseen_species", "Unseen species in Train"),
     ],
 )
-def test_each_planted_leak_fails_the_check_and_is_named(explicit, tmp_path, capsys, leak, check):
+def test_each_planted_overlap_fails_the_check_and_is_named(explicit, tmp_path, capsys, kind, check):
     _, out = explicit
-    plant(out, leak)
+    plant(out, kind)
     report_path = tmp_path / "overlap_report.json"
     with pytest.raises(SystemExit) as failed:
-        overlap.main(["--subsets", *map(str, tables(out)), "--out", str(report_path)])
+        check_overlap.main(["--subsets", *map(str, tables(out)), "--out", str(report_path)])
     assert failed.value.code == 1
     report = json.loads(report_path.read_text())
     assert not report["ok"] and check in {v["check"] for v in report["violations"]}
-    assert f"LEAK: {check}" in capsys.readouterr().err
+    assert f"OVERLAP: {check}" in capsys.readouterr().err
 
 
 def test_lifestages_in_the_authors_format(explicit, tmp_path):
@@ -307,7 +335,8 @@ GENUS = {"genera": 1, "min_species_per_genus": 3, "min_images_per_species": 2}
 
 
 def genus_rows() -> list[dict]:
-    """Genus Mus: four species (60, 12, 3 and 1 images), so three qualify; genus Nus: two species, too few."""
+    """Genus Mus: four species (60, 12, 3 and 1 images), so three qualify; genus Nus: two species,
+    too few."""
     return (
         rows_of("Mus alba", 60, "Aves", 10_000, photos_per_observation=2)
         + rows_of("Mus beta", 12, "Aves", 11_000)
@@ -373,7 +402,7 @@ def test_genus_sampled_takes_whole_genera_out_of_the_other_subsets(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "leak, checks",
+    "kind, checks",
     [
         ("genus", ["genus_sampled genus in another subset"]),
         (
@@ -385,15 +414,16 @@ def test_genus_sampled_takes_whole_genera_out_of_the_other_subsets(tmp_path):
         ),
     ],
 )
-def test_planted_genus_sampled_leaks_fail_the_check(tmp_path, leak, checks):
+def test_planted_genus_sampled_overlaps_fail_the_check(tmp_path, kind, checks):
     curated = write_curated(explicit_rows() + genus_rows(), tmp_path / "curated.parquet")
     build(curated, tmp_path / "out", {**SETTINGS, "genus_sampled": GENUS})
-    table = tmp_path / "out" / ("train.parquet" if leak == "genus" else "genus_sampled.parquet")
+    table = tmp_path / "out" / ("train.parquet" if kind == "genus" else "genus_sampled.parquet")
     planted = {
         "genus": "SELECT * FROM t UNION ALL SELECT * REPLACE (photo_id + 10 ** 9 AS photo_id, "
         "observation_uuid || '-x' AS observation_uuid) FROM (FROM g LIMIT 1)",
-        "split": f"SELECT * FROM g UNION ALL SELECT * REPLACE ({OTHER_SPLIT}) FROM (FROM g LIMIT 1)",
-    }[leak]
+        "split": f"SELECT * FROM g UNION ALL SELECT * REPLACE ({OTHER_SPLIT}) "
+        f"FROM (FROM g LIMIT 1)",
+    }[kind]
     con = duckdb.connect()
     con.execute(f"CREATE TABLE t AS FROM '{tmp_path / 'out' / 'train.parquet'}'")
     con.execute(f"CREATE TABLE g AS FROM '{tmp_path / 'out' / 'genus_sampled.parquet'}'")
@@ -403,15 +433,18 @@ def test_planted_genus_sampled_leaks_fail_the_check(tmp_path, leak, checks):
 
 
 def eligible_genera(curated: Path, subsets: dict) -> duckdb.DuckDBPyRelation:
-    """Per genus (lineage) of the curated table's categories: its species with their images before the cutoff."""
+    """Per genus (lineage) of the curated table's categories: its species with their images before
+    the cutoff."""
     categories = " OR ".join(
         f"\"{rank}\" = '{name}'" for name, rank in subsets["categories"].items()
     )
     return duckdb.sql(f"""
-        SELECT concat_ws(' ', kingdom, phylum, "class", "order", family, genus) AS genus, taxonomic_name AS species,
+        SELECT concat_ws(' ', kingdom, phylum, "class", "order", family, genus) AS genus,
+               taxonomic_name AS species,
                count(*) AS images
         FROM read_parquet('{curated}')
-        WHERE species IS NOT NULL AND genus IS NOT NULL AND observed_on < '{subsets["observed_before"]}' AND ({categories})
+        WHERE species IS NOT NULL AND genus IS NOT NULL
+              AND observed_on < '{subsets["observed_before"]}' AND ({categories})
         GROUP BY ALL""")
 
 

@@ -18,37 +18,38 @@ import duckdb
 import pytest
 import torch
 
-from tests.conftest import REPO
+from tests.conftest import REPO, served_photos
 from tests.images import download, shard
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts import train
+from workflow_scripts.common.benchmarks import subset_benchmark
 from workflow_scripts.common.config import (
     MASTER_PORTS,
     load_config,
     slurm_rendezvous,
     train_launcher,
 )
-from workflow_scripts.evaluate.benchmarks import subset_benchmark
 from workflow_scripts.evaluate.zeroshot import classifier, encode_images, load_model, top_k
 
 CONFIG = load_config(REPO / "config.yaml")
 SETTINGS = CONFIG["train"]
 
 
-@pytest.fixture
-def shards(photo_server, tmp_path):
-    """8 photos of two species in Train's train split, sharded as the pipeline does."""
-    served, _, _ = photo_server
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """8 photos of two species in Train's train split, sharded as the pipeline does: once for the
+    tests here, which only read them."""
+    folder = tmp_path_factory.mktemp("shards")
     rows = [
         {**r, "split": "train"}
         for r in rows_of("Aus alba", 4, "Aves", 1) + rows_of("Bus beta", 4, "Insecta", 5)
     ]
-    subset = write_curated(rows, tmp_path / "train.parquet")
-    download(
-        subset, tmp_path / "images", {"url_rewrite": {"from": "https://example.org", "to": served}}
-    )
-    shard(subset, tmp_path / "images", tmp_path / "shards", {"samples_per_shard": 4})
-    return tmp_path / "shards"
+    subset = write_curated(rows, folder / "train.parquet")
+    with served_photos(folder) as (served, _, _):
+        rewrite = {"url_rewrite": {"from": "https://example.org", "to": served}}
+        download(subset, folder / "images", rewrite)
+    shard(subset, folder / "images", folder / "shards", {"samples_per_shard": 4})
+    return folder / "shards"
 
 
 def tiny(**changes) -> dict:
@@ -59,6 +60,8 @@ def tiny(**changes) -> dict:
     return settings
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("train")
 def test_tiny_recipe_twice_gives_the_same_checkpoint_bits(shards, tmp_path):
     first = train.train(shards, tmp_path / "a" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
     second = train.train(shards, tmp_path / "b" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
@@ -77,6 +80,8 @@ def test_tiny_recipe_twice_gives_the_same_checkpoint_bits(shards, tmp_path):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("train")
 def test_an_interrupted_run_with_other_settings_is_refused(shards, tmp_path):
     partial = tmp_path / "tiny-cpu.partial"
     partial.mkdir()
@@ -85,6 +90,8 @@ def test_an_interrupted_run_with_other_settings_is_refused(shards, tmp_path):
         train.train(shards, tmp_path / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("train")
 def test_pretrained_weights_from_a_local_checkpoint(shards, tmp_path):
     train.train(shards, tmp_path / "base" / "tiny-cpu", "tiny-cpu", tiny(epochs=1), threads=1)
     checkpoint = tmp_path / "base" / "tiny-cpu" / "checkpoint.pt"
@@ -102,6 +109,8 @@ def test_pretrained_weights_from_a_local_checkpoint(shards, tmp_path):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("train")
 def test_too_few_shards_for_the_workers_is_an_error(shards, tmp_path):
     with pytest.raises(train.TrainError, match="2 shards for 3 workers"):
         train.train(shards, tmp_path / "tiny-cpu", "tiny-cpu", tiny(workers=3), threads=1)
@@ -193,8 +202,10 @@ while args[0].startswith("--"):
     if option.startswith("--ntasks-per-node="):
         per_node = int(option.split("=", 1)[1])
 tasks = int(os.environ["SLURM_NNODES"]) * per_node
-running = [subprocess.Popen(args, env={{**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(tasks),
-                                        "SLURM_LOCALID": str(rank % per_node), "SLURM_NODEID": str(rank // per_node)}})
+running = [subprocess.Popen(args, env={{**os.environ, "SLURM_PROCID": str(rank),
+                                        "SLURM_NTASKS": str(tasks),
+                                        "SLURM_LOCALID": str(rank % per_node),
+                                        "SLURM_NODEID": str(rank // per_node)}})
            for rank in range(tasks)]
 sys.exit(max(process.wait() for process in running))
 """
@@ -245,7 +256,10 @@ def test_two_nodes_by_srun_every_task_sees_its_rank_and_rank_0s_address(tmp_path
     env = slurm_allocation(tmp_path, 2, 1234567, "gpu-a,gpu-b")
     dumps = tmp_path / "env"
     dumps.mkdir()
-    code = f"import json, os; json.dump(dict(os.environ), open({str(dumps)!r} + '/' + os.environ['SLURM_PROCID'], 'w'))"
+    code = (
+        f"import json, os; json.dump(dict(os.environ), open({str(dumps)!r} + '/' + "
+        f"os.environ['SLURM_PROCID'], 'w'))"
+    )
     done = launch(launcher, code, env)
     assert done.returncode == 0, done.stderr
     seen = {}
@@ -279,6 +293,7 @@ def free_job_id() -> int:
     raise RuntimeError("no free port")
 
 
+@pytest.mark.slow
 def test_two_nodes_by_srun_join_one_process_group(tmp_path):
     """The tasks srun starts join one process group as open_clip_train does (env://, from SLURM's
     variables: here gloo on CPU, one task on each of 2 "nodes" on this machine) and all-reduce;
@@ -289,7 +304,8 @@ def test_two_nodes_by_srun_join_one_process_group(tmp_path):
         "found = init_distributed_device_so(device='cpu')\n"
         "total = torch.tensor([found['global_rank'] + 1.0])\n"
         "dist.all_reduce(total)\n"
-        "sys.stdout.write(json.dumps({**found, 'sum': total.item()}) + '\\n')\n"  # one write: tasks share a pipe
+        # one write: tasks share a pipe
+        "sys.stdout.write(json.dumps({**found, 'sum': total.item()}) + '\\n')\n"
         "dist.destroy_process_group()\n"
     )
     recipe = {**SETTINGS["recipes"]["tiny-cpu"], "nodes": 2, "gpu": 1}
@@ -386,8 +402,8 @@ def test_caption_type_per_batch_per_sample_seeded():
 
 
 def test_open_clip_loader_with_the_caption_stage_keeps_every_image_format(tmp_path):
-    """open_clip_train's own loader drops images that are not jpg/jpeg/png/webp; the shards keep GIFs
-    as they are (iNaturalist has them), and the caption stage passes them on."""
+    """open_clip_train's own loader drops images that are not jpg/jpeg/png/webp; the shards keep
+    GIFs as they are (iNaturalist has them), and the caption stage passes them on."""
     import io
 
     import open_clip
@@ -430,9 +446,8 @@ def test_open_clip_loader_with_the_caption_stage_keeps_every_image_format(tmp_pa
         ]
     )
     args.world_size, args.rank = 1, 0
-    original = open_clip_train.data.wds.shuffle
-    open_clip_train.data.wds.shuffle = train.caption_stage(0, SETTINGS["caption_types"], "batch", 1)
-    try:
+    shuffle = open_clip_train.data.wds.shuffle
+    with train.captioned_shuffle(0, SETTINGS["caption_types"], "batch", 1):
         data = open_clip_train.data.get_wds_dataset(
             args,
             open_clip.image_transform(16, is_train=False),
@@ -442,11 +457,12 @@ def test_open_clip_loader_with_the_caption_stage_keeps_every_image_format(tmp_pa
         shades = {
             round(float(images[0, 0, 0, 0]), 1) for images, _ in data.dataloader
         }  # an epoch: 6 batches
-    finally:
-        open_clip_train.data.wds.shuffle = original
     assert len(shades) == 6  # without the GIFs: 4 images, repeated to fill the epoch
+    assert open_clip_train.data.wds.shuffle is shuffle  # restored
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("train")
 def test_a_killed_run_resumes_from_its_last_whole_checkpoint(shards, tmp_path):
     settings = tiny(epochs=40)
     command = [

@@ -1,11 +1,12 @@
-"""Config validation and its one source of defaults, the Snakemake workflow (planning, `latest`, lint,
-format), the generated dvc.yaml and conda environments, the lock, and the install target."""
+"""Config validation and its one source of defaults, the Snakemake workflow (planning, `latest`,
+lint, format), the generated dvc.yaml and conda environments, the lock, and the install target."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -14,13 +15,15 @@ from importlib import metadata
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from snakemake.utils import update_config
 
 from tests.conftest import REPO
 from tests.project_copy import git_copy, run
 from workflow_scripts.common import closure, contracts
 from workflow_scripts.common.captions import CAPTION_TYPES
-from workflow_scripts.common.config import load_config, memory_mb, settings, validated
+from workflow_scripts.common.config import ConfigError, load_config, memory_mb, settings, validated
+from workflow_scripts.common.taxonomy import RANKS
 
 VENV_BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
@@ -51,8 +54,8 @@ def snakemake(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def test_real_data_overlay_validates():
-    """Layered as Snakemake layers `--configfile config.yaml configs/inat-s3.yaml` (nested keys merged):
-    the real bucket, and Train left the paper's (the sample's genus draw switched off)."""
+    """Layered as Snakemake layers `--configfile config.yaml configs/inat-s3.yaml` (nested keys
+    merged): the real bucket, and Train left the paper's (the sample's genus draw switched off)."""
     config = load_config(REPO / "config.yaml")
     update_config(config, yaml.safe_load((REPO / "configs" / "inat-s3.yaml").read_text()))
     validated(config)
@@ -87,8 +90,8 @@ def test_defaults_come_from_the_schema_alone():
     assert not any(re.search(r"^DEFAULTS\b", text, re.M) for text in sources)
 
 
-def test_the_schema_names_the_contracts_subsets_and_caption_types():
-    """The schema's enums repeat two facts the code defines: they must say the same."""
+def test_the_schema_names_the_contracts_subsets_ranks_and_caption_types():
+    """The schema's enums repeat three facts the code defines: they must say the same."""
     schema = yaml.safe_load(
         (REPO / "workflow_scripts" / "common" / "schemas" / "config.schema.yaml").read_text()
     )
@@ -98,6 +101,20 @@ def test_the_schema_names_the_contracts_subsets_and_caption_types():
     assert sections["evaluate"]["properties"]["benchmarks"]["items"] == subset
     assert sections["export"]["properties"]["inat2021"]["items"] == subset
     assert tuple(sections["train"]["properties"]["caption_types"]["items"]["enum"]) == CAPTION_TYPES
+    rank = {"$ref": "#/definitions/rank"}
+    assert tuple(schema["definitions"]["rank"]["enum"]) == RANKS
+    assert schema["definitions"]["taxa"]["items"]["properties"]["rank"] == rank
+    assert sections["subsets"]["properties"]["categories"]["additionalProperties"] == rank
+
+
+def test_a_renamed_key_is_read_with_a_warning():
+    """config.RENAMED: the old name of a key still works until it is removed (CHANGELOG.md)."""
+    with pytest.warns(
+        FutureWarning, match=r"shards\.chunk_size is deprecated: write shards\.window"
+    ):
+        assert settings("shards", {"chunk_size": 7})["window_size"] == 7
+    with pytest.raises(ConfigError, match="part_size and segment_size both given"):
+        settings("shards", {"part_size": 7, "segment_size": 7})
 
 
 @pytest.mark.parametrize(
@@ -142,20 +159,23 @@ RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
         ),
         (
             {"evaluate": {"models": {"BT-CLIP-X": {"recipe": "bt-clip-x"}}}},
-            f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in train.recipes {RECIPES}",
+            f"config evaluate.models.BT-CLIP-X.recipe: no recipe 'bt-clip-x' in "
+            f"train.recipes {RECIPES}",
         ),
         (
             {"images": {"subsets": ["train", "balancd"]}},
-            "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, genus_sampled, lifestages, train, "
-            "unseen)",
+            "config images.subsets[1]: 'balancd' is not allowed (choices: balanced, genus_sampled, "
+            "lifestages, train, unseen)",
         ),
         (
             {"evaluate": {"benchmarks": ["balanced", "genus_sampled"]}},
-            "config evaluate.benchmarks: genus_sampled is listed but subsets.genus_sampled.genera is 0 (none drawn)",
+            "config evaluate.benchmarks: genus_sampled is listed but subsets.genus_sampled.genera "
+            "is 0 (none drawn)",
         ),
         (
             {"subsets": {"genus_sampled": {"genera": 5, "categories": ["Plants"]}}},
-            "config subsets.genus_sampled.categories: 'Plants' is not in subsets.categories (choices: Arachnida, Aves,",
+            "config subsets.genus_sampled.categories: 'Plants' is not in subsets.categories "
+            "(choices: Arachnida, Aves,",
         ),
         (
             {
@@ -166,15 +186,18 @@ RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
                     }
                 }
             },
-            "config subsets.genus_sampled.include: a species would take part of a genus: name a genus or a higher taxon",
+            "config subsets.genus_sampled.include: a species would take part of a genus: name a "
+            "genus or a higher taxon",
         ),
         (
             {"subsets": {"genus_sampled": {"genera": 1.5}}},
-            "config subsets.genus_sampled.genera: 1.5 is greater than or equal to the maximum of 1 (allowed: 0: none",
+            "config subsets.genus_sampled.genera: 1.5 is greater than or equal to the maximum of 1 "
+            "(allowed: 0: none",
         ),
         (
             {"evaluate": {"benchmarks": ["unseen"], "levels_benchmark": "balanced"}},
-            "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks (choices: unseen)",
+            "config evaluate.levels_benchmark: 'balanced' is not in evaluate.benchmarks "
+            "(choices: unseen)",
         ),
         (
             {
@@ -191,7 +214,8 @@ RECIPES = "(choices: bt-clip-b, bt-clip-m, bt-clip-o, tiny-cpu)"
                     }
                 }
             },
-            "config evaluate.external: 'train_test' is the name of one of our benchmarks: rename it",
+            "config evaluate.external: 'train_test' is the name of one of our benchmarks: "
+            "rename it",
         ),
     ],
 )
@@ -217,7 +241,8 @@ def test_config_semantics_accept_the_shipped_configs_and_their_own_names():
         "evaluate": {"models": {"Mine": {"recipe": "mine"}}},
     }
     validated(own)  # names defined by the config itself
-    # a stage's section alone is checked against the schema; its names are checked on the whole config
+    # a stage's section alone is checked against the schema; its names are checked on the whole
+    # config
     assert settings("evaluate", own["evaluate"])["models"] == {"Mine": {"recipe": "mine"}}
 
 
@@ -236,7 +261,8 @@ def test_snakemake_rejects_an_unknown_key(tmp_path):
 
 
 def planned_jobs(*args: str, cwd) -> dict[str, int]:
-    """`snakemake -n`'s job counts per rule, in the folder `cwd` with the repo's Snakefile and config."""
+    """`snakemake -n`'s job counts per rule, in the folder `cwd` with the repo's Snakefile and
+    config."""
     result = snakemake(
         "-n",
         "--directory",
@@ -282,9 +308,11 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
     }
 
 
+@pytest.mark.slow
 def test_after_subsets_a_dry_run_lists_a_job_per_url_chunk_and_shard_part(tmp_path):
-    """The subsets checkpoint's row counts decide the image jobs: ceil(rows / urls_per_job) downloads
-    per subset and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per shard set."""
+    """The subsets checkpoint's row counts decide the image jobs: ceil(rows / urls_per_job)
+    downloads per subset and ceil(rows / (samples_per_shard * shards_per_job)) shard parts per shard
+    set."""
     overlay = tmp_path / "small.yaml"
     overlay.write_text(
         yaml.safe_dump(
@@ -334,7 +362,8 @@ def test_parsing_the_snakefile_imports_nothing_heavy():
         "from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings\n"
         "before = set(sys.modules)\n"
         "with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:\n"
-        "    api.workflow(ResourceSettings(), snakefile=Path('Snakefile'), workdir=Path('.'))._workflow\n"
+        "    api.workflow(ResourceSettings(), snakefile=Path('Snakefile'), "
+        "workdir=Path('.'))._workflow\n"
         f"print(sorted(m for m in {HEAVY!r} if m in set(sys.modules) - before))\n"
     )
     result = subprocess.run(
@@ -344,7 +373,7 @@ def test_parsing_the_snakefile_imports_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
-def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_path):
+def test_planning_latest_asks_no_source(tmp_path):
     unreachable = {
         "snapshots": ["latest"],
         "fetch": {"source": "s3://no-such-bucket-here", "endpoint_url": "http://127.0.0.1:9"},
@@ -354,6 +383,8 @@ def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_p
     assert planned.returncode == 0, planned.stderr  # planning asks no source anything
     assert re.search(r"^latest_snapshot\s+1$", planned.stdout, re.M)
 
+
+def test_latest_is_resolved_by_a_checkpoint_when_the_workflow_runs(mirror, tmp_path):
     local = {
         "snapshots": ["latest"],
         "fetch": {"source": str(mirror)},
@@ -382,6 +413,7 @@ def test_lint_and_format_are_clean():
         ["snakefmt", "--check", "Snakefile", "rules"],
         ["ruff", "format", "--check", "."],
         ["ruff", "check", "."],
+        ["lint-imports", "--no-cache"],  # .importlinter: the stages' layers, no import cycles
     ):
         result = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True)
         assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}{result.stderr}"
@@ -415,6 +447,17 @@ def test_every_rule_names_log_and_conda_env():
             assert "    log:" in body and "    conda:" in body, f"{smk.name}: rule {rule}"
             env = re.search(r'conda:\s+"\.\./(envs/[\w.]+)"', body).group(1)
             assert (REPO / env).is_file()
+
+
+def test_every_rule_runs_the_module_of_its_name():
+    """Rule `x` runs `python -m workflow_scripts[.<stage>].x` (docs/glossary.md: names)."""
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        parts = re.split(r"^(?:rule|checkpoint) (\w+):", smk.read_text(), flags=re.M)
+        for rule, body in zip(parts[1::2], parts[2::2]):
+            modules = re.findall(r"-m (workflow_scripts[\w.]*)", body)
+            assert modules and {m.rsplit(".", 1)[-1] for m in modules} == {rule}, (
+                f"{smk.name}: rule {rule} runs {modules}"
+            )
 
 
 def test_generated_files_are_what_the_rules_make_them():
@@ -504,25 +547,48 @@ def test_dvc_lock_is_true_to_the_committed_code(tmp_path):
     assert not stale, f"dvc.lock is stale (run `make demo` and commit it): {sorted(stale)}"
 
 
-def test_toolchain_pins():
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    for pin in (
-        "torch==2.15.0",
-        "torchvision==0.29.2",
-        "open_clip_torch[training]==3.3.0",
-        "webdataset==0.2.86",
-    ):
-        assert pin in deps
-    assert all("==" in d for d in deps)
-    lock = (REPO / "requirements.lock").read_text()
-    for dep in deps:
-        name, version = dep.split("==")
-        assert re.search(
-            rf"^{re.escape(name.split('[')[0])}=={re.escape(version)}$", lock, re.M | re.I
-        ), dep
+def test_every_pin_is_exact_and_in_the_lock():
+    """pyproject.toml's pins (dependencies and every extra) are exact and requirements.lock holds
+    each at the same version: a pin edited without `make lock` fails here."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = [
+        Requirement(text)
+        for text in project["dependencies"]
+        + [d for extra in project["optional-dependencies"].values() for d in extra]
+    ]
+    locked = {
+        canonicalize_name(requirement.name): requirement.specifier
+        for line in (REPO / "requirements.lock").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+        for requirement in [Requirement(line)]
+    }
+    assert not [str(pin) for pin in pins if len(pin.specifier) != 1 or "==" not in str(pin)]
+    assert not [
+        str(pin) for pin in pins if locked.get(canonicalize_name(pin.name)) != pin.specifier
+    ]
 
 
-def test_install_is_idempotent():
-    # `make -q` exits 0 only when the target is up to date: a second install does nothing
-    result = subprocess.run(["make", "-q", "install"], cwd=REPO, env=ENV)
-    assert result.returncode == 0
+def test_install_reruns_pip_only_when_the_pins_change(tmp_path):
+    """`make install` on a copy of the Makefile whose venv's python records its calls: it installs
+    once, a second call does nothing (`make -q` says up to date), a newer pin file installs
+    again."""
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(REPO / name, tmp_path / name)
+    python, calls = tmp_path / ".venv" / "bin" / "python", tmp_path / "calls"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    python.chmod(0o755)
+
+    def install(*flags: str) -> int:
+        return subprocess.run(
+            ["make", *flags, "install"], cwd=tmp_path, capture_output=True
+        ).returncode
+
+    assert install() == 0 and install() == 0 and install("-q") == 0
+    assert calls.read_text().splitlines() == [
+        "-m pip install --quiet --disable-pip-version-check -c requirements.lock -e .[dev]"
+    ]
+    stamp = (tmp_path / ".venv" / ".installed").stat().st_mtime
+    os.utime(tmp_path / "requirements.lock", (stamp + 10, stamp + 10))
+    assert install("-q") != 0 and install() == 0
+    assert len(calls.read_text().splitlines()) == 2

@@ -2,7 +2,8 @@
 
     python -m tools.clip_benchmark eval --dataset wds/balanced \\
         --dataset_root data/snapshots/<date>/exports/clip_benchmark/balanced \\
-        --model biotrove-tiny --pretrained models/<date>/tiny-cpu/checkpoint.pt --no_amp --output result.json
+        --model biotrove-tiny --pretrained models/<date>/tiny-cpu/checkpoint.pt --no_amp \\
+        --output result.json
 
 Arguments are clip_benchmark's own (`clip_benchmark eval --help`). Two things differ from running
 `clip_benchmark` itself:

@@ -1,7 +1,8 @@
 """Generate dvc.yaml and envs/*.yaml from the Snakemake workflow, so that the pipeline graph, the
-stages' dependencies and the conda environments have one source: the rules and the code they run.
+stages' dependencies and the conda environments have one source: the rules and the code they run;
+and docs/configuration.md from the config schema (tools/config_reference.py).
 
-    python -m tools.generate            # write dvc.yaml and envs/*.yaml (make generate)
+    python -m tools.generate            # write them all (make generate)
     python -m tools.generate --check    # exit 1, naming the file, when a committed one differs
 
 dvc.yaml has one stage per rules/<stage>.smk, for each snapshot its jobs run for (a pair of
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from tools import config_reference
 from workflow_scripts.common import closure, contracts
 from workflow_scripts.common.config import Section
 
@@ -141,8 +143,9 @@ def stage_of(job) -> str:
 
 
 class Unplanned:
-    """A job Snakemake cannot plan before a checkpoint has run (download_chunk: the chunks follow the
-    subsets' rows): its rule, with the inputs and outputs its planned neighbours' wildcards fill in."""
+    """A job Snakemake cannot plan before a checkpoint has run (download_chunk: the chunks follow
+    the subsets' rows): its rule, with the inputs and outputs its planned neighbours' wildcards fill
+    in."""
 
     def __init__(self, rule, wildcards: dict):
         self.rule, self.wildcards = rule, wildcards
@@ -168,9 +171,10 @@ def filled(files, wildcards: dict) -> list:
 
 def after_checkpoints(jobs: list, rules: list, made: set[str]) -> list[Unplanned]:
     """The jobs of `rules` (one rule file's) that run after a checkpoint, for the snapshot of `jobs`
-    (the file's planned ones): each rule not planned, with the wildcards of a planned job, that reads
-    a file made upstream (`made`, the planned outputs; growing as jobs are found). A rule without
-    wildcards (latest_snapshot, when no snapshot is `latest`) would have been planned: it does not run."""
+    (the file's planned ones): each rule not planned, with the wildcards of a planned job, that
+    reads a file made upstream (`made`, the planned outputs; growing as jobs are found). A rule
+    without wildcards (latest_snapshot, when no snapshot is `latest`) would have been planned: it
+    does not run."""
     planned = {job.rule.name for job in jobs}
     found: dict[tuple, Unplanned] = {}
     grown = True
@@ -231,7 +235,8 @@ def templated(value, replacements: dict[str, str]):
 
 
 def dvc_stages(jobs: list, rules: dict[str, list], config_file: dict, root: Path = ROOT) -> dict:
-    """dvc.yaml's stages: per rule file, a foreach over the snapshots (or pairs) its jobs run for."""
+    """dvc.yaml's stages: per rule file, a foreach over the snapshots (or pairs) its jobs run
+    for."""
     by_stage = defaultdict(list)
     for job in jobs:
         by_stage[stage_of(job)].append(job)
@@ -364,7 +369,12 @@ def dvc_yaml(jobs: list, rules: dict[str, list], root: Path = ROOT) -> str:
 def generated(root: Path = ROOT) -> dict[str, str]:
     """Every generated file (relative path -> text)."""
     jobs, rules = workflow_jobs(root)
-    return {"dvc.yaml": dvc_yaml(jobs, rules, root), **conda_envs(rules, root)}
+    schema = root / config_reference.SCHEMA.relative_to(ROOT)
+    return {
+        "dvc.yaml": dvc_yaml(jobs, rules, root),
+        **conda_envs(rules, root),
+        config_reference.OUTPUT: config_reference.markdown(schema),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,8 @@ places), how it was filtered, its known biases, what its licenses ask of users a
 
     python -m workflow_scripts.data_card --curated data/snapshots/<date>/curated/curated.parquet \\
         --curation-report data/snapshots/<date>/curated/curation_report.json \\
-        --subsets-report data/snapshots/<date>/subsets/subsets_report.json --out results/<date>/data_card \\
-        --date <date>
+        --subsets-report data/snapshots/<date>/subsets/subsets_report.json \\
+        --out results/<date>/data_card --date <date>
 
 --date names the snapshot in the card's text (without it, the curated table's snapshot column does).
 
@@ -25,42 +25,35 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 
 from workflow_scripts.common import cli, contracts
-from workflow_scripts.common.duck import quote
+from workflow_scripts.common.drop_reasons import meaning
+from workflow_scripts.common.duck import query, quote
 from workflow_scripts.common.files import building, write_text
+from workflow_scripts.common.long_tail import lorenz
 from workflow_scripts.common.plots import plt, save
 from workflow_scripts.common.tables import ROUNDING, half_up, markdown
-from workflow_scripts.stats import lorenz, query
+from workflow_scripts.common.taxonomy import OTHER, RANKS, category_sql
 
-LEVELS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 BOXES = {
     "North America": (-170, -50, 15, 75),
     "Europe": (-25, 45, 35, 72),
 }  # longitudes, then latitudes
 RECENT_YEARS = 5
 COMPOSITION, LICENSES, YEARS, WORLD_MAP = contracts.DATA_CARD_FIGURES
-REASONS = {
-    "quality_grade": "not research grade",
-    "license": "a license curation does not keep (config curate)",
-    "kingdom": "outside Animalia, Plantae and Fungi",
-    "taxon_inactive": "its taxon is no longer active",
-    "observation_missing": "its observation is not in observations.csv",
-    "observation_rejected": "its observation's row failed the format check",
-    "no_taxon": "its observation has no taxon",
-    "taxon_missing_from_taxa": "its taxon is not in taxa.csv",
-    "taxon_rejected": "its taxon's row failed the format check",
-    "ancestor_rejected": "an ancestor of its taxon failed the format check",
-    "duplicate_photo": "the same photo again, under another observation of the same taxon",
-    "conflicting_labels": "one photo in observations of different taxa",
-}
-BIBTEX = """@inproceedings{yang2024biotrove,
-  title={BioTrove: A Large Curated Image Dataset Enabling AI for Biodiversity},
-  author={Yang, Chih-Hsuan and Feuer, Benjamin and Jubery, Talukder Zaki and Deng, Zi K. and Nakkab, Andre and
-          Hasan, Md Zahid and Chiranjeevi, Shivani and Marshall, Kelly and Baishnab, Nirmal and Singh, Asheesh K.
-          and Singh, Arti and Sarkar, Soumik and Merchant, Nirav and Hegde, Chinmay and Ganapathysubramanian,
-          Baskar},
-  booktitle={Advances in Neural Information Processing Systems (Datasets and Benchmarks Track)},
-  year={2024}
-}"""
+BIBTEX = (  # one literal per line of the entry, the long ones in two
+    "@inproceedings{yang2024biotrove,\n"
+    "  title={BioTrove: A Large Curated Image Dataset Enabling AI for Biodiversity},\n"
+    "  author={Yang, Chih-Hsuan and Feuer, Benjamin and Jubery, Talukder Zaki and Deng, Zi K. and "
+    "Nakkab, Andre and\n"
+    "          Hasan, Md Zahid and Chiranjeevi, Shivani and Marshall, Kelly and Baishnab, Nirmal "
+    "and Singh, Asheesh K.\n"
+    "          and Singh, Arti and Sarkar, Soumik and Merchant, Nirav and Hegde, Chinmay and "
+    "Ganapathysubramanian,\n"
+    "          Baskar},\n"
+    "  booktitle={Advances in Neural Information Processing Systems "
+    "(Datasets and Benchmarks Track)},\n"
+    "  year={2024}\n"
+    "}"
+)
 
 
 def pct(part, whole, places: int = 1) -> str:
@@ -80,7 +73,8 @@ def and_list(names) -> str:
 
 
 def license_terms(code: str) -> dict:
-    """What a license asks: attribution (every CC-BY*), commercial use (not NC), adaptations (ND, SA)."""
+    """What a license asks: attribution (every CC-BY*), commercial use (not NC), adaptations (ND,
+    SA)."""
     return {
         "attribution required": "yes" if code.startswith("CC-BY") else "no",
         "commercial use": "no" if "-NC" in code else "yes",
@@ -109,23 +103,19 @@ def measure(con: duckdb.DuckDBPyConnection, categories: dict[str, str]) -> dict:
         query(
             con,
             "SELECT "
-            + ", ".join(f'count(DISTINCT "{level}"), count("{level}")' for level in LEVELS)
+            + ", ".join(f'count(DISTINCT "{rank}"), count("{rank}")' for rank in RANKS)
             + " FROM curated",
         )
         .iloc[0]
         .to_numpy()
     )
-    m["levels"] = pd.DataFrame({"level": LEVELS, "names": named[0::2], "images named": named[1::2]})
-    case = " ".join(
-        f'WHEN "{rank}" = {quote(name)} THEN {quote(name)}'
-        for name, rank in sorted(categories.items())
-    )
+    m["levels"] = pd.DataFrame({"level": RANKS, "names": named[0::2], "images named": named[1::2]})
     found = query(
         con,
-        f"""SELECT CASE {case} ELSE 'other' END AS category, count(*) AS images,
+        f"""SELECT {category_sql(categories)} AS category, count(*) AS images,
                            count(DISTINCT species) AS species FROM curated GROUP BY 1""",
     ).set_index("category")
-    m["categories"] = found.reindex([*sorted(categories), "other"], fill_value=0).reset_index()
+    m["categories"] = found.reindex([*sorted(categories), OTHER], fill_value=0).reset_index()
     m["species"] = query(
         con,
         """SELECT species, count(*) AS images FROM curated WHERE species IS NOT NULL
@@ -147,7 +137,8 @@ def measure(con: duckdb.DuckDBPyConnection, categories: dict[str, str]) -> dict:
     )
     located = "latitude IS NOT NULL AND longitude IS NOT NULL"
     boxes = ", ".join(
-        f"count(*) FILTER (WHERE longitude BETWEEN {x0} AND {x1} AND latitude BETWEEN {y0} AND {y1}) "
+        f"count(*) FILTER (WHERE longitude BETWEEN {x0} AND {x1} AND latitude BETWEEN {y0} "
+        f"AND {y1}) "
         f'AS "{name}"'
         for name, (x0, x1, y0, y1) in BOXES.items()
     )
@@ -170,11 +161,12 @@ def overview(m: dict, date: str) -> list[str]:
     return [
         f"# Data card: BioTrove from iNaturalist Open Data, snapshot {date}",
         "",
-        f"This snapshot's curated table holds {t.images:,} images of {t.species:,} species ({t.taxa:,} taxa: "
-        f"the distinct taxa its photos are identified as, at any rank) from {t.observations:,} observations "
-        f"made between {t['first']:%Y-%m-%d} and {t['last']:%Y-%m-%d}. It reproduces BioTrove (Yang et al., "
-        f"2024): research-grade iNaturalist photos of {and_list(t.kingdoms)}, each labelled with its taxon's "
-        f"names and lineage. {ROUNDING}",
+        f"This snapshot's curated table holds {t.images:,} images of {t.species:,} species "
+        f"({t.taxa:,} taxa: the distinct taxa its photos are identified as, at any rank) from "
+        f"{t.observations:,} observations made between {t['first']:%Y-%m-%d} and "
+        f"{t['last']:%Y-%m-%d}. It reproduces BioTrove (Yang et al., 2024): research-grade "
+        f"iNaturalist photos of {and_list(t.kingdoms)}, each labelled with its taxon's names and "
+        f"lineage. {ROUNDING}",
         "",
     ]
 
@@ -197,8 +189,8 @@ def composition(m: dict, categories: dict[str, str]) -> list[str]:
         ),
         markdown(
             cats[["category", "rank", "images", "share %", "species"]],
-            "Images and species per category (the subsets' categories, each the taxon of that name at "
-            "its rank; other: the rest):",
+            "Images and species per category (the subsets' categories, each the taxon of that name "
+            f"at its rank; {OTHER}: the rest):",
         ),
         f"![Images and species per category]({COMPOSITION})",
         "",
@@ -210,10 +202,11 @@ def long_tail(m: dict) -> list[str]:
     return [
         "## Long tail",
         "",
-        f"Images per species, over {len(per_species):,} species: Gini coefficient {half_up(gini, 3)}; the top "
-        f"20% of species hold {pct(top20, 1)}% of the species-level images; median "
-        f"{per_species.images.median():g} and at most {per_species.images.iloc[0]:,} images per species "
-        f"({per_species.species.iloc[0]}); {single(m):,} species ({pct(single(m), len(per_species))}%) have a "
+        f"Images per species, over {len(per_species):,} species: Gini coefficient "
+        f"{half_up(gini, 3)}; the top 20% of species hold {pct(top20, 1)}% of the species-level "
+        f"images; median {per_species.images.median():g} and at most "
+        f"{per_species.images.iloc[0]:,} images per species ({per_species.species.iloc[0]}); "
+        f"{single(m):,} species ({pct(single(m), len(per_species))}%) have a "
         "single image.",
         "",
     ]
@@ -249,9 +242,9 @@ def observation_years(m: dict) -> list[str]:
     return [
         "## Observation years",
         "",
-        f"Observed from {int(years.year.min())} to {last}; {recent}% of the dated images are from the last "
-        f"{RECENT_YEARS} years of the data ({first}–{last}); the busiest year is {int(peak.year)} with "
-        f"{int(peak.images):,} images."
+        f"Observed from {int(years.year.min())} to {last}; {recent}% of the dated images are from "
+        f"the last {RECENT_YEARS} years of the data ({first}–{last}); the busiest year is "
+        f"{int(peak.year)} with {int(peak.images):,} images."
         + (f" {undated:,} images have no observation date." if undated else ""),
         "",
         f"![Images per year of observation]({YEARS})",
@@ -269,9 +262,9 @@ def geography(m: dict) -> list[str]:
     return [
         "## Geography",
         "",
-        f"{p.located:,} of {images:,} images ({pct(p.located, images)}%) have coordinates. Of those, "
-        f"{pct(p.north, p.located)}% lie in the northern hemisphere (latitude above 0), {boxes}. The boxes are "
-        "rectangles of longitude and latitude, not borders.",
+        f"{p.located:,} of {images:,} images ({pct(p.located, images)}%) have coordinates. Of "
+        f"those, {pct(p.north, p.located)}% lie in the northern hemisphere (latitude above 0), "
+        f"{boxes}. The boxes are rectangles of longitude and latitude, not borders.",
         "",
         f"![Observation density on a longitude/latitude grid]({WORLD_MAP})",
         "",
@@ -286,7 +279,7 @@ def filters(curation: dict, subsets: dict) -> list[str]:
     )
     reasons = pd.DataFrame(
         [
-            (r, n, pct(n, read, 2), REASONS.get(r))
+            (r, n, pct(n, read, 2), meaning(r))
             for r, n in sorted(curation["dropped"].items(), key=lambda item: (-item[1], item[0]))
         ],
         columns=["reason", "photos", "share of photos read %", "meaning"],
@@ -326,25 +319,29 @@ def biases(m: dict, curation: dict) -> list[str]:
         "",
         "Measured on this snapshot (the sections above):",
         "",
-        f"- **Places.** {pct(sum(p[name] for name in BOXES), p.located)}% of the images with coordinates fall "
-        f"in the {and_list(BOXES)} boxes and {pct(p.north, p.located)}% in the northern hemisphere. "
-        "Observations are made where iNaturalist's observers are, most of them in North America and Europe: "
-        "compare these shares with the world map.",
-        f"- **Taxa.** The largest category, {named.category.iloc[0]}, holds {pct(named.images.iloc[0], images)}% "
-        f"of the images; {pct(m['categories'].images.iloc[-1], images)}% fall outside the {len(named)} "
-        "categories.",
-        f"- **What gets identified.** Only research-grade observations are kept ({dropped['quality_grade']:,} "
-        f"photos, {pct(dropped['quality_grade'], read)}% of those read, were not): ones the community agrees "
-        "on, which favours common, easily identified and photogenic species over cryptic or look-alike ones.",
-        f"- **The long tail.** The top 20% of species hold {pct(m['lorenz'][3], 1)}% of the species-level "
-        f"images and {single(m):,} species have a single image: rare species are seen little in training and "
-        "evaluation.",
-        f"- **Time.** {recent}% of the dated images are from {first}–{last}, the last {RECENT_YEARS} years of "
-        "the data; iNaturalist's observations have grown year by year (see the figure).",
+        f"- **Places.** {pct(sum(p[name] for name in BOXES), p.located)}% of the images with "
+        f"coordinates fall in the {and_list(BOXES)} boxes and {pct(p.north, p.located)}% in the "
+        f"northern hemisphere. Observations are made where iNaturalist's observers are, most of "
+        f"them in North America and Europe: compare these shares with the world map.",
+        f"- **Taxa.** The largest category, {named.category.iloc[0]}, holds "
+        f"{pct(named.images.iloc[0], images)}% of the images; "
+        f"{pct(m['categories'].images.iloc[-1], images)}% fall outside the "
+        f"{len(named)} categories.",
+        f"- **What gets identified.** Only research-grade observations are kept "
+        f"({dropped['quality_grade']:,} photos, {pct(dropped['quality_grade'], read)}% of those "
+        f"read, were not): ones the community agrees on, which favours common, easily identified "
+        f"and photogenic species over cryptic or look-alike ones.",
+        f"- **The long tail.** The top 20% of species hold {pct(m['lorenz'][3], 1)}% of the "
+        f"species-level images and {single(m):,} species have a single image: rare species are "
+        f"seen little in training and evaluation.",
+        f"- **Time.** {recent}% of the dated images are from {first}–{last}, the last "
+        f"{RECENT_YEARS} years of the data; iNaturalist's observations have grown year by year "
+        f"(see the figure).",
         "- **People.** iNaturalist Open Data does not export photos of humans (Homo).",
-        "- **Licenses.** iNaturalist's open data leave out all-rights-reserved photos, and curation kept only "
-        f"{and_list(sorted(m['licenses'].license))} ({dropped['license']:,} photos dropped for their license): "
-        "the observers who choose these licenses shape the data.",
+        f"- **Licenses.** iNaturalist's open data leave out all-rights-reserved photos, and "
+        f"curation kept only {and_list(sorted(m['licenses'].license))} ({dropped['license']:,} "
+        f"photos dropped for their license): the observers who choose these licenses shape "
+        f"the data.",
         "",
     ]
 
@@ -358,13 +355,13 @@ def duties(m: dict, date: str) -> list[str]:
         "",
         f"{attributed.images.sum():,} images ({pct(attributed.images.sum(), images)}%: "
         f"{and_list(attributed.license)}) require attribution to their observer; "
-        f"{noncommercial.images.sum():,} ({and_list(noncommercial.license)}) may not be used commercially. "
-        "The pipeline stores no observer data. Each photo's attribution is on "
-        "`https://www.inaturalist.org/photos/<photo_id>` and its observation at "
-        "`https://www.inaturalist.org/observations/<observation_uuid>`; for many photos at once, join the "
-        "snapshot's photos.csv.gz (photo_id -> observer_id) with observers.csv.gz (observer_id -> login, name), "
-        f"both in the fetched snapshot's `raw/` folder (`{contracts.raw(contracts.snapshot('data', date))}/` "
-        "with the default data_root).",
+        f"{noncommercial.images.sum():,} ({and_list(noncommercial.license)}) may not be used "
+        f"commercially. The pipeline stores no observer data. Each photo's attribution is on "
+        f"`https://www.inaturalist.org/photos/<photo_id>` and its observation at "
+        f"`https://www.inaturalist.org/observations/<observation_uuid>`; for many photos at once, "
+        f"join the snapshot's photos.csv.gz (photo_id -> observer_id) with observers.csv.gz "
+        f"(observer_id -> login, name), both in the fetched snapshot's `raw/` folder "
+        f"(`{contracts.raw(contracts.snapshot('data', date))}/` with the default data_root).",
         "",
     ]
 
@@ -379,17 +376,18 @@ def citation(date: str) -> list[str]:
         BIBTEX,
         "```",
         "",
-        f"The source: iNaturalist Open Data, https://github.com/inaturalist/inaturalist-open-data, snapshot "
-        f"{date}.",
+        f"The source: iNaturalist Open Data, https://github.com/inaturalist/inaturalist-open-data, "
+        f"snapshot {date}.",
         "",
-        "Each photo stays under its own license: credit the photos you use as it requires, with their observer "
-        "and link found as under License duties and attribution.",
+        "Each photo stays under its own license: credit the photos you use as it requires, with "
+        "their observer and link found as under License duties and attribution.",
         "",
     ]
 
 
 def bars(frame: pd.DataFrame, label: str, columns: tuple[str, ...], path: Path, title: str) -> None:
-    """One bar panel per column of `frame`, bars at its `label` column (names, or numbers on an axis)."""
+    """One bar panel per column of `frame`, bars at its `label` column (names, or numbers on an
+    axis)."""
     width = min(16, 2 + 0.5 * len(frame) * len(columns))
     fig, axes = plt.subplots(1, len(columns), figsize=(width, 4), squeeze=False)
     for ax, column in zip(axes[0], columns):
@@ -402,7 +400,8 @@ def bars(frame: pd.DataFrame, label: str, columns: tuple[str, ...], path: Path, 
 
 
 def world_map(cells: pd.DataFrame, path: Path) -> None:
-    """Images per 1-degree cell on a plain longitude/latitude grid, log colour scale, with the boxes."""
+    """Images per 1-degree cell on a plain longitude/latitude grid, log colour scale, with the
+    boxes."""
     grid = np.zeros((180, 360))
     grid[cells.lat + 90, cells.lon + 180] = cells.images
     fig, ax = plt.subplots(figsize=(11, 5.8))

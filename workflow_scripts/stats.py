@@ -18,18 +18,16 @@ import pandas as pd
 import squarify
 
 from workflow_scripts.common import cli
-from workflow_scripts.common.duck import quote
+from workflow_scripts.common.duck import query, quote
 from workflow_scripts.common.files import building
+from workflow_scripts.common.long_tail import lorenz
 from workflow_scripts.common.plots import plt, save
 from workflow_scripts.common.tables import write_table
+from workflow_scripts.common.taxonomy import ranks_down_to
 
-LEVELS = ("kingdom", "phylum", "class", "order", "family")
+TREEMAP_RANKS = ranks_down_to("family")  # Figure 3's treemap, kingdom to family
 TOP_SPECIES = 40  # in the top-species table and Figure 2c
 KINGDOM_COLOURS = {"Animalia": "tab:orange", "Plantae": "tab:green", "Fungi": "tab:purple"}
-
-
-def query(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
-    return con.execute(sql).df()
 
 
 def per_level(con, level: str) -> pd.DataFrame:
@@ -39,16 +37,6 @@ def per_level(con, level: str) -> pd.DataFrame:
                                  count(DISTINCT species) AS species
                           FROM curated GROUP BY 1 ORDER BY images DESC, 1""",
     )
-
-
-def lorenz(images_per_species: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Cumulative share of species (poorest first) vs of images; Gini; top-20% share."""
-    counts = np.sort(images_per_species)
-    x = np.concatenate([[0], np.arange(1, len(counts) + 1) / len(counts)])
-    y = np.concatenate([[0], np.cumsum(counts) / counts.sum()])
-    gini = 1 - np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]))
-    top = counts[::-1][: max(1, int(np.ceil(0.2 * len(counts))))]
-    return x, y, float(gini), float(top.sum() / counts.sum())
 
 
 def figure2(phyla: pd.DataFrame, top_species: pd.DataFrame, path: Path) -> None:
@@ -75,7 +63,7 @@ def treemap(frame: pd.DataFrame, path: Path) -> None:
     def draw(
         rows: pd.DataFrame, depth: int, x: float, y: float, dx: float, dy: float, colour: str
     ) -> None:
-        level = LEVELS[depth]
+        level = TREEMAP_RANKS[depth]
         groups = rows.groupby(level, dropna=False, sort=False).images.sum().reset_index()
         groups = groups.sort_values(["images", level], ascending=[False, True])
         sizes = squarify.normalize_sizes(groups.images.tolist(), dx, dy)
@@ -104,7 +92,7 @@ def treemap(frame: pd.DataFrame, path: Path) -> None:
                     fontsize=10 - depth,
                     clip_on=True,
                 )
-            if depth + 1 < len(LEVELS):
+            if depth + 1 < len(TREEMAP_RANKS):
                 draw(
                     rows[rows[level] == name]
                     if isinstance(name, str)
@@ -141,7 +129,7 @@ def stats(curated: Path, out: Path, top_n: int = TOP_SPECIES) -> dict:
     with building(out) as staging:
         con = duckdb.connect()
         con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
-        levels = {level: per_level(con, level) for level in ("kingdom", "phylum", "class")}
+        levels = {level: per_level(con, level) for level in ranks_down_to("class")}
         for level, frame in levels.items():
             write_table(
                 frame,
@@ -151,7 +139,7 @@ def stats(curated: Path, out: Path, top_n: int = TOP_SPECIES) -> dict:
         per_species = query(
             con,
             """SELECT species, any_value(kingdom) AS kingdom, count(*) AS images FROM curated
-                                    WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""",
+               WHERE species IS NOT NULL GROUP BY species ORDER BY images DESC, species""",
         )
         write_table(
             per_species.head(top_n),
@@ -162,8 +150,8 @@ def stats(curated: Path, out: Path, top_n: int = TOP_SPECIES) -> dict:
         treemap(
             query(
                 con,
-                f"""SELECT {", ".join(f'"{c}"' for c in LEVELS)}, count(*) AS images FROM curated
-                               GROUP BY ALL ORDER BY ALL""",
+                f"""SELECT {", ".join(f'"{c}"' for c in TREEMAP_RANKS)}, count(*) AS images
+                    FROM curated GROUP BY ALL ORDER BY ALL""",
             ),
             staging / "figure3_treemap.png",
         )
@@ -239,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     with cli.running(args, inputs=[args.curated]):
         summary = stats(args.curated, args.out)
     print(
-        f"{args.out}: {summary['images']} images, {summary['species']} species; top 20% of species hold "
-        f"{100 * summary['top20_share']:.1f}% of images",
+        f"{args.out}: {summary['images']} images, {summary['species']} species; top 20% of species "
+        f"hold {100 * summary['top20_share']:.1f}% of images",
         file=sys.stderr,
     )
     return 0

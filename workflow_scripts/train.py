@@ -4,8 +4,8 @@
         --out models/<date>/<recipe> --recipe NAME [--config config.yaml] [--threads N]
 
 The settings are config.yaml's `train` section; the recipe is `train.recipes[NAME]`. The project's
-model configs (workflow_scripts/common/model_configs/) are registered first, so a recipe may name one.
-open_clip_train then runs with the recipe's flags in `<out>.partial/`, always with
+model configs (workflow_scripts/common/model_configs/) are registered first, so a recipe may name
+one. open_clip_train then runs with the recipe's flags in `<out>.partial/`, always with
 `--resume latest`: a crashed run started again resumes from its last whole checkpoint (one cut
 short by the crash is removed first), and a finished
 one is never silently skipped (open_clip's "Experiment already exists" no-op cannot happen).
@@ -25,6 +25,7 @@ Under torchrun or srun every rank runs this module; rank 0 writes the outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -47,13 +48,13 @@ class TrainError(cli.StageError):
 
 
 def shard_pattern(shards: Path, workers: int, world_size: int) -> str:
-    """open_clip's --train-data for a shard set's folder: `shard-{000000..N}.tar`, checked against its
-    sizes.json."""
+    """open_clip's --train-data for a shard set's folder: `shard-{000000..N}.tar`, checked against
+    its sizes.json."""
     sizes = json.loads((shards / contracts.SHARD_SIZES).read_text())
     if len(sizes) < max(1, workers) * world_size:
         raise TrainError(
-            f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} processes: "
-            "lower the recipe's workers or shards.samples_per_shard"
+            f"{shards}: {len(sizes)} shards for {max(1, workers)} workers x {world_size} "
+            f"processes: lower the recipe's workers or shards.samples_per_shard"
         )
     last = len(sizes) - 1
     return str(shards / (f"shard-{{000000..{last:06d}}}.tar" if last else "shard-000000.tar"))
@@ -66,8 +67,8 @@ def open_clip_argv(
     world_size processes gets its share."""
     if world_size > 1 and recipe["device"] == "cpu":
         raise TrainError(
-            f"{world_size} processes on the CPU: open_clip_train's DDP wraps the model for GPUs only "
-            "(device_ids), so run one process (gpu: 0, nodes: 1) or train on GPUs"
+            f"{world_size} processes on the CPU: open_clip_train's DDP wraps the model for GPUs "
+            f"only (device_ids), so run one process (gpu: 0, nodes: 1) or train on GPUs"
         )
     if recipe["global_batch_size"] % world_size:
         raise TrainError(
@@ -131,9 +132,9 @@ def open_clip_argv(
 
 
 def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int):
-    """What open_clip's per-sample shuffle becomes: the samples shuffled with a seeded RNG, each given
-    `txt`: the caption of a type drawn per batch (every batch_size samples, in the order batches are
-    cut) or per sample; a GIF passed on where open_clip_train looks for images."""
+    """What open_clip's per-sample shuffle becomes: the samples shuffled with a seeded RNG, each
+    given `txt`: the caption of a type drawn per batch (every batch_size samples, in the order
+    batches are cut) or per sample; a GIF passed on where open_clip_train looks for images."""
     from torch.utils.data import get_worker_info
     from webdataset.filters import _shuffle
 
@@ -160,6 +161,20 @@ def caption_stage(seed: int, caption_types: list[str], per: str, batch_size: int
         return run
 
     return stage
+
+
+@contextlib.contextmanager
+def captioned_shuffle(seed: int, caption_types: list[str], per: str, batch_size: int):
+    """open_clip_train's webdataset pipeline with caption_stage in place of its per-sample shuffle
+    (it calls `wds.shuffle`, the webdataset module's own) while inside; restored on exit."""
+    import open_clip_train.data
+
+    original = open_clip_train.data.wds.shuffle
+    open_clip_train.data.wds.shuffle = caption_stage(seed, caption_types, per, batch_size)
+    try:
+        yield
+    finally:
+        open_clip_train.data.wds.shuffle = original
 
 
 def drop_unreadable_checkpoints(folder: Path) -> list[str]:
@@ -198,7 +213,6 @@ def final_loss(log: str) -> float | None:
 def train(
     shards: Path, out: Path, name: str, settings: dict | None = None, threads: int | None = None
 ) -> dict:
-    import open_clip_train.data
     import open_clip_train.main
     import torch
 
@@ -225,23 +239,25 @@ def train(
     if rank() == 0:
         if recorded.exists() and json.loads(recorded.read_text()) != argv:
             raise TrainError(
-                f"{partial} holds an interrupted run with other settings: remove it to start afresh, "
-                "or restore the settings to resume it"
+                f"{partial} holds an interrupted run with other settings: remove it to start "
+                f"afresh, or restore the settings to resume it"
             )
         partial.mkdir(parents=True, exist_ok=True)
         write_json(recorded, argv)
         if dropped := drop_unreadable_checkpoints(partial / "checkpoints"):
             print(
-                f"train: removed unreadable checkpoints of an interrupted run: {', '.join(dropped)}",
+                f"train: removed unreadable checkpoints of an interrupted run: "
+                f"{', '.join(dropped)}",
                 file=sys.stderr,
             )
-    open_clip_train.data.wds.shuffle = caption_stage(
+    with captioned_shuffle(
         settings["seed"],
         settings["caption_types"],
         settings["caption_choice"],
         recipe["global_batch_size"] // world_size(),
-    )
-    if open_clip_train.main.main(argv) == -1:
+    ):
+        stopped = open_clip_train.main.main(argv) == -1
+    if stopped:
         raise TrainError(f"open_clip_train stopped early: see {partial / 'out.log'}")
     if rank():
         return {}

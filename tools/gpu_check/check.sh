@@ -9,8 +9,8 @@
 # shares it between the project run, the bare run and the evaluation and stops a stage at its share.
 # Here, after `make demo`: it reads the demo's newer month. On a lent device machine, which has
 # its own Python and torch: run tools/gpu_check/prepare.sh here first, carry .gpu/ (wheels and the
-# month's Train train shards and the evaluated benchmarks) and run this script there (README:
-# Training, GPU check).
+# month's Train train shards and the evaluated benchmarks) and run this script there
+# (docs/operations.md: GPU check).
 # A smoke run on a CPU: DEVICE=cpu PRECISION=fp32 MODEL=ViT-S-32 BATCH=8 WORKERS=1 EPOCHS=2 SHARDS=4 PER_SHARD=64
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -2,8 +2,9 @@
 against bare open_clip_train on the same shards with the same flags (train.open_clip_argv writes
 both), then the project's evaluation of the checkpoint on the same device.
 
-    python tools/gpu_check/compare.py --data DIR --snapshot DIR --work DIR --out DIR [--budget 420] \\
-        [--model ViT-B-16] [--precision bf16] [--device cuda] [--batch 512] [--workers 12] [--epochs 3]
+    python tools/gpu_check/compare.py --data DIR --snapshot DIR --work DIR --out DIR \\
+        [--budget 420] [--model ViT-B-16] [--precision bf16] [--device cuda] [--batch 512] \\
+        [--workers 12] [--epochs 3]
 
 --data: make_data.py's output; --snapshot: a month's folder with shards/ and subsets/ (evaluation
 reads BENCHMARKS from it: Train's test split and LifeStages, Table 8 on Train).
@@ -40,8 +41,9 @@ from workflow_scripts import train  # noqa: E402
 from workflow_scripts.common import contracts  # noqa: E402
 from workflow_scripts.common.config import settings  # noqa: E402
 
-# open_clip_train 3.3.0 train.py's log line: "Train Epoch: {epoch} [{n}/{N} ({p}%)] Data (t): {avg:.3f}
-# Batch (t): {avg:.3f}, {last step's samples/s:#g}/s, {last step's per GPU:#g}/s/gpu LR: ..."
+# open_clip_train 3.3.0 train.py's log line: "Train Epoch: {epoch} [{n}/{N} ({p}%)] Data (t):
+# {avg:.3f} Batch (t): {avg:.3f}, {last step's samples/s:#g}/s, {last step's per GPU:#g}/s/gpu LR:
+# ..."
 LINE = re.compile(r"Train Epoch: (\d+) \[[^\]]*\] Data \(t\): ([\d.]+) Batch \(t\): ([\d.]+),")
 BENCHMARKS = [
     "train",

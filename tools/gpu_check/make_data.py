@@ -1,5 +1,5 @@
-"""Shards for the GPU check, from a month's Train shards: `--samples` samples of its train split with
-each image re-encoded at iNaturalist's "medium" size (500 x 375 JPEG) and a unique key, written
+"""Shards for the GPU check, from a month's Train shards: `--samples` samples of its train split
+with each image re-encoded at iNaturalist's "medium" size (500 x 375 JPEG) and a unique key, written
 twice: as Train's shards (DST/project/train/, what workflow_scripts.train reads) and with a plain
 `txt` caption for bare open_clip_train (DST/bare/).
 

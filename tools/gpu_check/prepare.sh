@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path[:0] = [".", "tools/gpu_check"]
 from compare import BENCHMARKS
 from workflow_scripts.common import contracts
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS
+from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS
 
 month = Path(sys.argv[1])
 sets = [contracts.shard_set(contracts.shards(".", "train"), "train")]  # make_data.py's source

@@ -1,4 +1,4 @@
-"""The caption types the paper trains on (the authors' code, as in BioCLIP; biotrove-method.md).
+"""The caption types the paper trains on (the authors' code, as in BioCLIP).
 
 A sample's species is its `species` binomial (infraspecific taxa are rolled up into it by the
 subsets), so "scientific" is that binomial and the epithet its last word. Ranks missing from a
@@ -8,8 +8,8 @@ scientific name, then to the taxonomic string.
 
 from __future__ import annotations
 
-RANKS = ("kingdom", "phylum", "class", "order", "family", "genus")
-LEVELS = (*RANKS, "species")
+from workflow_scripts.common.taxonomy import ABOVE_SPECIES
+
 CAPTION_TYPES = (
     "com",
     "common_name",
@@ -28,7 +28,9 @@ def species_names(row: dict) -> dict[str, str]:
     """A row's species as its scientific name, its taxonomic string (ranks and epithet) and its
     common name (the scientific name when it has none)."""
     scientific = row["species"] or row["scientific_name"]
-    taxonomic = " ".join([row[rank] for rank in RANKS if row.get(rank)] + [scientific.split()[-1]])
+    taxonomic = " ".join(
+        [row[rank] for rank in ABOVE_SPECIES if row.get(rank)] + [scientific.split()[-1]]
+    )
     return {
         "scientific": scientific,
         "taxonomic": taxonomic,
@@ -42,7 +44,7 @@ def captions(row: dict) -> dict[str, str]:
     scientific, taxonomic, common = names["scientific"], names["taxonomic"], names["common"]
     epithet = scientific.split()[-1]
     tagged = " ".join(
-        [f"{rank} {row[rank]}" for rank in RANKS if row.get(rank)] + [f"species {epithet}"]
+        [f"{rank} {row[rank]}" for rank in ABOVE_SPECIES if row.get(rank)] + [f"species {epithet}"]
     )
     return {
         "com": f"a photo of {common}.",

@@ -25,7 +25,8 @@ class StageError(Exception):
 
 
 def parser(module: str, doc: str | None, section: str | None = None) -> argparse.ArgumentParser:
-    """An argument parser for `python -m <module>`; with a config section, --settings and --config."""
+    """An argument parser for `python -m <module>`; with a config section, --settings and
+    --config."""
     module = module.removesuffix(".__main__")
     result = argparse.ArgumentParser(
         prog=f"python -m {module}",
@@ -54,7 +55,8 @@ def parser(module: str, doc: str | None, section: str | None = None) -> argparse
 
 
 def settings(args: argparse.Namespace) -> dict | None:
-    """The stage's config section: --config's, then --settings on top, then the schema's defaults."""
+    """The stage's config section: --config's, then --settings on top, then the schema's
+    defaults."""
     if not args.section:
         return None
     given = config.load_config(args.config).get(args.section, {}) if args.config else {}

@@ -104,7 +104,8 @@ def data_files(modules: list[Path]) -> list[Path]:
                 except (OSError, ValueError):  # not a path at all (an SQL statement, a message)
                     continue
                 if not target.is_relative_to(path.parent) or target == path.parent:
-                    continue  # absolute paths, "..", "." and the like name no data file of the module
+                    # absolute paths, "..", "." and the like name no data file of the module
+                    continue
                 if is_file and target.suffix != ".py":
                     found.add(target)
                 elif is_dir:
@@ -129,9 +130,16 @@ def third_party(entry_points: list[str]) -> set[str]:
     return set().union(*(imported(path)[1] for path in module_closure(entry_points)))
 
 
+@cache
+def _providers() -> dict[str, list[str]]:
+    """importlib's map of top-level names to distributions, read once per process: it parses every
+    installed distribution's metadata (about a second each time)."""
+    return metadata.packages_distributions()
+
+
 def distribution(top_level: str) -> str:
     """The installed distribution that provides an importable top-level name."""
-    providers = metadata.packages_distributions().get(top_level)
+    providers = _providers().get(top_level)
     if not providers:
         raise LookupError(
             f"no installed distribution provides the module {top_level!r}: install the project "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import warnings
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,6 +19,9 @@ from jsonschema.exceptions import best_match
 from workflow_scripts.common import contracts
 
 SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+# libyaml's parser where PyYAML has it: the same objects as yaml.safe_load, ten times faster (the
+# schema is read by every Snakemake start and every stage process)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(ValueError):
@@ -25,7 +29,8 @@ class ConfigError(ValueError):
 
 
 def _filling_defaults(check_properties):
-    """The schema's `properties` check, first filling in each missing property's default (a copy)."""
+    """The schema's `properties` check, first filling in each missing property's default (a
+    copy)."""
 
     def check(validator, properties, instance, schema):
         if validator.is_type(instance, "object"):
@@ -41,9 +46,32 @@ _VALIDATOR = validators.extend(
     Draft202012Validator,
     {"properties": _filling_defaults(Draft202012Validator.VALIDATORS["properties"])},
 )(
-    yaml.safe_load(SCHEMA.read_text(encoding="utf-8")),
+    yaml.load(SCHEMA.read_text(encoding="utf-8"), Loader=YAML_LOADER),
     format_checker=Draft202012Validator.FORMAT_CHECKER,
 )
+
+
+# Keys renamed, per section (old: new): the old name is still read, with a warning (CHANGELOG.md),
+# and shards_report.json records the settings under it (images/shards.py: its bytes stay the same)
+RENAMED = {"shards": {"chunk_size": "window_size", "part_size": "segment_size"}}
+
+
+def _renamed(config: dict) -> dict:
+    """The configuration with renamed keys under their new names (in place)."""
+    for section, renames in RENAMED.items():
+        values = config.get(section)
+        for old, new in renames.items() if isinstance(values, dict) else ():
+            if old not in values:
+                continue
+            if new in values:
+                raise ConfigError(f"config {section}: {old} and {new} both given: keep {new}")
+            warnings.warn(
+                f"config {section}.{old} is deprecated: write {section}.{new}",
+                FutureWarning,
+                stacklevel=3,
+            )
+            values[new] = values.pop(old)
+    return config
 
 
 def _key(path) -> str:
@@ -58,7 +86,8 @@ def _choices(names) -> str:
 
 
 def _schema_checked(config: dict) -> dict:
-    """Fill in the schema's defaults and check against it, dates as real calendar dates (format: date)."""
+    """Fill in the schema's defaults and check against it, dates as real calendar dates (format:
+    date)."""
     error = best_match(_VALIDATOR.iter_errors(config))
     if error is None:
         return config
@@ -83,32 +112,34 @@ def _check_names(config: dict) -> None:
     for name in config["train"]["run"]:
         if name not in recipes:
             raise ConfigError(
-                f"config train.run: no recipe {name!r} in train.recipes (choices: {_choices(recipes)})"
+                f"config train.run: no recipe {name!r} in train.recipes (choices: "
+                f"{_choices(recipes)})"
             )
     for model, entry in config["evaluate"]["models"].items():
         if "recipe" in entry and entry["recipe"] not in recipes:
             raise ConfigError(
-                f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in train.recipes "
-                f"(choices: {_choices(recipes)})"
+                f"config evaluate.models.{model}.recipe: no recipe {entry['recipe']!r} in "
+                f"train.recipes (choices: {_choices(recipes)})"
             )
     benchmarks = config["evaluate"]["benchmarks"]
     taken = sorted(set(config["evaluate"]["external"]) & {*contracts.SUBSETS, contracts.TRAIN_TEST})
     if taken:
         raise ConfigError(
-            f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: rename it"
+            f"config evaluate.external: {taken[0]!r} is the name of one of our benchmarks: "
+            f"rename it"
         )
     _check_genus_sampled(config)
     if config["evaluate"]["levels_benchmark"] not in benchmarks:
         raise ConfigError(
-            f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not in "
-            f"evaluate.benchmarks (choices: {_choices(benchmarks)})"
+            f"config evaluate.levels_benchmark: {config['evaluate']['levels_benchmark']!r} is not "
+            f"in evaluate.benchmarks (choices: {_choices(benchmarks)})"
         )
 
 
 def _check_genus_sampled(config: dict) -> None:
     """genus_sampled's categories are subsets.categories' names and its filter names whole genera; a
-    list may name the subset only when genera are drawn (else it is empty: nothing to shard, evaluate
-    or export)."""
+    list may name the subset only when genera are drawn (else it is empty: nothing to shard,
+    evaluate or export)."""
     subsets = config["subsets"]
     unknown = sorted(set(subsets["genus_sampled"]["categories"]) - set(subsets["categories"]))
     if unknown:
@@ -118,8 +149,8 @@ def _check_genus_sampled(config: dict) -> None:
         )
     if any(taxon["rank"] == "species" for taxon in subsets["genus_sampled"]["include"]):
         raise ConfigError(
-            "config subsets.genus_sampled.include: a species would take part of a genus: name a genus "
-            "or a higher taxon"
+            "config subsets.genus_sampled.include: a species would take part of a genus: name a "
+            "genus or a higher taxon"
         )
     if subsets["genus_sampled"]["genera"]:
         return
@@ -130,8 +161,9 @@ def _check_genus_sampled(config: dict) -> None:
     ):
         if contracts.GENUS_SAMPLED in listed:
             raise ConfigError(
-                f"config {key}: {contracts.GENUS_SAMPLED} is listed but subsets.genus_sampled.genera is 0 (none "
-                "drawn): set it to a count or a fraction of genera, or remove it from the list"
+                f"config {key}: {contracts.GENUS_SAMPLED} is listed but "
+                f"subsets.genus_sampled.genera is 0 (none drawn): set it to a count or a fraction "
+                f"of genera, or remove it from the list"
             )
 
 
@@ -139,29 +171,32 @@ def check_shot_bands(edges: list[int]) -> None:
     """evaluate.shot_bands: lower edges from 1 up, increasing."""
     if edges[0] != 1 or any(low >= high for low, high in zip(edges, edges[1:])):
         raise ConfigError(
-            f"config evaluate.shot_bands: {edges} does not start at 1 and increase: list each band's "
-            "lowest number of Train images, from 1 up (0, absent from Train, is a band of its own)"
+            f"config evaluate.shot_bands: {edges} does not start at 1 and increase: list each "
+            f"band's lowest number of Train images, from 1 up (0, absent from Train, is a band "
+            f"of its own)"
         )
 
 
 def validated(config: dict) -> dict:
     """The whole configuration: defaults filled in, checked against the schema, then the names it
-    refers to (_check_names) and the shot bands' order; raises ConfigError naming the offending key."""
-    _check_names(_schema_checked(config))
+    refers to (_check_names) and the shot bands' order; raises ConfigError naming the offending
+    key."""
+    _check_names(_schema_checked(_renamed(config)))
     check_shot_bands(config["evaluate"]["shot_bands"])
     return config
 
 
 def load_config(path: str | Path) -> dict:
     with open(path, encoding="utf-8") as handle:
-        return validated(yaml.safe_load(handle) or {})
+        return validated(yaml.load(handle, Loader=YAML_LOADER) or {})
 
 
 def settings(section: str, given: dict | None = None) -> dict:
     """One section of the configuration: `given` (a partial section, as config.yaml or --settings
     write it) with the schema's defaults filled in and checked against the schema. Names that point
-    into other sections are checked on the whole config (`validated`): here the others are defaults."""
-    return _schema_checked({section: dict(given or {})})[section]
+    into other sections are checked on the whole config (`validated`): here the others are
+    defaults."""
+    return _schema_checked(_renamed({section: dict(given or {})}))[section]
 
 
 class Section:
@@ -179,7 +214,8 @@ class Section:
 
 
 def local_path(location: str | None) -> str | None:
-    """A location without a URL scheme is a local file or folder (a rule's input); None otherwise."""
+    """A location without a URL scheme is a local file or folder (a rule's input); None
+    otherwise."""
     return location if location and not urlparse(location).scheme else None
 
 
@@ -202,10 +238,11 @@ MASTER_PORTS = (
 
 
 def slurm_rendezvous() -> str:
-    """The environment srun's tasks need to find each other (open_clip's SLURM recipe): open_clip_train
-    joins its process group by env://, which reads MASTER_ADDR (the allocation's first host, as
-    `scontrol show hostnames` lists SLURM_JOB_NODELIST) and MASTER_PORT (MASTER_PORTS, from the job
-    id). Shell assignments for the srun command they prefix; srun passes them to every task."""
+    """The environment srun's tasks need to find each other (open_clip's SLURM recipe):
+    open_clip_train joins its process group by env://, which reads MASTER_ADDR (the allocation's
+    first host, as `scontrol show hostnames` lists SLURM_JOB_NODELIST) and MASTER_PORT
+    (MASTER_PORTS, from the job id). Shell assignments for the srun command they prefix; srun passes
+    them to every task."""
     base, span = MASTER_PORTS
     return (
         'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
@@ -216,11 +253,12 @@ def slurm_rendezvous() -> str:
 def train_launcher(recipe: dict) -> str:
     """How the train rule starts workflow_scripts.train: one process; torchrun with one process per
     GPU on one node; or, across nodes, srun with one task per GPU (open_clip's SLURM recipe: each
-    task reads its rank from SLURM's environment, and finds rank 0 at slurm_rendezvous()'s address)."""
+    task reads its rank from SLURM's environment, and finds rank 0 at slurm_rendezvous()'s
+    address)."""
     if recipe["nodes"] > 1:
         return (
-            f"{slurm_rendezvous()} srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v --accel-bind=gn"
-            " python -u"
+            f"{slurm_rendezvous()} srun --ntasks-per-node={max(1, recipe['gpu'])} --cpu-bind=v "
+            f"--accel-bind=gn python -u"
         )
     if recipe["gpu"] > 1:
         return f"torchrun --standalone --nproc_per_node={recipe['gpu']}"

@@ -26,7 +26,8 @@ def provenance_target(provenance_file: str) -> str:
 
 
 def subsets_by_name(tables: list) -> dict[str, str]:
-    """{subset: its table} for the subsets' tables, each named <subset>.parquet: all of them, once."""
+    """{subset: its table} for the subsets' tables, each named <subset>.parquet: all of them,
+    once."""
     found = by_subset(tables)
     if sorted(found) != sorted(SUBSETS):
         raise ValueError(
@@ -77,7 +78,10 @@ def sample(data: str) -> str:
     return f"{data}/sample"
 
 
-SAMPLE_BUCKET = "bucket"  # the bucket's layout: tables, monthly bundles, taxonomy archive, photos/
+SAMPLE_BUCKET = "bucket"  # the bucket's layout: tables, monthly bundles, taxonomy archive, photos
+# the bucket's photos/<id>/<size>.<ext>, packed in one tar under those names (DVC tracks one file,
+# not one per photo); served at the same URLs (workflow_scripts.images.photo_server)
+SAMPLE_PHOTOS = "photos.tar"
 SAMPLE_LIFESTAGES = (
     "observations-lifestages.csv"  # an iNaturalist web export with a Life Stage column
 )
@@ -114,7 +118,7 @@ def stats(snapshot_dir: str) -> str:
     return f"{snapshot_dir}/stats"
 
 
-# -- subsets, their leak check and Tables 3 and 7 --------------------------------------------------
+# -- subsets, their overlap check and Tables 3 and 7 -----------------------------------------------
 def subsets(snapshot_dir: str) -> str:
     return f"{snapshot_dir}/subsets"
 
@@ -131,7 +135,7 @@ SPECIES_TABLE = "species.parquet"  # each species' size and what the thresholds 
 SUBSETS_REPORT = "subsets_report.json"
 
 
-def leak_report(snapshot_dir: str) -> str:
+def overlap_report(snapshot_dir: str) -> str:
     return f"{snapshot_dir}/overlap_report.json"
 
 
@@ -154,7 +158,7 @@ def long_tail(results: str, date: str = "{date}") -> str:
 LONG_TAIL = "genus_sampled_long_tail"
 
 
-# -- images: downloads in chunks, duplicate images, shards in parts ---------------------------------
+# -- images: downloads in chunks, duplicate images, shards in parts --------------------------------
 def images(snapshot_dir: str, subset: str = "{subset}") -> str:
     """One subset's images: the chunks' downloads (temporary), the download report, the failure
     ledger, and the shard order and parts (temporary)."""
@@ -167,12 +171,14 @@ FAILURES = (
 )
 CHUNK_URLS = "urls.parquet"  # one chunk's URL list (photo_id, url), in its folder
 CHUNK_REPORT = "report.json"  # one chunk's downloads, in its folder
-HASHES = "hashes.parquet"  # perceptual hashes (photo_id, hash, mirrored, quality): a chunk's, then its subset's
+# perceptual hashes (photo_id, hash, mirrored, quality): a chunk's, then its subset's
+HASHES = "hashes.parquet"
 
 
 def external_hashes(snapshot_dir: str, name: str = "{name}") -> str:
     """The perceptual hashes of an external benchmark's images (config evaluate.external), keyed by
-    its metadata key, for one snapshot's check (a few minutes each: no output shared by snapshots)."""
+    its metadata key, for one snapshot's check (a few minutes each: no output shared by
+    snapshots)."""
     return f"{snapshot_dir}/images/external/{name}.{HASHES}"
 
 
@@ -202,7 +208,8 @@ def shard_order(images_dir: str) -> str:
 
 
 def shard_part(images_dir: str, shard_set: str = "{shard_set}", part: str = "{part}") -> str:
-    """shards.shards_per_job consecutive shards of one shard set, before they join the shards folder."""
+    """shards.shards_per_job consecutive shards of one shard set, before they join the shards
+    folder."""
     return f"{images_dir}/parts/{shard_set}/{part}"
 
 
@@ -224,11 +231,12 @@ def shard_sets(subset: str) -> tuple[str, ...]:
 
 
 def shard_set(shards_dir: str, name: str) -> str:
-    """A shard set's folder: a split's under its subset's shards folder, a whole subset's the folder itself."""
+    """A shard set's folder: a split's under its subset's shards folder, a whole subset's the folder
+    itself."""
     return shards_dir if name == WHOLE else f"{shards_dir}/{name}"
 
 
-def image_leak_report(snapshot_dir: str) -> str:
+def image_overlap_report(snapshot_dir: str) -> str:
     return f"{snapshot_dir}/images/overlap_report.json"
 
 
@@ -236,7 +244,7 @@ TRAIN_TEST = "train_test"  # Train's test split, as an evaluation set of the nea
 
 
 def near_duplicates(snapshot_dir: str) -> str:
-    """The near-duplicate pairs of the image leak check as a table (.csv, .md beside it)."""
+    """The near-duplicate pairs of the image overlap check as a table (.csv, .md beside it)."""
     return f"{snapshot_dir}/images/near_duplicates"
 
 
@@ -310,8 +318,8 @@ CLIP_BENCHMARK_MANIFEST = "manifest.csv"
 
 
 def inat_export(snapshot_dir: str, subset: str = "{subset}") -> str:
-    """A subset in the iNaturalist 2021 competition format: <set>.json and <set>/<image_dir_name>/
-    per set (Train: train, val, test; a benchmark: test)."""
+    """A subset in the iNaturalist 2021 competition format: <set>.json and <set>.tar (its images,
+    <set>/<image_dir_name>/<file>) per set (Train: train, val, test; a benchmark: test)."""
     return f"{snapshot_dir}/exports/inat2021/{subset}"
 
 

@@ -27,7 +27,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, value) -> None:
-    """Reports and manifests: sorted keys, indented, a final newline (the same bytes on every run)."""
+    """Reports and manifests: sorted keys, indented, a final newline (the same bytes on every
+    run)."""
     write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 

@@ -1,7 +1,8 @@
 """The iNaturalist Open Data file format: table schemas and a streaming conformance check.
 
-One source of truth for what the exporter writes (see shared/reference/inat-open-data.md):
-rows are ``"\\t".join(fields) + "\\n"`` with no quoting, empty = null, a header line first.
+One source of truth for what the exporter writes
+(https://github.com/inaturalist/inaturalist-open-data): rows are ``"\\t".join(fields) + "\\n"``
+with no quoting, empty = null, a header line first.
 The sample generator writes with these definitions, fetch verifies downloads with them, and
 curation reads with them.
 """
@@ -240,8 +241,8 @@ def value_problem_sql(columns: Iterable[str]) -> str:
         if rules := _rules(column):
             text = f'"{column}"'
             shown = (
-                f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || length({text}) "
-                f"|| ' characters)' ELSE {text} END"
+                f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || "
+                f"length({text}) || ' characters)' ELSE {text} END"
             )
             breaks = " OR ".join(f"({_sql_breaks(rule, column)})" for rule in rules)
             cases.append(
@@ -293,15 +294,18 @@ def header_form_problem(header: str) -> str | None:
     Spreadsheets and editors re-save tables this way, and the columns then look 'missing'."""
     if header.startswith("\ufeff"):
         return (
-            "line 1 starts with a UTF-8 byte-order mark, which the exporter never writes (saved by a text "
-            "editor or spreadsheet?): remove it, or fetch the file again"
+            "line 1 starts with a UTF-8 byte-order mark, which the exporter never writes (saved by "
+            "a text editor or spreadsheet?): remove it, or fetch the file again"
         )
     if header.rstrip("\n").endswith("\r"):
-        return "Windows (CRLF) line endings; the exporter writes LF: convert them (dos2unix), or fetch the file again"
+        return (
+            "Windows (CRLF) line endings; the exporter writes LF: convert them (dos2unix), or "
+            "fetch the file again"
+        )
     if "\t" not in header and ("," in header or ";" in header):
         return (
-            f"line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the exporter separates fields "
-            "with tabs: fetch the file again rather than a re-saved copy"
+            f"line 1 is {'comma' if ',' in header else 'semicolon'}-separated; the exporter "
+            f"separates fields with tabs: fetch the file again rather than a re-saved copy"
         )
     return None
 
@@ -373,7 +377,9 @@ def check_table_file(path: str | Path) -> TableCheck:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workflow_scripts.common.inat_format",
-        description="Check iNaturalist Open Data table files (.csv or .csv.gz) against the format rules.",
+        description=(
+            "Check iNaturalist Open Data table files (.csv or .csv.gz) against the format rules."
+        ),
     )
     parser.add_argument(
         "files", nargs="+", type=Path, help="photos/observations/taxa/observers tables"

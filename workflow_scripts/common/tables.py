@@ -22,6 +22,14 @@ def half_up(value: Fraction | float, places: int) -> str:
     return f"{sign}{whole}" + (f".{part:0{places}d}" if places else "")
 
 
+def percent_with_interval(hits: int, trials: int, interval: tuple[float, float]) -> str:
+    """'62.5 ± 14.37': hits/trials in percent (1 decimal) ± half the width of its interval (a
+    fraction; 2 decimals), both rounded half up from exact values."""
+    low, high = interval
+    half_width = Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50
+    return f"{half_up(Fraction(100 * hits, trials), 1)} ± {half_up(half_width, 2)}"
+
+
 def markdown(frame: pd.DataFrame, caption: str = "") -> str:
     def cell(value) -> str:
         return "" if pd.isna(value) else str(value).replace("|", "\\|")

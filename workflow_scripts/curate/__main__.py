@@ -1,6 +1,7 @@
 """Curate one snapshot with DuckDB (see workflow_scripts.curate.stage).
 
-    python -m workflow_scripts.curate --raw data/snapshots/2024-09-27/raw --out data/snapshots/2024-09-27/curated \\
+    python -m workflow_scripts.curate --raw data/snapshots/2024-09-27/raw \\
+        --out data/snapshots/2024-09-27/curated \\
         [--config config.yaml] [--taxonomy DWCA] [--threads N]
 
 RAW holds photos, observations and taxa as .csv or .csv.gz (a fetched raw/ folder or an unpacked
@@ -40,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{table} {count:,}" for table, count in sorted(report["rejected_rows"].items())
     )
     print(
-        f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; rejected rows "
-        f"(rejects.csv): {rejected}; dropped most: {largest_drops(report, 5)}",
+        f"{args.out}: {report['photos_in']:,} photo rows in, {report['photos_out']:,} curated; "
+        f"rejected rows (rejects.csv): {rejected}; dropped most: {largest_drops(report, 5)}",
         file=sys.stderr,
     )
     return 0

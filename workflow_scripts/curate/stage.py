@@ -25,7 +25,7 @@ from workflow_scripts.common import contracts, inat_format
 from workflow_scripts.common.config import settings as curate_settings
 from workflow_scripts.common.duck import quote, run_sql
 from workflow_scripts.common.files import building, write_json
-from workflow_scripts.curate.load import CurateError, find_table, load_table, reject_rows
+from workflow_scripts.common.raw_tables import CurateError, find_table, load_table, reject_rows
 
 HERE = Path(__file__).parent
 
@@ -56,7 +56,7 @@ def vernacular_file(taxonomy: Path, lexicon: str, workdir: Path) -> Path:
 
 
 def snapshot_date(snapshot_dir: Path, given: str | None) -> str:
-    """--snapshot-date, else manifest.json, else a date in the folder's path."""
+    """--date, else manifest.json, else a date in the folder's path."""
     if given:
         return date.fromisoformat(given).isoformat()
     manifest = snapshot_dir / contracts.MANIFEST
@@ -67,9 +67,7 @@ def snapshot_date(snapshot_dir: Path, given: str | None) -> str:
             r"(\d{4}-\d{2}-\d{2})|inaturalist-open-data-(\d{4})(\d{2})(\d{2})", part
         ):
             return match.group(1) or "-".join(match.groups()[1:])
-    raise CurateError(
-        f"{snapshot_dir}: cannot tell the snapshot date: pass --snapshot-date YYYY-MM-DD"
-    )
+    raise CurateError(f"{snapshot_dir}: cannot tell the snapshot date: pass --date YYYY-MM-DD")
 
 
 def curate(
@@ -109,8 +107,8 @@ def _curate_into(
     day: str,
     kept_rejects: Path,
 ) -> dict:
-    # DuckDB's spill files and the unpacked names live under the staging folder unless a spill folder
-    # is configured: a killed run's are removed with its staging folder by the next run.
+    # DuckDB's spill files and the unpacked names live under the staging folder unless a spill
+    # folder is configured: a killed run's are removed with its staging folder by the next run.
     if settings["temp_directory"]:
         Path(settings["temp_directory"]).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
@@ -131,11 +129,14 @@ def _curate_into(
             loaded = {table: load.result() for table, load in loads.items()}
         vernacular = vernacular_file(taxonomy, settings["lexicon"], Path(work))
         try:
-            con.execute(f"""CREATE TABLE vernacular AS SELECT * FROM read_csv({quote(vernacular)}, header=true,
-                            delim=',', quote='"', escape='"', all_varchar=true, auto_detect=false,
-                            columns={{'id': 'BIGINT', 'vernacularName': 'VARCHAR', 'language': 'VARCHAR',
-                                      'locality': 'VARCHAR', 'countryCode': 'VARCHAR', 'source': 'VARCHAR',
-                                      'lexicon': 'VARCHAR', 'contributor': 'VARCHAR', 'created': 'VARCHAR'}})""")
+            con.execute(f"""CREATE TABLE vernacular AS SELECT * FROM read_csv({quote(vernacular)},
+                            header=true, delim=',', quote='"', escape='"', all_varchar=true,
+                            auto_detect=false,
+                            columns={{'id': 'BIGINT', 'vernacularName': 'VARCHAR',
+                                      'language': 'VARCHAR', 'locality': 'VARCHAR',
+                                      'countryCode': 'VARCHAR', 'source': 'VARCHAR',
+                                      'lexicon': 'VARCHAR', 'contributor': 'VARCHAR',
+                                      'created': 'VARCHAR'}})""")
         except duckdb.Error as exc:
             raise CurateError(f"{vernacular}: cannot read: {exc}") from exc
         run_sql(con, HERE / "ancestry.sql")
@@ -177,9 +178,9 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
 
     dropped = dict(
         con.execute("""SELECT fate, count(*) FROM (
-                                      SELECT drop_reason AS fate FROM photo_fates WHERE drop_reason IS NOT NULL
-                                      UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
-                                  GROUP BY fate ORDER BY fate""").fetchall()
+                           SELECT drop_reason AS fate FROM photo_fates WHERE drop_reason IS NOT NULL
+                           UNION ALL SELECT fate FROM shared_photo_fates WHERE fate IS NOT NULL)
+                       GROUP BY fate ORDER BY fate""").fetchall()
     )
     for _, _, cause in loaded["photos"]["rejects"]:
         dropped[cause] = dropped.get(cause, 0) + 1
@@ -206,12 +207,14 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
 
 def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
     """Fail rather than write a table that lost what it should not have: no photo at all, or more of
-    the photos dropped for one reason than curate.drop_limits allows (a wrong input, not a month)."""
+    the photos dropped for one reason than curate.drop_limits allows (a wrong input, not a
+    month)."""
     if report["photos_out"] == 0 and not allow_empty:
         raise CurateError(
             f"no photo survived curation ({report['photos_in']:,} photo rows in; dropped most: "
-            f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the input "
-            "files and the rejected lines, or set curate.allow_empty: true to write an empty table"
+            f"{largest_drops(report, 3)}; rejected rows: {report['rejected_rows']}): check the "
+            f"input files and the rejected lines, or set curate.allow_empty: true to write "
+            f"an empty table"
         )
     for reason, count in report["dropped"].items():
         key = reason if reason in limits else "other"
@@ -219,8 +222,8 @@ def check_floors(report: dict, limits: dict, allow_empty: bool) -> None:
         if count > limit * report["photos_in"]:
             raise CurateError(
                 f"{count / report['photos_in']:.1%} of the photo rows dropped as {reason} "
-                f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = {limit}: "
-                "check the input and the rejected lines, or raise "
+                f"({count:,} of {report['photos_in']:,}), above curate.drop_limits.{key} = "
+                f"{limit}: check the input and the rejected lines, or raise "
                 f"curate.drop_limits.{reason} if this month is expected to lose that many"
             )
 

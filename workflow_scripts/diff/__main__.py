@@ -4,7 +4,8 @@ workflow_scripts.diff.stage).
     python -m workflow_scripts.diff --previous-date <A> --previous-raw data/snapshots/<A>/raw \\
         --previous-curated data/snapshots/<A>/curated/curated.parquet \\
         --previous-species data/snapshots/<A>/subsets/species.parquet \\
-        --previous-subsets data/snapshots/<A>/subsets/{train,balanced,unseen,lifestages,genus_sampled}.parquet \\
+        --previous-subsets \\
+            data/snapshots/<A>/subsets/{train,balanced,unseen,lifestages,genus_sampled}.parquet \\
         --previous-metrics results/<A>/eval/*/metrics.json \\
         --current-date <B> --current-raw data/snapshots/<B>/raw ... (the same for <B>) \\
         --models tiny-cpu random-init --out results/diff/<A>_vs_<B>
@@ -92,14 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     species, moves = report["species"], report["split_stability"]["by_reason"]
     if moves.get("unexplained"):
         print(
-            f"WARNING: {moves['unexplained']} photos changed subset or split for no known reason (a bug): "
-            f"see moved.parquet",
+            f"WARNING: {moves['unexplained']} photos changed subset or split for no known reason "
+            f"(a bug): see moved.parquet",
             file=sys.stderr,
         )
     print(
-        f"{report['previous']} -> {report['current']}: species +{len(species['added'])} -{len(species['removed'])}, "
-        f"{report['deleted_photos']['photos']} deleted photos, {report['license_changes']['photos']} license "
-        f"changes, {report['split_stability']['moved']} photos moved; {args.out / 'report.md'}",
+        f"{report['previous']} -> {report['current']}: species +{len(species['added'])} "
+        f"-{len(species['removed'])}, {report['deleted_photos']['photos']} deleted photos, "
+        f"{report['license_changes']['photos']} license changes, "
+        f"{report['split_stability']['moved']} photos moved; {args.out / 'report.md'}",
         file=sys.stderr,
     )
     return 0

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 
 from workflow_scripts.common import contracts
+from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS
 from workflow_scripts.common.duck import quote, run_sql, write_parquet
-from workflow_scripts.curate.load import CurateError, find_table, load_table
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS
+from workflow_scripts.common.raw_tables import CurateError, find_table, load_table
 
 HERE = Path(__file__).parent
 RAW_TABLES = ("photos", "observations", "taxa")
@@ -31,7 +31,8 @@ LIST_ORDER = {
 @dataclass(frozen=True)
 class Month:
     """What the diff reads of one snapshot: its date, its raw tables' folder (raw/), its curated
-    table, its species table and every subset's table ({subset: table}, contracts.subsets_by_name())."""
+    table, its species table and every subset's table ({subset: table},
+    contracts.subsets_by_name())."""
 
     date: str
     raw: Path
@@ -44,7 +45,8 @@ class Month:
 
 
 def load_raw(raw: Path, database: Path, workdir: Path) -> dict:
-    """The month's raw tables into a DuckDB file (large months spill to disk); rows read and rejected."""
+    """The month's raw tables into a DuckDB file (large months spill to disk); rows read and
+    rejected."""
     con = duckdb.connect(str(database))
     counts = {}
     for table in RAW_TABLES:

@@ -1,7 +1,7 @@
 -- What changed between two monthly snapshots. Inputs: the raw tables of each month in the attached
 -- databases prev and cur (photos, observations, taxa), views {previous,current}_curated,
 -- {previous,current}_species (species.parquet) and {previous,current}_benchmarks(benchmark,
--- photo_id, species_key). Every table is sorted when written (diff.py).
+-- photo_id, species_key). Every table is sorted when written (data.py).
 
 -- Images of each species (species-rank taxa of the curated table) before and after.
 CREATE OR REPLACE TABLE species_images AS

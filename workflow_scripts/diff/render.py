@@ -43,9 +43,10 @@ def render(report: dict) -> str:
         "",
         "## Data",
         "",
-        f"- Species (species-rank taxa in the curated table): {species['previous']:,} → {species['current']:,}; "
-        f"added {len(species['added'])}, removed {len(species['removed'])}, "
-        f"{species['images_changed']:,} with a changed number of images (species_images.parquet).",
+        f"- Species (species-rank taxa in the curated table): {species['previous']:,} → "
+        f"{species['current']:,}; added {len(species['added'])}, removed "
+        f"{len(species['removed'])}, {species['images_changed']:,} with a changed number of images "
+        f"(species_images.parquet).",
         f"- Added: {short_list(species['added'], 'species_images.parquet')}.",
         f"- Removed: {short_list(species['removed'], 'species_images.parquet')}.",
         f"- Deleted photos (ids gone from photos.csv): {deleted['photos']:,}, "
@@ -93,8 +94,8 @@ def render(report: dict) -> str:
         [
             markdown(
                 pd.DataFrame(inactivated[:SHOWN]),
-                f"Taxa that became inactive ({len(inactivated)}) and what their observations are now "
-                "identified as (inactivated_taxa.parquet).",
+                f"Taxa that became inactive ({len(inactivated)}) and what their observations are "
+                f"now identified as (inactivated_taxa.parquet).",
             )
         ]
         if inactivated
@@ -103,9 +104,9 @@ def render(report: dict) -> str:
     lines += [
         "## Split stability",
         "",
-        f"{stability['moved']:,} of {stability['photos_in_both']:,} photos in both curated tables changed "
-        f"subset or split (moved.parquet); expected only where a species crossed a threshold: "
-        f"{json.dumps(stability['by_reason'], sort_keys=True)}.",
+        f"{stability['moved']:,} of {stability['photos_in_both']:,} photos in both curated tables "
+        f"changed subset or split (moved.parquet); expected only where a species crossed a "
+        f"threshold: {json.dumps(stability['by_reason'], sort_keys=True)}.",
         "",
     ]
     if report["moved"]:
@@ -164,7 +165,8 @@ def render(report: dict) -> str:
 
 
 def category_figure(categories: list[dict], months: tuple[str, str], path: Path) -> None:
-    """Images per category in both months, and the change (small beside the totals, so drawn apart)."""
+    """Images per category in both months, and the change (small beside the totals, so drawn
+    apart)."""
     names = [c["category"] for c in categories]
     x = np.arange(len(names))
     fig, (totals, change) = plt.subplots(1, 2, figsize=(2.4 + 1.5 * len(names), 3.6))

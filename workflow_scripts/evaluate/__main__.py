@@ -1,8 +1,11 @@
-"""Zero-shot evaluation of one model on a snapshot's benchmarks (see workflow_scripts.evaluate.stage).
+"""Zero-shot evaluation of one model on a snapshot's benchmarks (see
+workflow_scripts.evaluate.stage).
 
-    python -m workflow_scripts.evaluate --shards data/snapshots/<date>/shards/{train,balanced,unseen,lifestages} \\
-        --tables data/snapshots/<date>/subsets/{train,balanced,unseen,lifestages}.parquet --model biotrove-tiny \\
-        --pretrained models/<date>/tiny-cpu/checkpoint.pt --out results/<date>/eval/tiny-cpu [--config config.yaml]
+    python -m workflow_scripts.evaluate \\
+        --shards data/snapshots/<date>/shards/{train,balanced,unseen,lifestages} \\
+        --tables data/snapshots/<date>/subsets/{train,balanced,unseen,lifestages}.parquet \\
+        --model biotrove-tiny --pretrained models/<date>/tiny-cpu/checkpoint.pt \\
+        --out results/<date>/eval/tiny-cpu [--config config.yaml]
 
 --shards and --tables: the shards folder (shards/<subset>) and table (<subset>.parquet) of each of
 our benchmarks (evaluate.benchmarks), in any order; the external benchmarks are read as
@@ -17,8 +20,8 @@ import sys
 from pathlib import Path
 
 from workflow_scripts.common import cli, contracts
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS
-from workflow_scripts.evaluate.stage import benchmark_inputs, evaluate
+from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS, benchmark_inputs
+from workflow_scripts.evaluate.stage import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     missing = [name for name in names if name in SUBSET_BENCHMARKS and name not in subsets]
     if missing:
         parser.error(
-            f"--shards, --tables: none given of the benchmarks {', '.join(missing)} (evaluate.benchmarks)"
+            f"--shards, --tables: none given of the benchmarks {', '.join(missing)} "
+            f"(evaluate.benchmarks)"
         )
     inputs = [path for name in names for path in benchmark_inputs(name, subsets, settings)]
     checkpoint = (

@@ -2,10 +2,12 @@
 how many images of them a train split holds (the long-tail view of the Pl@ntNet seed), from the
 evaluations' cached predictions (no model is run).
 
-    python -m workflow_scripts.evaluate.shot_bands --train data/snapshots/<date>/subsets/train.parquet \\
+    python -m workflow_scripts.evaluate.shot_bands \\
+        --train data/snapshots/<date>/subsets/train.parquet \\
         --tables data/snapshots/<date>/subsets/{balanced,unseen,lifestages}.parquet \\
-        --predictions results/<date>/eval/{tiny-cpu,random-init}/{train,balanced,unseen,lifestages}.predictions.parquet \\
-        --models tiny-cpu random-init --out results/<date>/shot_bands [--config config.yaml]
+        --models tiny-cpu random-init --out results/<date>/shot_bands [--config config.yaml] \\
+        --predictions \\
+        results/<date>/eval/{tiny-cpu,random-init}/{train,balanced,unseen,lifestages}.predictions.parquet
 
 --predictions: per model in --models' order, one file per benchmark in the tables' order (ours as
 evaluate.benchmarks lists them, then the external ones by name). --train: Train's table; --tables:
@@ -34,15 +36,14 @@ import pandas as pd
 import pyarrow as pa
 
 from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS, abbreviations, external_benchmark
 from workflow_scripts.common.config import check_shot_bands
 from workflow_scripts.common.config import settings as evaluate_settings
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building
 from workflow_scripts.common.plots import plt, save
-from workflow_scripts.common.tables import ROUNDING, half_up, write_table
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS, external_benchmark
+from workflow_scripts.common.tables import ROUNDING, half_up, percent_with_interval, write_table
 from workflow_scripts.evaluate.metrics import wilson
-from workflow_scripts.evaluate.tables import abbreviations
 
 ABSENT = "absent"
 
@@ -60,7 +61,8 @@ def bands(train_images: np.ndarray, edges: list[int]) -> np.ndarray:
 
 
 def shots_from(benchmark: str) -> str:
-    """The subset whose train split bands a benchmark's classes: its own when it has one, else Train."""
+    """The subset whose train split bands a benchmark's classes: its own when it has one, else
+    Train."""
     return benchmark if benchmark in contracts.SPLIT_SUBSETS else "train"
 
 
@@ -85,8 +87,10 @@ def scored_images(
         species, joined = "SELECT label, species FROM class_names", "USING (label)"
     else:
         return None
-    return con.execute(f"""SELECT p.label, p.top_ids[1] = p.label AS hit, coalesce(c.images, 0) AS train_images
-                           FROM read_parquet({quote(predictions)}) AS p JOIN ({species}) AS s {joined}
+    return con.execute(f"""SELECT p.label, p.top_ids[1] = p.label AS hit,
+                                  coalesce(c.images, 0) AS train_images
+                           FROM read_parquet({quote(predictions)}) AS p
+                           JOIN ({species}) AS s {joined}
                            LEFT JOIN train_counts AS c ON c.subset = {quote(shots_from(name))}
                                                       AND c.species = s.species""").df()
 
@@ -112,7 +116,6 @@ def band_rows(images: pd.DataFrame, edges: list[int]) -> list[dict]:
 def shot_band_table(records: list[dict], names: list[str]) -> pd.DataFrame:
     rows = []
     for r in records:
-        low, high = wilson(r["hits"], r["images"])
         rows.append(
             {
                 "Model": r["model"],
@@ -120,8 +123,9 @@ def shot_band_table(records: list[dict], names: list[str]) -> pd.DataFrame:
                 "train-split images": names[r["band"]],
                 "classes": r["classes"],
                 "images": r["images"],
-                "top-1 %": f"{half_up(Fraction(100 * r['hits'], r['images']), 1)} ± "
-                f"{half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}",
+                "top-1 %": percent_with_interval(
+                    r["hits"], r["images"], wilson(r["hits"], r["images"])
+                ),
                 "class-mean top-1 %": half_up(100 * r["macro_top1"], 1),
             }
         )
@@ -259,10 +263,10 @@ def shot_bands(
         write_table(
             shot_band_table(records, names),
             staging / contracts.SHOT_BANDS,
-            "Zero-shot top-1 accuracy (%) over classes grouped by their images in a train split "
-            f"(genus_sampled's own, else Train's; {ABSENT}: none, e.g. Unseen's species) ± half the width "
-            "of its 95% Wilson score interval; "
-            "class-mean: the mean of the classes' top-1. " + ROUNDING,
+            f"Zero-shot top-1 accuracy (%) over classes grouped by their images in a train split "
+            f"(genus_sampled's own, else Train's; {ABSENT}: none, e.g. Unseen's species) ± half "
+            f"the width of its 95% Wilson score interval; class-mean: the mean of the "
+            f"classes' top-1. " + ROUNDING,
             tex=True,
         )
         shot_band_figure(

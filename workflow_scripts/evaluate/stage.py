@@ -24,18 +24,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workflow_scripts.common import contracts
-from workflow_scripts.common.cli import StageError
+from workflow_scripts.common.benchmarks import (
+    NAME_MODES,
+    Benchmark,
+    benchmark_inputs,
+    class_name,
+    open_benchmark,
+)
 from workflow_scripts.common.config import settings as evaluate_settings
 from workflow_scripts.common.files import building, write_json
-from workflow_scripts.evaluate.benchmarks import (
-    LEVELS,
-    NAME_MODES,
-    SUBSET_BENCHMARKS,
-    Benchmark,
-    class_name,
-    external_benchmark,
-    subset_benchmark,
-)
+from workflow_scripts.common.taxonomy import RANKS
+from workflow_scripts.evaluate.errors import EvaluateError
 from workflow_scripts.evaluate.metrics import (
     calibrate,
     macro_accuracy,
@@ -48,10 +47,6 @@ from workflow_scripts.evaluate.metrics import (
 
 TOP_K = 5
 METHODS = ("softmax", "class_conditional", "pas", "wpas")
-
-
-class EvaluateError(StageError):
-    """A benchmark or a setting evaluation cannot work with; the message says what to change."""
 
 
 def benchmark_metrics(ranked: np.ndarray, labels: np.ndarray, classes: int) -> dict:
@@ -87,7 +82,7 @@ def class_weights(classes: list[dict], weights: dict[str, float]) -> np.ndarray:
     that has one, else 1; normalised to sum 1."""
 
     def weight(row: dict) -> float:
-        names = [row.get("label")] + [row.get(rank) for rank in reversed(LEVELS)]
+        names = [row.get("label")] + [row.get(rank) for rank in reversed(RANKS)]
         return next((float(weights[n]) for n in names if n in weights), 1.0)
 
     values = np.array([weight(row) for row in classes])
@@ -107,8 +102,8 @@ def conformal(
     calibration_labels, test_labels = labels[calibrating], labels[~calibrating]
     true = np.concatenate(
         [
-            chunk[np.arange(len(chunk)), calibration_labels[start : start + len(chunk)]]
-            for start, chunk in probabilities(features, weights, calibrating)
+            batch[np.arange(len(batch)), calibration_labels[start : start + len(batch)]]
+            for start, batch in probabilities(features, weights, calibrating)
         ]
     )
     alphas = sorted(set(settings["alphas"]) | {settings["alpha"]})
@@ -118,15 +113,15 @@ def conformal(
         for method in methods
         for alpha in alphas
     }
-    # per class, the test images covered and their set sizes: summed chunk by chunk
+    # per class, the test images covered and their set sizes: summed batch by batch
     covered = {key: np.zeros(classes) for key in calibrations}
     sizes = {key: 0 for key in calibrations}
-    for start, chunk in probabilities(features, weights, ~calibrating):
-        chunk_labels = test_labels[start : start + len(chunk)]
+    for start, batch in probabilities(features, weights, ~calibrating):
+        batch_labels = test_labels[start : start + len(batch)]
         for key, calibration in calibrations.items():
-            sets = prediction_sets(chunk, calibration)
+            sets = prediction_sets(batch, calibration)
             covered[key] += np.bincount(
-                chunk_labels, weights=sets[np.arange(len(chunk)), chunk_labels], minlength=classes
+                batch_labels, weights=sets[np.arange(len(batch)), batch_labels], minlength=classes
             )
             sizes[key] += int(sets.sum())
     counts = np.bincount(test_labels, minlength=classes)
@@ -165,18 +160,26 @@ def predictions_table(
 
 
 def levels(
-    network, tokenizer, features, benchmark: Benchmark, precision: str
+    network,
+    tokenizer,
+    features,
+    benchmark: Benchmark,
+    precision: str,
+    encoded: dict | None = None,
 ) -> tuple[list[dict], pa.Table]:
-    """Table 8: accuracy per taxonomic level and name mode, and the predictions behind it."""
+    """Table 8: accuracy per taxonomic level and name mode, and the predictions behind it.
+    `encoded`: the network's text batches encoded so far (zeroshot.classifier)."""
     from workflow_scripts.evaluate.zeroshot import classifier, top_k
 
     records, tables = [], []
-    for level in LEVELS:
+    for level in RANKS:
         labels, class_rows = benchmark.lineage_classes(level)
         for mode in NAME_MODES:
             names = [class_name(row, level, mode) for row in class_rows]
             ranked, scores = top_k(
-                features, classifier(network, tokenizer, names, precision=precision), TOP_K
+                features,
+                classifier(network, tokenizer, names, precision=precision, encoded=encoded),
+                TOP_K,
             )
             records.append(
                 {
@@ -194,35 +197,6 @@ def levels(
     return records, pa.concat_tables(tables)
 
 
-def benchmark_inputs(
-    name: str, subsets: dict[str, tuple[Path, Path]], settings: dict
-) -> list[Path]:
-    """What a benchmark is read from: a subset's shards and table (`subsets`: {subset: (shards
-    folder, table)}), or an external one's metadata."""
-    if name in SUBSET_BENCHMARKS:
-        return [Path(path) for path in subset_files(name, subsets)]
-    return [Path(settings["external"][name]["metadata"])]
-
-
-def subset_files(name: str, subsets: dict[str, tuple[Path, Path]]) -> tuple[Path, Path]:
-    """A subset benchmark's shards folder and table, from those given."""
-    if name not in subsets:
-        raise EvaluateError(
-            f"benchmark {name}: its shards and table were not given (--shards, --tables); "
-            f"given: {', '.join(subsets) or 'none'}"
-        )
-    shards, table = subsets[name]
-    return Path(shards), Path(table)
-
-
-def open_benchmark(name: str, subsets: dict[str, tuple[Path, Path]], settings: dict) -> Benchmark:
-    """A benchmark by name: one of `subsets` ({subset: (shards folder, table)}), or an external one
-    of `settings` (config.yaml's `evaluate` section)."""
-    if name in SUBSET_BENCHMARKS:
-        return subset_benchmark(*subset_files(name, subsets), name)
-    return external_benchmark(settings["external"][name])
-
-
 def evaluate_benchmark(
     model: tuple,
     name: str,
@@ -230,9 +204,11 @@ def evaluate_benchmark(
     settings: dict,
     staging: Path,
     with_levels: bool = False,
+    encoded: dict | None = None,
 ) -> dict:
     """One benchmark: its predictions (and levels) into `staging`; returns its metrics, conformal
-    records and levels. `model`: load_model()'s (network, preprocess, tokenizer)."""
+    records and levels. `model`: load_model()'s (network, preprocess, tokenizer); `encoded`: its
+    text batches encoded so far (zeroshot.classifier), kept across benchmarks."""
     from workflow_scripts.evaluate.zeroshot import classifier, encode_images, top_k
 
     network, preprocess, tokenizer = model
@@ -252,7 +228,9 @@ def evaluate_benchmark(
         settings["precision"],
         name,
     )
-    weights = classifier(network, tokenizer, benchmark.class_keys, precision=settings["precision"])
+    weights = classifier(
+        network, tokenizer, benchmark.class_keys, precision=settings["precision"], encoded=encoded
+    )
     ranked, scores = top_k(features, weights, TOP_K)
     pq.write_table(
         predictions_table(benchmark.keys, benchmark.labels, ranked, scores),
@@ -279,7 +257,7 @@ def evaluate_benchmark(
     }
     if with_levels:
         found["levels"], table = levels(
-            network, tokenizer, features, benchmark, settings["precision"]
+            network, tokenizer, features, benchmark, settings["precision"], encoded
         )
         pq.write_table(table, staging / contracts.levels(name))
     features.path.unlink()
@@ -309,6 +287,7 @@ def evaluate(
             name, subsets, settings
         )  # every benchmark's files given, before the model loads
     loaded = load_model(model, pretrained, settings["device"])
+    encoded = {}  # the text batches the model has encoded: benchmarks and levels share many
     results = {"benchmarks": {}, "levels": [], "conformal": []}
     with building(out) as staging:
         for name in contracts.benchmark_names(settings):
@@ -319,6 +298,7 @@ def evaluate(
                 settings,
                 staging,
                 with_levels=name == settings["levels_benchmark"],
+                encoded=encoded,
             )
             results["benchmarks"][name] = found["metrics"]
             results["conformal"] += found["conformal"]

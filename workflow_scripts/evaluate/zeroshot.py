@@ -4,7 +4,7 @@ class name (open_clip.build_zero_shot_classifier), and images ranked against it.
 
 Images are decoded and preprocessed by DataLoader workers (any number: the batches are the same
 consecutive images) and encoded once per benchmark; their features go to a file as they come and
-are read back a chunk at a time by every classifier (levels, name modes) and the conformal sets,
+are read back a batch at a time by every classifier (levels, name modes) and the conformal sets,
 so memory does not grow with the benchmark. On CUDA the model runs under autocast in the
 configured precision.
 """
@@ -19,19 +19,17 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from PIL import Image
 from tqdm import tqdm
 
 from workflow_scripts.common.models import register_model_configs
-from workflow_scripts.evaluate.stage import EvaluateError
+from workflow_scripts.common.templates import TEMPLATES
+from workflow_scripts.evaluate.errors import EvaluateError
 
 LOGIT_SCALE = 100.0  # CLIP's zero-shot temperature
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-CHUNK = 4096  # feature rows read back at a time
-TEMPLATES = (
-    OPENAI_IMAGENET_TEMPLATES  # every classifier's prompts; the clip_benchmark export writes them
-)
+READ_BATCH = 4096  # feature rows read back at a time
+CLASSES_PER_BATCH = 50  # classes whose prompts the text tower encodes at once
 
 
 def load_model(model: str, pretrained: str | None, device: str = "cpu"):
@@ -60,25 +58,42 @@ def autocast(network, precision: str = "fp32"):
 
 
 def classifier(
-    network, tokenizer, class_names: list[str], templates=TEMPLATES, precision: str = "fp32"
+    network,
+    tokenizer,
+    class_names: list[str],
+    templates=TEMPLATES,
+    precision: str = "fp32",
+    encoded: dict | None = None,
 ) -> torch.Tensor:
-    """(embedding size x classes), float32, on the model's device."""
+    """(embedding size x classes), float32, on the model's device. The prompts are encoded
+    CLASSES_PER_BATCH classes at a time, as open_clip.build_zero_shot_classifier batches them;
+    `encoded` (a dict kept across calls with one network) holds each batch's columns, so a batch
+    met again (Table 8's name modes repeat many) is not encoded again: the same bytes, as the same
+    batch encodes the same way."""
     device = next(network.parameters()).device
+    encoded = {} if encoded is None else encoded
+    columns = []
     with torch.no_grad(), autocast(network, precision):
-        return open_clip.build_zero_shot_classifier(
-            network,
-            tokenizer,
-            class_names,
-            templates,
-            num_classes_per_batch=50,
-            device=device,
-            use_tqdm=False,
-        ).float()
+        for start in range(0, len(class_names), CLASSES_PER_BATCH):
+            batch = tuple(class_names[start : start + CLASSES_PER_BATCH])
+            key = (batch, tuple(templates), precision)
+            if key not in encoded:
+                encoded[key] = open_clip.build_zero_shot_classifier(
+                    network,
+                    tokenizer,
+                    batch,
+                    templates,
+                    num_classes_per_batch=CLASSES_PER_BATCH,
+                    device=device,
+                    use_tqdm=False,
+                )
+            columns.append(encoded[key])
+        return torch.cat(columns, dim=1).float()
 
 
 class Images(torch.utils.data.Dataset):
     """A benchmark's images, preprocessed: item i is image i, read at its location (a tar member, or
-    a whole file: workflow_scripts.evaluate.benchmarks.Benchmark)."""
+    a whole file: workflow_scripts.common.benchmarks.Benchmark)."""
 
     def __init__(self, paths: list[str], locations: np.ndarray, preprocess):
         self.paths, self.locations, self.preprocess = paths, locations, preprocess
@@ -102,7 +117,7 @@ class Images(torch.utils.data.Dataset):
 
 class Features:
     """Normalised image embeddings (images x embedding size, float32) in a file, written as they are
-    computed and read back a chunk at a time."""
+    computed and read back a batch at a time."""
 
     def __init__(self, path: Path):
         self.path, self.rows, self.width = path, 0, 0
@@ -116,19 +131,21 @@ class Features:
     def __len__(self) -> int:
         return self.rows
 
-    def chunks(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(index of the chunk's first row among those selected, the chunk), of the rows selected by
+    def batches(self, rows: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index of the batch's first row among those selected, the batch), of the rows selected by
         the boolean mask `rows` (every row when None)."""
         done = 0
         with open(self.path, "rb") as handle:
-            for start in range(0, self.rows, CHUNK):
-                chunk = np.fromfile(handle, np.float32, min(CHUNK, self.rows - start) * self.width)
-                chunk = chunk.reshape(-1, self.width)
+            for start in range(0, self.rows, READ_BATCH):
+                batch = np.fromfile(
+                    handle, np.float32, min(READ_BATCH, self.rows - start) * self.width
+                )
+                batch = batch.reshape(-1, self.width)
                 if rows is not None:
-                    chunk = chunk[rows[start : start + len(chunk)]]
-                if len(chunk):
-                    yield done, chunk
-                    done += len(chunk)
+                    batch = batch[rows[start : start + len(batch)]]
+                if len(batch):
+                    yield done, batch
+                    done += len(batch)
 
 
 def encode_images(
@@ -162,11 +179,11 @@ def encode_images(
 def probabilities(
     features: Features, weights: torch.Tensor, rows: np.ndarray | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, softmax probabilities of a chunk of images x classes), chunk by chunk, of the rows
-    the boolean mask `rows` selects (all when None)."""
-    for start, chunk in features.chunks(rows):
+    """(first row, softmax probabilities of a batch of images x classes), batch by batch, of the
+    rows the boolean mask `rows` selects (all when None)."""
+    for start, batch in features.batches(rows):
         with torch.no_grad():
-            logits = LOGIT_SCALE * torch.from_numpy(chunk).to(weights.device) @ weights
+            logits = LOGIT_SCALE * torch.from_numpy(batch).to(weights.device) @ weights
         yield start, logits.softmax(dim=-1).cpu().numpy()
 
 
@@ -174,10 +191,10 @@ def top_k(features: Features, weights: torch.Tensor, k: int = 5) -> tuple[np.nda
     """Per image, the k best class indices and their probabilities."""
     k = min(k, weights.shape[1])
     ids, scores = np.zeros((len(features), k), np.int64), np.zeros((len(features), k), np.float32)
-    for start, chunk in probabilities(features, weights):
-        best = np.argsort(-chunk, axis=1, kind="stable")[:, :k]
-        ids[start : start + len(chunk)], scores[start : start + len(chunk)] = (
+    for start, batch in probabilities(features, weights):
+        best = np.argsort(-batch, axis=1, kind="stable")[:, :k]
+        ids[start : start + len(batch)], scores[start : start + len(batch)] = (
             best,
-            np.take_along_axis(chunk, best, 1),
+            np.take_along_axis(batch, best, 1),
         )
     return ids, scores

@@ -2,7 +2,6 @@
 
     python -m workflow_scripts.fetch --snapshot 2024-09-27 --out data/snapshots/2024-09-27/raw
     python -m workflow_scripts.fetch --snapshot latest --out 'data/snapshots/{date}/raw'
-    python -m workflow_scripts.fetch --resolve latest --out data/snapshots/latest.json
     python -m workflow_scripts.fetch --list [--config config.yaml]
 
 The source and its options are config.yaml's `fetch` section (--config, --settings); without them,
@@ -12,17 +11,13 @@ the schema's defaults: the public bucket s3://inaturalist-open-data, anonymously
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
-import requests
-from botocore.exceptions import BotoCoreError, ClientError
-
 from workflow_scripts.common import cli
-from workflow_scripts.common.files import write_json
-from workflow_scripts.fetch.snapshot import FetchError, available_dates, fetch, resolve
-from workflow_scripts.fetch.storage import open_source
-
-PROBLEMS = (OSError, NotImplementedError, BotoCoreError, ClientError, requests.RequestException)
+from workflow_scripts.fetch.latest_snapshot import write_resolution
+from workflow_scripts.fetch.snapshot import FetchError, available_dates, fetch
+from workflow_scripts.fetch.storage import PROBLEMS, open_source
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         "--snapshot", help="YYYY-MM-DD (that month's bundle) or 'latest' (the bucket-root tables)"
     )
     action.add_argument(
-        "--resolve", metavar="SNAPSHOT", help="write the date SNAPSHOT stands for (JSON) to --out"
+        "--resolve",
+        metavar="SNAPSHOT",
+        help="deprecated: python -m workflow_scripts.fetch.latest_snapshot --snapshot SNAPSHOT",
     )
     action.add_argument(
         "--list", action="store_true", help="print the snapshot dates the source has"
@@ -47,21 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.list and not args.out:
         parser.error("--out is required with --snapshot and --resolve")
     with cli.running(args, inputs=[]) as settings:
+        if args.resolve:
+            warnings.warn(
+                "--resolve is deprecated: use python -m workflow_scripts.fetch.latest_snapshot",
+                FutureWarning,
+                stacklevel=1,
+            )
+            write_resolution(args.resolve, args.out, settings)
+            return 0
         try:
             source = open_source(settings["source"], settings)
             if args.list:
                 print("\n".join(available_dates(source)))
-            elif args.resolve:
-                resolution = resolve(source, args.resolve, settings)
-                write_json(
-                    args.out,
-                    {
-                        "requested": args.resolve,
-                        "snapshot": resolution.date,
-                        "method": resolution.method,
-                        "detail": resolution.detail,
-                    },
-                )
             else:
                 print(fetch(source, args.snapshot, args.out, settings, args.expect_date))
         except PROBLEMS as exc:

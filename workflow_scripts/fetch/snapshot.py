@@ -7,7 +7,8 @@ Downloads stream in chunks (constant memory), resume from <date>/.partial/ after
 interruption, retry transient failures with exponential backoff (or the server's Retry-After, up to
 fetch.max_retry_after_seconds: a longer one stops the fetch), and are verified (size, MD5
 ETag where the source has one, gzip/tar/zip read to the end, table headers). raw/ appears only
-when everything checked out. Settings: config.yaml's `fetch` section (workflow_scripts.common.config).
+when everything checked out. Settings: config.yaml's `fetch` section
+(workflow_scripts.common.config).
 """
 
 from __future__ import annotations
@@ -91,9 +92,9 @@ def bundle_key(day: str) -> str:
 def wait_or_give_up(
     what: str, exc: Exception, attempt: int, retries: int, backoff: float, max_retry_after: float
 ) -> None:
-    """Sleep before retry number `attempt` (exponential backoff, or longer if the server's Retry-After
-    asks for it), or raise once retries are spent, or at once if the server asks for a longer wait
-    than `max_retry_after` seconds (fetch.max_retry_after_seconds)."""
+    """Sleep before retry number `attempt` (exponential backoff, or longer if the server's
+    Retry-After asks for it), or raise once retries are spent, or at once if the server asks for a
+    longer wait than `max_retry_after` seconds (fetch.max_retry_after_seconds)."""
     if attempt > retries:
         raise FetchError(
             f"{what}: gave up after {retries} retries: {exc}. "
@@ -135,13 +136,14 @@ def resolve(source: Source, spec: str, settings: dict | None = None) -> Resoluti
     dates = retried(lambda: available_dates(source), f"{source.description}: listing", *policy)
     if not dates:
         raise FetchError(
-            f"{source.description}: no monthly bundles under {BUNDLE_PREFIX}*: is this the right source?"
+            f"{source.description}: no monthly bundles under {BUNDLE_PREFIX}*: is this the "
+            f"right source?"
         )
     if spec != "latest":
         if spec not in dates:
             raise FetchError(
-                f"{source.description}: no bundle for snapshot {spec}. "
-                f"Available dates: {', '.join(dates)}. Set one of them (or 'latest') in config.yaml."
+                f"{source.description}: no bundle for snapshot {spec}. Available dates: "
+                f"{', '.join(dates)}. Set one of them (or 'latest') in config.yaml."
             )
         return Resolution(spec, "dated-bundle", f"{bundle_key(spec)} exists")
     try:
@@ -390,8 +392,9 @@ def fetch(
     settings: dict | None = None,
     expect_date: str | None = None,
 ) -> Path:
-    """Fetch snapshot `spec` (a date or 'latest') into the folder `out` ("{date}" in it is the date the
-    snapshot resolves to); interrupted downloads wait in .partial/ beside it. Returns the folder."""
+    """Fetch snapshot `spec` (a date or 'latest') into the folder `out` ("{date}" in it is the date
+    the snapshot resolves to); interrupted downloads wait in .partial/ beside it. Returns the
+    folder."""
     settings = fetch_settings("fetch", settings)
     resolution = resolve(source, spec, settings)
     if expect_date and resolution.date != expect_date:
@@ -440,7 +443,8 @@ def _fetch_into(
                     raise
                 continue
             kept[name] = downloads[-1]
-        # the root tables are overwritten monthly: make sure none changed while we fetched the others
+        # the root tables are overwritten monthly: make sure none changed while we fetched the
+        # others
         for item in kept.values():
             now = retried(lambda key=item.info.key: source.head(key), item.info.key, *policy)
             if (now.size, now.etag) != (item.info.size, item.info.etag):
@@ -478,6 +482,7 @@ def _fetch_into(
         "objects": [d.record() for d in downloads],
         "files": dict(sorted(files.items())),
         "notes": [
-            "The taxonomy archive is not dated: it is the version current when this snapshot was fetched."
+            "The taxonomy archive is not dated: it is the version current when this snapshot "
+            "was fetched."
         ],
     }

@@ -24,11 +24,19 @@ import urllib3.exceptions
 from botocore import UNSIGNED
 
 CHUNK = 1024 * 1024  # also the most a killed transfer can lose
+# what a source's client raises when the source cannot answer (the commands name it and stop)
+PROBLEMS = (
+    OSError,
+    NotImplementedError,
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    requests.RequestException,
+)
 
 
 class TransientError(Exception):
-    """A failure worth retrying: 5xx, 429, timeout, dropped connection. `retry_after`: the seconds the
-    server asked us to wait (its Retry-After header), if it said."""
+    """A failure worth retrying: 5xx, 429, timeout, dropped connection. `retry_after`: the seconds
+    the server asked us to wait (its Retry-After header), if it said."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -63,7 +71,8 @@ def _status(exc: botocore.exceptions.ClientError) -> int:
 def _retry_after(value: str | None) -> float | None:
     """A Retry-After header in seconds: a number of seconds or an HTTP date (one already past: 0).
     Only a finite, non-negative wait counts: anything else (garbage, a negative number, inf, nan, a
-    date that cannot be read) is None, as if the server had not said, and the usual backoff applies."""
+    date that cannot be read) is None, as if the server had not said, and the usual backoff
+    applies."""
     if not value:
         return None
     try:
@@ -276,8 +285,8 @@ class HTTPSource:
 
 
 def open_source(location: str, settings: dict) -> Source:
-    """s3://bucket[/prefix], http(s)://host/path/, or a local folder; `settings`: config.yaml's fetch
-    section (endpoint_url, anonymous, region, timeout_seconds)."""
+    """s3://bucket[/prefix], http(s)://host/path/, or a local folder; `settings`: config.yaml's
+    fetch section (endpoint_url, anonymous, region, timeout_seconds)."""
     parsed = urlparse(location)
     if parsed.scheme == "s3":
         return S3Source(

@@ -1,1 +1,2 @@
-"""Images: downloads with img2dataset, duplicate images, webdataset shards (rules/images.smk)."""
+"""Images: downloads with img2dataset, the image overlap check, webdataset shards
+(rules/images.smk)."""

@@ -1,10 +1,11 @@
-"""A subset's downloads put together: the download report (attempted, succeeded and failed by reason,
-per chunk and in total; downloaded images PIL cannot decode), the failure ledger (photo_id, url,
-reason, attempts of every image not downloaded) and the perceptual hashes of every downloaded image
-(hashes.parquet: workflow_scripts.images.perceptual). Fails, after writing them, below
+"""A subset's downloads put together: the download report (attempted, succeeded and failed by
+reason, per chunk and in total; downloaded images PIL cannot decode), the failure ledger (photo_id,
+url, reason, attempts of every image not downloaded) and the perceptual hashes of every downloaded
+image (hashes.parquet: workflow_scripts.images.perceptual). Fails, after writing them, below
 `images.min_success_rate`.
 
-    python -m workflow_scripts.images.download_report --chunks data/snapshots/<date>/images/train/chunks/* \\
+    python -m workflow_scripts.images.download_report \\
+        --chunks data/snapshots/<date>/images/train/chunks/* \\
         --out data/snapshots/<date>/images/train [--config config.yaml]
 """
 
@@ -20,7 +21,7 @@ from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as images_settings
 from workflow_scripts.common.duck import write_parquet
 from workflow_scripts.common.files import write_json
-from workflow_scripts.images.download import DownloadError, outcomes, summary
+from workflow_scripts.images.download_chunk import DownloadError, outcomes, summary
 
 
 def download_report(chunks: list[Path], out: Path, settings: dict | None = None) -> dict:
@@ -40,7 +41,8 @@ def download_report(chunks: list[Path], out: Path, settings: dict | None = None)
     out.mkdir(parents=True, exist_ok=True)
     write_parquet(
         con,
-        "SELECT photo_id, url, reason, attempts FROM outcomes WHERE NOT succeeded ORDER BY photo_id",
+        "SELECT photo_id, url, reason, attempts FROM outcomes WHERE NOT succeeded "
+        "ORDER BY photo_id",
         out / contracts.FAILURES,
     )
     write_parquet(con, "SELECT * FROM hashes ORDER BY photo_id", out / contracts.HASHES)

@@ -1,8 +1,8 @@
 """Near-duplicate images by perceptual hash (workflow_scripts.images.perceptual): the same picture
 uploaded again re-encoded, resized, brightened or mirrored. An evaluation image (Balanced, Unseen,
 LifeStages, Train's test split, the configured external benchmarks) with a copy in Train's train or
-val split within `overlap.near_duplicate_threshold` bits is a leak: each such pair is listed and the
-Train copy left out of Train's shards; groups of near-duplicates inside Train (within a species)
+val split within `overlap.near_duplicate_threshold` bits is an overlap: each such pair is listed and
+the Train copy left out of Train's shards; groups of near-duplicates inside Train (within a species)
 are listed and kept.
 Hashes below `overlap.min_quality` (flat images, which match anything flat) are not matched.
 
@@ -89,38 +89,43 @@ def codes(column: pa.ChunkedArray) -> np.ndarray:
 
 
 def load_hashes(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], min_quality: int) -> dict:
-    """The table `hashed` (benchmark, photo_id as text, split, species, hash, mirrored) of every image
-    with a hash of at least `min_quality`, Train's split and species from its subset view; returns
-    what is left out, per subset: `not_decodable` and `low_quality`."""
+    """The table `hashed` (benchmark, photo_id as text, split, species, hash, mirrored) of every
+    image with a hash of at least `min_quality`, Train's split and species from its subset view;
+    returns what is left out, per subset: `not_decodable` and `low_quality`."""
     parts = []
     for name, path in hashes.items():
         source, split, species = f"read_parquet({quote(path)})", "NULL", "NULL"
         if name == "train":
-            source = f"(SELECT h.*, t.split, t.taxonomic_name FROM {source} AS h JOIN train AS t USING (photo_id))"
+            source = (
+                f"(SELECT h.*, t.split, t.taxonomic_name FROM {source} AS h JOIN train AS t "
+                f"USING (photo_id))"
+            )
             split, species = "split", "coalesce(taxonomic_name, '')"
         parts.append(
-            f"SELECT {quote(name)} AS benchmark, photo_id::VARCHAR AS photo_id, {split}::VARCHAR AS split, "
-            f"{species}::VARCHAR AS species, hash, mirrored, quality FROM {source}"
+            f"SELECT {quote(name)} AS benchmark, photo_id::VARCHAR AS photo_id, {split}::VARCHAR "
+            f"AS split, {species}::VARCHAR AS species, hash, mirrored, quality FROM {source}"
         )
     con.execute(f"CREATE TABLE all_hashes AS {' UNION ALL '.join(parts)}")
     con.execute(
-        f"CREATE TABLE hashed AS SELECT * EXCLUDE (quality) FROM all_hashes WHERE quality >= {min_quality} "
-        "ORDER BY benchmark, photo_id"
+        f"CREATE TABLE hashed AS SELECT * EXCLUDE (quality) FROM all_hashes WHERE quality >= "
+        f"{min_quality} ORDER BY benchmark, photo_id"
     )
     left_out = {}
     for benchmark, undecodable, low in con.execute(
-        f"""SELECT benchmark, count(*) FILTER (WHERE hash IS NULL), count(*) FILTER (WHERE quality < {min_quality})
+        f"""SELECT benchmark, count(*) FILTER (WHERE hash IS NULL),
+                   count(*) FILTER (WHERE quality < {min_quality})
                 FROM all_hashes GROUP BY 1 ORDER BY 1"""
     ).fetchall():
         left_out[benchmark] = {"not_decodable": undecodable, "low_quality": low}
     return left_out
 
 
-def leaks(con: duckdb.DuckDBPyConnection, threshold: int) -> list[dict]:
+def overlapping_pairs(con: duckdb.DuckDBPyConnection, threshold: int) -> list[dict]:
     """Pairs of a Train train/val image and an evaluation image within `threshold` (the evaluation
     image or its mirror image), each at its smallest distance, ordered by benchmark and photo."""
     train_test = quote(contracts.TRAIN_TEST)
-    evaluation = con.execute(f"""SELECT CASE WHEN benchmark = 'train' THEN {train_test} ELSE benchmark END,
+    evaluation = con.execute(f"""SELECT CASE WHEN benchmark = 'train' THEN {train_test}
+                                             ELSE benchmark END,
                                         photo_id, hash, mirrored FROM hashed
                                  WHERE benchmark != 'train' OR split = 'test'
                                  ORDER BY 1, 2""").to_arrow_table()
@@ -194,7 +199,7 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], sett
     `con` has the view `train` (Train's table). `settings`: config.yaml's `overlap` section."""
     threshold = settings["near_duplicate_threshold"]
     left_out = load_hashes(con, hashes, settings["min_quality"])
-    pairs = leaks(con, threshold)
+    pairs = overlapping_pairs(con, threshold)
     for pair in pairs:
         pair["train"] = int(pair["train"])
         if pair["benchmark"] in contracts.SUBSETS or pair["benchmark"] == contracts.TRAIN_TEST:

@@ -1,17 +1,14 @@
-"""Perceptual hashes for the near-duplicate leak check: PDQ (Meta's 256-bit hash made for matching a
-photo across re-encoding, resizing and small edits; BioCLIP 2's pipeline uses it for the same
-check) through the pdqhash package, of each image and of its mirror image (a mirrored copy's PDQ
-hash is ~128 bits away), with PDQ's quality score (0-100: low for flat images, whose hashes match
-too easily).
+"""Perceptual hashes for the near-duplicate overlap check: PDQ (Meta's 256-bit hash made for
+matching a photo across re-encoding, resizing and small edits; BioCLIP 2's pipeline uses it for the
+same check) through the pdqhash package, of each image and of its mirror image (a mirrored copy's
+PDQ hash is ~128 bits away), with PDQ's quality score (0-100: low for flat images, whose hashes
+match too easily).
 
 A subset's images are hashed in its download jobs, where they arrive: img2dataset decodes them in
 its own workers with no hook for more, so this is the one pass of ours that decodes each image,
 run on the tars img2dataset has just written (hashes.parquet in the chunk folder, put together into
-the subset's by the download report). An external benchmark (config evaluate.external) is hashed
-by this module's command:
-
-    python -m workflow_scripts.images.perceptual --benchmark <name> \\
-        --out data/snapshots/<date>/images/external/<name>.hashes.parquet [--config config.yaml]
+the subset's by the download report); an external benchmark's (config evaluate.external) by its
+own rule (images/hash_external_benchmark.py).
 
 Rows: photo_id (an external benchmark's: its metadata key), hash and mirrored (32 bytes each) and
 quality; an image that PIL cannot decode has a NULL hash and is counted by the near-duplicate check.
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import io
 import multiprocessing
-import sys
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,10 +29,7 @@ import pyarrow as pa
 from PIL import Image
 from tqdm import tqdm
 
-from workflow_scripts.common import cli
-from workflow_scripts.common.config import settings as evaluate_settings
 from workflow_scripts.common.duck import write_parquet
-from workflow_scripts.evaluate.benchmarks import WHOLE_FILE, external_benchmark
 
 HASH = pa.binary(32)
 NOT_IMAGES = ("json", "txt", "parquet")  # the other members of img2dataset's tars
@@ -87,8 +80,8 @@ def hash_tar(tar: Path) -> list[tuple]:
 def write_chunk_hashes(
     con: duckdb.DuckDBPyConnection, chunk: Path, out: Path, processes: int = 1
 ) -> None:
-    """The hashes of a chunk's downloaded images (the `successes` view of its folder `chunk`) into the
-    Parquet `out`, in photo_id order, hashed by `processes` worker processes."""
+    """The hashes of a chunk's downloaded images (the `successes` view of its folder `chunk`) into
+    the Parquet `out`, in photo_id order, hashed by `processes` worker processes."""
     tars = sorted(chunk.glob("pass-*/*.tar"))
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         rows = [
@@ -113,51 +106,3 @@ def write_chunk_hashes(
         "JOIN hashed AS h USING (folder, key) ORDER BY s.photo_id",
         out,
     )
-
-
-def benchmark_hashes(con: duckdb.DuckDBPyConnection, spec: dict, out: Path) -> int:
-    """The hashes of an external benchmark's images (its settings: config evaluate.external.<name>),
-    keyed by their metadata key, into the Parquet `out`; returns how many."""
-    benchmark = external_benchmark(spec)
-    rows = []
-    for key, (path, offset, size) in tqdm(
-        zip(benchmark.keys, benchmark.locations.tolist()),
-        desc="hashing",
-        unit="img",
-        total=len(benchmark.keys),
-    ):
-        with open(benchmark.paths[path], "rb") as handle:
-            handle.seek(max(offset, 0))
-            rows.append(
-                (str(key), *pdq(handle.read() if offset == WHOLE_FILE else handle.read(size)))
-            )
-    key, *hashes = zip(*rows) if rows else ((),) * 4
-    con.register(
-        "hashed", hashes_table(photo_id=pa.array(key, pa.string()), **dict(zip(COLUMNS, hashes)))
-    )
-    write_parquet(con, "SELECT * FROM hashed ORDER BY photo_id", out)
-    return len(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser(__spec__.name, __doc__, section="evaluate")
-    parser.add_argument(
-        "--benchmark", required=True, help="an external benchmark's name (config evaluate.external)"
-    )
-    parser.add_argument("--out", type=Path, required=True, help="the hashes to write (Parquet)")
-    args = parser.parse_args(argv)
-    with cli.running(args, inputs=[]) as settings:
-        external = evaluate_settings("evaluate", settings)["external"]
-        if args.benchmark not in external:
-            raise cli.StageError(
-                f"no external benchmark {args.benchmark!r} in config evaluate.external "
-                f"(it has {sorted(external)})"
-            )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        images = benchmark_hashes(duckdb.connect(), external[args.benchmark], args.out)
-    print(f"{args.out}: {images} images hashed", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

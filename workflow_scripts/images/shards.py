@@ -1,209 +1,160 @@
-"""Webdataset shards of one subset, one part at a time: shards.shards_per_job consecutive shards of
-one shard set (Train's split, or the whole subset) in the subset's shard order
-(workflow_scripts.images.order), with every caption type.
+"""A subset's shards folder, from its parts: each shard set's shards (hard links: no copy) and
+sizes.json in its folder (a subset with splits: in train/, val/ and test/; another in the folder
+itself), shards_report.json and the species mixing per batch of the shard order against a local
+shuffle (the paper's Figure 5c: shuffle_quality.{csv,md,png}; with splits, of the train split).
 
-    python -m workflow_scripts.images.shards --order data/snapshots/<date>/images/train/shard_order.parquet \
-        --subset data/snapshots/<date>/subsets/train.parquet --shard-set train --part 00000 \
-        --out data/snapshots/<date>/images/train/parts/train/00000 [--config config.yaml]
+    python -m workflow_scripts.images.shards \\
+        --parts data/snapshots/<date>/images/train/parts/*/* \\
+        --order data/snapshots/<date>/images/train/shard_order.parquet \\
+        --subset data/snapshots/<date>/subsets/train.parquet \\
+        --download data/snapshots/<date>/images/train/download_report.json \\
+        --image-overlap data/snapshots/<date>/images/overlap_report.json \\
+        --out data/snapshots/<date>/shards/train [--config config.yaml]
 
-Each sample, keyed by photo_id: the downloaded image under its true format's extension (read from
-its first bytes: img2dataset names every image .jpg), one `<type>.txt` per caption type
-(workflow_scripts.common.captions) and a `.json` of the curated row. Shards are `shard-%06d.tar`
-of `samples_per_shard` samples, numbered across the shard set, so the parts put together
-(workflow_scripts.images.collect) are the same bytes however many parts there are; sizes.json
-counts the part's. Tar entries carry no time: a rerun writes the same bytes. The settings are
-config.yaml's `shards` section.
+shards_report.json: samples, shards, settings, the photos without a downloaded image (the failure
+ledger's), those left out as duplicates of an evaluation image (by reason: exact_duplicate,
+near_duplicate), and for Train the samples per split.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import json
-import multiprocessing
+import os
 import sys
-import tarfile
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
-import webdataset as wds
-from tqdm import tqdm
+import pyarrow.compute as pc
 
 from workflow_scripts.common import cli, contracts
-from workflow_scripts.common.captions import captions
+from workflow_scripts.common.config import RENAMED
 from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
-from workflow_scripts.common.files import building, throughput, write_json
+from workflow_scripts.common.files import building, write_json
+from workflow_scripts.common.tables import write_table
+from workflow_scripts.images.shard_order import duplicates_of
+from workflow_scripts.images.shuffle import plot_shuffle_quality, shuffle_quality
 
-SIGNATURES = (
-    (b"\xff\xd8\xff", "jpg"),
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-)
-
-
-class ShardsError(cli.StageError):
-    """Images the shards cannot be built from; the message names the file."""
+# The report records the settings under their names before the rename (config.RENAMED), the
+# authors' words: its bytes, and so the shards folder's hash, stay those of earlier runs.
+RECORDED_AS = {new: old for old, new in RENAMED["shards"].items()}
 
 
-def image_format(data: bytes, where: str) -> str:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    for signature, extension in SIGNATURES:
-        if data.startswith(signature):
-            return extension
-    raise ShardsError(f"{where}: not a JPEG, PNG, GIF or WebP image (first bytes {data[:12]!r})")
-
-
-def part_range(part: int, settings: dict) -> tuple[int, int]:
-    """The first shard and the first position of a part: its shards are consecutive."""
-    first = part * settings["shards_per_job"]
-    return first, first * settings["samples_per_shard"]
-
-
-def write_part(
+def collect(
+    parts: list[Path],
     order: Path,
     subset: Path,
-    shard_set: str,
-    part: int,
+    download: Path,
     out: Path,
     settings: dict | None = None,
-    processes: int = 1,
-) -> dict[str, int]:
-    """Write part `part` of a shard set's shards into the folder `out`, by `processes` worker
-    processes (the bytes do not depend on how many); returns its shards' sizes."""
+    drop: dict[str, list[int]] | None = None,
+) -> dict:
+    """Put the parts (each in a folder named for its shard set) together into the folder `out`;
+    returns shards_report.json."""
     settings = shards_settings("shards", settings)
-    per_shard = settings["samples_per_shard"]
-    first_shard, start = part_range(part, settings)
-    end = start + settings["shards_per_job"] * per_shard
-    with (
-        ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork")) as pool,
-        building(out) as staging,
-    ):
-        pool.submit(
-            int
-        ).result()  # forks the workers now, before DuckDB starts threads in this process
-        rows = (
-            duckdb.connect()
-            .execute(f"""SELECT s.*, o.tar, o."offset", o.size
-                                            FROM read_parquet({quote(order)}) AS o
-                                            JOIN read_parquet({quote(subset)}) AS s USING (photo_id)
-                                            WHERE o.shard_set = {quote(shard_set)}
-                                                  AND o.position >= {start} AND o.position < {end}
-                                            ORDER BY o.position""")
-            .to_arrow_table()
-        )
-        locations = list(
-            zip(*(rows.column(name).to_pylist() for name in ("tar", "offset", "size")))
-        )
-        rows = rows.drop_columns(["tar", "offset", "size"])
-        sizes = write_shards(rows, locations, staging, first_shard, per_shard, pool, processes)
-        write_json(staging / contracts.SHARD_SIZES, sizes)
-    return sizes
-
-
-def write_shards(
-    rows,
-    locations: list,
-    folder: Path,
-    first_shard: int,
-    per_shard: int,
-    pool: Executor,
-    processes: int,
-) -> dict[str, int]:
-    """shard-%06d.tar of per_shard samples each, from number first_shard on, written in the pool (a
-    few shards in flight at a time, so memory stays at a few shards' rows)."""
-    sizes, pending = {}, collections.deque()
-    with tqdm(
-        total=len(rows), desc=f"sharding {folder.name.removesuffix('.tmp')}", unit="sample"
-    ) as progress:
-        for number, start in enumerate(range(0, len(rows), per_shard), start=first_shard):
-            name = contracts.shard_file(number)
-            pending.append(
-                pool.submit(
-                    write_shard,
-                    folder / name,
-                    rows.slice(start, per_shard),
-                    locations[start : start + per_shard],
-                )
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW subset AS SELECT * FROM read_parquet({quote(subset)})")
+    con.execute(
+        f"CREATE VIEW ordered AS SELECT o.shard_set, o.position, s.* "
+        f"FROM read_parquet({quote(order)}) AS o JOIN subset AS s USING (photo_id)"
+    )
+    failures = download.parent / contracts.FAILURES
+    sets = contracts.shard_sets(subset.stem)
+    with building(out) as staging:
+        sizes = {}
+        for shard_set in sets:
+            folder = Path(contracts.shard_set(str(staging), shard_set))
+            folder.mkdir(exist_ok=True)
+            sizes[shard_set] = {}
+            for part in sorted(part for part in parts if part.parent.name == shard_set):
+                for name, samples in json.loads((part / contracts.SHARD_SIZES).read_text()).items():
+                    os.link(part / name, folder / name)
+                    sizes[shard_set][name] = samples
+            write_json(folder / contracts.SHARD_SIZES, dict(sorted(sizes[shard_set].items())))
+        shaping = {  # not shards_per_job: how the work was cut, not the shards
+            RECORDED_AS.get(k, k): v for k, v in settings.items() if k != "shards_per_job"
+        }
+        report = {
+            "samples": sum(sum(counts.values()) for counts in sizes.values()),
+            "shards": sum(len(counts) for counts in sizes.values()),
+            "settings": shaping,
+            "without_image": [
+                row[0]
+                for row in con.execute(
+                    f"SELECT photo_id FROM subset SEMI JOIN read_parquet({quote(failures)}) USING "
+                    f"(photo_id) ORDER BY 1"
+                ).fetchall()
+            ],
+            "left_out_as_duplicates": {
+                reason: sorted(ids) for reason, ids in sorted((drop or {}).items())
+            },
+        }
+        if "split" in con.table("subset").columns:  # Train: what training may read
+            report["splits"] = dict(
+                con.execute("SELECT split, count(*) FROM ordered GROUP BY 1 ORDER BY 1").fetchall()
             )
-            sizes[name] = min(per_shard, len(rows) - start)
-            while len(pending) > 2 * processes or (pending and start + per_shard >= len(rows)):
-                progress.update(pending.popleft().result())
-    return sizes
+        write_json(staging / contracts.SHARDS_REPORT, report)
+        write_mixing(con, subset.stem, sets[0], settings, staging)
+    return report
 
 
-def read_images(locations: list[tuple[str, int, int]]):
-    """The bytes at each (file, offset, size), in order, each file opened once; a negative offset
-    reads the whole file (an image file of its own)."""
-    files = {}
-    try:
-        for tar, offset, size in locations:
-            if offset < 0:
-                yield tar, Path(tar).read_bytes()
-                continue
-            if tar not in files:
-                files[tar] = open(tar, "rb")
-            files[tar].seek(offset)
-            yield tar, files[tar].read(size)
-    finally:
-        for handle in files.values():
-            handle.close()
-
-
-@contextlib.contextmanager
-def tar_writer(path: Path):
-    """A webdataset tar writer whose bytes depend only on the samples written (no times)."""
-    with wds.TarWriter(str(path), mtime=0, encoder=False) as writer:
-        writer.tarstream.format = (
-            tarfile.USTAR_FORMAT
-        )  # webdataset 0.2.86 drops its `format` argument;
-        # plain ustar headers (no pax checks) are enough for these names and sizes, and faster
-        yield writer
-
-
-def write_shard(path: Path, rows, locations: list[tuple[str, int, int]]) -> int:
-    """One shard: each row's image (read at its location), its captions and the row as JSON."""
-    with tar_writer(path) as writer:
-        for row, (tar, image) in zip(rows.to_pylist(), read_images(locations)):
-            sample = {
-                "__key__": str(row["photo_id"]),
-                image_format(image, f"{tar} photo {row['photo_id']}"): image,
-                "json": json.dumps(row, sort_keys=True, default=str).encode(),
-            }
-            sample.update({f"{kind}.txt": text.encode() for kind, text in captions(row).items()})
-            writer.write(sample)
-    return len(locations)
+def write_mixing(
+    con: duckdb.DuckDBPyConnection, name: str, shard_set: str, settings: dict, folder: Path
+) -> None:
+    """Figure 5c: species per batch of a local and of the semi-global shuffle of a shard set's
+    samples in species order (as the shard order was computed from them)."""
+    species = (
+        con.sql(
+            f"SELECT coalesce(taxonomic_name, '') FROM ordered WHERE shard_set = "
+            f"{quote(shard_set)} "
+            "ORDER BY taxonomic_name, photo_id"
+        )
+        .to_arrow_table()
+        .column(0)
+    )
+    codes = pc.dictionary_encode(species).combine_chunks().indices.to_numpy()
+    window, segment = settings["window_size"], settings["segment_size"]
+    quality = shuffle_quality(
+        codes, settings["mixing_batch_sizes"], window, segment, settings["seed"]
+    )
+    write_table(
+        quality, folder / "shuffle_quality", "Species mixing per batch (the paper's Figure 5c)"
+    )
+    plot_shuffle_quality(
+        quality,
+        f"{name}: species mixing per batch, local vs semi-global shuffling "
+        # the authors' words for a window and a segment, as in the report (RECORDED_AS)
+        f"(chunks of {window:,}, parts of {segment:,})",
+        folder / "shuffle_quality.png",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__spec__.name, __doc__, section="shards")
+    parser.add_argument(
+        "--parts", type=Path, nargs="+", required=True, help="the subset's shard parts"
+    )
     parser.add_argument("--order", type=Path, required=True, help="the subset's shard order")
     parser.add_argument("--subset", type=Path, required=True, help="the subset Parquet")
-    parser.add_argument("--shard-set", default=contracts.WHOLE, help="Train's split, or `all`")
-    parser.add_argument("--part", required=True, help="which part of the set (a number)")
-    parser.add_argument("--out", type=Path, required=True, help="the part's folder")
+    parser.add_argument("--download", type=Path, required=True, help="the subset's download report")
     parser.add_argument(
-        "--processes", type=int, default=1, help="worker processes writing shards (same bytes)"
+        "--image-overlap", type=Path, help="the image overlap report (what was left out)"
     )
+    parser.add_argument("--out", type=Path, required=True, help="the shards folder to write")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    with cli.running(args, inputs=[args.order, args.subset]) as settings:
-        sizes = write_part(
+    # not the order file: where img2dataset's threads happened to put each image varies run to run
+    inputs = [*args.parts, args.subset, args.download, args.image_overlap]
+    with cli.running(args, inputs=inputs) as settings:
+        report = collect(
+            args.parts,
             args.order,
             args.subset,
-            args.shard_set,
-            int(args.part),
+            args.download,
             args.out,
             settings,
-            args.processes,
+            duplicates_of(args.image_overlap, args.subset.stem),
         )
-    shards = [args.out / name for name in sizes]
-    rate = throughput(sum(sizes.values()), shards, time.perf_counter() - started)
-    print(f"{args.shard_set} part {args.part}: {len(sizes)} shards, {rate}", file=sys.stderr)
+    print(f"{args.out}: {report['shards']} shards, {report['samples']:,} samples", file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,10 @@
 """Sample orders for the shards: the paper's semi-global shuffling, its local baseline, and how
 well each mixes species into training batches (the paper's Figure 5c).
 
-The rows come in species order (as the authors' chunk files did). Local: shuffle within each chunk
-of `chunk_size` rows. Semi-global (the authors' code): shuffle each chunk, cut it into parts of
-`part_size` rows, shuffle all parts globally, and concatenate them. Seeded with numpy's
+The rows come in species order (as the authors' files did). Local: shuffle within each window of
+`window_size` rows. Semi-global (the authors' code, which calls a window a chunk and a segment a
+part): shuffle each window, cut it into segments of `segment_size` rows, shuffle all segments
+globally, and concatenate them. Seeded with numpy's
 RandomState, whose streams numpy keeps stable across versions, so an order is the same bytes on
 every machine.
 """
@@ -26,31 +27,31 @@ QUALITY_COLUMNS = (
 )
 
 
-def local_order(rows: int, chunk_size: int, seed: int) -> np.ndarray:
-    """Row indices: each chunk of chunk_size rows shuffled in place, chunks kept in order."""
-    return _shuffled_chunks(rows, chunk_size, np.random.RandomState(seed))
+def local_order(rows: int, window_size: int, seed: int) -> np.ndarray:
+    """Row indices: each window of window_size rows shuffled in place, windows kept in order."""
+    return _shuffled_windows(rows, window_size, np.random.RandomState(seed))
 
 
-def semi_global_order(rows: int, chunk_size: int, part_size: int, seed: int) -> np.ndarray:
-    """Row indices: the chunks shuffled, cut into parts of part_size rows (a chunk's last part may
-    be shorter), and the parts shuffled globally."""
+def semi_global_order(rows: int, window_size: int, segment_size: int, seed: int) -> np.ndarray:
+    """Row indices: the windows shuffled, cut into segments of segment_size rows (a window's last
+    segment may be shorter), and the segments shuffled globally."""
     rng = np.random.RandomState(seed)
-    order = _shuffled_chunks(rows, chunk_size, rng)
-    parts = [
-        order[start : min(start + part_size, chunk + chunk_size, rows)]
-        for chunk in range(0, rows, chunk_size)
-        for start in range(chunk, min(chunk + chunk_size, rows), part_size)
+    order = _shuffled_windows(rows, window_size, rng)
+    segments = [
+        order[start : min(start + segment_size, window + window_size, rows)]
+        for window in range(0, rows, window_size)
+        for start in range(window, min(window + window_size, rows), segment_size)
     ]
     return np.concatenate(
-        [parts[i] for i in rng.permutation(len(parts))] or [np.empty(0, dtype=np.int64)]
+        [segments[i] for i in rng.permutation(len(segments))] or [np.empty(0, dtype=np.int64)]
     )
 
 
-def _shuffled_chunks(rows: int, chunk_size: int, rng: np.random.RandomState) -> np.ndarray:
+def _shuffled_windows(rows: int, window_size: int, rng: np.random.RandomState) -> np.ndarray:
     return np.concatenate(
         [
-            start + rng.permutation(min(chunk_size, rows - start))
-            for start in range(0, rows, chunk_size)
+            start + rng.permutation(min(window_size, rows - start))
+            for start in range(0, rows, window_size)
         ]
         or [np.empty(0, dtype=np.int64)]
     )
@@ -74,13 +75,13 @@ def batch_mixing(species: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.n
 
 
 def shuffle_quality(
-    species: np.ndarray, batch_sizes: list[int], chunk_size: int, part_size: int, seed: int
+    species: np.ndarray, batch_sizes: list[int], window_size: int, segment_size: int, seed: int
 ) -> pd.DataFrame:
     """Figure 5c as a table: for the local and the semi-global order of rows in species order, per
     batch size, the distinct species and the largest one species' share over all full batches."""
     orders = {
-        "local": local_order(len(species), chunk_size, seed),
-        "semi_global": semi_global_order(len(species), chunk_size, part_size, seed),
+        "local": local_order(len(species), window_size, seed),
+        "semi_global": semi_global_order(len(species), window_size, segment_size, seed),
     }
     rows = []
     for name, order in orders.items():

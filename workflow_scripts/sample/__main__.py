@@ -4,9 +4,10 @@
 
 writes into OUT, exactly as iNaturalist publishes them (TAB, no quoting, header, empty = null):
   bucket/photos.csv.gz observations.csv.gz taxa.csv.gz observers.csv.gz   (the newer month)
-  bucket/metadata/inaturalist-open-data-YYYYMMDD.tar.gz                    (one per month, + -latest)
-  bucket/inaturalist-taxonomy.dwca.zip                                     (taxa + vernacular names)
-  bucket/photos/{photo_id}/medium.{ext}                                    (small species-specific images)
+  bucket/metadata/inaturalist-open-data-YYYYMMDD.tar.gz   (one per month, + -latest)
+  bucket/inaturalist-taxonomy.dwca.zip                    (taxa + vernacular names)
+  bucket/photos.tar   (small species-specific images, named photos/{photo_id}/medium.{ext}:
+                      one file for DVC; served at those URLs by images.photo_server)
   observations-lifestages.csv     (a web export with a Life Stage column: not in the bucket)
   planted.json                    (what the generator planted, for tests)
 The settings are config.yaml's `sample` section. Same settings, same bytes.

@@ -23,6 +23,8 @@ from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings as sample_settings
 from workflow_scripts.common.files import building
 from workflow_scripts.common.inat_format import COLUMNS, write_row
+from workflow_scripts.common.tars import packing
+from workflow_scripts.common.taxonomy import ABOVE_SPECIES
 from workflow_scripts.sample import images
 from workflow_scripts.sample.generator import CURATE, Generator, Month, Photo
 
@@ -30,7 +32,8 @@ PHOTO_URL = f"{CURATE['photo_url_prefix']}/{{photo_id}}/{CURATE['photo_size']}.{
 
 
 def table_texts(month: Month, rng: random.Random) -> dict[str, str]:
-    """Each table as the exporter writes it; rows in a shuffled (not sorted) order, like real dumps."""
+    """Each table as the exporter writes it; rows in a shuffled (not sorted) order, like real
+    dumps."""
     active_observers = {o.observer_id for o in month.observations.values()} | {
         p.observer_id for p in month.photos
     }
@@ -95,7 +98,6 @@ def dwca_bytes(month: Month) -> bytes:
     """inaturalist-taxonomy.dwca.zip: active taxa with their rank columns, vernacular names."""
     taxa = month.taxa
     url = "https://www.inaturalist.org/taxa/"
-    ranks = ("kingdom", "phylum", "class", "order", "family", "genus")
     taxa_lines = [
         csv_line(
             [
@@ -103,7 +105,7 @@ def dwca_bytes(month: Month) -> bytes:
                 "taxonID",
                 "identifier",
                 "parentNameUsageID",
-                *ranks,
+                *ABOVE_SPECIES,
                 "specificEpithet",
                 "infraspecificEpithet",
                 "modified",
@@ -153,7 +155,7 @@ def dwca_bytes(month: Month) -> bytes:
                     f"{url}{taxon.taxon_id}",
                     f"{url}{taxon.taxon_id}",
                     parent,
-                    *(by_rank.get(r, "") for r in ranks),
+                    *(by_rank.get(r, "") for r in ABOVE_SPECIES),
                     epithet,
                     infra,
                     modified,
@@ -185,15 +187,18 @@ def dwca_bytes(month: Month) -> bytes:
                 )
     meta = (
         '<?xml version="1.0" encoding="UTF-8"?>\n<archive xmlns="http://rs.tdwg.org/dwc/text/">\n'
-        '  <core encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
-        'ignoreHeaderLines="1" rowType="http://rs.tdwg.org/dwc/terms/Taxon">\n'
+        '  <core encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" '
+        'fieldsEnclosedBy="&quot;" ignoreHeaderLines="1" '
+        'rowType="http://rs.tdwg.org/dwc/terms/Taxon">\n'
         '    <files><location>taxa.csv</location></files>\n    <id index="0"/>\n  </core>\n'
     )
     for lang in languages:
         meta += (
-            '  <extension encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" fieldsEnclosedBy="&quot;" '
-            'ignoreHeaderLines="1" rowType="http://rs.gbif.org/terms/1.0/VernacularName">\n'
-            f'    <files><location>VernacularNames-{lang}.csv</location></files>\n    <coreid index="0"/>\n'
+            '  <extension encoding="UTF-8" fieldsTerminatedBy="," linesTerminatedBy="\\n" '
+            'fieldsEnclosedBy="&quot;" ignoreHeaderLines="1" '
+            'rowType="http://rs.gbif.org/terms/1.0/VernacularName">\n'
+            f"    <files><location>VernacularNames-{lang}.csv</location></files>\n"
+            '    <coreid index="0"/>\n'
             "  </extension>\n"
         )
     meta += "</archive>\n"
@@ -266,9 +271,11 @@ def lifestages_csv(gen: Generator) -> str:
     return out.getvalue()
 
 
-def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
-    """Render and write some photos; each image depends only on its photo, so batches can run anywhere."""
+def _render_batch(photos: list[Photo], long_side: int) -> list[tuple[str, bytes]]:
+    """Some photos' (key in the bucket, bytes); each image depends only on its photo, so batches
+    can run anywhere."""
     signatures: dict[tuple[int, int], dict] = {}
+    rendered = []
     for photo in photos:
         if photo.signature not in signatures:
             signatures[photo.signature] = images.species_signature(*photo.signature)
@@ -283,13 +290,13 @@ def _write_image_batch(out: Path, photos: list[Photo], long_side: int) -> int:
         quality = images.JPEG_QUALITY
         if photo.edit:
             pixels, quality = images.edit(pixels, photo.edit)
-        target = out / "photos" / str(photo.photo_id) / f"{CURATE['photo_size']}.{photo.extension}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(images.encode(pixels, photo.true_format, quality))
-    return len(photos)
+        key = f"photos/{photo.photo_id}/{CURATE['photo_size']}.{photo.extension}"
+        rendered.append((key, images.encode(pixels, photo.true_format, quality)))
+    return rendered
 
 
-def write_images(out: Path, photos: dict[int, Photo], long_side: int, workers: int) -> None:
+def write_images(bucket: Path, photos: dict[int, Photo], long_side: int, workers: int) -> None:
+    """The photos, in photo_id order, into the bucket's photo pack (contracts.SAMPLE_PHOTOS)."""
     ordered = [photos[k] for k in sorted(photos)]
     batches = [ordered[i : i + 1000] for i in range(0, len(ordered), 1000)]
     with (
@@ -297,11 +304,12 @@ def write_images(out: Path, photos: dict[int, Photo], long_side: int, workers: i
             total=len(ordered), desc="sample images", unit="img", mininterval=2, file=sys.stderr
         ) as bar,
         ProcessPoolExecutor(workers) as pool,
+        packing(bucket / contracts.SAMPLE_PHOTOS) as add,
     ):
-        for done in pool.map(
-            _write_image_batch, [out] * len(batches), batches, [long_side] * len(batches)
-        ):
-            bar.update(done)
+        for rendered in pool.map(_render_batch, batches, [long_side] * len(batches)):
+            for key, data in rendered:
+                add(key, data)
+            bar.update(len(rendered))
 
 
 def generate(

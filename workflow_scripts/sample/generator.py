@@ -1,5 +1,5 @@
 """The two months of the sample: taxa, observers, observations and photos, with the quirks of
-real dumps and the changes of a month (see the package's README section in the project README).
+real dumps and the changes of a month (see docs/sample.md).
 
 Thresholds come from the configuration schema's defaults (Train's minimum, Unseen's, the
 observation cutoff, the licences curation keeps), so the sample exercises the pipeline's own
@@ -29,7 +29,8 @@ LICENSE_WEIGHTS = dict(zip(LICENSES, (6, 12, 55, 5, 2, 9, 9, 2)))
 EXTENSION_WEIGHTS = {"jpg": 780, "jpeg": 120, "JPG": 60, "png": 37, "gif": 3}
 TRUE_FORMAT = {"png": "PNG", "gif": "GIF"}  # everything else is JPEG
 ORIGINAL_SIZES = ((2048, 1536), (1536, 2048), (2048, 1365), (2048, 2048), (1024, 768), (2048, 1152))
-# (tier, share of a category's species, min, max research-grade kept-license images before the cutoff)
+# (tier, share of a category's species, min, max research-grade kept-license images before the
+# cutoff)
 TIERS = (
     ("head", 0.04, 220, 450),
     ("body", 0.48, TRAIN_MIN, 4 * TRAIN_MIN),
@@ -172,7 +173,8 @@ class Generator:
             while observer_id in self.observers:
                 observer_id = self.rng.randint(1, 9_000_000)
             first, last = self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
-            login = f"{first.lower().encode('ascii', 'ignore').decode()}_{observer_id}"  # logins are unique
+            # logins are unique
+            login = f"{first.lower().encode('ascii', 'ignore').decode()}_{observer_id}"
             name = "" if self.rng.random() < 0.3 else f"{first} {last}"
             self.observers[observer_id] = (login, name)
             self.observer_ids.append(observer_id)
@@ -263,7 +265,8 @@ class Generator:
                 entry.tier, entry.target_images = name, target
 
     def largest_species(self, at_least: int = 2) -> list[Species]:
-        """The head tier, in tree order; a small sample with fewer head species takes its largest."""
+        """The head tier, in tree order; a small sample with fewer head species takes its
+        largest."""
         head = [e for e in self.tree.species if e.tier == "head"]
         if len(head) >= at_least:
             return head
@@ -431,7 +434,8 @@ class Generator:
     def near_duplicates(self, month: Month) -> None:
         """The same picture uploaded again, changed (NEAR_DUPLICATE_EDITS), as a photo of a new
         observation of its species observed before the cutoff (so it can go into Train): per edit,
-        copies of LifeStages photos (an evaluation set) and of the largest species' photos (Train)."""
+        copies of LifeStages photos (an evaluation set) and of the largest species' photos
+        (Train)."""
         lifestage_photos = [photo for _, photo, _, _ in self.lifestage_rows]
         head = {e.taxon.taxon_id for e in self.largest_species()}
         reused = set(
@@ -529,7 +533,8 @@ class Generator:
             sorted(upgraded),
         )
 
-        # the biggest species under Train's minimum reaches the minimum + 1 through late uploads of old photos
+        # the biggest species under Train's minimum reaches the minimum + 1 through late uploads of
+        # old photos
         unseen = [e for e in self.tree.species if e.tier == "unseen"]
         crossing = max(unseen, key=lambda e: (e.target_images, -e.taxon.taxon_id))
         new_uuids = []

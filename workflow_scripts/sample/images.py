@@ -103,7 +103,8 @@ def scene(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def edit(pixels: np.ndarray, kind: str) -> tuple[np.ndarray, int]:
-    """A near-duplicate copy of a photo's pixels (NEAR_DUPLICATE_EDITS[kind]) and its JPEG quality."""
+    """A near-duplicate copy of a photo's pixels (NEAR_DUPLICATE_EDITS[kind]) and its JPEG
+    quality."""
     quality, size, brightness, mirrored = NEAR_DUPLICATE_EDITS[kind]
     image = Image.fromarray(pixels)
     if size != 1:

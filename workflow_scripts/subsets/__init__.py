@@ -1,1 +1,1 @@
-"""BioTrove-Train, the benchmarks, their leak checks and Tables 3 and 7 (rules/subsets.smk)."""
+"""BioTrove-Train, the benchmarks, their overlap checks and Tables 3 and 7 (rules/subsets.smk)."""

@@ -7,7 +7,7 @@ the curated columns and sorted;
 species.parquet (each species' size and what the thresholds made of it); subsets_report.json
 (images and species per subset and category). The rules are SQL in subsets.sql beside this
 module; the settings are config.yaml's `subsets` section (the LifeStages web export among them).
-Overlaps between the outputs are checked by workflow_scripts.subsets.overlap, its own rule.
+Overlaps between the outputs are checked by workflow_scripts.subsets.check_overlap, its own rule.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.common import contracts
+from workflow_scripts.common import contracts, taxonomy
 from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.config import settings as subsets_settings
 from workflow_scripts.common.duck import quote, run_sql, write_parquet
@@ -47,8 +47,8 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
         return "none"
     try:
         con.execute(
-            f"CREATE OR REPLACE TABLE export AS SELECT * FROM read_csv({quote(export)}, all_varchar=true, "
-            "header=true, delim=',', quote='\"', escape='\"')"
+            f"CREATE OR REPLACE TABLE export AS SELECT * FROM read_csv({quote(export)}, "
+            f"all_varchar=true, header=true, delim=',', quote='\"', escape='\"')"
         )
     except duckdb.Error as exc:
         raise SubsetsError(f"{export}: cannot read as CSV: {exc}") from exc
@@ -58,8 +58,9 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
         con.execute("""
             CREATE OR REPLACE TABLE lifestages AS
             SELECT c.* REPLACE (e.scientificName AS scientific_name, e.common_name AS common_name,
-                                e.kingdom AS kingdom, e.phylum AS phylum, e."class" AS "class", e."order" AS "order",
-                                e.family AS family, e.genus AS genus, e.genus || ' ' || e.species AS species,
+                                e.kingdom AS kingdom, e.phylum AS phylum, e."class" AS "class",
+                                e."order" AS "order", e.family AS family, e.genus AS genus,
+                                e.genus || ' ' || e.species AS species,
                                 e.path AS photo_url),
                    e.life_stages AS life_stage, e.common_name || ' ' || e.life_stages AS label
             FROM export AS e LEFT JOIN (SELECT * FROM curated LIMIT 0) AS c ON false
@@ -74,8 +75,9 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
         )
     con.execute(f"""
         CREATE OR REPLACE TABLE export_rows AS
-        SELECT TRY_CAST(regexp_extract(image_url, '/photos/(\\d+)/', 1) AS BIGINT) AS photo_id, uuid,
-               trim("{stage}") AS life_stage, nullif(trim(common_name), '') AS export_common_name
+        SELECT TRY_CAST(regexp_extract(image_url, '/photos/(\\d+)/', 1) AS BIGINT) AS photo_id,
+               uuid, trim("{stage}") AS life_stage,
+               nullif(trim(common_name), '') AS export_common_name
         FROM export
         WHERE lower(trim("{stage}")) IN (SELECT unnest(getvariable('stages')))
           AND TRY_CAST(observed_on AS DATE) BETWEEN {quote(settings["observed_from"])}::DATE
@@ -83,14 +85,16 @@ def load_lifestages(con: duckdb.DuckDBPyConnection, export: Path | None, setting
     con.execute("INSERT INTO lifestage_observations SELECT DISTINCT uuid FROM export_rows")
     con.execute("""
         CREATE OR REPLACE TABLE lifestages AS
-        SELECT c.*, e.life_stage, coalesce(c.common_name, e.export_common_name) || ' ' || e.life_stage AS label
+        SELECT c.*, e.life_stage,
+               coalesce(c.common_name, e.export_common_name) || ' ' || e.life_stage AS label
         FROM export_rows AS e JOIN curated AS c USING (photo_id)""")
     return "web export"
 
 
 def hex_cut(fraction: float) -> str:
-    """The 8-hex-digit prefix below which an MD5 falls with this probability: its first 32 bits, read
-    as n / 2**32, are < fraction exactly when the prefix is < this (lowercase hex sorts as numbers)."""
+    """The 8-hex-digit prefix below which an MD5 falls with this probability: its first 32 bits,
+    read as n / 2**32, are < fraction exactly when the prefix is < this (lowercase hex sorts as
+    numbers)."""
     cut = math.ceil(fraction * 2**32)
     return "g" if cut >= 2**32 else f"{cut:08x}"  # "g" sorts after every hex prefix
 
@@ -140,8 +144,8 @@ def _build_with(
     export: Path | None,
 ) -> dict:
     con.execute(f"CREATE VIEW curated AS SELECT * FROM read_parquet({quote(curated)})")
-    con.execute("CREATE TABLE categories (name VARCHAR, rank VARCHAR)")
-    con.executemany("INSERT INTO categories VALUES (?, ?)", sorted(settings["categories"].items()))
+    for macro in taxonomy.sql_macros(settings["categories"]):
+        con.execute(macro)
     genus = settings["genus_sampled"]
     for table, taxa in (
         ("include_taxa", settings["include"]),
@@ -195,7 +199,8 @@ def _build_with(
 
 
 def check_photo_order(con: duckdb.DuckDBPyConnection, curated: Path) -> None:
-    """Train keeps curated's row order (train_positions in subsets.sql), so that must be photo_id order."""
+    """Train keeps curated's row order (train_positions in subsets.sql), so that must be photo_id
+    order."""
     disorder = con.execute(
         "SELECT row, previous, photo_id FROM (SELECT photo_id, row_number() OVER () AS row, "
         "lag(photo_id) OVER () AS previous FROM curated) WHERE photo_id <= previous LIMIT 1"
@@ -257,7 +262,8 @@ def _write_the_rest(
         (contracts.GENUS_SAMPLED, "genus_sampled_photos"),
     ):
         per_category = con.execute(f"""
-            SELECT s.category, count(*), count(DISTINCT species) FROM {members} JOIN species_images AS s USING (species)
+            SELECT s.category, count(*), count(DISTINCT species)
+            FROM {members} JOIN species_images AS s USING (species)
             GROUP BY 1 ORDER BY 1""").fetchall()
         report["subsets"][subset] = {
             "images": sum(r[1] for r in per_category),

@@ -1,16 +1,13 @@
 -- BioTrove-Train and the benchmarks (paper section 4), and the genus-sampled subset, from one
--- curated snapshot. Inputs: view curated; tables categories(name, rank), include_taxa(rank, name),
--- genus_categories(name), genus_include_taxa(rank, name), lifestage_observations(observation_uuid);
--- settings as DuckDB variables (see build.py).
+-- curated snapshot. Inputs: view curated; tables include_taxa(rank, name), genus_categories(name),
+-- genus_include_taxa(rank, name), lifestage_observations(observation_uuid); settings as DuckDB
+-- variables (see build.py); macros over a taxon's row t, generated from common/taxonomy.py (the
+-- ranks and the category rule): rank_value(rank, t), categories_of(t), genus_key(t).
 -- A species is the full lineage down to the ancestor-or-self at rank species (`taxonomic_name`),
 -- so infraspecific taxa roll up into their species and no two species merge by epithet; a genus is
 -- the lineage down to rank genus.
 -- Every choice is by a salted MD5 of an id, never by file or row order, so a photo keeps its
 -- place from one monthly snapshot to the next unless its species crosses a threshold.
-
-CREATE OR REPLACE MACRO rank_value(r, kingdom, phylum, "class", "order", family, genus, species) AS
-    CASE r WHEN 'kingdom' THEN kingdom WHEN 'phylum' THEN phylum WHEN 'class' THEN "class" WHEN 'order' THEN "order"
-           WHEN 'family' THEN family WHEN 'genus' THEN genus WHEN 'species' THEN species END;
 
 -- An MD5, as hex (md5_number is ten times slower); hex order is number order. Kinds are one letter
 -- (g: genus, o: observation, p: photo, s: species) so that salt, kind and a uuid fit one 64-byte MD5
@@ -27,22 +24,16 @@ CREATE OR REPLACE TABLE taxon_species AS
 SELECT taxon_id, dense_rank() OVER (ORDER BY species_key) AS species, species_key, genus_key, category,
        in_genus_draw
 FROM (SELECT t.taxon_id, t.taxonomic_name AS species_key,
-             CASE WHEN t.genus IS NOT NULL
-                  THEN concat_ws(' ', t.kingdom, t.phylum, t."class", t."order", t.family, t.genus) END AS genus_key,
-             k.name AS category,
-             ((SELECT count(*) FROM genus_categories) = 0 OR k.name IN (SELECT name FROM genus_categories))
+             CASE WHEN t.genus IS NOT NULL THEN genus_key(t) END AS genus_key,
+             k.category,
+             ((SELECT count(*) FROM genus_categories) = 0 OR k.category IN (SELECT name FROM genus_categories))
              AND ((SELECT count(*) FROM genus_include_taxa) = 0
                   OR EXISTS (SELECT 1 FROM genus_include_taxa AS i
-                             WHERE rank_value(i.rank, t.kingdom, t.phylum, t."class", t."order", t.family, t.genus,
-                                              NULL) = i.name)) AS in_genus_draw
+                             WHERE i.rank <> 'species' AND rank_value(i.rank, t) = i.name)) AS in_genus_draw
       FROM (SELECT DISTINCT taxon_id, taxonomic_name, kingdom, phylum, "class", "order", family, genus, species
-            FROM curated WHERE species IS NOT NULL) AS t
-      JOIN categories AS k
-        ON rank_value(k.rank, t.kingdom, t.phylum, t."class", t."order", t.family, t.genus, t.species) = k.name
+            FROM curated WHERE species IS NOT NULL) AS t, unnest(categories_of(t)) AS k(category)
       WHERE (SELECT count(*) FROM include_taxa) = 0
-         OR EXISTS (SELECT 1 FROM include_taxa AS i
-                    WHERE rank_value(i.rank, t.kingdom, t.phylum, t."class", t."order", t.family, t.genus, t.species)
-                          = i.name));
+         OR EXISTS (SELECT 1 FROM include_taxa AS i WHERE rank_value(i.rank, t) = i.name));
 
 -- Photos that can go into a subset: such a taxon, observed before the cutoff, and not an
 -- observation that LifeStages uses. Kept narrow: the outputs take their columns from curated as
@@ -119,8 +110,8 @@ SELECT e.photo_id, e.species FROM eligible AS e JOIN species_sizes AS s USING (s
 WHERE s.images >= getvariable('unseen_min') AND s.images < getvariable('min_images');
 
 -- Train: species at or above the minimum, without the observations Balanced uses (a split
--- observation would leak), capped in photo-hash order (only species over the cap need the
--- order), split by the first 32 bits of the observation hash (hex_cut in subsets.py).
+-- observation would be in both), capped in photo-hash order (only species over the cap need the
+-- order), split by the first 32 bits of the observation hash (hex_cut in build.py).
 CREATE OR REPLACE TABLE capped_photos AS
 SELECT unnest(min_by(e.photo_id, salted('p', e.photo_id), getvariable('max_images'))) AS photo_id
 FROM eligible AS e JOIN species_sizes AS s USING (species)
@@ -154,7 +145,7 @@ SELECT s.species_key, s.category, s.images,
 FROM species_images AS s JOIN genus_sampled_species AS g USING (species);
 
 -- Train's split for every curated row, in curated's order, which is photo_id order (NULL: not in
--- Train). subsets.py writes Train by a positional join of curated with this, so Train comes out
+-- Train). build.py writes Train by a positional join of curated with this, so Train comes out
 -- sorted without a sort of its full-width rows (which at 40 M rows would spill to disk).
 CREATE OR REPLACE TABLE train_positions AS
 SELECT t.split FROM (SELECT photo_id FROM curated) AS c LEFT JOIN train_photos AS t USING (photo_id)

@@ -1,5 +1,6 @@
-"""The leak checks again, after the downloads, then duplicate images: exact ones by the sha256 of the
-downloaded bytes (img2dataset records it), near ones by perceptual hash
+"""The image overlap check: the subsets' overlap checks again (common/overlap.py), after the
+downloads, then duplicate images between the subsets: exact ones by the sha256 of the downloaded
+bytes (img2dataset records it), near ones by perceptual hash
 (workflow_scripts.images.near_duplicates), also against the configured external benchmarks. Each
 pair of subsets sharing an image is listed (exact), and so is each Train image within
 `overlap.near_duplicate_threshold` of an evaluation image (`near_duplicates`). Train's train and
@@ -8,7 +9,8 @@ duplicates an external benchmark) are named in `drop_from_shards`, by reason (th
 leave them out, so no test image is trained on); groups of duplicates inside Train are listed, and
 kept.
 
-    python -m workflow_scripts.images.duplicates --subsets data/snapshots/<date>/subsets/*.parquet \\
+    python -m workflow_scripts.images.check_image_overlap \\
+        --subsets data/snapshots/<date>/subsets/*.parquet \\
         --downloads data/snapshots/<date>/images/*/download_report.json \\
         [--external-hashes data/snapshots/<date>/images/external/<name>.hashes.parquet ...] \\
         --out data/snapshots/<date>/images/overlap_report.json [--config config.yaml]
@@ -23,13 +25,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from workflow_scripts.common import cli, contracts
+from workflow_scripts.common import cli, contracts, overlap
 from workflow_scripts.common.config import settings as overlap_settings
 from workflow_scripts.common.files import write_json
 from workflow_scripts.common.tables import write_table
-from workflow_scripts.images.download import downloaded
+from workflow_scripts.images.download_chunk import downloaded
 from workflow_scripts.images.near_duplicates import near_duplicates
-from workflow_scripts.subsets import overlap
 
 EXAMPLES = overlap.EXAMPLES
 EXACT, NEAR = "exact_duplicate", "near_duplicate"  # why a Train photo is left out of Train's shards
@@ -40,7 +41,8 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
     """Exact duplicates among the downloaded images (views images_<subset>: photo_id, sha256)."""
     between = []
     for left, right in itertools.combinations(contracts.SUBSETS, 2):
-        pairs = con.execute(f"""SELECT a.photo_id, b.photo_id FROM images_{left} AS a JOIN images_{right} AS b
+        pairs = con.execute(f"""SELECT a.photo_id, b.photo_id
+                                FROM images_{left} AS a JOIN images_{right} AS b
                                 USING (sha256) ORDER BY 1, 2""").fetchall()
         if pairs:
             between.append(
@@ -57,12 +59,13 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
     drop = [
         r[0]
         for r in con.execute(f"""SELECT photo_id FROM images_train JOIN train USING (photo_id)
-                                          WHERE split != 'test' AND sha256 IN ({evaluation}) ORDER BY 1""").fetchall()
+                                 WHERE split != 'test' AND sha256 IN ({evaluation})
+                                 ORDER BY 1""").fetchall()
     ]
     groups = [
         r[0]
-        for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train GROUP BY sha256
-                                           HAVING count(*) > 1 ORDER BY 1""").fetchall()
+        for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train
+                                GROUP BY sha256 HAVING count(*) > 1 ORDER BY 1""").fetchall()
     ]
     return {
         "shared_between_subsets": between,
@@ -81,7 +84,7 @@ def check(
     external: list[Path] = (),
     settings: dict | None = None,
 ) -> dict:
-    """The subsets' leak checks and their images' duplicates: `tables`, the subsets' tables, and
+    """The subsets' overlap checks and their images' duplicates: `tables`, the subsets' tables, and
     `downloads`, their download reports (in the same order), each beside its chunks' folders and
     its hashes; `external`, the external benchmarks' hashes. `settings`: config.yaml's `overlap`."""
     con = overlap.subset_views(tables)
@@ -89,7 +92,7 @@ def check(
     hashes = {}
     for subset, download in zip(contracts.subsets_by_name(tables), downloads, strict=True):
         if not download.is_file():
-            raise overlap.LeakError(f"{download}: missing: download the images first")
+            raise overlap.OverlapError(f"{download}: missing: download the images first")
         downloaded(con, download)
         con.execute(f"CREATE TABLE images_{subset} AS SELECT photo_id, sha256 FROM successes")
         hashes[subset] = str(download.parent / contracts.HASHES)
@@ -108,17 +111,20 @@ def check(
 def summary(report: dict) -> str:
     images, dropped = report["images"], report["images"]["drop_from_shards"]["train"]
     lines = [
-        f"same image in {' and '.join(pair['between'])}: {pair['count']} (e.g. {', '.join(pair['examples'])})"
+        f"same image in {' and '.join(pair['between'])}: {pair['count']} (e.g. "
+        f"{', '.join(pair['examples'])})"
         for pair in images["shared_between_subsets"]
     ]
     return "\n".join(
         lines
         + [
-            f"{len(report['near_duplicates'])} near-duplicate pairs of a Train image and an evaluation image",
-            f"Train photos left out of Train's shards (their image is in an evaluation set): {len(dropped[EXACT])} "
-            f"exact, {len(dropped[NEAR])} near duplicates",
-            f"groups of duplicate images inside Train (kept): {images['inside_train']['groups']} exact "
-            f"({images['inside_train']['photos']} photos), {images['near']['inside_train']['groups']} near "
+            f"{len(report['near_duplicates'])} near-duplicate pairs of a Train image and an "
+            f"evaluation image",
+            f"Train photos left out of Train's shards (their image is in an evaluation set): "
+            f"{len(dropped[EXACT])} exact, {len(dropped[NEAR])} near duplicates",
+            f"groups of duplicate images inside Train (kept): {images['inside_train']['groups']} "
+            f"exact ({images['inside_train']['photos']} photos), "
+            f"{images['near']['inside_train']['groups']} near "
             f"({images['near']['inside_train']['photos']} photos)",
         ]
     )
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.pairs.with_suffix(""),
                 f"Near duplicates within {report['images']['near']['threshold']} bits",
             )
-        overlap.fail_on_leaks(report, args.out)
+        overlap.fail_on_overlap(report, args.out)
     print(summary(report), file=sys.stderr)
     return 0
 

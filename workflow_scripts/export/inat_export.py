@@ -1,20 +1,26 @@
 """A subset in the iNaturalist 2021 competition format (visipedia/inat_comp), for code written for
 the competitions: per set a COCO-style JSON and the images under its folder layout.
 
-    python -m workflow_scripts.export.inat2021 --shards data/snapshots/<date>/shards/balanced \\
+    python -m workflow_scripts.export.inat_export --shards data/snapshots/<date>/shards/balanced \\
         --table data/snapshots/<date>/subsets/balanced.parquet --subset balanced \\
-        --out data/snapshots/<date>/exports/inat2021/balanced [--subsets '{"categories": {"Aves": "class"}}']
+        --out data/snapshots/<date>/exports/inat2021/balanced \\
+        [--subsets '{"categories": {"Aves": "class"}}']
 
-Sets: Train's train, val and test splits (train.json, val.json, test.json); a benchmark's images
-as one set, test.json. Each set's images are those of its shards (duplicates already left out),
-written to <set>/<image_dir_name>/<photo_uuid>.<extension> as the competition names them. The JSON:
+Sets: Train's train, val and test splits (train.json and train.tar, val.*, test.*); a benchmark's
+images as one set, test.json and test.tar. Each set's images are those of its shards (duplicates
+already left out), packed in <set>.tar as <set>/<image_dir_name>/<photo_uuid>.<extension>, the
+names the competition's own archives (train.tar.gz beside train.json) extract to: `tar xf` gives
+its folder layout. Members sorted by name, headers with no time, owner or mode of the machine: the
+same images make the same bytes. A plain tar: the images are compressed already (and gzip's bytes
+would vary with the zlib build), and one file per set is what DVC can track at full size. The JSON
+lists the images in the tar's order:
 - images: id (the photo_id), file_name, width, height (of the file), license (an id into
   `licenses`), date (observed on), latitude, longitude, location_uncertainty (metres). No
   rights_holder: the pipeline stores no observer data; a photo's attribution is on
   https://www.inaturalist.org/photos/<id> (the data card says more);
 - categories: id (the class's index in our evaluation's class order), name (the species, or
-  LifeStages' label), common_name, supercategory (the paper's category: config subsets.categories;
-  else the kingdom), kingdom ... genus, specific_epithet, image_dir_name;
+  LifeStages' label), common_name, supercategory (the paper's category: config subsets.categories,
+  common.taxonomy's rule), kingdom ... genus, specific_epithet, image_dir_name;
   every class of the subset in each set, so that ids agree across Train's sets;
 - annotations: id and image_id (the photo_id), category_id; licenses: id, name (the code), url.
 The JSON is written a record at a time (Train's is gigabytes at full size).
@@ -36,18 +42,19 @@ from PIL import Image
 from tqdm import tqdm
 
 from workflow_scripts.common import cli, config, contracts
-from workflow_scripts.common.captions import RANKS
+from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS, Benchmark, subset_benchmark
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building
 from workflow_scripts.common.inat_format import LICENSE_URLS, LICENSES
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS, Benchmark, subset_benchmark
-from workflow_scripts.images.shards import image_format, read_images
+from workflow_scripts.common.tars import image_format, packing, read_images
+from workflow_scripts.common.taxonomy import ABOVE_SPECIES, category
 
 BATCH = 10_000  # image rows fetched at a time
 
 
 def sets(subset: str) -> dict[str, str]:
-    """{set name: its shard set}: the splits of a subset with splits, or a benchmark's whole shards as `test`."""
+    """{set name: its shard set}: the splits of a subset with splits, or a benchmark's whole shards
+    as `test`."""
     return (
         {name: name for name in contracts.TRAIN_SPLITS}
         if subset in contracts.SPLIT_SUBSETS
@@ -55,12 +62,12 @@ def sets(subset: str) -> dict[str, str]:
     )
 
 
-def category(number: int, row: dict, column: str, categories: dict[str, str]) -> dict:
+def category_record(number: int, row: dict, column: str, categories: dict[str, str]) -> dict:
     """A class's category record; `row`: a subset row of the class (its taxonomy)."""
     species = row["species"] or ""
     epithet = species.split()[-1] if " " in species else ""  # as the captions take it
     names = (
-        [row[rank] or "" for rank in RANKS]
+        [row[rank] or "" for rank in ABOVE_SPECIES]
         + [epithet]
         + ([row["label"]] if column == "label" else [])
     )
@@ -68,10 +75,8 @@ def category(number: int, row: dict, column: str, categories: dict[str, str]) ->
         "id": number,
         "name": row[column] or "",
         "common_name": row["common_name"],
-        "supercategory": next(
-            (name for name, rank in categories.items() if row[rank] == name), row["kingdom"]
-        ),
-        **{rank: row[rank] for rank in RANKS},
+        "supercategory": category(row, categories),
+        **{rank: row[rank] for rank in ABOVE_SPECIES},
         "specific_epithet": epithet,
         "image_dir_name": "_".join(
             [f"{number:05d}", *(name.replace(" ", "_").replace("/", "_") for name in names)]
@@ -88,23 +93,40 @@ def write_set(
     info: dict,
     out: Path,
 ) -> None:
-    """One set (a shard set read as a benchmark): its images under out/<set>/ and out/<set>.json."""
+    """One set (a shard set read as a benchmark): out/<set>.tar (its images, by file name) and
+    out/<set>.json (in the same order)."""
     records = [
-        category(number, row, column, categories) for number, row in enumerate(benchmark.class_rows)
+        category_record(number, row, column, categories)
+        for number, row in enumerate(benchmark.class_rows)
     ]
     licenses = {code: number for number, code in enumerate(LICENSES)}
     con = duckdb.connect()
     con.register(
-        "images", pa.table({"position": np.arange(len(benchmark.keys)), "photo_id": benchmark.keys})
+        "images",
+        pa.table(
+            {
+                "position": np.arange(len(benchmark.keys)),
+                "photo_id": benchmark.keys,
+                "category": benchmark.labels,
+            }
+        ),
     )
-    rows = con.execute(f"""SELECT s.photo_uuid, s.license, s.observed_on, s.latitude, s.longitude,
-                                  s.positional_accuracy
+    con.register(
+        "folders",
+        pa.table(
+            {
+                "category": np.arange(len(records)),
+                "folder": [record["image_dir_name"] for record in records],
+            }
+        ),
+    )
+    # by file name: folders start with their class's number and '_' (none is another's prefix),
+    # uuids have one length
+    rows = con.execute(f"""SELECT i.position, s.photo_uuid, s.license, s.observed_on, s.latitude,
+                                  s.longitude, s.positional_accuracy
                            FROM images AS i JOIN read_parquet({quote(table)}) AS s USING (photo_id)
-                           ORDER BY i.position""")
-    files = [
-        (benchmark.paths[tar], int(offset), int(size)) for tar, offset, size in benchmark.locations
-    ]
-    images = zip(read_images(files), benchmark.keys, benchmark.labels)
+                                JOIN folders AS f USING (category)
+                           ORDER BY f.folder, s.photo_uuid""")
     head = json.dumps(
         {
             "info": info,
@@ -116,9 +138,10 @@ def write_set(
     )
     with (
         open(out / f"{set_name}.json", "w", encoding="utf-8") as handle,
+        packing(out / f"{set_name}.tar") as add,
         tempfile.TemporaryFile("w+", dir=out) as annotations,
         tqdm(
-            total=len(files), desc=f"exporting {set_name}", unit="image", mininterval=5
+            total=len(benchmark.keys), desc=f"exporting {set_name}", unit="image", mininterval=5
         ) as progress,
     ):
         handle.write(
@@ -126,15 +149,18 @@ def write_set(
         )  # then the images and annotations, one at a time
         separator = ""
         while batch := rows.fetchmany(BATCH):
-            for (uuid, license_code, observed_on, latitude, longitude, uncertainty), (
-                (tar, data),
-                photo_id,
-                label,
+            located = [benchmark.locations[row[0]] for row in batch]
+            images = read_images(
+                [(benchmark.paths[tar], int(offset), int(size)) for tar, offset, size in located]
+            )
+            for (position, uuid, license_code, observed_on, latitude, longitude, uncertainty), (
+                tar,
+                data,
             ) in zip(batch, images):
+                photo_id, label = benchmark.keys[position], benchmark.labels[position]
                 extension = image_format(data, f"{tar} photo {photo_id}")
                 file_name = f"{set_name}/{records[label]['image_dir_name']}/{uuid}.{extension}"
-                (out / file_name).parent.mkdir(parents=True, exist_ok=True)
-                (out / file_name).write_bytes(data)
+                add(file_name, data)
                 with Image.open(io.BytesIO(data)) as image:
                     width, height = image.size
                 record = {
@@ -166,8 +192,9 @@ def write_set(
 def export(
     shards: Path, table: Path, subset: str, out: Path, categories: dict[str, str], date: str
 ) -> dict:
-    """Write the subset's sets into the folder `out`; returns per set its images and the table's rows
-    of the set that are not in the shards (downloads failed, duplicates left out: shards_report.json)."""
+    """Write the subset's sets into the folder `out`; returns per set its images and the table's
+    rows of the set that are not in the shards (downloads failed, duplicates left out:
+    shards_report.json)."""
     column = SUBSET_BENCHMARKS[subset][1]
     counted = {}
     with building(out) as staging:
@@ -182,10 +209,13 @@ def export(
                 "not_in_shards": rows - len(benchmark.keys),
             }
             info = {
-                "description": f"BioTrove {subset}, {set_name} set, from iNaturalist Open Data {date}: "
-                f"{len(benchmark.keys)} of the subset's {rows} rows (the others have no image "
-                "in the shards: see their shards_report.json)",
-                "contributor": "iNaturalist users (each photo's license: licenses; attribution: its photo page)",
+                "description": (
+                    f"BioTrove {subset}, {set_name} set, from iNaturalist Open Data {date}: "
+                    f"{len(benchmark.keys)} of the subset's {rows} rows (the others have no image "
+                    f"in the shards: see their shards_report.json)"
+                ),
+                "contributor": "iNaturalist users (each photo's license: licenses; attribution: "
+                "its photo page)",
                 "url": "https://github.com/inaturalist/inaturalist-open-data",
                 "version": date,
             }

@@ -1,7 +1,9 @@
 """One evaluation benchmark in LAION clip_benchmark's webdataset layout, so that its runner scores
-the images, class names and prompts our evaluation uses (README: "Our benchmarks in clip_benchmark").
+the images, class names and prompts our evaluation uses (docs/exports.md: "Our benchmarks
+in clip_benchmark").
 
-    python -m workflow_scripts.export.clip_benchmark --benchmark balanced --shards data/snapshots/<date>/shards/balanced \\
+    python -m workflow_scripts.export.clip_benchmark_export --benchmark balanced \\
+        --shards data/snapshots/<date>/shards/balanced \\
         --tables data/snapshots/<date>/subsets/balanced.parquet \\
         --out data/snapshots/<date>/exports/clip_benchmark/balanced [--config config.yaml]
 
@@ -32,11 +34,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from workflow_scripts.common import cli, config, contracts
+from workflow_scripts.common.benchmarks import (
+    SUBSET_BENCHMARKS,
+    Benchmark,
+    benchmark_inputs,
+    open_benchmark,
+)
 from workflow_scripts.common.files import building, write_text
-from workflow_scripts.evaluate.benchmarks import SUBSET_BENCHMARKS, Benchmark
-from workflow_scripts.evaluate.stage import benchmark_inputs, open_benchmark
-from workflow_scripts.evaluate.zeroshot import TEMPLATES
-from workflow_scripts.images.shards import read_images, tar_writer
+from workflow_scripts.common.tars import read_images, tar_writer
+from workflow_scripts.common.templates import TEMPLATES
 
 READABLE = {
     "JPEG": "jpg",
@@ -74,15 +80,15 @@ def class_lines(names: list[str]) -> list[str]:
     for number, name in enumerate(names):
         if not name or name.strip() != name or name.splitlines() != [name]:
             raise ExportError(
-                f"class {number} {name!r}: clip_benchmark reads class names one per line, stripped; "
-                "this one would change"
+                f"class {number} {name!r}: clip_benchmark reads class names one per line, "
+                f"stripped; this one would change"
             )
     return names
 
 
 def readable(data: bytes) -> tuple[str, bytes]:
-    """(clip_benchmark's key, bytes): a JPEG, PNG or WebP as it is, anything else as a PNG of the RGB
-    pixels our evaluation decodes from it."""
+    """(clip_benchmark's key, bytes): a JPEG, PNG or WebP as it is, anything else as a PNG of the
+    RGB pixels our evaluation decodes from it."""
     with Image.open(io.BytesIO(data)) as image:
         if image.format in READABLE:
             return READABLE[image.format], data
@@ -196,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             "photo_id" if args.benchmark in SUBSET_BENCHMARKS else "image",
         )
         print(
-            f"{args.benchmark}: {len(benchmark.keys):,} images of {len(benchmark.class_keys):,} classes "
-            f"in {tars} tars: {args.out}",
+            f"{args.benchmark}: {len(benchmark.keys):,} images of {len(benchmark.class_keys):,} "
+            f"classes in {tars} tars: {args.out}",
             file=sys.stderr,
         )
     return 0

@@ -1,6 +1,7 @@
 """One chunk of a subset's images, downloaded with img2dataset, its retryable failures tried again.
 
-    python -m workflow_scripts.images.download --subset data/snapshots/<date>/subsets/train.parquet \\
+    python -m workflow_scripts.images.download_chunk \\
+        --subset data/snapshots/<date>/subsets/train.parquet \\
         --chunk 00000 --out data/snapshots/<date>/images/train/chunks/00000 [--config config.yaml]
 
 Chunk N is the subset's rows N * `images.urls_per_job` onwards, in photo_id order, their
@@ -18,7 +19,8 @@ The chunk is built in <out>.partial/ and renamed to <out> when every pass is don
 leaves nothing a rerun takes for complete: the rerun resumes the partial folder (img2dataset's
 incremental mode skips the shards a pass finished), unless the chunk's URL list changed. A URL
 whose start is a local folder (`images.url_rewrite.to`, the sample's bucket) is fetched from that
-folder, served over HTTP on a free local port while the job runs.
+folder, served over HTTP on a free local port while the job runs (images.photo_server: its
+files, and the photos packed in the sample's photos.tar).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +41,7 @@ from workflow_scripts.common.config import settings as images_settings
 from workflow_scripts.common.duck import quote, write_parquet
 from workflow_scripts.common.files import throughput, write_json
 from workflow_scripts.images.perceptual import write_chunk_hashes
+from workflow_scripts.images.photo_server import serving
 
 # worth another pass: the server was busy or the connection failed, not the image
 RETRYABLE = (
@@ -54,41 +55,6 @@ class DownloadError(cli.StageError):
     """The download fell short of what the settings accept; the message says by how much."""
 
 
-@contextlib.contextmanager
-def serving(folder: Path):
-    """Serve a folder over HTTP on a free local port, from its own process (img2dataset forks
-    workers: a server thread in this process would be copied into them). Yields the port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "http.server",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
-        else:
-            raise DownloadError(f"the local server of {folder} did not start on port {port}")
-        yield port
-    finally:
-        server.terminate()
-        server.wait()
-
-
 def pass_folders(chunk: Path) -> list[Path]:
     """img2dataset's output folders of a chunk's passes, in pass order."""
     return sorted(
@@ -98,14 +64,15 @@ def pass_folders(chunk: Path) -> list[Path]:
 
 def outcomes(con: duckdb.DuckDBPyConnection, chunks: list[Path]) -> None:
     """Views over chunk folders (their URL lists and img2dataset's status files of every pass):
-    `attempts` (photo_id, pass, status, reason, sha256, folder: one row per pass that tried an image),
-    `outcomes` (photo_id, url, succeeded, attempts, reason: its last failure) and `successes`
-    (photo_id, sha256, key, folder: where its image is)."""
+    `attempts` (photo_id, pass, status, reason, sha256, folder: one row per pass that tried an
+    image), `outcomes` (photo_id, url, succeeded, attempts, reason: its last failure) and
+    `successes` (photo_id, sha256, key, folder: where its image is)."""
     listed = [str(chunk / contracts.CHUNK_URLS) for chunk in chunks]
     con.execute(
         f"CREATE OR REPLACE VIEW listed AS SELECT photo_id, url FROM read_parquet({listed!r})"
         if listed
-        else "CREATE OR REPLACE VIEW listed AS SELECT NULL::BIGINT AS photo_id, NULL::VARCHAR AS url WHERE false"
+        else "CREATE OR REPLACE VIEW listed AS SELECT NULL::BIGINT AS photo_id, NULL::VARCHAR AS "
+        "url WHERE false"
     )
     statuses = [
         str(folder / "*.parquet")
@@ -114,7 +81,8 @@ def outcomes(con: duckdb.DuckDBPyConnection, chunks: list[Path]) -> None:
         if any(folder.glob("*.parquet"))
     ]
     source = (
-        f"(SELECT photo_id, key, status, error_message, sha256, filename FROM read_parquet({statuses!r}, "
+        f"(SELECT photo_id, key, status, error_message, sha256, filename FROM "
+        f"read_parquet({statuses!r}, "
         "filename=true))"
         if statuses
         else "(SELECT NULL::BIGINT AS photo_id, NULL AS key, NULL AS status, "
@@ -123,13 +91,17 @@ def outcomes(con: duckdb.DuckDBPyConnection, chunks: list[Path]) -> None:
     con.execute(f"""CREATE OR REPLACE VIEW attempts AS
                     SELECT photo_id, key, status, error_message AS reason, sha256,
                            regexp_extract(filename, '(.*)/[^/]*$', 1) AS folder,
-                           regexp_extract(filename, '/pass-(\\d+)/[^/]*$', 1)::INTEGER AS pass FROM {source}""")
+                           regexp_extract(filename, '/pass-(\\d+)/[^/]*$', 1)::INTEGER AS pass
+                    FROM {source}""")
     con.execute(f"""CREATE OR REPLACE VIEW outcomes AS
-                    SELECT l.photo_id, l.url, coalesce(bool_or(a.status = 'success'), false) AS succeeded,
+                    SELECT l.photo_id, l.url,
+                           coalesce(bool_or(a.status = 'success'), false) AS succeeded,
                            count(a.photo_id) AS attempts,
                            CASE WHEN NOT coalesce(bool_or(a.status = 'success'), false)
-                                THEN coalesce(arg_max(a.reason, a.pass), {quote(NO_STATUS)}) END AS reason
-                    FROM listed AS l LEFT JOIN attempts AS a USING (photo_id) GROUP BY l.photo_id, l.url""")
+                                THEN coalesce(arg_max(a.reason, a.pass), {quote(NO_STATUS)})
+                           END AS reason
+                    FROM listed AS l LEFT JOIN attempts AS a USING (photo_id)
+                    GROUP BY l.photo_id, l.url""")
     con.execute(
         "CREATE OR REPLACE VIEW successes AS SELECT photo_id, sha256, key, folder FROM attempts "
         "WHERE status = 'success'"
@@ -167,14 +139,15 @@ def summary(con: duckdb.DuckDBPyConnection) -> dict:
 
 
 def download_chunk(subset: Path, chunk: int, out: Path, settings: dict | None = None) -> dict:
-    """Download chunk `chunk` of the subset into the folder `out`; `settings`: config.yaml's `images`
-    section."""
+    """Download chunk `chunk` of the subset into the folder `out`; `settings`: config.yaml's
+    `images` section."""
     settings = images_settings("images", settings)
     rewrite = settings["url_rewrite"]
     host = local_path(rewrite["to"]) if rewrite else None
     if host and not Path(host).is_dir():
         raise DownloadError(
-            f"images.url_rewrite.to is {host}: no such folder (a URL, or a local copy of the bucket)"
+            f"images.url_rewrite.to is {host}: no such folder (a URL, or a local copy of "
+            f"the bucket)"
         )
     with serving(Path(host)) if host else contextlib.nullcontext() as port:
         return _download_chunk(
@@ -226,7 +199,8 @@ def _download_chunk(
         "passes": [
             dict(zip(("pass", "attempted", "succeeded"), row))
             for row in con.execute(
-                "SELECT pass, count(*), count(*) FILTER (WHERE status = 'success') FROM attempts GROUP BY 1 ORDER BY 1"
+                "SELECT pass, count(*), count(*) FILTER (WHERE status = 'success') FROM attempts "
+                "GROUP BY 1 ORDER BY 1"
             ).fetchall()
         ]
     }
@@ -237,8 +211,8 @@ def _download_chunk(
 
 
 def retry_list(con: duckdb.DuckDBPyConnection, partial: Path, number: int, settings: dict) -> Path:
-    """Pass `number`'s list (photo_id, url): the images whose last failure was retryable, written once
-    after waiting images.retry_wait_seconds (doubling); a resumed pass keeps its list, as
+    """Pass `number`'s list (photo_id, url): the images whose last failure was retryable, written
+    once after waiting images.retry_wait_seconds (doubling); a resumed pass keeps its list, as
     img2dataset's incremental mode counts on."""
     listed = partial / f"pass-{number}.urls.parquet"
     if not listed.exists():

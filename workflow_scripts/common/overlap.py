@@ -1,8 +1,9 @@
-"""Leak checks between the subsets: no photo_id and no observation_uuid shared by two of Train,
-Balanced, Unseen, LifeStages and genus_sampled, or by two splits of Train or of genus_sampled; no
-Unseen species in Train; no genus_sampled genus in Train, Balanced or Unseen. Each check is
-a function in CHECKS that returns its violations; a violation fails the stage (exit 1) after the
-report is written. workflow_scripts.images.duplicates runs them again beside the image checks.
+"""The overlap checks between the subsets: no photo_id and no observation_uuid shared by two of
+Train, Balanced, Unseen, LifeStages and genus_sampled, or by two splits of Train or of
+genus_sampled; no Unseen species in Train; no genus_sampled genus in Train, Balanced or Unseen.
+Each check is a function in CHECKS that returns its violations. The subsets' own rule runs them
+(subsets/check_overlap.py), and the image overlap check again beside its image checks
+(images/check_image_overlap.py); a violation fails either after its report is written.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.common import cli, contracts
+from workflow_scripts.common import contracts
 from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote
-from workflow_scripts.common.files import write_json
+from workflow_scripts.common.taxonomy import lineage_key_sql
 
 EXAMPLES = 5
 
 
-class LeakError(StageError):
+class OverlapError(StageError):
     """Two subsets share what must be apart."""
 
 
 def shared(
     con: duckdb.DuckDBPyConnection, column: str, left: str, right: str, where: str = ""
 ) -> dict | None:
-    rows = con.execute(f"""SELECT DISTINCT a.{column} FROM {left} AS a JOIN {right} AS b USING ({column})
+    rows = con.execute(f"""SELECT DISTINCT a.{column}
+                           FROM {left} AS a JOIN {right} AS b USING ({column})
                            WHERE a.{column} IS NOT NULL {where} ORDER BY 1""").fetchall()
     if not rows:
         return None
@@ -69,8 +71,9 @@ def unseen_species_in_train(con: duckdb.DuckDBPyConnection) -> list[dict]:
 
 
 def genus_sampled_genera_elsewhere(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    """A drawn genus (its lineage down to genus) must be in no other subset drawn from the same pool."""
-    genus = 'concat_ws(\' \', kingdom, phylum, "class", "order", family, genus) AS genus_key'
+    """A drawn genus (its lineage down to genus) must be in no other subset drawn from the same
+    pool."""
+    genus = f"{lineage_key_sql('genus')} AS genus_key"
     found = []
     for other in ("train", "balanced", "unseen"):
         if hit := shared(
@@ -102,7 +105,7 @@ def subset_views(tables: list[Path]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for subset, path in contracts.subsets_by_name(tables).items():
         if not Path(path).is_file():
-            raise LeakError(f"{path}: missing: build the subsets first")
+            raise OverlapError(f"{path}: missing: build the subsets first")
         con.execute(f"CREATE VIEW {subset} AS SELECT * FROM read_parquet({quote(path)})")
     return con
 
@@ -112,35 +115,16 @@ def check(con: duckdb.DuckDBPyConnection) -> dict:
     return {"checks": [c.__name__ for c in CHECKS], "violations": violations, "ok": not violations}
 
 
-def fail_on_leaks(report: dict, where: Path) -> None:
-    """Name every violation on stderr; a LeakError if there is one (the report is already written)."""
+def fail_on_overlap(report: dict, where: Path) -> None:
+    """Name every violation on stderr; an OverlapError if there is one (the report is already
+    written)."""
     for v in report["violations"]:
         print(
-            f"LEAK: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
+            f"OVERLAP: {v['check']} between {' and '.join(v['between'])}: {v['count']} "
             f"(e.g. {', '.join(v['examples'])})",
             file=sys.stderr,
         )
     if not report["ok"]:
-        raise LeakError(f"the subsets overlap (see {where}): they must be rebuilt before training")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser(__spec__.name, __doc__)
-    parser.add_argument(
-        "--subsets",
-        type=Path,
-        nargs="+",
-        required=True,
-        help="the subsets' tables, <subset>.parquet",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="the report to write (JSON)")
-    args = parser.parse_args(argv)
-    with cli.running(args, inputs=args.subsets):
-        report = check(subset_views(args.subsets))
-        write_json(args.out, report)
-        fail_on_leaks(report, args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise OverlapError(
+            f"the subsets overlap (see {where}): they must be rebuilt before training"
+        )

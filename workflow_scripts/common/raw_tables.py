@@ -18,6 +18,7 @@ import duckdb
 
 from workflow_scripts.common import inat_format
 from workflow_scripts.common.cli import StageError
+from workflow_scripts.common.drop_reasons import UNPARSEABLE, invalid
 from workflow_scripts.common.duck import quote
 
 TYPES = {  # uuids as UUID: half the bytes of text to store, join and sort; written back as text
@@ -51,7 +52,8 @@ PROBLEM, KEY = "value_problem", "key_as_written"
 
 
 class CurateError(StageError):
-    """Input that cannot be curated; the message names the file and the problem."""
+    """Input that cannot be curated (or, by the monthly diff, read as curation reads it); the
+    message names the file and the problem."""
 
 
 def ident(column: str) -> str:
@@ -73,7 +75,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 def check_compression(path: Path) -> None:
-    """A .gz that is not gzip, or gzip under another name: say so, not 'corrupt' or 'missing column'."""
+    """A .gz that is not gzip, or gzip under another name: say so, not 'corrupt' or 'missing
+    column'."""
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     if path.suffix == ".gz" and not gzipped:
@@ -175,9 +178,9 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
         try:
             con.execute(f"""
                 CREATE OR REPLACE TABLE {table} AS SELECT {typed}
-                FROM read_csv({quote(source)}, delim='\\t', quote='', escape='', header=true, auto_detect=false,
-                    columns={spec}, store_rejects=true, rejects_table='rejects_{table}',
-                    rejects_scan='scans_{table}')""")
+                FROM read_csv({quote(source)}, delim='\\t', quote='', escape='', header=true,
+                    auto_detect=false, columns={spec}, store_rejects=true,
+                    rejects_table='rejects_{table}', rejects_scan='scans_{table}')""")
         except duckdb.OutOfMemoryException:
             raise  # not the file's fault: reported as a memory_limit problem by curate()
         except duckdb.Error as exc:
@@ -197,7 +200,7 @@ def load_table(con: duckdb.DuckDBPyConnection, table: str, path: Path, workdir: 
         f"INSERT INTO {table} SELECT {typed} FROM (SELECT {fields} {recoverable} ORDER BY line)"
     )
     rejects = [
-        (line, reason, "unparseable_row")
+        (line, reason, UNPARSEABLE)
         for line, reason in con.execute(f"""
         SELECT line, string_agg(DISTINCT error_type || ': ' || error_message, '; '
                                 ORDER BY error_type || ': ' || error_message)
@@ -256,8 +259,9 @@ def reject_rows(
     key: str | None = None,
 ) -> None:
     """Remove the rows `problems_sql` (rowid, problem; problem NULL for a good row) finds, each
-    recorded with its line, its problem and its cause (invalid_<the column the problem starts with>),
-    and its key (`key`, SQL on the table; default: the first column) among the table's rejected keys."""
+    recorded with its line, its problem and its cause (invalid_<the column the problem starts
+    with>), and its key (`key`, SQL on the table; default: the first column) among the table's
+    rejected keys."""
     found = con.execute(
         f"SELECT * FROM ({problems_sql}) AS p(row, problem) WHERE problem IS NOT NULL ORDER BY row"
     ).fetchall()
@@ -274,7 +278,7 @@ def reject_rows(
     loaded["rejects"] = sorted(
         loaded["rejects"]
         + [
-            (file_line(loaded, row), problem, "invalid_" + re.match(r"\w+", problem).group())
+            (file_line(loaded, row), problem, invalid(re.match(r"\w+", problem).group()))
             for row, problem in found
         ]
     )

@@ -1,7 +1,7 @@
 """The paper's evaluation tables and figures for one snapshot, from the evaluations' metrics.json
 (no model is run: rebuilding the tables reads only what evaluate cached).
 
-    python -m workflow_scripts.evaluate.tables --metrics results/<date>/eval/*/metrics.json \
+    python -m workflow_scripts.evaluate.paper_tables --metrics results/<date>/eval/*/metrics.json \
         --models tiny-cpu random-init --out results/<date>/paper_tables [--config config.yaml]
 
 Tables (CSV, Markdown, LaTeX): table5_zero_shot (models x benchmarks, top-1 with 95% Wilson
@@ -23,26 +23,17 @@ from pathlib import Path
 import pandas as pd
 
 from workflow_scripts.common import cli, contracts
+from workflow_scripts.common.benchmarks import FULL_NAMES, NAME_MODES, abbreviations
 from workflow_scripts.common.config import settings as evaluate_settings
 from workflow_scripts.common.files import building, write_json
 from workflow_scripts.common.plots import plt, save
-from workflow_scripts.common.tables import ROUNDING, half_up, write_table
-from workflow_scripts.evaluate.benchmarks import NAME_MODES
+from workflow_scripts.common.tables import (
+    ROUNDING,
+    half_up,
+    percent_with_interval,
+    write_table,
+)
 
-ABBREVIATIONS = {
-    "train": "BT-Test",
-    "balanced": "BTB",
-    "unseen": "BTU",
-    "lifestages": "LS",
-    "genus_sampled": "GS",
-}
-FULL_NAMES = {
-    "train": "BioTrove-Train (test split)",
-    "balanced": "BioTrove-Balanced",
-    "unseen": "BioTrove-Unseen",
-    "lifestages": "LifeStages",
-    "genus_sampled": "Genus-sampled (test split)",
-}
 MODE_HEADINGS = {
     "scientific": "Scientific",
     "common": "Common",
@@ -55,13 +46,6 @@ METHOD_NAMES = {
     "pas": "PAS (macro)",
     "wpas": "weighted PAS",
 }
-
-
-def abbreviations(settings: dict) -> dict[str, str]:
-    """Each benchmark's short name in the tables: ours, then an external one's configured abbreviation."""
-    return ABBREVIATIONS | {
-        name: spec.get("abbreviation", name) for name, spec in settings["external"].items()
-    }
 
 
 def accuracy(scored: dict, k: int = 1) -> Fraction:
@@ -79,15 +63,15 @@ def weighted_top1(benchmarks: dict) -> Fraction:
 def table5(
     results: dict[str, dict], names: list[str], abbreviations: dict[str, str]
 ) -> pd.DataFrame:
-    """Models x benchmarks: top-1 % ± half the width of its 95% Wilson interval; weighted average."""
+    """Models x benchmarks: top-1 % ± half the width of its 95% Wilson interval; weighted
+    average."""
     rows = []
     for model, result in results.items():
         scored = result["benchmarks"]
         row = {"Model": model}
         for name in names:
-            low, high = scored[name]["top1_ci95"]
-            row[f"{abbreviations[name]} (n={scored[name]['classes']})"] = (
-                f"{half_up(100 * accuracy(scored[name]), 1)} ± {half_up(Fraction(repr(high)) * 50 - Fraction(repr(low)) * 50, 2)}"
+            row[f"{abbreviations[name]} (n={scored[name]['classes']})"] = percent_with_interval(
+                scored[name]["top1_hits"], scored[name]["images"], scored[name]["top1_ci95"]
             )
         rows.append(row | {"Weighted Avg.": half_up(100 * weighted_top1(scored), 1)})
     return pd.DataFrame(rows)
@@ -247,16 +231,17 @@ def paper_tables(
         write_table(
             table5(results, names, short_names),
             staging / table5_name,
-            "Zero-shot top-1 accuracy (%) per benchmark (n: classes) ± half the width of its 95% Wilson score "
-            "interval; Weighted Avg.: each benchmark weighted by its classes. " + ROUNDING,
+            "Zero-shot top-1 accuracy (%) per benchmark (n: classes) ± half the width of its 95% "
+            "Wilson score interval; Weighted Avg.: each benchmark weighted by its "
+            "classes. " + ROUNDING,
             tex=True,
         )
         write_table(
             table8(results),
             staging / table8_name,
-            f"Zero-shot top-1 accuracy (%) on {full_names[settings['levels_benchmark']]} per taxonomic level "
-            "and class-name mode. Common names exist for species only; other levels use scientific names. "
-            + ROUNDING,
+            f"Zero-shot top-1 accuracy (%) on {full_names[settings['levels_benchmark']]} per "
+            f"taxonomic level and class-name mode. Common names exist for species only; other "
+            f"levels use scientific names. " + ROUNDING,
             tex=True,
         )
         write_table(
@@ -268,10 +253,10 @@ def paper_tables(
         write_table(
             conformal_table(results, alpha, short_names),
             staging / conformal_name,
-            f"Conformal prediction sets at alpha = {alpha}: coverage, macro-coverage (weighted for weighted "
-            "PAS) and mean set size on the test part; thresholds from the calibration part. Class-conditional "
-            "thresholds need about 1/alpha calibration images per class; with fewer, a class is always in the "
-            "set. " + ROUNDING,
+            f"Conformal prediction sets at alpha = {alpha}: coverage, macro-coverage (weighted for "
+            f"weighted PAS) and mean set size on the test part; thresholds from the calibration "
+            f"part. Class-conditional thresholds need about 1/alpha calibration images per class; "
+            f"with fewer, a class is always in the set. " + ROUNDING,
             tex=True,
         )
         accuracy_figure(results, names, short_names, staging / accuracy_name)

@@ -1,8 +1,10 @@
 """The genus-sampled subset's long tail beside the whole curated table's: what drawing whole genera
 kept (the Pl@ntNet seed: there, the top 20% of species hold 89% of the images).
 
-    python -m workflow_scripts.subsets.long_tail --curated data/snapshots/<date>/curated/curated.parquet \\
-        --subset data/snapshots/<date>/subsets/genus_sampled.parquet --out results/<date>/genus_sampled
+    python -m workflow_scripts.subsets.genus_sampled_long_tail \\
+        --curated data/snapshots/<date>/curated/curated.parquet \\
+        --subset data/snapshots/<date>/subsets/genus_sampled.parquet \\
+        --out results/<date>/genus_sampled
 
 Per table (rows at rank species, a species by its full lineage as the subsets count it): species,
 images, genera, the share of images held by the top 20% of species, the Gini coefficient, and
@@ -25,12 +27,13 @@ from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import building
+from workflow_scripts.common.long_tail import lorenz
 from workflow_scripts.common.plots import plt, save
 from workflow_scripts.common.tables import ROUNDING, half_up, write_table
-from workflow_scripts.stats import lorenz
+from workflow_scripts.common.taxonomy import lineage_key_sql
 
 CONGENERS = 3  # a genus with this many species or more holds look-alikes to tell apart
-GENUS = 'concat_ws(\' \', kingdom, phylum, "class", "order", family, genus)'
+GENUS = lineage_key_sql("genus")
 
 
 def species_sizes(table: Path) -> pd.DataFrame:
@@ -110,8 +113,8 @@ def long_tail(curated: Path, subset: Path, out: Path) -> pd.DataFrame:
         write_table(
             frame,
             staging / contracts.LONG_TAIL,
-            "The genus-sampled subset's long tail beside the curated table's (species at rank species). "
-            + ROUNDING,
+            "The genus-sampled subset's long tail beside the curated table's (species at "
+            "rank species). " + ROUNDING,
             tex=True,
         )
         figure(tables, staging / f"{contracts.LONG_TAIL}.png")

@@ -1,7 +1,9 @@
 """The paper's Tables 3 and 7 and a distribution plot per subset, from one snapshot's subsets.
 
-    python -m workflow_scripts.subsets.tables --subsets data/snapshots/<date>/subsets/*.parquet \\
-        --report data/snapshots/<date>/subsets/subsets_report.json --out results/<date>/subset_tables
+    python -m workflow_scripts.subsets.subset_tables \\
+        --subsets data/snapshots/<date>/subsets/*.parquet \\
+        --report data/snapshots/<date>/subsets/subsets_report.json \\
+        --out results/<date>/subset_tables
 
 Table 3: unique taxa per level in Train; Table 7: species (and images) per category in Balanced;
 each beside the paper's reported values, as CSV, Markdown and LaTeX. Figures: images per species
@@ -19,13 +21,14 @@ import duckdb
 import pandas as pd
 
 from workflow_scripts.common import cli, contracts
-from workflow_scripts.common.captions import LEVELS
+from workflow_scripts.common.benchmarks import SUBSET_NAMES
 from workflow_scripts.common.files import building
+from workflow_scripts.common.overlap import subset_views
 from workflow_scripts.common.plots import plt, save
 from workflow_scripts.common.tables import write_table
-from workflow_scripts.subsets.overlap import subset_views
+from workflow_scripts.common.taxonomy import RANKS
 
-# biotrove-method.md: the paper's Table 3 (family count OCR-damaged in the seed) and Table 7
+# the paper's Table 3 (its family count read from a damaged copy of the paper) and Table 7
 PAPER_TABLE3 = {
     "kingdom": 3,
     "phylum": 14,
@@ -47,15 +50,17 @@ PAPER_TABLE7 = {
 
 
 def table3(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Unique taxa per level in Train; species counted by full lineage, as the subsets group them."""
-    counts = con.execute(f"""SELECT {", ".join(f'count(DISTINCT "{level}")' for level in LEVELS[:-1])},
-                                    count(DISTINCT taxonomic_name) FILTER (WHERE species IS NOT NULL)
-                             FROM train""").fetchone()
+    """Unique taxa per level in Train; species counted by full lineage, as the subsets group
+    them."""
+    counts = con.execute(f"""
+        SELECT {", ".join(f'count(DISTINCT "{rank}")' for rank in RANKS[:-1])},
+               count(DISTINCT taxonomic_name) FILTER (WHERE species IS NOT NULL)
+        FROM train""").fetchone()
     return pd.DataFrame(
         {
-            "level": LEVELS,
+            "level": RANKS,
             "unique in Train": counts,
-            "paper (BioTrove-Train)": [PAPER_TABLE3[level] for level in LEVELS],
+            f"paper ({SUBSET_NAMES['train']})": [PAPER_TABLE3[rank] for rank in RANKS],
         }
     )
 
@@ -96,12 +101,15 @@ def subset_tables(tables: list[Path], report_file: Path, out: Path) -> None:
     table3_name, table7_name = contracts.SUBSET_TABLES
     with building(out) as staging:
         write_table(
-            table3(con), staging / table3_name, "Unique taxa per level in BioTrove-Train.", tex=True
+            table3(con),
+            staging / table3_name,
+            f"Unique taxa per level in {SUBSET_NAMES['train']}.",
+            tex=True,
         )
         write_table(
             table7(report),
             staging / table7_name,
-            "Species per category in BioTrove-Balanced.",
+            f"Species per category in {SUBSET_NAMES['balanced']}.",
             tex=True,
         )
         for subset in contracts.SUBSETS:

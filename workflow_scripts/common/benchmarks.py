@@ -6,7 +6,9 @@ classifier is built from at each taxonomic level and name mode (Table 8).
 A benchmark is a list of images in a fixed order with where each one's bytes are (a tar member's
 offset and size, or a whole file), each image's class and one row per class: nothing is decoded
 to find them (tar headers and the table are enough), and the images are decoded later, by
-DataLoader workers (workflow_scripts.evaluate.zeroshot).
+DataLoader workers (workflow_scripts.evaluate.zeroshot). Evaluation reads them, and so do the
+image overlap check (external benchmarks' images), the exports and the monthly diff; each of our
+benchmarks also has its names in text here.
 
 An external benchmark's settings (config evaluate.external.<name>):
     format: folder | webdataset
@@ -29,10 +31,13 @@ import numpy as np
 import pyarrow as pa
 
 from workflow_scripts.common import contracts
-from workflow_scripts.common.captions import LEVELS, species_names
+from workflow_scripts.common.captions import species_names
+from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote
+from workflow_scripts.common.taxonomy import ranks_down_to
 
-# our benchmarks, each a subset's shards: the split read (None: the whole subset), the column naming the class
+# our benchmarks, each a subset's shards: the split read (None: the whole subset), the column naming
+# the class
 SUBSET_BENCHMARKS = {
     "train": ("test", "species"),
     "balanced": (None, "species"),
@@ -40,9 +45,41 @@ SUBSET_BENCHMARKS = {
     "lifestages": (None, "label"),
     "genus_sampled": ("test", "species"),
 }
+# each subset's name in text (the paper's), and each of our benchmarks' short name in tables
+SUBSET_NAMES = {
+    "train": "BioTrove-Train",
+    "balanced": "BioTrove-Balanced",
+    "unseen": "BioTrove-Unseen",
+    "lifestages": "LifeStages",
+    "genus_sampled": "Genus-sampled",
+}
+ABBREVIATIONS = {
+    "train": "BT-Test",
+    "balanced": "BTB",
+    "unseen": "BTU",
+    "lifestages": "LS",
+    "genus_sampled": "GS",
+}
+# each of our benchmarks' name in text: its subset's, and the split it reads
+FULL_NAMES = {
+    name: SUBSET_NAMES[name] + (f" ({split} split)" if split else "")
+    for name, (split, _) in SUBSET_BENCHMARKS.items()
+}
 NAME_MODES = ("scientific", "common", "taxonomic", "scientific_common")
 IMAGE_KEYS = ("jpg", "png", "gif", "webp")
 WHOLE_FILE = -1  # a location's offset when the image is a file of its own
+
+
+class BenchmarkError(StageError):
+    """A benchmark whose files were not given; the message says which."""
+
+
+def abbreviations(settings: dict) -> dict[str, str]:
+    """Each benchmark's short name in the tables: ours, then an external one's configured
+    abbreviation (`settings`: config.yaml's `evaluate` section)."""
+    return ABBREVIATIONS | {
+        name: spec.get("abbreviation", name) for name, spec in settings["external"].items()
+    }
 
 
 @dataclass
@@ -64,7 +101,8 @@ class Benchmark:
 
 
 def tar_images(tars: list[Path]) -> tuple[list[str], np.ndarray]:
-    """The image members of webdataset tars, in tar order: their keys and (tar index, offset, size)."""
+    """The image members of webdataset tars, in tar order: their keys and (tar index, offset,
+    size)."""
     keys, locations = [], []
     for number, tar in enumerate(tars):
         with tarfile.open(tar) as archive:
@@ -106,19 +144,20 @@ def subset_benchmark(
         [row[column] for row in class_rows],
         class_rows,
         "common" if name == "lifestages" else "scientific",
-        lineage_classes=lambda level: classes(con, LEVELS[: LEVELS.index(level) + 1]),
+        lineage_classes=lambda rank: classes(con, list(ranks_down_to(rank))),
     )
 
 
 def classes(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[np.ndarray, list[dict]]:
-    """Classes by the values of `columns` in the view `subset` (a missing name counts as ''): one row
-    per class (its lowest photo_id's), in sorted order, and the class of each row of `images` in its
-    order."""
+    """Classes by the values of `columns` in the view `subset` (a missing name counts as ''): one
+    row per class (its lowest photo_id's), in sorted order, and the class of each row of `images` in
+    its order."""
     key = ", ".join(f"coalesce({quote_name(c)}, '') AS {quote_name(c)}" for c in columns)
     names = ", ".join(quote_name(c) for c in columns)
     rows = (
         con.execute(f"""SELECT * FROM subset WHERE photo_id IN (
-                               SELECT min(photo_id) FROM (SELECT {key}, photo_id FROM subset) GROUP BY {names})
+                               SELECT min(photo_id) FROM (SELECT {key}, photo_id FROM subset)
+                               GROUP BY {names})
                            """)
         .to_arrow_table()
         .to_pylist()
@@ -133,8 +172,10 @@ def classes(con: duckdb.DuckDBPyConnection, columns: list[str]) -> tuple[np.ndar
             }
         ),
     )
-    labels = con.execute(f"""SELECT c.class_id FROM images AS i JOIN (SELECT photo_id, {key} FROM subset) AS s
-                             USING (photo_id) JOIN class_ids AS c USING ({names}) ORDER BY i.position""").fetchnumpy()
+    labels = con.execute(f"""SELECT c.class_id FROM images AS i
+                             JOIN (SELECT photo_id, {key} FROM subset) AS s USING (photo_id)
+                             JOIN class_ids AS c USING ({names})
+                             ORDER BY i.position""").fetchnumpy()
     return labels["class_id"].astype(np.int64), class_rows
 
 
@@ -150,8 +191,8 @@ def read_metadata(path: Path, key_column: str, label_column: str) -> dict[str, t
         missing = [c for c in (key_column, label_column) if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(
-                f"{path}: no column {missing[0]!r} (columns: {reader.fieldnames}); set key_column and "
-                "label_column in config evaluate.external"
+                f"{path}: no column {missing[0]!r} (columns: {reader.fieldnames}); set key_column "
+                f"and label_column in config evaluate.external"
             )
         labels: dict[str, tuple[str, int]] = {}
         for line, record in enumerate(reader, start=2):
@@ -215,12 +256,13 @@ def external_benchmark(spec: dict) -> Benchmark:
 
 def lineage(row: dict, level: str) -> tuple:
     """The class of a row at a taxonomic level: its names from kingdom down to that level."""
-    return tuple(row.get(rank) or "" for rank in LEVELS[: LEVELS.index(level) + 1])
+    return tuple(row.get(rank) or "" for rank in ranks_down_to(level))
 
 
 def class_name(row: dict, level: str, mode: str) -> str:
     """The text a classifier gets for a row's class at a level, in a name mode. Common names exist
-    for species only (the curated table has the taxon's own); other levels use the scientific name."""
+    for species only (the curated table has the taxon's own); other levels use the scientific
+    name."""
     if level == "species":
         names = species_names(row)
     else:
@@ -237,3 +279,32 @@ def class_name(row: dict, level: str, mode: str) -> str:
         if common == scientific
         else f"{scientific} with common name {common}",
     }[mode]
+
+
+def benchmark_inputs(
+    name: str, subsets: dict[str, tuple[Path, Path]], settings: dict
+) -> list[Path]:
+    """What a benchmark is read from: a subset's shards and table (`subsets`: {subset: (shards
+    folder, table)}), or an external one's metadata."""
+    if name in SUBSET_BENCHMARKS:
+        return [Path(path) for path in subset_files(name, subsets)]
+    return [Path(settings["external"][name]["metadata"])]
+
+
+def subset_files(name: str, subsets: dict[str, tuple[Path, Path]]) -> tuple[Path, Path]:
+    """A subset benchmark's shards folder and table, from those given."""
+    if name not in subsets:
+        raise BenchmarkError(
+            f"benchmark {name}: its shards and table were not given (--shards, --tables); "
+            f"given: {', '.join(subsets) or 'none'}"
+        )
+    shards, table = subsets[name]
+    return Path(shards), Path(table)
+
+
+def open_benchmark(name: str, subsets: dict[str, tuple[Path, Path]], settings: dict) -> Benchmark:
+    """A benchmark by name: one of `subsets` ({subset: (shards folder, table)}), or an external one
+    of `settings` (config.yaml's `evaluate` section)."""
+    if name in SUBSET_BENCHMARKS:
+        return subset_benchmark(*subset_files(name, subsets), name)
+    return external_benchmark(settings["external"][name])

@@ -3,14 +3,15 @@
 not left out as a duplicate of an evaluation image) in species order (taxonomic_name, photo_id),
 then in the paper's semi-global order (workflow_scripts.images.shuffle).
 
-    python -m workflow_scripts.images.order --subset data/snapshots/<date>/subsets/train.parquet \\
+    python -m workflow_scripts.images.shard_order \\
+        --subset data/snapshots/<date>/subsets/train.parquet \\
         --download data/snapshots/<date>/images/train/download_report.json \\
         --image-overlap data/snapshots/<date>/images/overlap_report.json \\
         --out data/snapshots/<date>/images/train/shard_order.parquet [--config config.yaml]
 
 Writes one row per sample in shard order: shard_set, position (within its set), photo_id, and where
 its image is (tar, offset, size, in img2dataset's tars of the chunk folders the download report
-names). The shard jobs each write their part of it (workflow_scripts.images.shards).
+names). The shard jobs each write their part of it (workflow_scripts.images.shard_part).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import pyarrow.parquet as pq
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
-from workflow_scripts.images.download import downloaded
+from workflow_scripts.images.download_chunk import downloaded
 from workflow_scripts.images.shuffle import semi_global_order
 
 MEMBERS = pa.schema(
@@ -104,12 +105,13 @@ def shard_order(
         if contracts.shard_sets(subset.stem) == (contracts.WHOLE,)
         else "split"
     )
-    # per set, species order (taxonomic_name, photo_id): how the authors' chunk files held the rows before the shuffle
+    # per set, species order (taxonomic_name, photo_id): how the authors' chunk files held the rows
+    # before the shuffle
     present = (
         con.execute(f"""SELECT {shard_set} AS shard_set, l.photo_id, l.tar_id, l.offset, l.size
-                              FROM read_parquet({quote(subset)}) AS s JOIN located AS l USING (photo_id)
-                              ANTI JOIN dropped USING (photo_id)
-                              ORDER BY shard_set, s.taxonomic_name, s.photo_id""")
+                        FROM read_parquet({quote(subset)}) AS s JOIN located AS l USING (photo_id)
+                        ANTI JOIN dropped USING (photo_id)
+                        ORDER BY shard_set, s.taxonomic_name, s.photo_id""")
         .to_arrow_table()
         .combine_chunks()
     )
@@ -122,7 +124,7 @@ def shard_order(
         + [
             start
             + semi_global_order(
-                end - start, settings["chunk_size"], settings["part_size"], settings["seed"]
+                end - start, settings["window_size"], settings["segment_size"], settings["seed"]
             )
             for start, end in ranges
         ]
@@ -151,7 +153,8 @@ def shard_order(
 
 
 def duplicates_of(image_overlap: Path | None, subset: str) -> dict[str, list[int]]:
-    """The subset's photos the image overlap check names for leaving out of its shards, by reason."""
+    """The subset's photos the image overlap check names for leaving out of its shards, by
+    reason."""
     if not image_overlap:
         return {}
     return json.loads(image_overlap.read_text())["images"]["drop_from_shards"].get(subset, {})
