@@ -3,6 +3,7 @@ server over HTTP."""
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import io
 import json
@@ -11,7 +12,7 @@ import shutil
 import socket
 import tarfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,23 +44,44 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects and pytest-xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The sample's photos take minutes to draw: a test that needs them is slow (`make check` leaves
-    it out), and under `make test`'s two workers these tests share one, which draws them once."""
+    it out)."""
     for item in items:
         if "sample" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
-            item.add_marker(pytest.mark.xdist_group("sample"))
+
+
+def once_per_run(name: str, build: Callable[[Path], None], tmp_path_factory, worker_id) -> Path:
+    """A folder that `build` fills, made once per test run: under pytest-xdist the first worker that
+    needs it builds it in the run's shared temporary folder while the others wait, then all read
+    it."""
+    if worker_id == "master":  # no workers: a session fixture runs once anyway
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / name
+    done = folder.with_name(f"{name}.done")
+    with open(folder.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released as the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
-def sample(tmp_path_factory) -> Path:
-    """The default sample (scale 1, with images), generated once per test session: the bucket, the
-    web export with life stages and planted.json."""
-    out = tmp_path_factory.mktemp("sample") / "sample"
-    generate(out, workers=2)  # the schema's defaults: config.yaml's sample
-    return out
+def sample(tmp_path_factory, worker_id) -> Path:
+    """The default sample (scale 1, with images), generated once per test run: the bucket, the web
+    export with life stages and planted.json."""
+
+    def draw(folder: Path) -> None:
+        generate(folder / "sample", workers=2)  # the schema's defaults: config.yaml's sample
+
+    return once_per_run("sample", draw, tmp_path_factory, worker_id) / "sample"
 
 
 @pytest.fixture(scope="session")
@@ -127,32 +149,35 @@ def sample_months(sample_metadata, mirror, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_model(sample_months, photo_bucket, tmp_path_factory) -> tuple[Path, Path]:
+def demo_model(sample_months, photo_bucket, tmp_path_factory, worker_id) -> tuple[Path, Path]:
     """The demo's path on the sample's newer month after its subsets: Train's images downloaded from
-    the mirror and sharded, the tiny-cpu recipe trained as configured. Returns a snapshot folder
-    (subsets/, shards/train/) and the checkpoint."""
+    the sample's bucket and sharded, the tiny-cpu recipe trained as configured (once per test run).
+    Returns a snapshot folder (subsets/, shards/train/) and the checkpoint."""
     from tests.images import download, shard
     from workflow_scripts.train import train
 
-    config = load_config(REPO / "config.yaml")
-    snapshot = tmp_path_factory.mktemp("demo") / MONTHS[-1].isoformat()
-    shutil.copytree(
-        sample_months / MONTHS[-1].isoformat() / "subsets", contracts.subsets(str(snapshot))
-    )
-    table, shards = (
-        Path(contracts.subset_table(str(snapshot), "train")),
-        Path(contracts.shards(str(snapshot), "train")),
-    )
-    # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while
-    # downloading)
-    download(
-        table,
-        snapshot / "images",
-        {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(photo_bucket)}},
-    )
-    shard(table, snapshot / "images", shards, processes=2)
-    train(shards, snapshot.parent / "tiny-cpu", "tiny-cpu", config["train"], threads=2)
-    return snapshot, snapshot.parent / "tiny-cpu" / contracts.CHECKPOINT
+    def demo(folder: Path) -> None:
+        config = load_config(REPO / "config.yaml")
+        snapshot = folder / MONTHS[-1].isoformat()
+        shutil.copytree(
+            sample_months / MONTHS[-1].isoformat() / "subsets", contracts.subsets(str(snapshot))
+        )
+        table, shards = (
+            Path(contracts.subset_table(str(snapshot), "train")),
+            Path(contracts.shards(str(snapshot), "train")),
+        )
+        # the bucket's folder as the photos' host, as config.yaml has it (served over HTTP while
+        # downloading)
+        download(
+            table,
+            snapshot / "images",
+            {"url_rewrite": {**config["images"]["url_rewrite"], "to": str(photo_bucket)}},
+        )
+        shard(table, snapshot / "images", shards, processes=2)
+        train(shards, folder / "tiny-cpu", "tiny-cpu", config["train"], threads=2)
+
+    folder = once_per_run("demo", demo, tmp_path_factory, worker_id)
+    return folder / MONTHS[-1].isoformat(), folder / "tiny-cpu" / contracts.CHECKPOINT
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,7 @@ import yaml
 from tests.conftest import REPO
 from tests.project_copy import edit_config, git_copy, hashes, run
 
-# one worker builds the project once for every test here
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dvc")]
+pytestmark = pytest.mark.slow
 SMALL = 0.05  # sample scale: every subset still has images
 REMOTE_S3 = "s3://dvc-remote/biotrove"  # a bucket on the moto server
 

@@ -175,7 +175,6 @@ def evaluated(snapshot, tmp_path_factory) -> tuple[dict, Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_every_benchmark_is_scored_on_its_own_test_images(evaluated):
     """Train's and genus_sampled's test splits read from their own shard sets, their classes from
     the tables."""
@@ -198,7 +197,6 @@ def test_every_benchmark_is_scored_on_its_own_test_images(evaluated):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_every_level_and_name_mode_is_scored(evaluated):
     first, out = evaluated
     assert [(r["level"], r["name_mode"]) for r in first["levels"]] == [
@@ -212,7 +210,6 @@ def test_every_level_and_name_mode_is_scored(evaluated):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_conformal_sets_split_each_benchmark(evaluated):
     first, _ = evaluated
     scored = first["benchmarks"]
@@ -224,14 +221,12 @@ def test_conformal_sets_split_each_benchmark(evaluated):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_metrics_json_is_the_summary(evaluated):
     first, out = evaluated
     assert json.loads((out / "metrics.json").read_text()) == first
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_a_rerun_as_the_rule_runs_it_gives_the_same_bytes(evaluated, snapshot, tmp_path):
     """The images decoded in the main process instead of two DataLoader workers, each subset's
     shards folder and table passed in another order."""
@@ -290,7 +285,6 @@ def folder_benchmark(tmp_path, labelled: list[tuple[str, str]]) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_external_folder_benchmark_evaluated_beside_ours(snapshot, tmp_path):
     labelled = [
         ("b/2.png", "blue jay"),
@@ -403,7 +397,6 @@ def test_a_batch_of_classes_met_again_is_not_encoded_again_and_weighs_the_same()
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
     """A pretrained model given as a checkpoint file (open_clip_train's layout, as ours and others'
     training writes it) is loaded, not the random-init control."""
@@ -438,7 +431,6 @@ def test_a_local_checkpoint_is_what_gets_evaluated(snapshot, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("evaluate")
 def test_an_empty_subset_is_named_not_a_crash(snapshot, tmp_path):
     """A small sample can leave a subset without images (no shards): the error says which and what
     to do."""

@@ -61,7 +61,6 @@ def tiny(**changes) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("train")
 def test_tiny_recipe_twice_gives_the_same_checkpoint_bits(shards, tmp_path):
     first = train.train(shards, tmp_path / "a" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
     second = train.train(shards, tmp_path / "b" / "tiny-cpu", "tiny-cpu", tiny(), threads=1)
@@ -81,7 +80,6 @@ def test_tiny_recipe_twice_gives_the_same_checkpoint_bits(shards, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("train")
 def test_an_interrupted_run_with_other_settings_is_refused(shards, tmp_path):
     partial = tmp_path / "tiny-cpu.partial"
     partial.mkdir()
@@ -91,7 +89,6 @@ def test_an_interrupted_run_with_other_settings_is_refused(shards, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("train")
 def test_pretrained_weights_from_a_local_checkpoint(shards, tmp_path):
     train.train(shards, tmp_path / "base" / "tiny-cpu", "tiny-cpu", tiny(epochs=1), threads=1)
     checkpoint = tmp_path / "base" / "tiny-cpu" / "checkpoint.pt"
@@ -110,7 +107,6 @@ def test_pretrained_weights_from_a_local_checkpoint(shards, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("train")
 def test_too_few_shards_for_the_workers_is_an_error(shards, tmp_path):
     with pytest.raises(train.TrainError, match="2 shards for 3 workers"):
         train.train(shards, tmp_path / "tiny-cpu", "tiny-cpu", tiny(workers=3), threads=1)
@@ -462,7 +458,6 @@ def test_open_clip_loader_with_the_caption_stage_keeps_every_image_format(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("train")
 def test_a_killed_run_resumes_from_its_last_whole_checkpoint(shards, tmp_path):
     settings = tiny(epochs=40)
     command = [

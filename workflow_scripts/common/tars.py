@@ -1,7 +1,7 @@
 """Images in tar files, as the shards, the exports and the sample bucket's photo pack hold them:
 read an image's bytes where they are (a tar member's offset and size, or a whole file), write tars
-whose bytes depend only on their files (webdataset's for shards, plain ones for packs), find a
-pack's members, and tell an image's format from its first bytes."""
+whose bytes depend only on their files (webdataset samples for shards and exports, plain packs for
+the photos), find a pack's members, and tell an image's format from its first bytes."""
 
 from __future__ import annotations
 

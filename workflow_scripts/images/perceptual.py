@@ -17,9 +17,7 @@ quality; an image that PIL cannot decode has a NULL hash and is counted by the n
 from __future__ import annotations
 
 import io
-import multiprocessing
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -27,9 +25,9 @@ import numpy as np
 import pdqhash
 import pyarrow as pa
 from PIL import Image
-from tqdm import tqdm
 
 from workflow_scripts.common.duck import write_parquet
+from workflow_scripts.common.pools import mapped
 
 HASH = pa.binary(32)
 NOT_IMAGES = ("json", "txt", "parquet")  # the other members of img2dataset's tars
@@ -83,14 +81,9 @@ def write_chunk_hashes(
     """The hashes of a chunk's downloaded images (the `successes` view of its folder `chunk`) into
     the Parquet `out`, in photo_id order, hashed by `processes` worker processes."""
     tars = sorted(chunk.glob("pass-*/*.tar"))
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rows = [
-            row
-            for tar_rows in tqdm(
-                pool.map(hash_tar, tars), total=len(tars), desc="hashing", unit="tar"
-            )
-            for row in tar_rows
-        ]
+    rows = [
+        row for tar_rows in mapped(hash_tar, tars, processes, desc="hashing") for row in tar_rows
+    ]
     folder, key, *hashes = zip(*rows) if rows else ((),) * 5
     con.register(
         "hashed",

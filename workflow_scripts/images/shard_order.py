@@ -17,10 +17,8 @@ names). The shard jobs each write their part of it (workflow_scripts.images.shar
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sys
 import tarfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -31,6 +29,7 @@ import pyarrow.parquet as pq
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
+from workflow_scripts.common.pools import mapped
 from workflow_scripts.images.download_chunk import downloaded
 from workflow_scripts.images.shuffle import semi_global_order
 
@@ -69,11 +68,15 @@ def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) 
     ]
     folder_ids = {folder: number for number, folder in enumerate(folders)}
     tars = sorted(tar for folder in folders for tar in Path(folder).glob("*.tar"))
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        members = pool.map(
-            tar_members, tars, range(len(tars)), [folder_ids[str(tar.parent)] for tar in tars]
-        )
-        con.register("members", pa.concat_tables([MEMBERS.empty_table(), *members]))
+    members = mapped(
+        tar_members,
+        tars,
+        processes,
+        range(len(tars)),
+        [folder_ids[str(tar.parent)] for tar in tars],
+        desc="listing downloads",
+    )
+    con.register("members", pa.concat_tables([MEMBERS.empty_table(), *members]))
     con.register(
         "folders",
         pa.table({"folder_id": pa.array(range(len(folders)), pa.int32()), "folder": folders}),
