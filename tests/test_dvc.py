@@ -1,7 +1,9 @@
 """DVC end to end on a small sample: repro, clean status, push to a local-folder remote and to S3
 (a moto server), a fresh clone that pulls everything and leaves Snakemake nothing to do, another
 that rebuilds from the raw snapshots alone with the same bytes (dvc.lock records every output's
-hash), and `dvc metrics diff` between two git revisions."""
+hash), and `dvc metrics diff` between two git revisions. One month, as test_slurm: every stage
+but the diff between months runs (that one is planned by test_workflow, tested by test_diff), in
+half the time."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tests.project_copy import edit_config, git_copy, hashes, run
 
 pytestmark = pytest.mark.slow
 SMALL = 0.05  # sample scale: every subset still has images
+MONTH = "2024-09-27"
 REMOTE_S3 = "s3://dvc-remote/biotrove"  # a bucket on the moto server
 
 
@@ -32,6 +35,7 @@ def repo(tmp_path_factory, s3_server) -> Path:
     def small(
         config: dict,
     ) -> None:  # small and quick, the same code path; the exports are rebuilt by test_slurm
+        config.update(snapshots=[MONTH])
         config["sample"].update(scale=SMALL)
         config["export"].update(clip_benchmark=False, inat2021=[])
 
@@ -71,7 +75,7 @@ def test_an_edited_comment_reruns_its_stage_alone(edited):
     """A comment edited in one stage's code reruns that stage alone: its outputs keep their bytes
     (what made them, its provenance, sits beside them), so no stage downstream of it runs again."""
     before, after, log = edited
-    subsets = {"subsets@2024-08-27", "subsets@2024-09-27"}
+    subsets = {f"subsets@{MONTH}"}
     assert set(re.findall(r"Running stage '([^']+)'", log)) == subsets
     assert {stage for stage in before if before[stage] != after[stage]} == subsets
     assert all(data_outs(before[stage]) == data_outs(after[stage]) for stage in before)
@@ -100,11 +104,7 @@ def pulled(pushed, s3_server) -> Path:
 
 def test_a_clone_pulled_from_s3_is_up_to_date_with_the_same_bytes(pulled, repo):
     assert "Data and pipelines are up to date" in run("dvc", "status", cwd=pulled)
-    for folder in (
-        "results/2024-09-27/paper_tables",
-        "results/diff",
-        "data/snapshots/2024-09-27/shards",
-    ):
+    for folder in (f"results/{MONTH}/paper_tables", f"data/snapshots/{MONTH}/shards"):
         assert hashes(pulled / folder) == hashes(repo / folder), folder
 
 
@@ -125,7 +125,7 @@ def rebuilt(pushed) -> Path:
     clone = pushed.parent / "clone"
     run("git", "clone", "-q", str(pushed), str(clone), cwd=pushed.parent)
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote(pushed)), cwd=clone)
-    run("dvc", "pull", "fetch@2024-08-27", "fetch@2024-09-27", cwd=clone)
+    run("dvc", "pull", f"fetch@{MONTH}", cwd=clone)
     edit_config(
         clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}})
     )
@@ -140,19 +140,15 @@ def test_a_rebuild_from_the_raw_snapshots_gives_the_same_bytes(rebuilt, pushed):
     before, after = (
         yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (pushed, rebuilt)
     )
-    assert {stage for stage in before if before[stage] != after[stage]} == {
-        "evaluate@2024-08-27",
-        "evaluate@2024-09-27",
-        "diff@2024-08-27_vs_2024-09-27",
-    }, "a rebuild from clean changed an output"
+    assert {stage for stage in before if before[stage] != after[stage]} == {f"evaluate@{MONTH}"}, (
+        "a rebuild from clean changed an output"
+    )
 
 
 def test_metrics_diff_between_revisions_names_the_removed_control(rebuilt, pulled):
     diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=rebuilt))
-    summary = diff["results/2024-09-27/paper_tables/metrics.json"]
-    old = json.loads(
-        (pulled / "results" / "2024-09-27" / "paper_tables" / "metrics.json").read_text()
-    )
+    summary = diff[f"results/{MONTH}/paper_tables/metrics.json"]
+    old = json.loads((pulled / "results" / MONTH / "paper_tables" / "metrics.json").read_text())
     removed = summary["random-init.balanced.top1"]
     assert (removed["old"], removed["new"]) == (old["random-init"]["balanced"]["top1"], None)
     assert not any(key.startswith("tiny-cpu") for key in summary), (
