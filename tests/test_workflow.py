@@ -439,6 +439,26 @@ def test_every_stage_has_a_cli(module):
     assert result.returncode == 0 and "usage:" in result.stdout
 
 
+def renamed_modules() -> dict[str, str]:
+    """Each deprecated module name (a module that calls run_as) and the name it runs."""
+    return {
+        ".".join(path.relative_to(REPO).with_suffix("").parts): new
+        for path in sorted((REPO / "workflow_scripts").rglob("*.py"))
+        for new in re.findall(r'run_as\(__spec__\.name, "([\w.]+)"\)', path.read_text())
+    }
+
+
+def test_an_old_module_name_warns_and_runs_the_stage_it_was_renamed():
+    renamed = renamed_modules()
+    assert len(renamed) == 11 and set(renamed.values()) <= set(modules_the_rules_run())
+    old, new = "workflow_scripts.subsets.tables", "workflow_scripts.subsets.subset_tables"
+    result = subprocess.run(
+        [sys.executable, "-m", old, "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and f"usage: python -m {new}" in result.stdout
+    assert f"python -m {old} is deprecated: use python -m {new}" in result.stderr
+
+
 def test_every_rule_names_log_and_conda_env():
     for smk in sorted((REPO / "rules").glob("*.smk")):
         text = smk.read_text()

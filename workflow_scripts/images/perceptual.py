@@ -99,3 +99,9 @@ def write_chunk_hashes(
         "JOIN hashed AS h USING (folder, key) ORDER BY s.photo_id",
         out,
     )
+
+
+if __name__ == "__main__":  # this module's command moved (CHANGELOG.md); the old name still runs it
+    from workflow_scripts.common.renamed import run_as
+
+    run_as(__spec__.name, "workflow_scripts.images.hash_external_benchmark")
