@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -58,21 +57,16 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
         git_copy(REPO, copies[name])
         edit_config(copies[name], small)
 
-    # side by side: the local run uses the cores while the SLURM run waits on its status polls
-    with ThreadPoolExecutor(1) as beside:
-        local_run = beside.submit(
-            run, "snakemake", "--cores", "2", cwd=copies["local"], timeout=1200
-        )
-        log = run(
-            "snakemake",
-            "--profile",
-            "profiles/slurm",
-            "--max-threads",
-            "2",
-            cwd=copies["slurm"],
-            timeout=2400,
-        )
-        local = local_run.result()
+    local = run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
+    log = run(
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        "--max-threads",
+        "2",
+        cwd=copies["slurm"],
+        timeout=2400,
+    )
 
     steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", local)[-1])
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
