@@ -13,7 +13,7 @@ help:
 	@echo "make demo     install if needed, then run the pipeline on the generated sample (dvc repro)"
 	@echo "make check    install if needed, then the fast tests (a few minutes: not the photo sample, training or the pipeline)"
 	@echo "make test     install if needed, then the whole test suite but SLURM (two workers)"
-	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian) and run the pipeline through it"
+	@echo "make test-slurm  bring up a single-node SLURM cluster here (root, Debian), then the whole suite with the pipeline run through it (what CI runs)"
 	@echo "make bench    benchmarks (curation vs pandas, subsets at 10 M rows, sharding vs a byte copy, image jobs 1 vs 2, near-duplicate hashing and search, the training loader, evaluation memory, the sample's scaling; ~26 minutes)"
 	@echo "make gpu-check  on a machine with an NVIDIA GPU, after make demo: the train wrapper vs bare open_clip_train, then evaluation on CUDA"
 	@echo "make generate write dvc.yaml, envs/*.yaml and docs/configuration.md from the rules and the schema (after changing rules, code or config.yaml)"
@@ -63,10 +63,12 @@ test: install
 	$(PYTHON) -m pytest -m "not slurm" -n 2 --dist loadfile
 
 # Installs and starts slurmctld, slurmd and munge (apt-get, as root) unless a cluster is up, then
-# runs the sample through training and evaluation as SLURM jobs and compares the tables with a local run.
+# runs the whole suite and the SLURM test in one run: the sample through training and evaluation as
+# SLURM jobs, compared with the small project test_dvc builds; the rest of the suite runs while the
+# SLURM jobs wait on the cluster (tests/conftest.py puts the SLURM test first).
 test-slurm: install
 	bash profiles/slurm/single_node.sh
-	$(PYTHON) -m pytest -m slurm
+	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: install
 	$(PYTHON) bench/curate.py

@@ -23,6 +23,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from tests.project_copy import run, small_project
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import load_config
 from workflow_scripts.common.tars import members, read_images
@@ -51,6 +52,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "sample" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
+    # The SLURM run waits on the cluster most of its time: first, so that the rest runs beside it
+    # (`make test-slurm` keeps this order: --no-loadscope-reorder).
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)
 
 
 def once_per_run(name: str, build: Callable[[Path], None], tmp_path_factory, worker_id) -> Path:
@@ -178,6 +182,20 @@ def demo_model(sample_months, photo_bucket, tmp_path_factory, worker_id) -> tupl
 
     folder = once_per_run("demo", demo, tmp_path_factory, worker_id)
     return folder / MONTHS[-1].isoformat(), folder / "tiny-cpu" / contracts.CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def small_build(tmp_path_factory, worker_id) -> tuple[Path, str]:
+    """The project on one month of a small sample (tests/project_copy.py: small) built by `dvc
+    repro` once per test run, and what the repro printed. Read only: test_dvc copies it to edit,
+    push, pull and rebuild; test_slurm compares a run on SLURM with it."""
+
+    def repro(folder: Path) -> None:
+        small_project(REPO, folder / "repo")
+        (folder / "repro.log").write_text(run("dvc", "repro", cwd=folder / "repo"))
+
+    folder = once_per_run("small_build", repro, tmp_path_factory, worker_id)
+    return folder / "repo", (folder / "repro.log").read_text()
 
 
 @pytest.fixture(scope="session")

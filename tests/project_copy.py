@@ -1,5 +1,5 @@
 """A copy of the project (what git tracks) in a scratch folder, for the tests that run the whole
-pipeline: DVC end to end and the SLURM cluster."""
+pipeline: DVC end to end and the SLURM cluster, both on the same small configuration."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ import sys
 from pathlib import Path
 
 import yaml
+
+SMALL = 0.05  # sample scale: every subset still has images
+# one snapshot: every stage but the diff between months still runs (that one is planned by
+# test_workflow, tested by test_diff), in half the jobs (each SLURM job costs ~15 s of polling)
+MONTH = "2024-09-27"
 
 ENV = {
     **os.environ,
@@ -55,3 +60,23 @@ def edit_config(repo: Path, change) -> None:
     config = yaml.safe_load((repo / "config.yaml").read_text())
     change(config)
     (repo / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def small(config: dict) -> None:
+    """One month of a small sample, its Train (about 340 images: config.yaml's genus draw takes two
+    of its genera) downloaded and sharded in 3 jobs each."""
+    config.update(snapshots=[MONTH])
+    config["sample"].update(scale=SMALL)
+    config["images"].update(urls_per_job=120)
+    config["shards"].update(samples_per_shard=60, shards_per_job=2)
+
+
+def small_project(source: Path, repo: Path) -> None:
+    """A git copy of the project in `source` on the small configuration, its dvc.yaml generated for
+    it and committed, as a user's repository would be before `dvc repro`."""
+    git_copy(source, repo)
+    edit_config(repo, small)
+    run(sys.executable, "-m", "tools.generate", cwd=repo)  # dvc.yaml follows the configuration
+    run("git", "init", "-q", cwd=repo)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "copy", cwd=repo)

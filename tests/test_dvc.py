@@ -1,14 +1,13 @@
-"""DVC end to end on a small sample: repro, clean status, push to a local-folder remote and to S3
-(a moto server), a fresh clone that pulls everything and leaves Snakemake nothing to do, another
-that rebuilds from the raw snapshots alone with the same bytes (dvc.lock records every output's
-hash), and `dvc metrics diff` between two git revisions. One month, as test_slurm: every stage
-but the diff between months runs (that one is planned by test_workflow, tested by test_diff), in
-half the time."""
+"""DVC end to end on one month of a small sample (tests/project_copy.py: small): repro, clean
+status, push to a local-folder remote and to S3 (a moto server), a fresh clone that pulls everything
+and leaves Snakemake nothing to do, another that rebuilds from the raw snapshots alone with the same
+bytes (dvc.lock records every output's hash), and `dvc metrics diff` between two git revisions."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,39 +15,22 @@ import boto3
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.project_copy import edit_config, git_copy, hashes, run
+from tests.project_copy import MONTH, edit_config, hashes, run
 
 pytestmark = pytest.mark.slow
-SMALL = 0.05  # sample scale: every subset still has images
-MONTH = "2024-09-27"
 REMOTE_S3 = "s3://dvc-remote/biotrove"  # a bucket on the moto server
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, s3_server) -> Path:
-    """A git copy of the project on a small sample, built by `dvc repro`; its local remote a
+def repo(small_build, tmp_path_factory, s3_server) -> Path:
+    """A copy of the small project built by `dvc repro` (conftest: small_build); its local remote a
     folder beside it, an empty bucket on the S3 server for the S3 remote."""
     repo = tmp_path_factory.mktemp("dvc") / "repo"
-    git_copy(REPO, repo)
-
-    def small(
-        config: dict,
-    ) -> None:  # small and quick, the same code path; the exports are rebuilt by test_slurm
-        config.update(snapshots=[MONTH])
-        config["sample"].update(scale=SMALL)
-        config["export"].update(clip_benchmark=False, inat2021=[])
-
-    edit_config(repo, small)
-    run(sys.executable, "-m", "tools.generate", cwd=repo)  # dvc.yaml follows the configuration
-    run("git", "init", "-q", cwd=repo)
-    run("git", "add", "-A", cwd=repo)
-    run("git", "commit", "-qm", "copy", cwd=repo)
+    shutil.copytree(small_build[0], repo, symlinks=True)
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote(repo)), cwd=repo)
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(
         Bucket="dvc-remote"
     )
-    run("dvc", "repro", cwd=repo)
     return repo
 
 

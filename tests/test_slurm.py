@@ -1,8 +1,9 @@
 """The pipeline on a real SLURM cluster through profiles/slurm (the official executor plugin).
 `make test-slurm` brings up a single-node cluster on this machine (profiles/slurm/single_node.sh)
-and runs this test: one month of a small sample goes through the whole pipeline, training and
-evaluation included, once locally and once as SLURM jobs, Train's downloads and shards as several
-jobs each; the shards and tables must be the same bytes."""
+and runs this test beside the rest of the suite: one month of a small sample (tests/project_copy.py:
+small) goes through the whole pipeline as SLURM jobs, Train's downloads and shards as several jobs
+each; its shards, exports and tables must be the bytes of the same project built locally by `dvc
+repro` (conftest: small_build, which test_dvc uses too)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
-from tests.project_copy import edit_config, git_copy, hashes, run
+from tests.project_copy import MONTH, hashes, run, small_project
 
 pytestmark = pytest.mark.slurm
-SMALL = 0.05  # sample scale: every subset still has images
-# one snapshot: every stage still runs, in half the jobs (each job costs ~15 s of SLURM polling)
-MONTH = "2024-09-27"
 
 
 def cluster_nodes() -> str:
@@ -37,38 +35,26 @@ def scattered_outputs(rule: str, log: str) -> list[str]:
     )
 
 
-def small(config: dict) -> None:
-    """One month of a small sample, its Train (about 340 images: config.yaml's genus draw takes two
-    of its genera) downloaded and sharded in 3 jobs each."""
-    config.update(snapshots=[MONTH])
-    config["sample"].update(scale=SMALL)
-    config["images"].update(urls_per_job=120)
-    config["shards"].update(samples_per_shard=60, shards_per_job=2)
-
-
-def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
+def test_pipeline_on_slurm_gives_the_local_tables(tmp_path, request):
     assert re.search(r"idle|mixed|allocated", cluster_nodes()), (
         "no SLURM cluster answers: bring one up with `bash profiles/slurm/single_node.sh` (as "
         "root), or run `make test-slurm`"
     )
-    copies = {}
-    for name in ("local", "slurm"):
-        copies[name] = tmp_path / name
-        git_copy(REPO, copies[name])
-        edit_config(copies[name], small)
-
-    local = run("snakemake", "--cores", "2", cwd=copies["local"], timeout=1200)
+    slurm = tmp_path / "slurm"
+    small_project(REPO, slurm)
     log = run(
         "snakemake",
         "--profile",
         "profiles/slurm",
         "--max-threads",
         "2",
-        cwd=copies["slurm"],
+        cwd=slurm,
         timeout=2400,
     )
+    # asked for only now, so that the SLURM jobs run while it is built (or while test_dvc builds it)
+    local, repro = request.getfixturevalue("small_build")
 
-    steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", local)[-1])
+    steps = int(re.findall(r"(\d+) of \1 steps \(100%\) done", log)[-1])
     submitted = re.findall(r"submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == steps - 1, log[-3000:]  # every job but `all` went through sbatch
     for rule, train_jobs in (
@@ -76,7 +62,7 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
         ("shard_part", "images/train/parts/train/"),
     ):
         on_slurm = scattered_outputs(rule, log)
-        assert on_slurm == scattered_outputs(rule, local), rule  # the same jobs as the local run
+        assert on_slurm == scattered_outputs(rule, repro), rule  # the same jobs as the local build
         assert sum(train_jobs in output for output in on_slurm) >= 3, (rule, on_slurm)
     for folder in (
         f"results/{MONTH}/paper_tables",
@@ -86,4 +72,4 @@ def test_pipeline_on_slurm_gives_the_local_tables(tmp_path):
         f"data/snapshots/{MONTH}/shards",
         f"data/snapshots/{MONTH}/exports",
     ):
-        assert hashes(copies["slurm"] / folder) == hashes(copies["local"] / folder), folder
+        assert hashes(slurm / folder) == hashes(local / folder), folder
