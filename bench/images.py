@@ -3,8 +3,9 @@ each, then as two jobs each running side by side, on this machine.
 
     python bench/images.py [--images 20000]
 
-The images (bench/photos.py: about 60 KB each) sit in a folder laid out like the bucket, served
-over HTTP by one local server per run (images.photo_server, as the sample's bucket is served).
+The images (bench/photos.py: real 500 x 375 JPEGs, 80-150 KB each) sit in a folder laid out
+like the bucket, served over HTTP by one local server per run (images.photo_server, as the
+sample's bucket is served).
 Each job is its own process, as Snakemake runs it:
 `python -m workflow_scripts.images.download_chunk` per URL chunk, the download report, the shard
 order, then `python -m workflow_scripts.images.shard_part` per part. Prints each run's seconds and
@@ -85,6 +86,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         contracts.shard_part(str(folder), SHARD_SET, contracts.chunk_name(n)) for n in range(jobs)
     ]
     order = contracts.shard_order(str(folder))
+    store = folder.parent / "store"  # this run's image store
     seconds, cpu = {}, {}
     with serving(subset.parent / "bucket") as port:
         images_settings = json.dumps(
@@ -105,6 +107,8 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
                     str(number),
                     "--out",
                     str(chunk),
+                    "--store",
+                    str(store),
                     "--settings",
                     images_settings,
                 )
@@ -134,8 +138,8 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
                 str(folder / contracts.DOWNLOAD_REPORT),
                 "--out",
                 order,
-                "--processes",
-                str(jobs),
+                "--store",
+                str(store),
                 "--settings",
                 shards_settings,
             )
@@ -179,7 +183,7 @@ def run(subset: Path, folder: Path, jobs: int, images: int) -> dict:
         "seconds": seconds,
         "cpu": cpu,
         "shards": {tar.name: hashlib.sha256(tar.read_bytes()).hexdigest() for tar in tars},
-        "downloaded_bytes": sum(tar.stat().st_size for tar in folder.glob("chunks/*/pass-*/*.tar")),
+        "downloaded_bytes": sum(tar.stat().st_size for tar in store.rglob("*.tar")),
         "shard_bytes": sum(tar.stat().st_size for tar in tars),
     }
 

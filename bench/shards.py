@@ -60,7 +60,7 @@ def downloaded(workdir: Path, images: int) -> tuple[Path, Path]:
             "threads": 32,
         }
         chunk = Path(contracts.chunk_folder(str(folder), contracts.chunk_name(0)))
-        download_chunk(subset, 0, chunk, settings)
+        download_chunk(subset, 0, chunk, settings, image_store=workdir / "store")
         download_report([chunk], folder, settings)
     return subset, folder
 
@@ -90,7 +90,7 @@ def main() -> None:
     workdir = args.workdir / str(args.images)
     workdir.mkdir(parents=True, exist_ok=True)
     subset, folder = downloaded(workdir, args.images)
-    size = sum(p.stat().st_size for p in folder.glob("chunks/*/pass-*/*.tar"))
+    size = sum(p.stat().st_size for p in (workdir / "store").rglob("*.tar"))  # the images
     order = contracts.shard_order(str(folder))
     order_seconds = measured(
         [
@@ -103,10 +103,10 @@ def main() -> None:
             str(folder / contracts.DOWNLOAD_REPORT),
             "--out",
             order,
+            "--store",
+            str(workdir / "store"),
             "--settings",
             json.dumps(SETTINGS),
-            "--processes",
-            str(PROCESSES),
         ]
     )[0]
     shards_command = [

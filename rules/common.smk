@@ -23,6 +23,7 @@ MODELS = config["models_root"]
 SAMPLE = contracts.sample(DATA)
 SNAPSHOT = contracts.snapshot(DATA)  # data/snapshots/{date}
 IMAGES = contracts.images(SNAPSHOT)  # data/snapshots/{date}/images/{subset}
+STORE = contracts.image_store(DATA)  # data/store: the images every snapshot downloaded
 SUBSETS = contracts.SUBSETS
 EVALUATED = list(config["evaluate"]["models"])  # the tables' rows, in order
 
@@ -165,6 +166,7 @@ def final_outputs(wildcards) -> list[str]:
             else []
         ),
         rules.check_overlap.output.report,
+        rules.store_index.output.index,
         *expand(
             rules.shards.output.shards,
             subset=config["images"]["subsets"],
@@ -219,6 +221,20 @@ def chunk_folders(date: str, subset: str) -> list[str]:
 
 def downloaded_chunks(wildcards) -> list[str]:
     return chunk_folders(wildcards.date, wildcards.subset)
+
+
+def previous_store_index(wildcards) -> list[str]:
+    """The image store's index after the configured snapshot before this one: what this one's
+    downloads may reuse (none for the first snapshot)."""
+    earlier = [date for date in dates() if date < wildcards.date]
+    return [contracts.store_index(STORE, earlier[-1])] if earlier else []
+
+
+def previous_index_option(wildcards, input) -> str:
+    """The store index option of a job whose `previous` input is previous_store_index."""
+    return (
+        f"--previous-index {shlex.quote(input.previous[0])}" if input.previous else ""
+    )
 
 
 def every_subsets_chunks(wildcards) -> list[str]:

@@ -1,11 +1,14 @@
 rule download_chunk:
     """One chunk of a subset's images (images.urls_per_job of its rows, once its overlap check has
-    passed) with img2dataset, its retryable failures tried again. A temporary folder: deleted once the shards hold its images (snakemake --notemp keeps it).
+    passed): those the image store holds from the previous snapshot reused, the others downloaded
+    with img2dataset (its retryable failures tried again), checked and packed into the store. A
+    temporary folder: deleted once the shards hold its images (snakemake --notemp keeps it).
     """
     input:
         subset=contracts.subset_table(SNAPSHOT, "{subset}"),
         overlap_report=rules.check_overlap.output.report,
         host=local_input((config["images"]["url_rewrite"] or {}).get("to")),
+        previous=previous_store_index,
     output:
         temp(directory(contracts.chunk_folder(IMAGES))),
     log:
@@ -19,8 +22,11 @@ rule download_chunk:
         downloads=1,  # `snakemake --resources downloads=N`: N jobs at once, the bucket's request rate
     params:
         settings=Section(config, "images"),
+        store=STORE,
+        previous=previous_index_option,
     shell:
         "python -m workflow_scripts.images.download_chunk --subset {input.subset} --chunk {wildcards.chunk} --out {output}"
+        " --store {params.store:q} {params.previous}"
         " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
 
 
@@ -48,6 +54,36 @@ rule download_report:
     shell:
         "python -m workflow_scripts.images.download_report --chunks {input.chunks}"
         " --out {params.out} --settings {params.settings:q} --date {wildcards.date}"
+        " --provenance {output.provenance} > {log} 2>&1"
+
+
+rule store_index:
+    """The image store's index after a snapshot: every image its subsets' chunks hold (reused or
+    new) and what the store kept from earlier ones (images.store_snapshots), with a report of
+    what the snapshot reused, downloaded and dropped, and the store's size before and after.
+    """
+    input:
+        chunks=every_subsets_chunks,
+        previous=previous_store_index,
+    output:
+        index=contracts.store_index(STORE),
+        report=contracts.store_report(STORE),
+        provenance=provenance(contracts.store_index(STORE)),
+    log:
+        f"{LOGS}/download/{{date}}/store_index.log",
+    conda:
+        "../envs/data.yaml"
+    resources:
+        mem_mb=8000,  # DuckDB: the index, about 150 bytes per image
+        runtime=60,
+    params:
+        settings=Section(config, "images"),
+        store=lambda wildcards, output: contracts.store_of_index(output.index),
+        previous=previous_index_option,
+    shell:
+        "python -m workflow_scripts.images.store_index --chunks {input.chunks} --store {params.store:q}"
+        " {params.previous} --out {output.index} --report {output.report}"
+        " --settings {params.settings:q} --date {wildcards.date}"
         " --provenance {output.provenance} > {log} 2>&1"
 
 
@@ -135,15 +171,15 @@ rule shard_order:
         f"{LOGS}/shards/{{date}}/{{subset}}/order.log",
     conda:
         "../envs/data.yaml"
-    threads: 8  # worker processes reading img2dataset's tar headers (capped at --cores)
     resources:
         mem_mb=8000,
         runtime=6 * 60,
     params:
         settings=Section(config, "shards"),
+        store=STORE,
     shell:
         "python -m workflow_scripts.images.shard_order --subset {input.subset} --download {input.download}"
-        " --image-overlap {input.image_overlap} --out {output} --processes {threads}"
+        " --image-overlap {input.image_overlap} --out {output} --store {params.store:q}"
         " --settings {params.settings:q} --date {wildcards.date} > {log} 2>&1"
 
 

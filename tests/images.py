@@ -25,14 +25,34 @@ def rows(subset: Path) -> int:
     return duckdb.sql(f"SELECT count(*) FROM read_parquet('{subset}')").fetchone()[0]
 
 
-def download(subset: Path, folder: Path, images: dict | None = None) -> dict:
-    """Every download job of a subset into its image folder; returns the download report."""
+def store_of(folder: Path) -> Path:
+    """The image store of an image folder: beside it, shared by its neighbours (a snapshot's
+    subsets)."""
+    return folder.parent / "store"
+
+
+def download(
+    subset: Path,
+    folder: Path,
+    images: dict | None = None,
+    previous_index: Path | None = None,
+    image_store: Path | None = None,
+) -> dict:
+    """Every download job of a subset into its image folder (its images into `image_store`, by
+    default store_of(folder), reusing what `previous_index` lists); returns the download report."""
     chunks = [
         Path(contracts.chunk_folder(str(folder), contracts.chunk_name(number)))
         for number in range(contracts.url_chunks(rows(subset), settings("images", images)))
     ]
     for number, chunk in enumerate(chunks):
-        download_chunk(subset, number, chunk, images)
+        download_chunk(
+            subset,
+            number,
+            chunk,
+            images,
+            image_store=image_store or store_of(folder),
+            previous_index=previous_index,
+        )
     return download_report(chunks, folder, images)
 
 
@@ -57,12 +77,14 @@ def shard(
     shards: dict | None = None,
     drop: dict[str, list[int]] | None = None,
     processes: int = 1,
+    image_store: Path | None = None,
 ) -> dict:
-    """Every shard job of a subset whose images are in `folder` (downloaded), leaving out `drop`'s
-    photos (by reason); returns shards_report."""
+    """Every shard job of a subset whose images are in `folder` (downloaded into `image_store`, by
+    default store_of(folder)), leaving out `drop`'s photos (by reason); returns shards_report."""
     shards = settings("shards", shards)
     order = Path(contracts.shard_order(str(folder)))
-    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, shards, drop, processes)
+    packs = image_store or store_of(folder)
+    shard_order(subset, folder / contracts.DOWNLOAD_REPORT, order, packs, shards, drop)
     parts = []
     for shard_set, count in set_rows(subset).items():
         for number in range(contracts.shard_parts(count, shards)):

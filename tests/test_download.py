@@ -4,15 +4,16 @@ resumed, a local folder served."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,22 +23,41 @@ from PIL import Image
 
 from tests.images import download
 from tests.sample_tables import parquet_rows
+from tests.test_good_bytes import png_header
 from workflow_scripts.common import contracts
+from workflow_scripts.common.tars import read_images
 from workflow_scripts.images.download_chunk import DownloadError, download_chunk
+from workflow_scripts.images.store import PACKS, write_index
 
 S3 = "https://inaturalist-open-data.s3.amazonaws.com"
+HTML = b"<!DOCTYPE html><html><body>Too many requests</body></html>"
 FAST = {"retries": 0, "retry_wait_seconds": 0, "threads": 4, "timeout_seconds": 2}
 
 
-def subset(path: Path, photo_ids: range, extra: list[tuple[int, str]] = ()) -> Path:
+def subset(
+    path: Path, photo_ids: range, extra: list[tuple[int, str]] = (), rotated: set[int] = frozenset()
+) -> Path:
+    """A subset table of these photos (jpeg(i)'s width and height; swapped for the `rotated`)."""
     rows = [(i, f"{S3}/photos/{i}/medium.jpg") for i in photo_ids] + list(extra)
+    sizes = {i: (20, 30 + i) if i in rotated else (30 + i, 20) for i, _ in rows}
     duckdb.sql(
         "CREATE OR REPLACE TABLE rows AS SELECT * FROM (VALUES "
-        + ", ".join(f"({i}, '{u}')" for i, u in rows)
-        + ") AS t(photo_id, photo_url)"
+        + ", ".join(f"({i}, '{u}', {sizes[i][0]}, {sizes[i][1]})" for i, u in rows)
+        + ") AS t(photo_id, photo_url, width, height)"
     )
     duckdb.sql(f"COPY rows TO '{path}' (FORMAT parquet)")
     return path
+
+
+def stored(folder: Path, image_store: Path) -> dict[int, bytes]:
+    """The images a subset's chunks (in its image folder) hold, by photo_id, read from the store's
+    packs at the places their manifests give."""
+    manifests = sorted(str(path) for path in folder.glob(f"chunks/*/{contracts.CHUNK_IMAGES}"))
+    rows = duckdb.sql(
+        f'SELECT photo_id, pack, "offset", size FROM read_parquet({manifests!r}) ORDER BY 1'
+    ).fetchall()
+    read = read_images([(str(image_store / PACKS / pack), o, n) for _, pack, o, n in rows])
+    return {row[0]: data for row, (_, data) in zip(rows, read)}
 
 
 def jpeg(number: int) -> bytes:
@@ -46,15 +66,41 @@ def jpeg(number: int) -> bytes:
     return out.getvalue()
 
 
+def placeholder() -> bytes:
+    """What a server sends in place of a photo it no longer shows (here: a grey square)."""
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(out, "PNG")
+    return out.getvalue()
+
+
+def bad_body(kind: str) -> tuple[bytes, int | None]:
+    """A bad answer with status 200 and its declared length (None: the body ends as the connection
+    closes)."""
+    big = io.BytesIO()
+    Image.linear_gradient("L").resize((640, 480)).save(big, "JPEG")
+    return {
+        "html": (HTML, len(HTML)),
+        "cut": (big.getvalue()[: len(big.getvalue()) // 2], None),  # the connection dropped
+        "short": (big.getvalue()[:2000], len(big.getvalue())),  # less than it declares
+        "bomb": (png_header(8000, 8000), len(png_header(8000, 8000))),
+        "placeholder": (placeholder(), len(placeholder())),
+    }[kind]
+
+
 class FlakyServer:
     """Photos 1-40 (by URL photos/<id>/medium.jpg); the ids in `flaky` answer 503 to their first
-    request; `missing` answer 404; every answer waits `delay` seconds."""
+    request; `missing` answer 404; `bad` ({id: (kind, n)}) answer a bad_body(kind) to their first n
+    requests; every answer waits `delay` seconds."""
 
     def __init__(
-        self, flaky: set[int] = frozenset(), missing: set[int] = frozenset(), delay: float = 0.0
+        self,
+        flaky: set[int] = frozenset(),
+        missing: set[int] = frozenset(),
+        delay: float = 0.0,
+        bad: dict[int, tuple[str, int]] | None = None,
     ):
         self.requests: dict[int, int] = {}
-        server = self
+        server, bad = self, bad or {}
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
@@ -69,9 +115,12 @@ class FlakyServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                data = jpeg(photo_id)
+                data, length = jpeg(photo_id), None
+                if photo_id in bad and server.requests[photo_id] <= bad[photo_id][1]:
+                    data, length = bad_body(bad[photo_id][0])
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
+                if length is not None or photo_id not in bad:
+                    self.send_header("Content-Length", str(length or len(data)))
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -125,13 +174,9 @@ def test_chunks_failures_counted_and_ledgered(photo_server, tmp_path):
     ledger = parquet_rows(tmp_path / "images" / contracts.FAILURES)
     assert [(r["photo_id"], r["attempts"]) for r in ledger] == [(9, 1), (10, 1)]
     assert ledger[0]["url"] == f"{served}/photos/9/medium.jpg" and "404" in ledger[0]["reason"]
-    images = []
-    for tar in sorted(
-        (tmp_path / "images" / "chunks").glob("*/pass-0/*.tar")
-    ):  # img2dataset's, per chunk
-        with tarfile.open(tar) as archive:
-            images += [archive.extractfile(m).read() for m in archive if m.name.endswith(".jpg")]
-    assert len(images) == 8
+    kept = stored(tmp_path / "images", tmp_path / "store")
+    mirror = tmp_path / "mirror" / "photos"  # what the server served
+    assert kept == {i: (mirror / str(i) / "medium.jpg").read_bytes() for i in range(1, 9)}
 
 
 @pytest.mark.slow
@@ -181,9 +226,11 @@ def test_a_resumed_chunk_makes_its_retry_pass_alone(flaky, tmp_path):
     table = subset(tmp_path / "subset.parquet", range(1, 9))
     settings = {**FAST, "url_rewrite": {"from": S3, "to": server.url}, "retry_rounds": 0}
     chunk = tmp_path / "chunks" / "00000"
-    download_chunk(table, 0, chunk, settings)
+    download_chunk(table, 0, chunk, settings, image_store=tmp_path / "store")
     chunk.rename(chunk.with_name("00000.partial"))  # as if killed before its retry pass
-    report = download_chunk(table, 0, chunk, {**settings, "retry_rounds": 1})
+    report = download_chunk(
+        table, 0, chunk, {**settings, "retry_rounds": 1}, image_store=tmp_path / "store"
+    )
     assert (report["attempted"], report["succeeded"]) == (8, 8)
     assert report["passes"] == [
         {"pass": 0, "attempted": 8, "succeeded": 6},
@@ -214,6 +261,8 @@ def test_a_killed_chunk_leaves_nothing_complete_and_a_rerun_resumes(flaky, tmp_p
         "0",
         "--out",
         str(chunk),
+        "--store",
+        str(tmp_path / "store"),
         "--settings",
         json.dumps(settings),
     ]
@@ -238,13 +287,18 @@ def test_a_killed_chunk_leaves_nothing_complete_and_a_rerun_resumes(flaky, tmp_p
     assert (
         sum(server.requests.values()) - fetched <= 40 - 10 * done
     )  # the finished tars were not fetched again
+    manifest = parquet_rows(chunk / contracts.CHUNK_IMAGES)
+    assert len(manifest) == 40 and all(
+        (tmp_path / "store" / PACKS / row["pack"]).is_file() for row in manifest
+    )  # no entry names a missing or partial pack
+    assert not list((tmp_path / "store" / PACKS / ".tmp").iterdir())
 
 
 def test_an_empty_subset_is_an_empty_download(tmp_path):
     empty = tmp_path / "empty.parquet"
     duckdb.sql(
-        f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url WHERE false) TO '{empty}' "
-        f"(FORMAT parquet)"
+        f"COPY (SELECT 1::BIGINT AS photo_id, 'x' AS photo_url, 1 AS width, 1 AS height "
+        f"WHERE false) TO '{empty}' (FORMAT parquet)"
     )
     report = download(empty, tmp_path / "images", {"url_rewrite": None})
     assert (report["attempted"], report["succeeded"], report["success_rate"]) == (0, 0, 1.0)
@@ -278,3 +332,70 @@ def test_a_local_folder_is_served_while_downloading_and_the_url_list_stays_the_s
             tmp_path / "other",
             {"url_rewrite": {"from": S3, "to": str(tmp_path / "nowhere")}},
         )
+
+
+@pytest.mark.slow
+def test_only_good_bytes_are_kept(flaky, tmp_path):
+    """Bodies that are not the image are failures with their reason, never stored: an HTML page
+    and a body cut short are tried again (and pass once the server sends the image), a bomb and a
+    known placeholder are final."""
+    server = flaky(
+        bad={
+            5: ("html", 1),
+            6: ("cut", 1),
+            7: ("bomb", 9),
+            8: ("placeholder", 9),
+            9: ("html", 9),
+            10: ("short", 9),
+        }
+    )
+    table = subset(tmp_path / "subset.parquet", range(1, 11))
+    denied = hashlib.sha256(placeholder()).hexdigest()
+    settings = {
+        **FAST,
+        "url_rewrite": {"from": S3, "to": server.url},
+        "retry_rounds": 1,
+        "min_success_rate": 0.5,
+        "placeholder_sha256": [denied],
+    }
+    report = download(table, tmp_path / "images", settings)
+    assert (report["succeeded"], report["placeholder"]) == (6, 1)
+    assert server.requests == {**{i: 1 for i in range(1, 11)}, 5: 2, 6: 2, 9: 2, 10: 2}
+    reasons = {
+        r["photo_id"]: r["reason"] for r in parquet_rows(tmp_path / "images" / "failures.parquet")
+    }
+    assert sorted(reasons) == [7, 8, 9, 10]
+    assert reasons[7].startswith("decompression bomb: 8000 x 8000 pixels")
+    assert reasons[8] == f"placeholder image (sha256 {denied}, in images.placeholder_sha256)"
+    assert reasons[9].startswith("not an image") and "IncompleteRead" in reasons[10]
+    kept = stored(tmp_path / "images", tmp_path / "store")
+    assert kept == {i: jpeg(i) for i in range(1, 7)}  # the image itself, not the bad first answers
+    packed = b"".join(path.read_bytes() for path in (tmp_path / "store").rglob("*.tar"))
+    assert HTML not in packed and placeholder() not in packed
+
+
+@pytest.mark.slow
+def test_a_second_month_fetches_only_what_the_store_lacks(flaky, tmp_path):
+    """Month 2 lists photos 1-10, photo 3 rotated (its width and height swapped): only 3, 9 and 10
+    are fetched, and its hashes, failures and counts are those of a download into an empty store."""
+    server = flaky(missing={10})
+    settings = {**FAST, "url_rewrite": {"from": S3, "to": server.url}, "min_success_rate": 0.5}
+    store = tmp_path / "store"
+    download(subset(tmp_path / "m1.parquet", range(1, 9)), tmp_path / "m1", settings, None, store)
+    index = tmp_path / "index.parquet"
+    manifests = sorted((tmp_path / "m1").glob(f"chunks/*/{contracts.CHUNK_IMAGES}"))
+    write_index(duckdb.connect(), manifests, None, date(2024, 8, 27), 2, store, index)
+    before = dict(server.requests)
+    second = subset(tmp_path / "m2.parquet", range(1, 11), rotated={3})
+    report = download(second, tmp_path / "m2", settings, index, store)
+    fetched = {i: n - before.get(i, 0) for i, n in server.requests.items() if n != before.get(i)}
+    assert fetched == {3: 1, 9: 1, 10: 1}
+    assert report["store"] == {"reused": 7, "downloaded": 1, "redownloaded": 1}
+    fresh = download(second, tmp_path / "fresh", settings, None, tmp_path / "empty")
+    for name in (contracts.HASHES, contracts.FAILURES):
+        assert (tmp_path / "m2" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+    assert stored(tmp_path / "m2", store) == stored(tmp_path / "fresh", tmp_path / "empty")
+    unchanged = {"chunks", "store"}  # where the images came from, and the chunks' own reports
+    assert {k: v for k, v in report.items() if k not in unchanged} == {
+        k: v for k, v in fresh.items() if k not in unchanged
+    }

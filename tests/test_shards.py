@@ -11,7 +11,7 @@ import duckdb
 import pytest
 import webdataset as wds
 
-from tests.images import download, shard
+from tests.images import download, shard, store_of
 from tests.project_copy import hashes
 from tests.test_subsets import rows_of, write_curated
 from workflow_scripts.common import tars
@@ -182,6 +182,8 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
                 str(report_path),
                 "--out",
                 str(images_of_train / "order.parquet"),
+                "--store",
+                str(store_of(images_of_train)),
             ]
         )
         == 0

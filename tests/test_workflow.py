@@ -295,6 +295,7 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
         "check_image_overlap": 2,
         "shard_order": 10,
         "shards": 10,
+        "store_index": 2,
         "train": 2,
         "evaluate": 4,
         "paper_tables": 2,
@@ -304,7 +305,7 @@ def test_dry_run_plans_every_stage_for_both_months(tmp_path):
         "inat_export": 8,
         "diff": 1,
         "all": 1,
-        "total": 79,
+        "total": 81,
     }
 
 

@@ -197,7 +197,8 @@ def stage_body(jobs: list, rules: list, made: set[str], config_file: dict, root:
     jobs = jobs + after_checkpoints(jobs, rules, set(made))
     produced = {str(f) for job in jobs for f in job.output}
     consumed = {str(f) for job in jobs for f in job.input}
-    data = sorted(consumed - produced)
+    # the previous snapshot's store index: a cache, not an input (contracts.is_store_index)
+    data = sorted(f for f in consumed - produced if not contracts.is_store_index(f))
     final = sorted(
         str(job.output[0])
         for job in jobs

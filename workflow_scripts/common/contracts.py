@@ -9,6 +9,8 @@ downstream.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 GENUS_SAMPLED = "genus_sampled"  # the long-tail subset drawn by genus (subsets.genus_sampled)
 SUBSETS = ("train", "balanced", "unseen", "lifestages", GENUS_SAMPLED)
 SPLIT_SUBSETS = ("train", GENUS_SAMPLED)  # those with a `split` column (TRAIN_SPLITS)
@@ -171,6 +173,8 @@ FAILURES = (
 )
 CHUNK_URLS = "urls.parquet"  # one chunk's URL list (photo_id, url), in its folder
 CHUNK_REPORT = "report.json"  # one chunk's downloads, in its folder
+# one chunk's images: each one's key, sha256, hashes and place in the image store (images/store.py)
+CHUNK_IMAGES = "images.parquet"
 # perceptual hashes (photo_id, hash, mirrored, quality): a chunk's, then its subset's
 HASHES = "hashes.parquet"
 
@@ -200,6 +204,36 @@ def chunk_name(number: int) -> str:
 def chunk_folder(images_dir: str, chunk: str = "{chunk}") -> str:
     """img2dataset's passes over one chunk (pass-0 and the retries), its URL list and report."""
     return f"{images_dir}/chunks/{chunk}"
+
+
+def image_store(data: str) -> str:
+    """Images downloaded for any snapshot, kept for the next (images/store.py): packs/ and index/.
+    Not an output of any one snapshot: later indexes point into earlier months' packs."""
+    return f"{data}/store"
+
+
+def store_index(store: str, date: str = "{date}") -> str:
+    """Every image the store keeps after a snapshot, where its bytes are (images/store.py)."""
+    return f"{store}/index/{date}.parquet"
+
+
+def store_of_index(index: str) -> str:
+    """The image store whose index this is (store_index's inverse)."""
+    return str(PurePosixPath(index).parent.parent)
+
+
+def is_store_index(path: str) -> bool:
+    """Whether `path` is an image store's index (store_index): the previous snapshot's is read by
+    the next one's downloads, but as a cache (a snapshot's outputs are the same bytes with it or
+    without it), so it makes no DVC dependency between months."""
+    folder = PurePosixPath(path).parent
+    return folder.name == "index" and folder.parent.name == "store" and path.endswith(".parquet")
+
+
+def store_report(store: str, date: str = "{date}") -> str:
+    """What a snapshot did to the store: reused, downloaded, re-downloaded; its size before and
+    after."""
+    return f"{store}/index/{date}.report.json"
 
 
 def shard_order(images_dir: str) -> str:

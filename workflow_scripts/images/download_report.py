@@ -1,6 +1,7 @@
 """A subset's downloads put together: the download report (attempted, succeeded and failed by
-reason, per chunk and in total; downloaded images PIL cannot decode), the failure ledger (photo_id,
-url, reason, attempts of every image not downloaded) and the perceptual hashes of every downloaded
+reason, per chunk and in total; the images reused from the image store, downloaded and
+re-downloaded; the placeholders and undecodable images among the failures), the failure ledger
+(photo_id, url, reason, attempts of every image not downloaded) and the perceptual hashes of every
 image (hashes.parquet: workflow_scripts.images.perceptual). Fails, after writing them, below
 `images.min_success_rate`.
 
@@ -19,9 +20,10 @@ import duckdb
 
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as images_settings
-from workflow_scripts.common.duck import write_parquet
+from workflow_scripts.common.duck import quote, write_parquet
 from workflow_scripts.common.files import write_json
 from workflow_scripts.images.download_chunk import DownloadError, outcomes, summary
+from workflow_scripts.images.good_bytes import UNDECODABLE
 
 
 def download_report(chunks: list[Path], out: Path, settings: dict | None = None) -> dict:
@@ -29,10 +31,10 @@ def download_report(chunks: list[Path], out: Path, settings: dict | None = None)
     settings = images_settings("images", settings)
     con = duckdb.connect()
     outcomes(con, chunks)
-    hashes = [str(chunk / contracts.HASHES) for chunk in sorted(chunks)]
-    con.execute(f"CREATE VIEW hashes AS SELECT * FROM read_parquet({hashes!r})")
     report = summary(con) | {
-        "undecodable": con.execute("SELECT count(*) FROM hashes WHERE hash IS NULL").fetchone()[0],
+        "undecodable": con.execute(
+            f"SELECT count(*) FROM outcomes WHERE starts_with(reason, {quote(UNDECODABLE)})"
+        ).fetchone()[0],
         "chunks": {
             chunk.name: json.loads((chunk / contracts.CHUNK_REPORT).read_text())
             for chunk in sorted(chunks)
@@ -45,7 +47,11 @@ def download_report(chunks: list[Path], out: Path, settings: dict | None = None)
         "ORDER BY photo_id",
         out / contracts.FAILURES,
     )
-    write_parquet(con, "SELECT * FROM hashes ORDER BY photo_id", out / contracts.HASHES)
+    write_parquet(
+        con,
+        "SELECT photo_id, hash, mirrored, quality FROM successes ORDER BY photo_id",
+        out / contracts.HASHES,
+    )
     write_json(out / contracts.DOWNLOAD_REPORT, report)
     if report["success_rate"] < settings["min_success_rate"]:
         raise DownloadError(
@@ -64,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="the subset's image folder")
     args = parser.parse_args(argv)
-    # each chunk's URL list and report: img2dataset's own files record times
+    # each chunk's URL list, report and images: img2dataset's own files record times
     inputs = [
         chunk / name
         for chunk in args.chunks
-        for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT, contracts.HASHES)
+        for name in (contracts.CHUNK_URLS, contracts.CHUNK_REPORT, contracts.CHUNK_IMAGES)
     ]
     with cli.running(args, inputs=inputs) as settings:
         report = download_report(args.chunks, args.out, settings)

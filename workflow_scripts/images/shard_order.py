@@ -7,18 +7,19 @@ then in the paper's semi-global order (workflow_scripts.images.shuffle).
         --subset data/snapshots/<date>/subsets/train.parquet \\
         --download data/snapshots/<date>/images/train/download_report.json \\
         --image-overlap data/snapshots/<date>/images/overlap_report.json \\
-        --out data/snapshots/<date>/images/train/shard_order.parquet [--config config.yaml]
+        --out data/snapshots/<date>/images/train/shard_order.parquet --store data/store \\
+        [--config config.yaml]
 
 Writes one row per sample in shard order: shard_set, position (within its set), photo_id, and where
-its image is (tar, offset, size, in img2dataset's tars of the chunk folders the download report
-names). The shard jobs each write their part of it (workflow_scripts.images.shard_part).
+its image is (tar, offset, size: in the image store's packs, as the manifests of the chunk folders
+the download report names give them). The shard jobs each write their part of it
+(workflow_scripts.images.shard_part).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import tarfile
 from pathlib import Path
 
 import duckdb
@@ -29,78 +30,42 @@ import pyarrow.parquet as pq
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.config import settings as shards_settings
 from workflow_scripts.common.duck import quote
-from workflow_scripts.common.pools import mapped
+from workflow_scripts.images import store
 from workflow_scripts.images.download_chunk import downloaded
 from workflow_scripts.images.shuffle import semi_global_order
 
-MEMBERS = pa.schema(
-    [
-        ("folder_id", pa.int32()),
-        ("key", pa.string()),
-        ("tar_id", pa.int32()),
-        ("offset", pa.int64()),
-        ("size", pa.int64()),
-    ]
-)
 
-
-def tar_members(tar: Path, tar_id: int, folder_id: int) -> pa.Table:
-    """The images in one of img2dataset's tars (MEMBERS: the tar and its folder as numbers)."""
-    with tarfile.open(tar) as archive:
-        images = [
-            (m.name.partition(".")[0], m.offset_data, m.size)
-            for m in archive
-            if m.name.partition(".")[2] not in ("json", "txt")
-        ]
-    keys, offsets, sizes = zip(*images) if images else ((), (), ())
-    return pa.table(
-        [[folder_id] * len(keys), keys, [tar_id] * len(keys), offsets, sizes], schema=MEMBERS
-    )
-
-
-def located(con: duckdb.DuckDBPyConnection, download: Path, processes: int = 1) -> list[str]:
+def located(con: duckdb.DuckDBPyConnection, download: Path, image_store: Path) -> list[str]:
     """The table `located` (photo_id, tar_id, offset, size): where each image the download report's
-    chunks downloaded is (img2dataset's keys are unique within one pass's folder); returns the tars
-    by tar_id. Paths are numbered, not repeated per image: 40 M images take about 1 GB."""
+    chunks list is in the image store's packs; returns the packs' paths by tar_id. Paths are
+    numbered, not repeated per image: 40 M images take about 1 GB."""
     downloaded(con, download)
-    folders = [
-        row[0] for row in con.execute("SELECT DISTINCT folder FROM successes ORDER BY 1").fetchall()
+    packs = [
+        row[0] for row in con.execute("SELECT DISTINCT pack FROM successes ORDER BY 1").fetchall()
     ]
-    folder_ids = {folder: number for number, folder in enumerate(folders)}
-    tars = sorted(tar for folder in folders for tar in Path(folder).glob("*.tar"))
-    members = mapped(
-        tar_members,
-        tars,
-        processes,
-        range(len(tars)),
-        [folder_ids[str(tar.parent)] for tar in tars],
-        desc="listing downloads",
-    )
-    con.register("members", pa.concat_tables([MEMBERS.empty_table(), *members]))
     con.register(
-        "folders",
-        pa.table({"folder_id": pa.array(range(len(folders)), pa.int32()), "folder": folders}),
+        "packs", pa.table({"tar_id": pa.array(range(len(packs)), pa.int32()), "pack": packs})
     )
     con.execute(
-        "CREATE TABLE located AS SELECT s.photo_id, m.tar_id, m.offset, m.size FROM successes AS s "
-        "JOIN folders USING (folder) JOIN members AS m USING (folder_id, key)"
+        'CREATE TABLE located AS SELECT s.photo_id, p.tar_id, s."offset", s.size '
+        "FROM successes AS s JOIN packs AS p USING (pack)"
     )
-    return [str(tar) for tar in tars]
+    return [str(image_store / store.PACKS / pack) for pack in packs]
 
 
 def shard_order(
     subset: Path,
     download: Path,
     out: Path,
+    image_store: Path,
     settings: dict | None = None,
     drop: dict[str, list[int]] | None = None,
-    processes: int = 1,
 ) -> int:
-    """Write the order into `out` (Parquet); `drop`: photo_ids to leave out, by reason. Returns the
-    samples."""
+    """Write the order into `out` (Parquet), the images in `image_store`'s packs; `drop`: photo_ids
+    to leave out, by reason. Returns the samples."""
     settings = shards_settings("shards", settings)
     con = duckdb.connect()
-    tars = located(con, download, processes)
+    tars = located(con, download, image_store)
     dropped = sorted(photo for ids in (drop or {}).values() for photo in ids)
     con.register("dropped", pa.table({"photo_id": pa.array(dropped, pa.int64())}))
     shard_set = (
@@ -175,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, required=True, help="the order to write (Parquet)")
     parser.add_argument(
-        "--processes", type=int, default=1, help="worker processes reading the tars' headers"
+        "--store", type=Path, required=True, help="the image store's folder (packs/, index/)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="deprecated, no effect: the images are found in the chunks' manifests, not by "
+        "reading tars (CHANGELOG.md)",
     )
     args = parser.parse_args(argv)
     with cli.running(args, inputs=[args.subset, args.download, args.image_overlap]) as settings:
@@ -183,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             args.subset,
             args.download,
             args.out,
+            args.store,
             settings,
             duplicates_of(args.image_overlap, args.subset.stem),
-            args.processes,
         )
     print(f"{args.subset}: {samples:,} samples in shard order", file=sys.stderr)
     return 0
