@@ -42,6 +42,7 @@ demo: install
 	@echo "Subsets:           data/snapshots/*/subsets/ (checked: overlap_report.json), results/*/subset_tables/ (Tables 3, 7)."
 	@echo "Genus-sampled:     data/snapshots/*/subsets/genus_sampled.parquet, results/*/genus_sampled/ (its long tail beside the curated table's)."
 	@echo "Images, shards:    data/snapshots/*/images/ (download reports, failure ledgers, duplicate images), data/snapshots/*/shards/<subset>/ (shuffle_quality.png: Figure 5c)."
+	@echo "Image store:       data/store/ (packs/: every downloaded image; index/<date>.parquet and .report.json: what each snapshot reused and downloaded)."
 	@echo "Models:            models/*/tiny-cpu/ (checkpoint.pt, argv.json, metrics.json, train.log)."
 	@echo "Evaluation:        results/*/eval/<model>/ (predictions Parquet per benchmark, metrics.json)."
 	@echo "Paper tables:      results/*/paper_tables/ (Tables 5, 8, 9, conformal_sets as .csv, .md, .tex; figures; metrics.json for dvc metrics show)."
