@@ -142,19 +142,10 @@ def pack(good: list[tuple], image_store: Path, settings: dict) -> list[tuple]:
     return placed
 
 
-def write_manifest(partial: Path) -> None:
-    """The chunk's images.parquet: its reused images and the good ones its passes packed."""
-    con = duckdb.connect()
+def write_manifest(con: duckdb.DuckDBPyConnection, partial: Path) -> None:
+    """The chunk's images.parquet: its reused images and the good ones its passes packed (from
+    download_chunk.outcomes' `attempts` and `checked` views over `partial`)."""
     reused = quote(partial / REUSED)
-    checks = [str(path) for path in sorted(partial.glob(f"pass-*{CHECKED}"))]
-    checked = f"read_parquet({checks!r})" if checks else store.no_rows(CHECKED_COLUMNS)
-    statuses = [str(path) for path in sorted(partial.glob("pass-*/*.parquet"))]
-    fetched = (
-        f"(SELECT photo_id, key, regexp_extract(filename, '/pass-(\\d+)/[^/]*$', 1)::INTEGER "
-        f"AS pass FROM read_parquet({statuses!r}, filename=true))"
-        if statuses
-        else "(SELECT NULL::BIGINT AS photo_id, NULL AS key, NULL::INTEGER AS pass WHERE false)"
-    )
     write_parquet(
         con,
         f"""SELECT {store.columns(store.MANIFEST_COLUMNS)} FROM read_parquet({reused})
@@ -162,8 +153,8 @@ def write_manifest(partial: Path) -> None:
             UNION ALL
             SELECT r.photo_id, r.rendition, r.width, r.height, c.sha256, c.pack, c."offset",
                    c.size, c.hash, c.mirrored, c.quality, r.origin
-            FROM {checked} AS c JOIN {fetched} AS f USING (pass, key)
+            FROM attempts AS a JOIN checked AS c USING (chunk, pass, key)
             JOIN read_parquet({reused}) AS r USING (photo_id)
-            WHERE c.good ORDER BY photo_id""",
+            WHERE a.status = 'success' ORDER BY photo_id""",
         partial / contracts.CHUNK_IMAGES,
     )

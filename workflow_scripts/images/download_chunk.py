@@ -277,8 +277,9 @@ def _download_chunk(
             break
         fetch_pass(con, todo, partial / f"pass-{number}", settings, served)
         chunk_images.keep_pass(partial, number, image_store, settings)
-    chunk_images.write_manifest(partial)
     outcomes(con, [partial])
+    chunk_images.write_manifest(con, partial)
+    outcomes(con, [partial])  # now with the chunk's images
     report = summary(con) | {
         "passes": [
             dict(zip(("pass", "attempted", "succeeded"), row))
