@@ -1,10 +1,12 @@
 rule diff:
     """What changed between two monthly snapshots: species, inactive taxa and their replacements,
     images per category and species, license changes, deleted photos, photos that changed subset or
-    split, benchmark membership, and each model x benchmark result with its delta and intervals.
+    split, benchmark membership, each model x benchmark result with its delta and intervals, and the
+    images the later snapshot reused from the image store or downloaded.
     """
     input:
         unpack(compared_inputs),
+        current_store_report=contracts.store_report(STORE, "{current}"),
     output:
         report=report(
             f"{contracts.diff(RESULTS)}/{contracts.DIFF_REPORT}",
@@ -42,4 +44,5 @@ rule diff:
         " --current-date {wildcards.current} --current-raw {input.current_raw}"
         " --current-curated {input.current_curated} --current-species {input.current_species}"
         " --current-subsets {input.current_subsets} --current-metrics {input.current_metrics}"
+        " --current-store-report {input.current_store_report}"
         " --models {params.models} --out {params.out} --provenance {output.provenance} > {log} 2>&1"

@@ -217,7 +217,7 @@ def upload_mirror(
     )  # anonymous access, as the real bucket allows
     for path in sorted(mirror.rglob("*")):
         key = path.relative_to(mirror).as_posix()
-        if path.is_dir() or key == contracts.SAMPLE_PHOTOS:
+        if path.is_dir() or contracts.is_sample_photos(key):
             continue
         body = (replace or {}).get(key, path.read_bytes())
         extra = {"ContentEncoding": "gzip"} if key.endswith(".csv.gz") else {}

@@ -101,8 +101,27 @@ def diffed(sample_months, evaluations, tmp_path_factory) -> tuple[dict, Path]:
         out,
         *evaluations,
         ["clip"],
+        store_report(out.parent),
     )
     return report, out
+
+
+def store_report(folder: Path) -> Path:
+    """An image store's report (images/store.py: report) of the later month."""
+    size = {"entries": 0, "image_bytes": 0, "packs": 0, "pack_bytes": 0}
+    path = folder / "store.report.json"
+    path.write_text(
+        json.dumps(
+            {
+                "before": size | {"entries": 20_100, "packs": 2, "pack_bytes": 1_500_000_000},
+                "after": size | {"entries": 20_460, "packs": 3, "pack_bytes": 1_530_000_000},
+                "month": {"reused": 19_900, "downloaded": 357, "redownloaded": 1},
+                "unused": 200,
+                "expired": 0,
+            }
+        )
+    )
+    return path
 
 
 def test_the_planted_taxon_swap_is_found(diffed, planted):
@@ -177,6 +196,18 @@ def test_the_report_names_the_swap_beside_its_plots(diffed, planted):
     assert {p.name for p in out.glob("*.png")} == {"images_per_category.png", "results.png"}
 
 
+def test_the_report_says_what_the_image_store_reused_and_downloaded(diffed):
+    _, out = diffed
+    text = (out / "report.md").read_text()
+    assert (
+        "- Reused from the image store: 19,900; downloaded, new: 357; downloaded again, changed"
+        in text
+    )
+    assert "under the same photo id: rotated, replaced): 1." in text
+    assert "and not by this one (deleted, or dropped from the subsets): 200;" in text
+    assert "| after | 20460 | 3 | 1.530 |" in text.replace("  ", " ")
+
+
 def test_the_cli_as_the_rule_runs_it_gives_the_same_bytes(
     diffed, sample_months, evaluations, tmp_path
 ):
@@ -188,6 +219,8 @@ def test_the_cli_as_the_rule_runs_it_gives_the_same_bytes(
             [
                 *month_options("previous", sample_months / "2024-08-27", evaluations[0]),
                 *month_options("current", sample_months / "2024-09-27", evaluations[1]),
+                "--current-store-report",
+                str(store_report(tmp_path)),
                 "--models",
                 "clip",
                 "--out",

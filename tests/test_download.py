@@ -90,7 +90,9 @@ def bad_body(kind: str) -> tuple[bytes, int | None]:
 class FlakyServer:
     """Photos 1-40 (by URL photos/<id>/medium.jpg); the ids in `flaky` answer 503 to their first
     request; `missing` answer 404; `bad` ({id: (kind, n)}) answer a bad_body(kind) to their first n
-    requests; every answer waits `delay` seconds."""
+    requests; `trickle` send their body 10 bytes every 0.1 s (each read quick, the whole over 6 s),
+    and are counted in `hung_up` when the client closed the connection before the end; every answer
+    waits `delay` seconds."""
 
     def __init__(
         self,
@@ -98,8 +100,10 @@ class FlakyServer:
         missing: set[int] = frozenset(),
         delay: float = 0.0,
         bad: dict[int, tuple[str, int]] | None = None,
+        trickle: set[int] = frozenset(),
     ):
         self.requests: dict[int, int] = {}
+        self.hung_up: dict[int, int] = {}
         server, bad = self, bad or {}
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,7 +126,15 @@ class FlakyServer:
                 if length is not None or photo_id not in bad:
                     self.send_header("Content-Length", str(length or len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if photo_id not in trickle:
+                    self.wfile.write(data)
+                    return
+                try:
+                    for start in range(0, len(data), 10):
+                        self.wfile.write(data[start : start + 10])
+                        time.sleep(0.1)
+                except OSError:  # the client gave up
+                    server.hung_up[photo_id] = server.hung_up.get(photo_id, 0) + 1
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -399,3 +411,40 @@ def test_a_second_month_fetches_only_what_the_store_lacks(flaky, tmp_path):
     assert {k: v for k, v in report.items() if k not in unchanged} == {
         k: v for k, v in fresh.items() if k not in unchanged
     }
+
+
+@pytest.mark.slow
+def test_a_trickling_server_is_cut_by_the_total_time_limit(flaky, tmp_path):
+    """A server sending a few bytes now and then never trips timeout_seconds (each read is quick),
+    but the whole image takes longer than images.max_seconds_per_image: a failure (img2dataset's
+    worker processes use the bounded download), retryable like any timeout, and nothing of it is
+    stored."""
+    server = flaky(trickle={3})
+    table = subset(tmp_path / "subset.parquet", range(1, 6))
+    settings = {
+        **FAST,
+        "url_rewrite": {"from": S3, "to": server.url},
+        "timeout_seconds": 2,
+        "max_seconds_per_image": 1.5,
+        "retry_rounds": 1,
+        "min_success_rate": 0.5,
+    }
+    report = download(table, tmp_path / "images", settings)
+    assert (report["attempted"], report["succeeded"]) == (5, 4)
+    failures = parquet_rows(tmp_path / "images" / contracts.FAILURES)
+    assert [(r["photo_id"], r["attempts"]) for r in failures] == [(3, 2)]
+    assert failures[0]["reason"] == (
+        "timed out: the whole image took over images.max_seconds_per_image (1.5 s)"
+    )
+    assert server.requests == {
+        **{i: 1 for i in range(1, 6)},
+        3: 2,  # retryable: fetched again on the retry pass, and cut again
+    }
+    deadline = time.monotonic() + 2  # the server sees it at its next write or the one after
+    while server.hung_up != {3: 2} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.hung_up == {3: 2}  # the client gave up before the body's end, both times
+    kept = stored(tmp_path / "images", tmp_path / "store")
+    assert kept == {i: jpeg(i) for i in (1, 2, 4, 5)}
+    packed = b"".join(path.read_bytes() for path in (tmp_path / "store").rglob("*.tar"))
+    assert jpeg(3) not in packed

@@ -9,10 +9,13 @@ import struct
 import zlib
 
 import pytest
+import yaml
 from PIL import Image
 
+from tests.conftest import REPO
 from workflow_scripts.images.good_bytes import Bad, Good, check
 from workflow_scripts.images.perceptual import pdq
+from workflow_scripts.sample.images import PLACEHOLDER
 
 MAX_PIXELS = 50_000_000
 
@@ -77,3 +80,11 @@ def test_a_placeholder_sha256_is_final():
         f"placeholder image (sha256 {sha256}, in images.placeholder_sha256)", False
     )
     assert isinstance(check(data, MAX_PIXELS, frozenset({"0" * 64})), Good)
+
+
+def test_config_denies_the_sample_placeholder():
+    """config.yaml names the sha256 of the sample's placeholder image, so that the sample's flagged
+    photo ends as a counted failure."""
+    denied = yaml.safe_load((REPO / "config.yaml").read_text())["images"]["placeholder_sha256"]
+    assert denied == [hashlib.sha256(PLACEHOLDER).hexdigest()]
+    assert check(PLACEHOLDER, MAX_PIXELS, frozenset(denied)).reason.startswith("placeholder image")

@@ -18,10 +18,16 @@ import pytest
 from PIL import Image
 
 from tests.sample_tables import good_images_per_species, month_tables, read_tsv
-from workflow_scripts.common.contracts import SAMPLE_BUCKET, SAMPLE_LIFESTAGES, SAMPLE_PHOTOS
+from workflow_scripts.common.contracts import (
+    SAMPLE_BUCKET,
+    SAMPLE_LIFESTAGES,
+    SAMPLE_PHOTOS,
+    sample_photos_as_of,
+)
 from workflow_scripts.common.inat_format import LICENSES
 from workflow_scripts.images.photo_server import serving
 from workflow_scripts.sample.bucket import generate
+from workflow_scripts.sample.images import PLACEHOLDER, PLACEHOLDER_SIZE
 
 M1, M2 = "2024-08-27", "2024-09-27"
 CATEGORY_IDS = {
@@ -108,7 +114,37 @@ def test_the_sample_without_photos_is_the_sample_but_its_photo_pack(sample, samp
     """What the `sample_metadata` fixture stands in for, byte for byte."""
     whole = tree_hashes(sample)
     assert whole.pop(f"{SAMPLE_BUCKET}/{SAMPLE_PHOTOS}")
+    assert whole.pop(f"{SAMPLE_BUCKET}/{sample_photos_as_of(M1)}")
     assert tree_hashes(sample_metadata) == whole
+
+
+def test_a_rotated_and_a_replaced_photo_change_their_files_under_the_same_id(
+    photo_bucket, photos, planted, m1, m2
+):
+    """Month 2 rotates one photo (width and height swap, new bytes) and replaces another by the
+    placeholder image (the metadata gives the placeholder's size); the server serves month 1's
+    files as of month 1 (its own pack) and month 2's otherwise."""
+    rotated, replaced = planted["rotated_photo"], planted["placeholder_photo"]
+    sizes = {
+        month: frame.set_index("photo_id")[["width", "height"]].astype(int)
+        for month, frame in ((M1, m1["photos"]), (M2, m2["photos"]))
+    }
+    assert tuple(sizes[M2].loc[str(rotated)]) == tuple(sizes[M1].loc[str(rotated)])[::-1]
+    assert tuple(sizes[M2].loc[str(replaced)]) == PLACEHOLDER_SIZE
+    rotated_key, replaced_key = (f"photos/{photo}/medium.jpg" for photo in (rotated, replaced))
+    assert photos[replaced_key] == PLACEHOLDER
+    with serving(photo_bucket, as_of=M1) as port:
+        before = {
+            key: urlopen(f"http://127.0.0.1:{port}/{key}").read()
+            for key in (rotated_key, replaced_key)
+        }
+    assert Image.open(io.BytesIO(before[replaced_key])).format == "JPEG"
+    now, then = (
+        Image.open(io.BytesIO(data)) for data in (photos[rotated_key], before[rotated_key])
+    )
+    assert now.size == then.size[::-1] and now.size[0] != now.size[1]
+    rotated_back = np.rot90(np.asarray(now.convert("L"), dtype=float), -1)
+    assert np.abs(rotated_back - np.asarray(then.convert("L"), dtype=float)).mean() < 4
 
 
 def test_root_tables_are_the_newer_month(mirror, m2):

@@ -15,7 +15,13 @@ from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote, write_parquet
 from workflow_scripts.common.tars import members, packing, read_images
 from workflow_scripts.images.chunk_images import pack
-from workflow_scripts.images.store import ENTRY, PACKS, lookup, write_index, write_pack
+from workflow_scripts.images.store import (
+    MANIFEST_COLUMNS,
+    PACKS,
+    lookup,
+    write_index,
+    write_pack,
+)
 
 RENDITION = "medium.jpg"
 
@@ -34,13 +40,16 @@ def manifest(store: Path, out: Path, photos: list[tuple[int, int, int]], origin:
         + (*found[f"{i}.{w}x{h}.{RENDITION}"], bytes(32), bytes(32), 100, origin)
         for i, w, h in photos
     ]
+    return write_manifest(rows, out)
+
+
+def write_manifest(rows: list[tuple], out: Path) -> Path:
+    """A chunk's manifest (store.MANIFEST_COLUMNS) of these rows, in photo_id order."""
     con = duckdb.connect()
-    con.execute(
-        "CREATE TABLE m (photo_id BIGINT, rendition VARCHAR, width INTEGER, height INTEGER, "
-        + ", ".join(f'"{name}" {kind}' for name, kind in ENTRY)
-        + ", origin VARCHAR)"
-    )
+    typed = ", ".join(f'"{name}" {kind}' for name, kind in MANIFEST_COLUMNS)
+    con.execute(f"CREATE TABLE m ({typed})")
     con.executemany(f"INSERT INTO m VALUES ({', '.join('?' * len(rows[0]))})", rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_parquet(con, "SELECT * FROM m ORDER BY photo_id", out)
     return out
 

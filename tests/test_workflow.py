@@ -589,16 +589,18 @@ def test_every_pin_is_exact_and_in_the_lock():
     ]
 
 
-def test_install_reruns_pip_only_when_the_pins_change(tmp_path):
-    """`make install` on a copy of the Makefile whose venv's python records its calls: it installs
-    once, a second call does nothing (`make -q` says up to date), a newer pin file installs
-    again."""
+def test_install_reruns_only_when_the_pins_change(tmp_path):
+    """`make install` on a copy of the Makefile whose venv's python and uv record their calls: it
+    installs uv, then the pins with it, once; a second call does nothing (`make -q` says up to
+    date), a newer pin file installs again."""
     for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy2(REPO / name, tmp_path / name)
-    python, calls = tmp_path / ".venv" / "bin" / "python", tmp_path / "calls"
-    python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    python.chmod(0o755)
+    calls = tmp_path / "calls"
+    for tool in ("python", "uv"):
+        recorder = tmp_path / ".venv" / "bin" / tool
+        recorder.parent.mkdir(parents=True, exist_ok=True)
+        recorder.write_text(f'#!/bin/sh\necho "{tool} $@" >> {calls}\n')
+        recorder.chmod(0o755)
 
     def install(*flags: str) -> int:
         return subprocess.run(
@@ -607,9 +609,10 @@ def test_install_reruns_pip_only_when_the_pins_change(tmp_path):
 
     assert install() == 0 and install() == 0 and install("-q") == 0
     assert calls.read_text().splitlines() == [
-        "-m pip install --quiet --disable-pip-version-check -c requirements.lock -e .[dev]"
+        "python -m pip install --quiet --disable-pip-version-check uv==0.13.8",
+        "uv pip install --quiet --python .venv/bin/python -c requirements.lock -e .[dev]",
     ]
     stamp = (tmp_path / ".venv" / ".installed").stat().st_mtime
     os.utime(tmp_path / "requirements.lock", (stamp + 10, stamp + 10))
     assert install("-q") != 0 and install() == 0
-    assert len(calls.read_text().splitlines()) == 2
+    assert len(calls.read_text().splitlines()) == 4

@@ -84,6 +84,19 @@ SAMPLE_BUCKET = "bucket"  # the bucket's layout: tables, monthly bundles, taxono
 # the bucket's photos/<id>/<size>.<ext>, packed in one tar under those names (DVC tracks one file,
 # not one per photo); served at the same URLs (workflow_scripts.images.photo_server)
 SAMPLE_PHOTOS = "photos.tar"
+
+
+def sample_photos_as_of(date: str) -> str:
+    """The sample's photos as an earlier snapshot served them, where they differ from photos.tar
+    (a photo rotated or replaced since): the photo server serves these first for that date."""
+    return f"photos-{date}.tar"
+
+
+def is_sample_photos(name: str) -> bool:
+    """Whether a file of the sample's bucket is one of its photo packs (not a bucket object)."""
+    return name == SAMPLE_PHOTOS or (name.startswith("photos-") and name.endswith(".tar"))
+
+
 SAMPLE_LIFESTAGES = (
     "observations-lifestages.csv"  # an iNaturalist web export with a Life Stage column
 )

@@ -8,11 +8,13 @@ workflow_scripts.diff.stage).
             data/snapshots/<A>/subsets/{train,balanced,unseen,lifestages,genus_sampled}.parquet \\
         --previous-metrics results/<A>/eval/*/metrics.json \\
         --current-date <B> --current-raw data/snapshots/<B>/raw ... (the same for <B>) \\
+        [--current-store-report data/store/index/<B>.report.json] \\
         --models tiny-cpu random-init --out results/diff/<A>_vs_<B>
 
 Each month: its date, its raw tables' folder (the fetched tables), its curated table, its species
 table (subsets/species.parquet), every subset's table and each model's metrics.json (in --models'
-order). Writes report.md and report.json (the summary), one sorted Parquet per list
+order); with --current-store-report, what the later snapshot reused and downloaded from the image
+store. Writes report.md and report.json (the summary), one sorted Parquet per list
 (species_images, inactivated_taxa, deleted_photos, license_changes, moved, benchmark_species) and
 two figures: images per category and each model's top-1 on each benchmark, before and after.
 """
@@ -80,15 +82,27 @@ def main(argv: list[str] | None = None) -> int:
             help=f"each model's metrics.json, {when}",
         )
     parser.add_argument(
+        "--current-store-report",
+        type=Path,
+        help="what the later snapshot did to the image store (data/store/index/<date>.report.json)",
+    )
+    parser.add_argument(
         "--models", nargs="*", default=[], help="the evaluated models, in the metrics' order"
     )
     parser.add_argument("--out", type=Path, required=True, help="the folder to write")
     args = parser.parse_args(argv)
     previous, current = month(parser, args, "previous"), month(parser, args, "current")
     inputs = [*previous.files(), *current.files(), *args.previous_metrics, *args.current_metrics]
-    with cli.running(args, inputs=inputs, recorded={"models": args.models}):
+    store = [args.current_store_report] if args.current_store_report else []
+    with cli.running(args, inputs=inputs + store, recorded={"models": args.models}):
         report = diff(
-            previous, current, args.out, args.previous_metrics, args.current_metrics, args.models
+            previous,
+            current,
+            args.out,
+            args.previous_metrics,
+            args.current_metrics,
+            args.models,
+            args.current_store_report,
         )
     species, moves = report["species"], report["split_stability"]["by_reason"]
     if moves.get("unexplained"):

@@ -140,6 +140,8 @@ def render(report: dict) -> str:
         ]
     )
     lines += [markdown(bench, "Benchmark membership (Train: its test split)."), ""]
+    if "images" in report:
+        lines += images_section(report["images"])
     lines += ["## Results", ""]
     if report["results"]:
         results = pd.DataFrame(
@@ -162,6 +164,35 @@ def render(report: dict) -> str:
     else:
         lines += ["No evaluations given."]
     return "\n".join(lines) + "\n"
+
+
+def images_section(store: dict) -> list[str]:
+    """What the current snapshot's downloads took from the image store and what it left."""
+    month, before, after = store["month"], store["before"], store["after"]
+    sizes = pd.DataFrame(
+        [
+            {
+                "store": side,
+                "images": size["entries"],
+                "packs": size["packs"],
+                "GB in packs": f"{size['pack_bytes'] / 1e9:.3f}",
+            }
+            for side, size in (("before", before), ("after", after))
+        ]
+    )
+    return [
+        "## Images",
+        "",
+        f"- Reused from the image store: {month['reused']:,}; downloaded, new: "
+        f"{month['downloaded']:,}; downloaded again, changed (a new width, height or rendition "
+        f"under the same photo id: rotated, replaced): {month['redownloaded']:,}.",
+        f"- Used by the earlier snapshot and not by this one (deleted, or dropped from the "
+        f"subsets): {store['unused']:,}; entries the store no longer keeps "
+        f"(images.store_snapshots): {store['expired']:,}.",
+        "",
+        markdown(sizes, "The image store before and after this snapshot."),
+        "",
+    ]
 
 
 def category_figure(categories: list[dict], months: tuple[str, str], path: Path) -> None:

@@ -1,9 +1,11 @@
 """What changed between two monthly snapshots, in the data (workflow_scripts.diff.data) and in the
-results (workflow_scripts.diff.results), written for people (workflow_scripts.diff.render):
+results (workflow_scripts.diff.results) and in the image store (its report, when given), written
+for people (workflow_scripts.diff.render):
 report.md, report.json (the summary), one sorted Parquet per list and two figures."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -24,9 +26,12 @@ def diff(
     previous_metrics: list[Path] = (),
     current_metrics: list[Path] = (),
     models: list[str] = (),
+    store_report: Path | None = None,
 ) -> dict:
     """Compare two snapshots (their raw tables, curated tables and subsets) and, for each of
-    `models`, its metrics.json in both months; write the report into the folder `out`."""
+    `models`, its metrics.json in both months; with `store_report` (the image store's report of the
+    current snapshot), the images it reused and downloaded. Write the report into the folder
+    `out`."""
     months = (previous.date, current.date)
     with building(out) as staging, tempfile.TemporaryDirectory(prefix="diff-") as work:
         work = Path(work)
@@ -49,6 +54,8 @@ def diff(
         report["results"] = results_diff(
             list(previous_metrics), list(current_metrics), list(models)
         )
+        if store_report:
+            report["images"] = json.loads(Path(store_report).read_text())
         write_json(staging / contracts.DIFF_SUMMARY, report)
         write_text(staging / contracts.DIFF_REPORT, render(report))
         categories_png, results_png = contracts.DIFF_FIGURES

@@ -12,11 +12,12 @@ Chunk N is the subset's rows N * `images.urls_per_job` onwards, in photo_id orde
 store's key: rendition, width, height; a local folder stays a folder there, so the list is the same
 on every run). The previous snapshot's store index (images/store.py) decides which images are
 reused (reused.parquet). Pass 0 fetches the others; each of `images.retry_rounds` later passes
-fetches only the images whose last failure was retryable (timeouts, connection errors, HTTP 5xx,
-429 and 408, a body short of its length, not an image), after waiting `images.retry_wait_seconds`
-(doubling), its list kept in pass-N.urls.parquet; a 404 or 403 stays failed. Every downloaded body
-is checked (images/good_bytes.py: pass-N.checked.parquet) before it counts: a placeholder, a bomb,
-a truncated or undecodable image is a failure with its reason. The good ones go into the store's
+fetches only the images whose last failure was retryable (timeouts, an image over
+`images.max_seconds_per_image` in all, connection errors, HTTP 5xx, 429 and 408, a body short of
+its length, not an image), after waiting `images.retry_wait_seconds` (doubling), its list kept in
+pass-N.urls.parquet; a 404 or 403 stays failed. Every downloaded body is checked
+(images/good_bytes.py: pass-N.checked.parquet) before it counts: a placeholder, a bomb, a
+truncated or undecodable image is a failure with its reason. The good ones go into the store's
 packs, and images.parquet lists every image of the chunk, reused or new, with its sha256, PDQ
 hashes and place in the store: what the download report, the image overlap check and the shards
 read. report.json counts what was attempted, downloaded and reused, by pass and by final reason.
@@ -193,10 +194,12 @@ def download_chunk(
     *,
     image_store: Path,
     previous_index: Path | None = None,
+    as_of: str | None = None,
 ) -> dict:
     """Download chunk `chunk` of the subset into the folder `out`, reusing what the image store
     `image_store` holds by `previous_index` (the previous snapshot's index; None: no earlier one);
-    `settings`: config.yaml's `images` section."""
+    `settings`: config.yaml's `images` section. A local folder is served as of the snapshot's date
+    `as_of` (photo_server: the sample's photos as that month had them)."""
     settings = images_settings("images", settings)
     rewrite = settings["url_rewrite"]
     host = local_path(rewrite["to"]) if rewrite else None
@@ -205,7 +208,7 @@ def download_chunk(
             f"images.url_rewrite.to is {host}: no such folder (a URL, or a local copy of "
             f"the bucket)"
         )
-    with serving(Path(host)) if host else contextlib.nullcontext() as port:
+    with serving(Path(host), as_of) if host else contextlib.nullcontext() as port:
         return _download_chunk(
             subset,
             chunk,
@@ -330,6 +333,8 @@ def fetch_pass(
     )  # img2dataset's albumentations would go online
     from img2dataset import download as img2dataset_download  # slow to import: only where it runs
 
+    from workflow_scripts.images.fetch import installed  # img2dataset's too
+
     url = f"replace(url, {quote(served[0])}, {quote(served[1])})" if served else "url"
     listed = folder.with_name(
         folder.name + ".parquet"
@@ -339,25 +344,26 @@ def fetch_pass(
         f"TO {quote(listed)} (FORMAT parquet)"
     )
     keep_bytes = settings["resize_mode"] == "no"  # then the image keeps its own bytes and format
-    img2dataset_download(
-        url_list=str(listed),
-        input_format="parquet",
-        url_col="url",
-        save_additional_columns=["photo_id"],
-        output_folder=str(folder),
-        output_format="webdataset",
-        incremental_mode="incremental",
-        image_size=settings["image_size"],
-        resize_mode=settings["resize_mode"],
-        disable_all_reencoding=keep_bytes,
-        retries=settings["retries"],
-        timeout=settings["timeout_seconds"],
-        processes_count=settings["processes"],
-        thread_count=settings["threads"],
-        number_sample_per_shard=settings["samples_per_tar"],
-        enable_wandb=False,
-        extract_exif=False,
-    )  # unused (the shards keep the curated row), 5-10% of the CPU, and it can hold GPS
+    with installed(settings["max_seconds_per_image"]):  # a total time per image
+        img2dataset_download(
+            url_list=str(listed),
+            input_format="parquet",
+            url_col="url",
+            save_additional_columns=["photo_id"],
+            output_folder=str(folder),
+            output_format="webdataset",
+            incremental_mode="incremental",
+            image_size=settings["image_size"],
+            resize_mode=settings["resize_mode"],
+            disable_all_reencoding=keep_bytes,
+            retries=settings["retries"],
+            timeout=settings["timeout_seconds"],
+            processes_count=settings["processes"],
+            thread_count=settings["threads"],
+            number_sample_per_shard=settings["samples_per_tar"],
+            enable_wandb=False,
+            extract_exif=False,
+        )  # unused (the shards keep the curated row), 5-10% of the CPU, and it can hold GPS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             settings,
             image_store=args.store,
             previous_index=args.previous_index,
+            as_of=args.date,
         )
     print(
         json.dumps(

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from workflow_scripts.common import contracts
@@ -279,7 +280,12 @@ def _render_batch(photos: list[Photo], long_side: int) -> list[tuple[str, bytes]
     for photo in photos:
         if photo.signature not in signatures:
             signatures[photo.signature] = images.species_signature(*photo.signature)
-        width, height = images.medium_size(photo.width, photo.height, long_side)
+        key = f"photos/{photo.photo_id}/{CURATE['photo_size']}.{photo.extension}"
+        if photo.placeholder:
+            rendered.append((key, images.PLACEHOLDER))
+            continue
+        original = (photo.height, photo.width) if photo.rotated else (photo.width, photo.height)
+        width, height = images.medium_size(*original, long_side)
         pixels = images.render(
             signatures[photo.signature],
             width,
@@ -287,24 +293,24 @@ def _render_batch(photos: list[Photo], long_side: int) -> list[tuple[str, bytes]
             photo.pixels_of or photo.photo_id,
             photo.stage,
         )
+        if photo.rotated:  # the same picture, turned: a new file under the same photo id
+            pixels = np.ascontiguousarray(np.rot90(pixels))
         quality = images.JPEG_QUALITY
         if photo.edit:
             pixels, quality = images.edit(pixels, photo.edit)
-        key = f"photos/{photo.photo_id}/{CURATE['photo_size']}.{photo.extension}"
         rendered.append((key, images.encode(pixels, photo.true_format, quality)))
     return rendered
 
 
-def write_images(bucket: Path, photos: dict[int, Photo], long_side: int, workers: int) -> None:
-    """The photos, in photo_id order, into the bucket's photo pack (contracts.SAMPLE_PHOTOS)."""
+def write_images(pack: Path, photos: dict[int, Photo], long_side: int, workers: int) -> None:
+    """The photos, in photo_id order, into a photo pack (contracts.SAMPLE_PHOTOS, or the files an
+    earlier month had: contracts.sample_photos_as_of)."""
     ordered = [photos[k] for k in sorted(photos)]
     batches = [ordered[i : i + 1000] for i in range(0, len(ordered), 1000)]
     with (
-        tqdm(
-            total=len(ordered), desc="sample images", unit="img", mininterval=2, file=sys.stderr
-        ) as bar,
+        tqdm(total=len(ordered), desc=pack.name, unit="img", mininterval=2, file=sys.stderr) as bar,
         ProcessPoolExecutor(workers) as pool,
-        packing(bucket / contracts.SAMPLE_PHOTOS) as add,
+        packing(pack) as add,
     ):
         for rendered in pool.map(_render_batch, batches, [long_side] * len(batches)):
             for key, data in rendered:
@@ -345,7 +351,16 @@ def generate(
             everything = {
                 p.photo_id: p for p in first.photos + second.photos if p.photo_id not in deleted
             }
-            write_images(bucket, everything, settings["image_size"], workers)
+            write_images(
+                bucket / contracts.SAMPLE_PHOTOS, everything, settings["image_size"], workers
+            )
+            changed = {gen.planted["rotated_photo"], gen.planted["placeholder_photo"]}
+            write_images(  # month 1 served these photos' files as they were then
+                bucket / contracts.sample_photos_as_of(first.day.isoformat()),
+                {p.photo_id: p for p in first.photos if p.photo_id in changed},
+                settings["image_size"],
+                workers,
+            )
         (staging / contracts.SAMPLE_LIFESTAGES).write_text(lifestages_csv(gen), encoding="utf-8")
         summary = {
             "seed": seed,

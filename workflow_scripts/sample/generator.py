@@ -16,7 +16,7 @@ from datetime import date, timedelta
 
 from workflow_scripts.common.config import settings
 from workflow_scripts.common.inat_format import LICENSES
-from workflow_scripts.sample.images import NEAR_DUPLICATE_EDITS
+from workflow_scripts.sample.images import NEAR_DUPLICATE_EDITS, PLACEHOLDER_SIZE
 from workflow_scripts.sample.taxonomy import Species, Taxon, TaxonomyBuilder, build_taxonomy
 
 SUBSETS, CURATE = settings("subsets"), settings("curate")
@@ -84,6 +84,8 @@ class Photo:
     edit: str | None = (
         None  # how the re-upload was changed (images.NEAR_DUPLICATE_EDITS), if it was
     )
+    rotated: bool = False  # turned a quarter since the month before: width and height swapped
+    placeholder: bool = False  # flagged: its bytes are iNaturalist's placeholder image
 
     def row(self) -> tuple:
         return (
@@ -147,6 +149,7 @@ class Month:
 
 class Generator:
     def __init__(self, seed: int, months: list[date], scale: float):
+        self.seed = seed
         self.rng = random.Random(seed)
         self.months = months
         self.scale = scale
@@ -598,5 +601,44 @@ class Generator:
             if photo.photo_id in changes:
                 photo.license = changes[photo.photo_id][1]
         self.planted["license_changes"] = {str(k): list(v) for k, v in sorted(changes.items())}
+        self.changed_files(month, untouched - deleted - set(changes))
         month.observers = dict(self.observers)
         return month
+
+    def changed_files(self, month: Month, untouched: set[int]) -> None:
+        """A photo rotated since the month before (its width and height swap, its bytes change) and
+        one replaced by the placeholder image (its metadata then gives the placeholder's size),
+        both of Train's species (not the swapped one), research grade in both months, first in
+        their observation. Drawn by their own generator, so that every earlier draw stays."""
+        trained = {
+            e.taxon.taxon_id
+            for e in self.tree.species
+            if e.tier in ("head", "body")
+            and e.taxon.taxon_id != self.planted["taxon_swap"]["old_taxon_id"]
+        }
+        research = {  # and observed before Train's cutoff
+            key
+            for key, obs in month.observations.items()
+            if obs.quality_grade == "research"
+            and obs.observed_on is not None
+            and obs.observed_on < TRAIN_CUTOFF
+        }
+        candidates = sorted(
+            p.photo_id
+            for p in month.photos
+            if p.photo_id in untouched
+            and p.position == 0
+            and p.extension == "jpg"
+            and p.license in KEPT_LICENSES
+            and p.signature[1] in trained
+            and p.observation_uuid in research
+            and p.observation_uuid not in self.planted["quality_upgraded"]
+        )
+        rotated, placeholder = random.Random(f"{self.seed}-images").sample(candidates, 2)
+        for photo in month.photos:
+            if photo.photo_id == rotated:
+                photo.width, photo.height, photo.rotated = photo.height, photo.width, True
+            elif photo.photo_id == placeholder:
+                photo.width, photo.height = PLACEHOLDER_SIZE  # what iNat's metadata then says
+                photo.placeholder = True
+        self.planted["rotated_photo"], self.planted["placeholder_photo"] = rotated, placeholder

@@ -5,11 +5,13 @@ it shifts the angle, frequency and colours a little, so congeners look alike but
 Every photo adds its own phase, jitter, noise and a scene (light and shade with a photograph's 1/f
 spectrum: without it a perceptual hash sees only the pattern and pixel noise, and behaves as it
 never does on photos), so a tiny CLIP can learn species from pixels without any two photos being
-identical. edit() makes the near-duplicate copies a re-upload brings (NEAR_DUPLICATE_EDITS).
+identical. edit() makes the near-duplicate copies a re-upload brings (NEAR_DUPLICATE_EDITS);
+PLACEHOLDER is what a flagged photo's URL serves instead of it.
 """
 
 from __future__ import annotations
 
+import base64
 import colorsys
 import hashlib
 import io
@@ -28,6 +30,14 @@ NEAR_DUPLICATE_EDITS = {
     "brightened": (JPEG_QUALITY, 1.0, 1.15, False),
     "mirrored": (JPEG_QUALITY, 1.0, 1.0, True),
 }
+# The image a flagged photo is replaced by, as iNaturalist does: fixed bytes (a grey 64 px PNG),
+# whatever the seed or image size, so that its sha256 can be denied in config.yaml
+# (images.placeholder_sha256); the metadata then gives the placeholder's size, not the photo's.
+PLACEHOLDER = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAAAAACPAi4CAAAAPklEQVR42mM8wUAZYGIYNWDUgFEDhokBLOgC5whoMBoNx"
+    "FEDRg0YNWDUgFEDRg0Yce0Do9FAHDVg1ICRagAA1DkCfkLtnCcAAAAASUVORK5CYII="
+)
+PLACEHOLDER_SIZE = (500, 500)
 
 
 def _unit(*keys: object) -> np.random.Generator:

@@ -1,0 +1,166 @@
+"""The image store across two months of a small sample (tests/project_copy.py: small): the newer
+month built after the older one, its images taken from the store where the key is the same, gives
+the same bytes as the newer month built alone with every image downloaded (conftest: small_build);
+and the sample's planted file changes end as the data says."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO
+from tests.project_copy import MONTH, edit_config, hashes, run, small_project
+from workflow_scripts.common import contracts
+from workflow_scripts.common.config import settings
+from workflow_scripts.common.duck import quote
+
+pytestmark = pytest.mark.slow
+EARLIER = "2024-08-27"
+STORE = contracts.image_store("data")
+# both months' shards (and so their overlap checks), the newer's store index and subset tables
+TARGETS = (
+    *(
+        f"{contracts.shards(contracts.snapshot('data', month), subset)}.provenance.json"
+        for month in (EARLIER, MONTH)
+        for subset in contracts.SUBSETS
+    ),
+    contracts.store_index(STORE, MONTH),
+    f"{contracts.subset_tables('results', MONTH)}.provenance.json",
+)
+
+
+@pytest.fixture(scope="module")
+def both_months(tmp_path_factory) -> Path:
+    """The small project on both sample months, built up to the newer month's shards."""
+    repo = tmp_path_factory.mktemp("months") / "repo"
+    small_project(REPO, repo)
+    edit_config(repo, lambda config: config.update(snapshots=[EARLIER, MONTH]))
+    run("snakemake", *TARGETS, cwd=repo, timeout=1500)
+    return repo
+
+
+def outputs(repo: Path, folder: str) -> dict[str, str]:
+    """The files' hashes under `folder`, but provenance (what made them: not versioned bytes)."""
+    return {
+        name: digest
+        for name, digest in hashes(repo / folder).items()
+        if not name.endswith(".provenance.json")
+    }
+
+
+def reports(repo: Path) -> dict[str, dict]:
+    """Each subset's download report, but what the store and the chunks did."""
+    found = {}
+    for path in sorted((repo / "data" / "snapshots" / MONTH / "images").glob("*/*.json")):
+        report = json.loads(path.read_text())
+        found[path.parent.name] = {k: v for k, v in report.items() if k not in ("store", "chunks")}
+    return found
+
+
+def test_the_newer_month_is_the_same_bytes_through_the_store(both_months, small_build):
+    alone = small_build[0]
+    store = json.loads((both_months / contracts.store_report(STORE, MONTH)).read_text())
+    assert store["month"]["reused"] > 0.9 * sum(store["month"].values())
+    for folder in (
+        f"data/snapshots/{MONTH}/shards",
+        f"data/snapshots/{MONTH}/images",
+        f"results/{MONTH}/subset_tables",
+    ):
+        ours, theirs = outputs(both_months, folder), outputs(alone, folder)
+        assert ours.keys() == theirs.keys(), folder
+        differ = {name for name in ours if ours[name] != theirs[name]}
+        assert differ <= {f"{subset}/download_report.json" for subset in reports(alone)}, differ
+    assert reports(both_months) == reports(alone)
+
+
+def served(repo: Path, photo_id: int, earlier: bool) -> bytes:
+    """A photo's bytes as the sample's bucket serves them in the older month or the newer."""
+    bucket = repo / "data" / "sample" / contracts.SAMPLE_BUCKET
+    name = f"photos/{photo_id}/medium.jpg"
+    for pack in ([contracts.sample_photos_as_of(EARLIER)] if earlier else []) + [
+        contracts.SAMPLE_PHOTOS
+    ]:
+        with tarfile.open(bucket / pack) as tar:
+            if name in tar.getnames():
+                return tar.extractfile(name).read()
+    raise AssertionError(f"{name} is not in the sample")
+
+
+def sharded(repo: Path, month: str, photo_id: int) -> list[bytes]:
+    """The image bytes a month's Train shards hold for a photo."""
+    found = []
+    for shard in sorted((repo / "data" / "snapshots" / month / "shards" / "train").rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                if member.name.split(".")[0] == str(photo_id) and member.name.endswith(
+                    (".jpg", ".png", ".gif")
+                ):
+                    found.append(tar.extractfile(member).read())
+    return found
+
+
+def in_subsets(repo: Path, month: str, photo_ids: list[int]) -> set[int]:
+    tables = sorted((repo / "data" / "snapshots" / month / "subsets").glob("*.parquet"))
+    listed = ", ".join(quote(table) for table in tables if table.stem in contracts.SUBSETS)
+    rows = duckdb.sql(
+        f"SELECT DISTINCT photo_id FROM read_parquet([{listed}], union_by_name = true) "
+        f"WHERE photo_id IN ({', '.join(map(str, photo_ids))})"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+@pytest.fixture(scope="module")
+def planted(both_months) -> dict:
+    return json.loads((both_months / "data" / "sample" / contracts.SAMPLE_PLANTED).read_text())[
+        "planted"
+    ]
+
+
+def test_a_rotated_photo_is_downloaded_again_and_sharded_as_it_is_now(both_months, planted):
+    rotated = planted["rotated_photo"]
+    earlier, now = served(both_months, rotated, True), served(both_months, rotated, False)
+    assert earlier != now
+    assert sharded(both_months, EARLIER, rotated) == [earlier]
+    assert sharded(both_months, MONTH, rotated) == [now]
+    store = json.loads((both_months / contracts.store_report(STORE, MONTH)).read_text())
+    assert store["month"]["redownloaded"] == 1  # the rotated photo: the placeholder fails
+    index = both_months / contracts.store_index(STORE, MONTH)
+    kept = duckdb.sql(
+        f"SELECT width, height, sha256, stored::VARCHAR FROM read_parquet({quote(index)}) "
+        f"WHERE photo_id = {rotated} ORDER BY stored"
+    ).fetchall()
+    assert [(sha, stored) for _, _, sha, stored in kept] == [
+        (hashlib.sha256(earlier).hexdigest(), EARLIER),
+        (hashlib.sha256(now).hexdigest(), MONTH),
+    ]
+    assert kept[0][:2] == kept[1][:2][::-1]  # the key that changed: width and height swapped
+
+
+def test_a_photo_replaced_by_the_placeholder_is_a_counted_failure(both_months, planted):
+    replaced = planted["placeholder_photo"]
+    assert sharded(both_months, EARLIER, replaced) and not sharded(both_months, MONTH, replaced)
+    images = both_months / "data" / "snapshots" / MONTH / "images" / "train"
+    assert json.loads((images / contracts.DOWNLOAD_REPORT).read_text())["placeholder"] == 1
+    (reason,) = duckdb.sql(
+        f"SELECT reason FROM read_parquet({quote(images / contracts.FAILURES)}) "
+        f"WHERE photo_id = {replaced}"
+    ).fetchone()
+    assert reason.startswith("placeholder image (sha256 ")
+
+
+def test_a_photo_whose_license_left_is_in_no_newer_subset(both_months, planted):
+    left = [
+        int(photo)
+        for photo, (_, now) in planted["license_changes"].items()
+        if now not in settings("curate")["licenses"]
+    ]
+    before = in_subsets(both_months, EARLIER, left)
+    assert before, "no photo whose license left was in the older month's subsets"
+    assert not in_subsets(both_months, MONTH, left)
+    store = json.loads((both_months / contracts.store_report(STORE, MONTH)).read_text())
+    assert store["unused"] >= len(before)
