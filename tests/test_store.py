@@ -18,6 +18,7 @@ from workflow_scripts.images.chunk_images import pack
 from workflow_scripts.images.store import (
     MANIFEST_COLUMNS,
     PACKS,
+    columns,
     lookup,
     write_index,
     write_pack,
@@ -154,6 +155,40 @@ def test_the_index_accumulates_months_and_keeps_the_last_snapshots(tmp_path):
         rerun,
     )
     assert rerun.read_bytes() == (tmp_path / f"{september}.parquet").read_bytes()
+
+
+def test_a_pack_mostly_unused_is_copied_and_the_new_index_names_the_copy(tmp_path):
+    """Month 1 packs 30 photos; month 2 reuses three and keeps one snapshot: the pack is about
+    10 % used, below store_repack_below, so the three are copied into a new pack (same bytes, same
+    name on a rerun) and the index names it; with 0 nothing moves."""
+    store, july, august = tmp_path / "store", date(2024, 7, 27), date(2024, 8, 27)
+    first = tmp_path / "july.parquet"
+    listed = manifest(store, tmp_path / "july.m.parquet", [(i, 500, 375) for i in range(1, 31)], "")
+    write_index(duckdb.connect(), [listed], None, july, 1, store, first)
+    reused = duckdb.sql(
+        f"SELECT {columns(MANIFEST_COLUMNS[:-1])}, 'reused' "
+        f"FROM read_parquet({quote(first)}) WHERE photo_id <= 3 ORDER BY photo_id"
+    ).fetchall()
+    second = write_manifest(reused, tmp_path / "august.m.parquet")
+    (old_pack,) = {row[5] for row in reused}
+
+    def august_index(below: float, out: Path) -> tuple[dict, list[tuple]]:
+        report = write_index(duckdb.connect(), [second], first, august, 1, store, out, below)
+        return report, duckdb.sql(
+            f'SELECT photo_id, pack, "offset", size FROM read_parquet({quote(out)})'
+        ).fetchall()
+
+    report, rows = august_index(0.5, tmp_path / "august.parquet")
+    assert [row[0] for row in rows] == [1, 2, 3] and {row[1] for row in rows} != {old_pack}
+    read = read_images([(str(store / PACKS / pack), o, size) for _, pack, o, size in rows])
+    assert [data for _, data in read] == [photo(i) for i in (1, 2, 3)]
+    assert report["repacked"] == {"packs": 1, "images": 3, "bytes": 3 * len(photo(1))}
+    assert report["after"]["packs"] == 1 and (store / PACKS / old_pack).is_file()  # gc's to remove
+    again = tmp_path / "again.parquet"
+    assert august_index(0.5, again)[1] == rows
+    assert again.read_bytes() == (tmp_path / "august.parquet").read_bytes()
+    report, rows = august_index(0.0, tmp_path / "kept.parquet")
+    assert {row[1] for row in rows} == {old_pack} and report["repacked"]["packs"] == 0
 
 
 def test_every_index_entry_names_an_existing_pack(tmp_path):

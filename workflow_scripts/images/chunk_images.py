@@ -126,20 +126,13 @@ def pack(good: list[tuple], image_store: Path, settings: dict) -> list[tuple]:
     """Packs of about images.pack_megabytes of the `good` images (photo_id, rendition, width,
     height, key, tar, offset, size; in photo_id order), each member named by the image's store
     key; returns (key, pack, offset, size) of each."""
-    limit, groups, size = settings["pack_megabytes"] * 2**20, [[]], 0
-    for row in good:
-        if groups[-1] and size + row[-1] > limit:
-            groups.append([])
-            size = 0
-        groups[-1].append(row)
-        size += row[-1]
-    placed = []
-    for rows in filter(None, groups):
-        names = [f"{photo_id}.{w}x{h}.{rendition}" for photo_id, rendition, w, h, *_ in rows]
-        data = read_images([row[-3:] for row in rows])
-        name, found = store.write_pack(image_store, zip(names, (image for _, image in data)))
-        placed += [(row[4], name, *found[member]) for member, row in zip(names, rows)]
-    return placed
+    names = [store.member(*row[:4]) for row in good]
+    placed = store.pack_images(
+        image_store,
+        [(name, row[-3:]) for name, row in zip(names, good)],
+        settings["pack_megabytes"],
+    )
+    return [(row[4], *placed[name]) for name, row in zip(names, good)]
 
 
 def write_manifest(con: duckdb.DuckDBPyConnection, partial: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tarfile
 import uuid
 from collections.abc import Iterable
 from datetime import date
@@ -25,7 +26,7 @@ import duckdb
 
 from workflow_scripts.common.cli import StageError
 from workflow_scripts.common.duck import quote, write_parquet
-from workflow_scripts.common.tars import members, packing
+from workflow_scripts.common.tars import members, packing, read_images
 
 KEY_COLUMNS = (
     ("photo_id", "BIGINT"),
@@ -95,6 +96,86 @@ def write_pack(store: Path, images: Iterable[tuple[str, bytes]]) -> tuple[str, d
     return name, members(final)
 
 
+def member(photo_id: int, rendition: str, width: int, height: int) -> str:
+    """An image's name in its pack: its key."""
+    return f"{photo_id}.{width}x{height}.{rendition}"
+
+
+def pack_images(
+    store: Path, images: list[tuple[str, tuple[str, int, int]]], megabytes: float
+) -> dict[str, tuple[str, int, int]]:
+    """Packs of about `megabytes` of the `images` (member name, (file, offset, size) of its bytes),
+    in the order given; returns each member's (pack, offset, size)."""
+    limit, groups, size = megabytes * 2**20, [[]], 0
+    for image in images:
+        if groups[-1] and size + image[1][2] > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(image)
+        size += image[1][2]
+    placed = {}
+    for group in filter(None, groups):
+        data = read_images([location for _, location in group])
+        name, found = write_pack(store, zip((n for n, _ in group), (d for _, d in data)))
+        placed |= {n: (name, *found[n]) for n, _ in group}
+    return placed
+
+
+def packed_bytes(member_bytes: int) -> int:
+    """The size of a pack whose members (their headers and padded bytes) take `member_bytes`: the
+    end-of-archive blocks added, rounded up to tarfile's records."""
+    total = member_bytes + 2 * tarfile.BLOCKSIZE
+    return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def member_bytes(entries: str) -> str:
+    """SQL: per pack, what the images of the relation `entries` take in it, each distinct
+    (pack, offset) a header block and its bytes padded to whole blocks."""
+    block = tarfile.BLOCKSIZE
+    return f"""SELECT pack, sum({block} + (size + {block - 1}) // {block} * {block})::BIGINT AS used
+        FROM (SELECT DISTINCT pack, "offset", size FROM {entries}) GROUP BY pack"""
+
+
+def repack(con: duckdb.DuckDBPyConnection, store: Path, below: float, megabytes: float) -> dict:
+    """Rewrites the images of `next_entries` whose packs they fill less than `below` of into new
+    packs (KEY order), and points their entries there; the old packs stay until no kept index
+    names them (store_gc). Returns what it copied."""
+    sparse = [
+        pack
+        for pack, used in con.execute(f"{member_bytes('next_entries')} ORDER BY pack").fetchall()
+        if packed_bytes(used) < below * (store / PACKS / pack).stat().st_size
+    ]
+    copied = {"packs": len(sparse), "images": 0, "bytes": 0}
+    if not sparse:
+        return copied
+    con.execute("CREATE OR REPLACE TEMP TABLE sparse (pack VARCHAR)")
+    con.executemany("INSERT INTO sparse VALUES (?)", [(pack,) for pack in sparse])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE sparse_entries AS SELECT {KEYS}, pack, "offset", size
+        FROM next_entries WHERE pack IN (SELECT pack FROM sparse) ORDER BY {KEYS}"""
+    )
+    rows = con.execute("SELECT * FROM sparse_entries").fetchall()
+    placed = pack_images(
+        store,
+        [(member(*key), (str(store / PACKS / pack), o, size)) for *key, pack, o, size in rows],
+        megabytes,
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE moved AS
+        SELECT {KEYS}, pack, "offset" FROM sparse_entries WHERE false"""
+    )
+    con.executemany(
+        "INSERT INTO moved VALUES (?, ?, ?, ?, ?, ?)",
+        [(*key, *placed[member(*key)][:2]) for *key, _, _, _ in rows],
+    )
+    con.execute(
+        f"""UPDATE next_entries AS e SET pack = m.pack, "offset" = m."offset" FROM moved AS m
+        WHERE ({", ".join(f"e.{k}" for k in KEY)}) = ({", ".join(f"m.{k}" for k in KEY)})"""
+    )
+    copied.update(images=len(rows), bytes=sum(size for *_, size in rows))
+    return copied
+
+
 def open_previous(con: duckdb.DuckDBPyConnection, previous: Path | None) -> None:
     """The view `previous_entries`: the index `previous`, or none when there is no earlier one."""
     entries = f"read_parquet({quote(previous)})" if previous else no_rows(INDEX_COLUMNS)
@@ -145,10 +226,14 @@ def write_index(
     keep: int,
     store: Path,
     out: Path,
+    repack_below: float = 0.0,
+    pack_megabytes: float = 1024,
 ) -> dict:
     """The index after snapshot `as_of` into `out`: the images its chunks' manifests list (KEY,
     ENTRY and origin; one entry per key), and the previous index's others that one of the last
-    `keep` snapshots used. Returns what changed; a StageError if an entry names a missing pack."""
+    `keep` snapshots used; the images of packs they fill less than `repack_below` of copied into
+    new packs of about `pack_megabytes` (repack). Returns what changed; a StageError if an entry
+    names a missing pack."""
     open_previous(con, previous)
     names = ", ".join(quote(path) for path in manifests)
     listed = f"read_parquet([{names}])" if manifests else no_rows(MANIFEST_COLUMNS)
@@ -185,8 +270,9 @@ def write_index(
             f"{store / PACKS}: {len(missing)} pack(s) named by the index are missing (first: "
             f"{missing[0]}); restore them, or remove the index {previous} to download again"
         )
+    repacked = repack(con, store, repack_below, pack_megabytes)
     write_parquet(con, f"SELECT {columns(INDEX_COLUMNS)} FROM next_entries ORDER BY {KEYS}", out)
-    return report(con, store)
+    return report(con, store) | {"repacked": repacked}
 
 
 def report(con: duckdb.DuckDBPyConnection, store: Path) -> dict:

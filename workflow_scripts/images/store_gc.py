@@ -13,11 +13,12 @@ packs/.tmp/ older than a day (a running job may be writing a younger one). It re
 download is in progress or was killed (a `.partial` chunk folder: it may own packs no index names
 yet), and when index/ holds no index.
 
-Packs are deleted whole, never rewritten: the index files, which DVC versions, name images by pack
-and offset, so a rewritten pack would leave every earlier index pointing at wrong bytes. What
-rewriting would gain is measured instead: the report's `partly_used` counts the kept packs whose
-live images fill less than half their bytes, and the bytes those packs hold for images no kept
-snapshot uses.
+Packs are deleted whole, never rewritten here: the index files, which DVC versions, name images by
+pack and offset, so only the build rewrites them (store_index copies the images of packs filled
+less than images.store_repack_below into new ones, which the new index names; the old packs go
+here once no kept index names them). The report's `partly_used` counts the kept packs whose live
+images fill less than half their bytes, and the bytes those packs hold for images no kept snapshot
+uses.
 
 The report (JSON, on stdout): the indexes read, packs kept and removed, bytes freed, temporary
 files removed, and partly_used; with --dry-run, the same numbers for what it would remove.
@@ -29,7 +30,6 @@ import json
 import os
 import re
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.duck import quote
-from workflow_scripts.images.store import PACKS
+from workflow_scripts.images.store import PACKS, member_bytes, packed_bytes
 
 INDEX = "index"  # under the store: <date>.parquet, as contracts.store_index names them
 TEMPORARY = ".tmp"  # under packs/: what write_pack writes before its rename
@@ -90,26 +90,11 @@ def packs_on_disk(store: Path) -> dict[str, os.stat_result]:
     return found
 
 
-def repacked_bytes(member_bytes: int) -> int:
-    """The size of a pack holding only the live images, whose headers and padded bytes take
-    `member_bytes`: the end-of-archive blocks added, rounded up to tarfile's records."""
-    total = member_bytes + 2 * tarfile.BLOCKSIZE
-    return -(-total // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
-
-
 def live_member_bytes(con: duckdb.DuckDBPyConnection, live: list[Path]) -> dict[str, int]:
-    """Per pack the indexes `live` name, what its live images take in it: each distinct image
-    (pack, offset) a header block and its bytes padded to whole blocks."""
-    block = tarfile.BLOCKSIZE
+    """Per pack the indexes `live` name, what its live images take in it (store.member_bytes)."""
     names = ", ".join(quote(path) for path in live)
-    return dict(
-        con.execute(
-            f"""SELECT pack, sum({block} + (size + {block - 1}) // {block} * {block})::BIGINT
-            FROM (SELECT DISTINCT pack, "offset", size
-                  FROM read_parquet([{names}], union_by_name = true))
-            GROUP BY pack"""
-        ).fetchall()
-    )
+    entries = f"read_parquet([{names}], union_by_name = true)"
+    return dict(con.execute(member_bytes(entries)).fetchall())
 
 
 def named_packs(con: duckdb.DuckDBPyConnection, manifests: list[Path]) -> set[str]:
@@ -172,7 +157,7 @@ def collect_garbage(
         if name not in used:
             continue
         size = on_disk[name].st_size
-        live_bytes = min(size, repacked_bytes(used[name]))
+        live_bytes = min(size, packed_bytes(used[name]))
         if size and live_bytes / size < PARTLY_USED:
             partly += 1
             dead += size - live_bytes

@@ -1,8 +1,9 @@
 """The image store's index after a snapshot (images/store.py): every image its subsets' chunks hold,
 reused or new, and what the store keeps from earlier snapshots (the images the last
-`images.store_snapshots` used), with a report: this snapshot's images by origin, the previous
-snapshot's images it no longer uses, the entries that expired, and the store's size before and
-after.
+`images.store_snapshots` used), the images of packs they fill less than `images.store_repack_below`
+of copied into new packs; with a report: this snapshot's images by origin, the previous snapshot's
+images it no longer uses, the entries that expired, what was repacked, and the store's size before
+and after.
 
     python -m workflow_scripts.images.store_index \\
         --chunks data/snapshots/<date>/images/*/chunks/* --store data/store \\
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             settings["store_snapshots"],
             args.store,
             args.out,
+            settings["store_repack_below"],
+            settings["pack_megabytes"],
         )
         write_json(args.report, report)
     print(json.dumps(report), file=sys.stderr)
