@@ -92,16 +92,16 @@ def served(repo: Path, photo_id: int, earlier: bool) -> bytes:
     raise AssertionError(f"{name} is not in the sample")
 
 
-def sharded(repo: Path, photo_id: int) -> list[bytes]:
-    """The image bytes the newer month's Train shards hold for a photo."""
-    found = []
-    for shard in sorted((repo / "data" / "snapshots" / MONTH / "shards" / "train").rglob("*.tar")):
+def sharded(repo: Path, photo_id: int) -> set[bytes]:
+    """The image bytes the newer month's shards (every subset's) hold for a photo."""
+    found = set()
+    for shard in sorted((repo / "data" / "snapshots" / MONTH / "shards").rglob("*.tar")):
         with tarfile.open(shard) as tar:
             for member in tar.getmembers():
                 if member.name.split(".")[0] == str(photo_id) and member.name.endswith(
                     (".jpg", ".png", ".gif")
                 ):
-                    found.append(tar.extractfile(member).read())
+                    found.add(tar.extractfile(member).read())
     return found
 
 
@@ -135,7 +135,7 @@ def test_a_rotated_photo_is_downloaded_again_and_sharded_as_it_is_now(both_month
     rotated = planted["rotated_photo"]
     earlier, now = served(both_months, rotated, True), served(both_months, rotated, False)
     assert earlier != now
-    assert sharded(both_months, rotated) == [now]
+    assert sharded(both_months, rotated) == {now}
     store = json.loads((both_months / contracts.store_report(STORE, MONTH)).read_text())
     assert store["month"]["redownloaded"] == 1  # the rotated photo: the placeholder fails
     kept = stored(both_months, rotated)
@@ -153,13 +153,19 @@ def test_a_photo_replaced_by_the_placeholder_is_a_counted_failure(both_months, p
         (earlier, EARLIER)  # the older month's file, kept; the placeholder never stored
     ]
     assert not sharded(both_months, replaced)
-    images = both_months / "data" / "snapshots" / MONTH / "images" / "train"
-    assert json.loads((images / contracts.DOWNLOAD_REPORT).read_text())["placeholder"] == 1
-    (reason,) = duckdb.sql(
-        f"SELECT reason FROM read_parquet({quote(images / contracts.FAILURES)}) "
-        f"WHERE photo_id = {replaced}"
-    ).fetchone()
-    assert reason.startswith("placeholder image (sha256 ")
+    images = both_months / "data" / "snapshots" / MONTH / "images"
+    failed = {
+        folder.name: duckdb.sql(
+            f"SELECT reason FROM read_parquet({quote(folder / contracts.FAILURES)}) "
+            f"WHERE photo_id = {replaced}"
+        ).fetchall()
+        for folder in sorted(images.glob("*/"))
+    }
+    assert any(failed.values()), "the placeholder photo is in no newer subset"
+    for subset, reasons in failed.items():
+        report = json.loads((images / subset / contracts.DOWNLOAD_REPORT).read_text())
+        assert report["placeholder"] == len(reasons), subset
+        assert all(reason.startswith("placeholder image (sha256 ") for (reason,) in reasons)
 
 
 def test_a_photo_whose_license_left_is_in_no_newer_subset(both_months, planted):

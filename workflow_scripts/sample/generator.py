@@ -609,7 +609,8 @@ class Generator:
         """A photo rotated since the month before (its width and height swap, its bytes change) and
         one replaced by the placeholder image (its metadata then gives the placeholder's size),
         both of Train's species (not the swapped one), research grade in both months, first in
-        their observation. Drawn by their own generator, so that every earlier draw stays."""
+        their observation, not square. Drawn by their own generator, so that every earlier draw
+        stays."""
         trained = {
             e.taxon.taxon_id
             for e in self.tree.species
@@ -629,6 +630,7 @@ class Generator:
             if p.photo_id in untouched
             and p.position == 0
             and p.extension == "jpg"
+            and p.width != p.height  # a square photo turned keeps its key
             and p.license in KEPT_LICENSES
             and p.signature[1] in trained
             and p.observation_uuid in research
