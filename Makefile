@@ -26,7 +26,7 @@ help:
 install: $(STAMP)
 
 # Re-runs only when the pins change; otherwise `make install` returns at once. uv installs the same
-# pins as pip in a quarter of the time (docs/testing.md: the install); pip installs uv itself.
+# pins as pip in a seventh of the time (docs/measurements.md: the install); pip installs uv itself.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
