@@ -40,7 +40,6 @@ from workflow_scripts.common import cli, contracts
 from workflow_scripts.common.duck import quote
 from workflow_scripts.images.store import PACKS, member_bytes, packed_bytes
 
-INDEX = "index"  # under the store: <date>.parquet, as contracts.store_index names them
 TEMPORARY = ".tmp"  # under packs/: what write_pack writes before its rename
 TEMPORARY_AGE_SECONDS = 24 * 3600
 PARTLY_USED = 0.5  # a kept pack whose live share is below this counts in `partly_used`
@@ -71,9 +70,10 @@ def chunk_manifests(snapshots: Path) -> list[Path]:
 
 
 def indexes(store: Path) -> list[Path]:
-    """The store's index files, oldest snapshot first."""
+    """The store's index files (contracts.store_index), oldest snapshot first."""
+    pattern = Path(contracts.store_index(str(store), "*"))
     return sorted(
-        path for path in (store / INDEX).glob("*.parquet") if DATE_NAME.fullmatch(path.stem)
+        path for path in pattern.parent.glob(pattern.name) if DATE_NAME.fullmatch(path.stem)
     )
 
 
@@ -128,9 +128,9 @@ def collect_garbage(
     every_index = indexes(store)
     if not every_index:
         raise NoIndex(
-            f"{store / INDEX} holds no <date>.parquet index, so nothing says which packs are "
-            "live: restore the indexes (dvc pull, or dvc checkout) or build a snapshot's "
-            "images first; nothing was deleted"
+            f"{Path(contracts.store_index(str(store))).parent} holds no <date>.parquet index, "
+            "so nothing says which packs are live: restore the indexes (dvc pull, or dvc "
+            "checkout) or build a snapshot's images first; nothing was deleted"
         )
     live = every_index[-keep:]
     newest_index_ns = max(path.stat().st_mtime_ns for path in every_index)
