@@ -47,6 +47,32 @@ def hashes(folder: Path) -> dict[str, str]:
     }
 
 
+def is_provenance(path: str) -> bool:
+    """What made an output, written beside it: not the output's bytes."""
+    return path.endswith(".provenance.json")
+
+
+def locked_outputs(repo: Path) -> list[str]:
+    """Every output path a built project's dvc.lock records, provenance aside."""
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"].values()
+    return sorted(
+        out["path"] for stage in stages for out in stage["outs"] if not is_provenance(out["path"])
+    )
+
+
+def output_hashes(repo: Path, paths: list[str]) -> dict[str, str]:
+    """The hash of every file under the given paths (files or folders) of a project."""
+    found = {}
+    for path in paths:
+        target = repo / path
+        found.update(
+            {f"{path}/{name}": digest for name, digest in hashes(target).items()}
+            if target.is_dir()
+            else {path: hashlib.sha256(target.read_bytes()).hexdigest()}
+        )
+    return found
+
+
 def git_copy(source: Path, target: Path) -> None:
     """The project's files as git sees them (tracked and new, not ignored) in a new folder."""
     tracked = run("git", "ls-files", "-co", "--exclude-standard", cwd=source).split("\n")

@@ -1,7 +1,8 @@
 """DVC end to end on one month of a small sample (tests/project_copy.py: small): repro, clean
 status, push to a local-folder remote and to S3 (a moto server), a fresh clone that pulls everything
-and leaves Snakemake nothing to do, another that rebuilds from the raw snapshots alone with the same
-bytes (dvc.lock records every output's hash), and `dvc metrics diff` between two git revisions."""
+and leaves Snakemake nothing to do, another whose changed evaluation setting reruns the evaluation
+alone, and `dvc metrics diff` between the two git revisions. That a rebuild from the raw snapshots
+gives every output's bytes is test_slurm's comparison (the same month built through SLURM)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import boto3
 import pytest
 import yaml
 
-from tests.project_copy import MONTH, edit_config, hashes, run
+from tests.project_copy import MONTH, edit_config, hashes, is_provenance, run
 
 pytestmark = pytest.mark.slow
 REMOTE_S3 = "s3://dvc-remote/biotrove"  # a bucket on the moto server
@@ -100,37 +101,39 @@ def test_snakemake_has_nothing_to_do_in_a_pulled_clone_once_touched(pulled, repo
 
 
 @pytest.fixture(scope="module")
-def rebuilt(pushed) -> Path:
-    """Another clone that pulled the raw snapshots alone from the local remote and rebuilt
-    everything else from nothing, as a second revision (committed) without the random-init
-    control."""
-    clone = pushed.parent / "clone"
+def revised(pushed) -> tuple[Path, str]:
+    """Another clone that pulled everything from the local remote, then dropped the random-init
+    control from its configuration and ran `dvc repro`, committed as a second revision; and what
+    that repro printed."""
+    clone = pushed.parent / "revised"
     run("git", "clone", "-q", str(pushed), str(clone), cwd=pushed.parent)
     run("dvc", "remote", "modify", "--local", "local", "url", str(remote(pushed)), cwd=clone)
-    run("dvc", "pull", f"fetch@{MONTH}", cwd=clone)
+    run("dvc", "pull", cwd=clone)
     edit_config(
         clone, lambda config: config["evaluate"].update(models={"tiny-cpu": {"recipe": "tiny-cpu"}})
     )
     run(sys.executable, "-m", "tools.generate", cwd=clone)
-    run("dvc", "repro", cwd=clone)
+    log = run("dvc", "repro", cwd=clone)
     run("git", "commit", "-qam", "no control", cwd=clone)
-    return clone
+    return clone, log
 
 
-def test_a_rebuild_from_the_raw_snapshots_gives_the_same_bytes(rebuilt, pushed):
-    """Every output before the evaluation is the same bytes: dvc.lock records each one's hash."""
+def test_a_changed_evaluation_setting_reruns_the_evaluation_alone(revised, pushed):
+    """Only the stage that reads the setting runs again; nothing else's lock entry moves."""
+    clone, log = revised
     before, after = (
-        yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (pushed, rebuilt)
+        yaml.safe_load((folder / "dvc.lock").read_text())["stages"] for folder in (pushed, clone)
     )
-    assert {stage for stage in before if before[stage] != after[stage]} == {f"evaluate@{MONTH}"}, (
-        "a rebuild from clean changed an output"
-    )
+    evaluate = {f"evaluate@{MONTH}"}
+    assert set(re.findall(r"Running stage '([^']+)'", log)) == evaluate
+    assert {stage for stage in before if before[stage] != after[stage]} == evaluate
 
 
-def test_metrics_diff_between_revisions_names_the_removed_control(rebuilt, pulled):
-    diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=rebuilt))
+def test_metrics_diff_between_revisions_names_the_removed_control(revised, pushed):
+    clone, _ = revised
+    diff = json.loads(run("dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json", cwd=clone))
     summary = diff[f"results/{MONTH}/paper_tables/metrics.json"]
-    old = json.loads((pulled / "results" / MONTH / "paper_tables" / "metrics.json").read_text())
+    old = json.loads((pushed / "results" / MONTH / "paper_tables" / "metrics.json").read_text())
     removed = summary["random-init.balanced.top1"]
     assert (removed["old"], removed["new"]) == (old["random-init"]["balanced"]["top1"], None)
     assert not any(key.startswith("tiny-cpu") for key in summary), (
@@ -140,11 +143,7 @@ def test_metrics_diff_between_revisions_names_the_removed_control(rebuilt, pulle
 
 def data_outs(stage: dict) -> dict[str, str]:
     """A locked stage's outputs and their hashes, provenance aside."""
-    return {
-        out["path"]: out["md5"]
-        for out in stage["outs"]
-        if not out["path"].endswith(".provenance.json")
-    }
+    return {out["path"]: out["md5"] for out in stage["outs"] if not is_provenance(out["path"])}
 
 
 def add_s3_remote(repo: Path, url: str, endpoint: str) -> None:

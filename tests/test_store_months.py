@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO
-from tests.project_copy import MONTH, edit_config, hashes, run, small_project
+from tests.project_copy import MONTH, edit_config, hashes, is_provenance, run, small_project
 from workflow_scripts.common import contracts
 from workflow_scripts.common.config import settings
 from workflow_scripts.common.duck import quote
@@ -37,10 +37,17 @@ TARGETS = (
 @pytest.fixture(scope="module")
 def both_months(tmp_path_factory) -> Path:
     """The small project on both sample months: the older month's images downloaded, the newer
-    month's built up to its shards."""
+    month's built up to its shards, each subset's in one download job and one shard job (the
+    outputs compared are the same bytes however they are split: test_download, test_shards)."""
     repo = tmp_path_factory.mktemp("months") / "repo"
     small_project(REPO, repo)
-    edit_config(repo, lambda config: config.update(snapshots=[EARLIER, MONTH]))
+
+    def both(config: dict) -> None:
+        config.update(snapshots=[EARLIER, MONTH])
+        config["images"].update(urls_per_job=10_000)
+        config["shards"].update(shards_per_job=100)
+
+    edit_config(repo, both)
     run("snakemake", *TARGETS, cwd=repo, timeout=1500)
     return repo
 
@@ -48,9 +55,7 @@ def both_months(tmp_path_factory) -> Path:
 def outputs(repo: Path, folder: str) -> dict[str, str]:
     """The files' hashes under `folder`, but provenance (what made them: not versioned bytes)."""
     return {
-        name: digest
-        for name, digest in hashes(repo / folder).items()
-        if not name.endswith(".provenance.json")
+        name: digest for name, digest in hashes(repo / folder).items() if not is_provenance(name)
     }
 
 
