@@ -37,6 +37,7 @@ rule diff:
     params:
         models=" ".join(shlex.quote(model) for model in EVALUATED),
         out=output_folder,
+        settings=Section(config, "curate"),  # the raw tables read as curation reads them
     shell:
         "python -m workflow_scripts.diff --previous-date {wildcards.previous} --previous-raw {input.previous_raw}"
         " --previous-curated {input.previous_curated} --previous-species {input.previous_species}"
@@ -45,4 +46,5 @@ rule diff:
         " --current-curated {input.current_curated} --current-species {input.current_species}"
         " --current-subsets {input.current_subsets} --current-metrics {input.current_metrics}"
         " --current-store-report {input.current_store_report}"
-        " --models {params.models} --out {params.out} --provenance {output.provenance} > {log} 2>&1"
+        " --models {params.models} --out {params.out} --settings {params.settings:q}"
+        " --provenance {output.provenance} > {log} 2>&1"

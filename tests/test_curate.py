@@ -11,6 +11,7 @@ import sys
 import tarfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -20,7 +21,13 @@ from tests.conftest import REAL, REPO
 from tests.sample_tables import bundle_tables, parquet_rows, tiled_snapshot
 from workflow_scripts.common import drop_reasons
 from workflow_scripts.common.contracts import TAXONOMY_ARCHIVE
-from workflow_scripts.common.inat_format import COLUMNS, SYNTAX, VALUE_RULES, value_problem
+from workflow_scripts.common.inat_format import (
+    COLUMNS,
+    SYNTAX,
+    VALUE_RULES,
+    Plausible,
+    value_problem,
+)
 from workflow_scripts.common.taxonomy import RANKS
 from workflow_scripts.curate.stage import CurateError, curate
 
@@ -76,7 +83,9 @@ def test_real_2022_06_sample_to_hand_checked_result(tmp_path):
 
 
 def test_real_older_schema_with_extra_fields(tmp_path):
-    # its taxa are an excerpt without their ancestors: every row rejected, no photo kept
+    """Two of its observation rows carry a ninth, non-empty field (a date after an empty one): never
+    read by position, they are rejected with their lines. Its taxa are an excerpt without their
+    ancestors: every row rejected, counted once, no photo kept."""
     report = curate(
         REAL / "inat-open-data-pyinat",
         tmp_path / "out",
@@ -85,12 +94,17 @@ def test_real_older_schema_with_extra_fields(tmp_path):
         taxonomy=DWCA_REAL,
     )
     assert report["older_schema_without_anomaly_score"] is True
-    assert report["extra_field_rows"]["observations"] == 2  # read by their first 8 columns
-    assert (
-        report["rows_read"]["observations"] == 50 and report["rejected_rows"]["observations"] == 0
-    )
+    assert report["extra_field_rows"]["observations"] == 0
+    assert report["rows_read"] == {"observations": 48, "photos": 50, "taxa": 0}
+    assert report["rejected_rows"] == {"observations": 2, "photos": 0, "taxa": 50}
+    rejects = (tmp_path / "out" / "rejects.csv").read_text().splitlines()
+    assert rejects[1:3] == [f"observations.csv\t{line}\t9 fields, expected 8" for line in (27, 28)]
     assert report["photos_in"] == 50 and balanced(report)
-    assert report["dropped"] == {"quality_grade": 11, "taxon_missing_from_taxa": 39}
+    assert report["dropped"] == {
+        "observation_rejected": 2,
+        "quality_grade": 9,
+        "taxon_missing_from_taxa": 39,
+    }
 
 
 # -- small explicit inputs ----------------------------------------------------------------------
@@ -346,18 +360,25 @@ def test_every_drop_reason_curation_can_give_has_its_meaning():
     )
     assert set(decided) == set(drop_reasons.DECIDED)
     checked = [c for c in COLUMNS["photos"] if c in SYNTAX or c in VALUE_RULES]
-    loader = [drop_reasons.UNPARSEABLE, *(drop_reasons.invalid(c) for c in checked)]
+    loader = [
+        drop_reasons.UNPARSEABLE,
+        drop_reasons.CONFLICTING_PHOTO,
+        *(drop_reasons.invalid(c) for c in checked),
+    ]
     assert set(drop_reasons.MEANINGS) == {*decided, *loader}
     assert all(drop_reasons.meaning(reason) for reason in [*decided, *loader])
 
 
 def test_older_schema_and_extra_field_and_invalid_rows(tmp_path):
+    """One extra trailing empty field is read by the first columns; a row with any other field
+    count, or a value that breaks a rule, is rejected with its line (never read by position)."""
     observations = [
         obs(1, 13)[:-1],
-        obs(2, 27)[:-1] + ("surplus",),
+        obs(2, 27)[:-1] + ("",),
+        obs(3, 27)[:-1] + ("surplus",),
         ("not-a-uuid", 7, "x", "", "", 13, "research", "2020-01-01"),
     ]
-    photos = [photo(1, 1), photo(2, 2), ("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
+    photos = [photo(n, n) for n in (1, 2, 3)] + [("u", "abc", uuid(1), 7, "jpg", "CC0", 1, 1, 0)]
     snapshot = write_snapshot(tmp_path / "snap", observations, photos, old_schema=True, gz=False)
     report = curate(
         snapshot,
@@ -368,17 +389,16 @@ def test_older_schema_and_extra_field_and_invalid_rows(tmp_path):
     )
     assert report["older_schema_without_anomaly_score"] is True
     assert report["extra_field_rows"]["observations"] == 1
-    assert report["rejected_rows"] == {"observations": 1, "photos": 1, "taxa": 0}
-    assert report["dropped"]["invalid_photo_uuid"] == 1 and balanced(
-        report
-    )  # a value: its first bad column
-    rejects = (tmp_path / "out" / "rejects.csv").read_text().splitlines()
-    assert rejects[0] == "file\tline\treason"
-    assert (
-        rejects[1]
-        == "observations.csv\t4\tobservation_uuid='not-a-uuid' is not a valid observation_uuid"
-    )
-    assert rejects[2] == "photos.csv\t4\tphoto_uuid='u' is not a valid photo_uuid"
+    assert report["rejected_rows"] == {"observations": 2, "photos": 1, "taxa": 0}
+    assert report["dropped"]["invalid_photo_uuid"] == 1  # a value: its first bad column
+    assert report["dropped"]["observation_rejected"] == 1 and balanced(report)
+    assert (tmp_path / "out" / "rejects.csv").read_text().splitlines() == [
+        "file\tline\treason",
+        "observations.csv\t4\t9 fields, expected 8",
+        "observations.csv\t5\tobservation_uuid='not-a-uuid' is not a valid observation_uuid: "
+        "a lower-case hyphenated UUID",
+        "photos.csv\t5\tphoto_uuid='u' is not a valid photo_uuid: a lower-case hyphenated UUID",
+    ]
     kept = parquet_rows(tmp_path / "out" / "curated.parquet")
     assert [r["photo_id"] for r in kept] == [1, 2] and all(r["anomaly_score"] is None for r in kept)
 
@@ -553,20 +573,24 @@ def test_bad_values_are_counted_drops_with_file_and_line(tmp_path):
     ]
     lines = {(file, int(line)): reason for file, line, reason in rejects}
     taxa_line = {t[0]: n + 2 for n, t in enumerate(taxa)}
-    assert lines[("observations.csv", 10)] == "latitude='95.0' is not a valid latitude"
+    assert lines[("observations.csv", 10)] == (
+        "latitude='95.0' is not a valid latitude: from -90 to 90"
+    )
     assert (
         lines[("photos.csv", 12)].startswith("extension='xxxx")
         and "(200000 characters)" in lines[("photos.csv", 12)]
         and len(lines[("photos.csv", 12)]) < 200
     )
-    assert lines[("photos.csv", 13)] == "license='CC-BY-4.0' is not a valid license"
+    assert lines[("photos.csv", 13)] == (
+        "license='CC-BY-4.0' is not a valid license: a license code"
+    )
     assert lines[("taxa.csv", taxa_line[12])] == "ancestry cycle: 13 lists 12 among its ancestors"
     assert lines[("taxa.csv", taxa_line[13])] == "ancestry cycle: 12 lists 13 among its ancestors"
     assert lines[("taxa.csv", taxa_line[50])].startswith(
         "ancestry='48460/47126/20/2x1' is not a valid ancestry"
     )
     assert lines[("taxa.csv", taxa_line[51])] == "ancestry lists the taxon itself (51)"
-    assert "INVALID ENCODING" in lines[("taxa.csv", taxa_line[52])]
+    assert lines[("taxa.csv", taxa_line[52])] == "not valid UTF-8"
     assert lines[("taxa.csv", taxa_line[54])].startswith("name='QQQ")
 
 
@@ -605,7 +629,9 @@ def test_loose_casts_are_refused_not_rounded(tmp_path):
         row = list(base)
         row[COLUMNS[table].index(column)] = value
         rows.append(tuple(row))
-        expected[(f"{table}.csv", len(rows) + 1)] = value_problem(column, value)
+        expected[(f"{table}.csv", len(rows) + 1)] = value_problem(
+            column, value, Plausible(1800, date(2024, 9, 27))
+        )
     taxa.append((990, "48460/77777", 60, "phylum", "Orphan", "true"))
     expected[("taxa.csv", len(taxa) + 1)] = "ancestry lists 77777, which taxa does not hold"
     snapshot = write_snapshot(tmp_path / "snap", observations, photos, taxa=taxa, gz=False)
@@ -668,7 +694,7 @@ def test_a_loop_of_parents_of_any_length_is_refused(tmp_path):
 
 
 def test_floors_empty_table_and_drop_limits(tmp_path):
-    snapshot = write_snapshot(tmp_path / "snap", [], [photo(1, 1), photo(2, 2)])
+    snapshot = write_snapshot(tmp_path / "snap", [obs(9, 13)], [photo(1, 1), photo(2, 2)])
     dwca = write_dwca(tmp_path / "dwca", [])
     with pytest.raises(
         CurateError,

@@ -25,17 +25,33 @@ def test_real_fixtures_are_present():
     )
 
 
+# The pyinat extract's two observation rows with a ninth, non-empty field (a date after an empty
+# observed_on): the only real rows with an extra field we have, so never read by position.
+REAL_REFUSED = {
+    "inat-open-data-pyinat/observations.csv": [
+        f"{REAL}/inat-open-data-pyinat/observations.csv: line {line}: 9 fields, expected 8"
+        for line in (27, 28)
+    ]
+}
+
+
 @pytest.mark.parametrize("path", REAL_OPEN_DATA, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_real_files_conform(path):
     result = check_table_file(path)
-    assert result.errors == []
+    assert result.errors == REAL_REFUSED.get(f"{path.parent.name}/{path.name}", [])
     assert result.rows > 20
 
 
-def test_real_extra_trailing_field_is_counted_not_an_error():
-    result = check_table_file(REAL / "inat-open-data-pyinat" / "observations.csv")
-    assert result.extra_field_rows == 2
-    assert "anomaly_score" not in result.columns  # the older schema
+def test_one_extra_trailing_empty_field_is_counted_not_an_error(tmp_path):
+    path = tmp_path / "taxa.csv"
+    path.write_text(
+        "taxon_id\tancestry\trank_level\trank\tname\tactive\n"
+        "48460\t\t100\tstateofmatter\tLife\ttrue\t\n"
+        "1\t48460\t70\tkingdom\tAnimalia\ttrue\t\t\n"
+    )
+    result = check_table_file(path)
+    assert result.extra_field_rows == 1
+    assert result.errors == [f"{path}: line 3: 8 fields, expected 6"]
 
 
 def test_generated_files_pass_the_same_checks(mirror, tmp_path):

@@ -17,9 +17,11 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import IO
+
+from workflow_scripts.common.config import settings
 
 TABLES = ("photos", "observations", "taxa", "observers")
 REQUIRED_TABLES = ("photos", "observations", "taxa")
@@ -109,21 +111,28 @@ EXTENSIONS = (
     "png",
     "gif",
 )  # kept in their uploaded case (JPG occurs): any case allowed
-MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
-
 # The syntax of each typed column as the exporter writes it: ASCII digits, lower-case hyphenated
 # UUIDs, ISO dates, true/false. Curation reads every column as text and applies these rules before
 # casting, because DuckDB's casts are looser (2.5 -> 3, +7, 1e3, nan, 2020-5-1, yes, upper-case or
 # braced UUIDs): a value is refused, never rounded or normalised.
-_INT = r"-?[0-9]{1,18}"  # fits BIGINT
-_NUM = r"-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?"  # finite: no nan, inf or overflow
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# A rule is (kind, argument, what it asks: error messages say it).
+_INT = ("pattern", r"-?[0-9]{1,18}", "an integer in ASCII digits")  # fits BIGINT
+_NUM = (  # finite: no nan, inf or overflow
+    "pattern",
+    r"-?[0-9]{1,18}(\.[0-9]+)?([eE][-+]?[0-9]{1,2})?",
+    "a finite decimal number",
+)
+_UUID = (
+    "pattern",
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "a lower-case hyphenated UUID",
+)
 _DATE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 SYNTAX = {
-    "observation_uuid": ("pattern", _UUID),
-    "photo_uuid": ("pattern", _UUID),
+    "observation_uuid": _UUID,
+    "photo_uuid": _UUID,
     **{
-        column: ("pattern", _INT)
+        column: _INT
         for column in (
             "observer_id",
             "photo_id",
@@ -134,43 +143,71 @@ SYNTAX = {
             "positional_accuracy",
         )
     },
-    **{
-        column: ("pattern", _NUM)
-        for column in ("latitude", "longitude", "anomaly_score", "rank_level")
-    },
-    "observed_on": ("date", None),
-    "active": ("one_of", ("true", "false")),
+    **{column: _NUM for column in ("latitude", "longitude", "anomaly_score", "rank_level")},
+    "observed_on": ("date", None, "a real day written YYYY-MM-DD"),
+    "active": ("one_of", ("true", "false"), "true or false"),
 }
 
 # The rules on a well-typed value. With SYNTAX, one definition for both checkers: the format checker
-# applies them in Python (value_problem), curation in SQL (value_problem_sql). A rule is (kind,
-# argument): "pattern" (a regex the whole value matches; ASCII only, as Python's and DuckDB's case
-# rules differ beyond it), "date" (YYYY-MM-DD, a real day from year 1), "one_of", "range" (inclusive
-# bounds, None for none) or "max_length". Ancestry's links between taxa are curation's
-# (curate/ancestry.sql): resolvable, acyclic, never the taxon itself.
+# applies them in Python (value_problem), curation in SQL (value_problem_sql). Kinds: "pattern" (a
+# regex the whole value matches; ASCII only, as Python's and DuckDB's case rules differ beyond it),
+# "date", "one_of", "range" (inclusive bounds, None for none), "text" (at most that many characters,
+# none a control character) and "plausible_day" (within the snapshot's Plausible days). Ancestry's
+# links between taxa are curation's (curate/ancestry.sql): resolvable, acyclic, never the taxon
+# itself.
 INT32_MAX = 2**31 - 1  # width, height and position are stored as INTEGER
+MAX_NAME_LENGTH = 500  # real scientific names are under 100 characters
+CONTROL = r"[\x00-\x1f\x7f-\x9f]"  # C0, DEL and C1: a NUL, a terminal escape, a stray CR
 VALUE_RULES = {
-    "photo_id": ("range", (1, None)),
-    "taxon_id": ("range", (1, None)),
-    "observer_id": ("range", (1, None)),
-    "width": ("range", (0, INT32_MAX)),
-    "height": ("range", (0, INT32_MAX)),
-    "position": ("range", (0, INT32_MAX)),
-    "positional_accuracy": ("range", (0, None)),
-    "latitude": ("range", (-90, 90)),
-    "longitude": ("range", (-180, 180)),
-    "rank_level": ("range", (0, 100)),
-    "ancestry": ("pattern", r"[0-9]{1,18}(/[0-9]{1,18})*"),
+    "photo_id": ("range", (1, None), "at least 1"),
+    "taxon_id": ("range", (1, None), "at least 1"),
+    "observer_id": ("range", (1, None), "at least 1"),
+    "width": ("range", (1, INT32_MAX), f"from 1 to {INT32_MAX}"),
+    "height": ("range", (1, INT32_MAX), f"from 1 to {INT32_MAX}"),
+    "position": ("range", (0, INT32_MAX), f"from 0 to {INT32_MAX}"),
+    "positional_accuracy": ("range", (0, None), "at least 0"),
+    "latitude": ("range", (-90, 90), "from -90 to 90"),
+    "longitude": ("range", (-180, 180), "from -180 to 180"),
+    "rank_level": ("range", (0, 100), "from 0 to 100"),
+    "observed_on": ("plausible_day", None, "within the snapshot's days"),
+    "ancestry": ("pattern", r"[0-9]{1,18}(/[0-9]{1,18})*", "taxon ids joined by /"),
     "extension": (
         "pattern",
         "|".join("".join(f"[{c}{c.upper()}]" for c in ext) for ext in EXTENSIONS),
+        f"{', '.join(EXTENSIONS)} in any case",
     ),
-    "license": ("one_of", LICENSES),
-    "quality_grade": ("one_of", QUALITY_GRADES),
-    "rank": ("one_of", tuple(RANK_LEVELS)),
-    "name": ("max_length", MAX_NAME_LENGTH),
+    "license": ("one_of", LICENSES, "a license code"),
+    "quality_grade": ("one_of", QUALITY_GRADES, ", ".join(QUALITY_GRADES)),
+    "rank": ("one_of", tuple(RANK_LEVELS), "a rank iNaturalist uses"),
+    "name": ("text", MAX_NAME_LENGTH, f"at most {MAX_NAME_LENGTH} characters, none a control one"),
 }
+PAIRED = (("latitude", "longitude"),)  # both present on a row, or both absent
+DAY_SLACK = timedelta(days=1)  # a day observed where the calendar is ahead of the snapshot's
 SHOWN = 60  # characters of a bad value an error message shows
+UNSHOWN = "\ufffd"  # a control character, as an error message shows it
+QUOTE = "'"
+
+
+@dataclass(frozen=True)
+class Plausible:
+    """The days a snapshot's observations can have: not before `earliest_year` (config
+    curate.earliest_observation_year), not after the snapshot's date plus DAY_SLACK (unbounded
+    without a date)."""
+
+    earliest_year: int
+    snapshot: date | None = None
+
+    def first_day(self) -> date:
+        return date(self.earliest_year, 1, 1)
+
+    def last_day(self) -> date | None:
+        return self.snapshot + DAY_SLACK if self.snapshot else None
+
+    def says(self) -> str:
+        last = self.last_day()
+        return f"not before {self.first_day()}" + (
+            f", nor after the snapshot's day plus one ({last})" if last else ""
+        )
 
 
 def _is_day(value: str) -> bool:
@@ -181,8 +218,8 @@ def _is_day(value: str) -> bool:
     return True
 
 
-def _holds(rule: tuple, value: str) -> bool:
-    kind, argument = rule
+def _holds(rule: tuple, value: str, plausible: Plausible) -> bool:
+    kind, argument, _ = rule
     if kind == "pattern":
         return re.fullmatch(argument, value) is not None
     if kind == "date":
@@ -192,12 +229,15 @@ def _holds(rule: tuple, value: str) -> bool:
     if kind == "range":
         low, high = argument
         return (low is None or float(value) >= low) and (high is None or float(value) <= high)
-    return len(value) <= argument  # max_length
+    if kind == "plausible_day":  # reached with a real day: the date rule comes first
+        day, last = date.fromisoformat(value), plausible.last_day()
+        return plausible.first_day() <= day and (last is None or day <= last)
+    return len(value) <= argument and re.search(CONTROL, value) is None  # text
 
 
-def _sql_breaks(rule: tuple, column: str) -> str:
+def _sql_breaks(rule: tuple, column: str, plausible: Plausible) -> str:
     """SQL that is true when the column's text (VARCHAR, not NULL) breaks the rule."""
-    kind, argument = rule
+    kind, argument, _ = rule
     quoted = f'"{column}"'
     if kind == "pattern":
         return f"NOT regexp_full_match({quoted}, '{argument}')"
@@ -214,40 +254,67 @@ def _sql_breaks(rule: tuple, column: str) -> str:
         return " OR ".join(
             [f"{number} < {low}"] * (low is not None) + [f"{number} > {high}"] * (high is not None)
         )
-    return f"length({quoted}) > {argument}"  # max_length
+    if kind == "plausible_day":  # reached with a real day: the date rule comes first
+        day, last = f"CAST({quoted} AS DATE)", plausible.last_day()
+        return f"{day} < DATE '{plausible.first_day()}'" + (
+            f" OR {day} > DATE '{last}'" if last else ""
+        )
+    return f"length({quoted}) > {argument} OR regexp_matches({quoted}, '{CONTROL}')"  # text
 
 
 def _rules(column: str) -> list[tuple]:
     return [rules[column] for rules in (SYNTAX, VALUE_RULES) if column in rules]
 
 
-def _message(column: str, value: str) -> str:
-    shown = f"{value[:SHOWN]}... ({len(value)} characters)" if len(value) > SHOWN else value
-    return f"{column}={shown!r} is not a valid {column}"
+def _says(rule: tuple, plausible: Plausible) -> str:
+    return plausible.says() if rule[0] == "plausible_day" else rule[2]
 
 
-def value_problem(column: str, value: str) -> str | None:
+def value_problem(column: str, value: str, plausible: Plausible) -> str | None:
     """Why `value` (as the file has it) is not valid for `column`, or None. Empty means null."""
-    if value == "" or all(_holds(rule, value) for rule in _rules(column)):
+    if value == "":
         return None
-    return _message(column, value)
+    broken = next((rule for rule in _rules(column) if not _holds(rule, value, plausible)), None)
+    if broken is None:
+        return None
+    shown = re.sub(CONTROL, UNSHOWN, value[:SHOWN])
+    if len(value) > SHOWN:
+        shown += f"... ({len(value)} characters)"
+    return f"{column}='{shown}' is not a valid {column}: {_says(broken, plausible)}"
 
 
-def value_problem_sql(columns: Iterable[str]) -> str:
+def pairing_problem(row: dict[str, str]) -> str | None:
+    """Why a row's paired columns (PAIRED) are not both present or both absent, or None."""
+    for first, second in PAIRED:
+        if first in row and second in row and (row[first] == "") != (row[second] == ""):
+            return f"{first}='{row[first]}' and {second}='{row[second]}': both or neither"
+    return None
+
+
+def value_problem_sql(columns: Iterable[str], plausible: Plausible) -> str:
     """A SQL expression over rows of text (VARCHAR, NULL for empty) with these columns: for a row,
-    the message value_problem gives for its first column whose value breaks a rule, else NULL."""
+    the message value_problem gives for its first column whose value breaks a rule, else the one
+    pairing_problem gives, else NULL."""
+    columns = list(columns)
     cases = []
     for column in columns:
-        if rules := _rules(column):
-            text = f'"{column}"'
-            shown = (
-                f"CASE WHEN length({text}) > {SHOWN} THEN left({text}, {SHOWN}) || '... (' || "
-                f"length({text}) || ' characters)' ELSE {text} END"
-            )
-            breaks = " OR ".join(f"({_sql_breaks(rule, column)})" for rule in rules)
+        text = f'"{column}"'
+        shown = (
+            f"regexp_replace(left({text}, {SHOWN}), '{CONTROL}', '{UNSHOWN}', 'g') || CASE WHEN "
+            f"length({text}) > {SHOWN} THEN '... (' || length({text}) || ' characters)' ELSE '' END"
+        )
+        for rule in _rules(column):  # in order: value_problem names the first one broken
             cases.append(
-                f"WHEN {text} IS NOT NULL AND ({breaks}) "
-                f"THEN '{column}=''' || {shown} || ''' is not a valid {column}'"
+                f"WHEN {text} IS NOT NULL AND ({_sql_breaks(rule, column, plausible)}) "
+                f"THEN '{column}=''' || {shown} || ''' is not a valid {column}: "
+                f"{_says(rule, plausible).replace(QUOTE, QUOTE * 2)}'"
+            )
+    for first, second in PAIRED:
+        if first in columns and second in columns:
+            one, two = (f"coalesce(\"{c}\", '')" for c in (first, second))
+            cases.append(
+                f"WHEN (\"{first}\" IS NULL) <> (\"{second}\" IS NULL) THEN '{first}=''' || {one} "
+                f"|| ''' and {second}=''' || {two} || ''': both or neither'"
             )
     return f"CASE {' '.join(cases)} END" if cases else "NULL"
 
@@ -326,8 +393,27 @@ def check_header(table: str, header: str, where: str) -> tuple[str, ...]:
     return columns
 
 
-def check_lines(table: str, lines: Iterator[str], where: str, max_errors: int = 20) -> TableCheck:
-    """Check a table's lines (header first) against the format rules, streaming."""
+STRAY_CR = "a carriage return inside the row (the exporter ends a line with LF alone)"
+
+
+def shape_problem(fields: int, width: int, last_empty: bool) -> str | None:
+    """Why a row of `fields` fields (its last empty or not) does not fit a header of `width`
+    columns, or None. One extra trailing empty field is allowed (read by the first columns); a row
+    with any other count is never read by position."""
+    if fields == width or (fields == width + 1 and last_empty):
+        return None
+    return f"{fields} fields, expected {width}"
+
+
+def check_lines(
+    table: str,
+    lines: Iterator[str],
+    where: str,
+    plausible: Plausible,
+    max_errors: int = 20,
+) -> TableCheck:
+    """Check a table's lines (header first, each ending as written) against the format rules,
+    streaming."""
     result = TableCheck(path=where, table=table)
     header = next(lines, None)
     if header is None:
@@ -340,19 +426,20 @@ def check_lines(table: str, lines: Iterator[str], where: str, max_errors: int = 
         return result
     width = len(result.columns)
     for line_no, line in enumerate(lines, start=2):
+        result.rows += 1
         if not line.endswith("\n"):
             result.errors.append(f"{where}: line {line_no}: no line terminator (truncated file?)")
-        fields = line.rstrip("\n").split("\t")
-        result.rows += 1
-        if len(fields) == width + 1:
-            result.extra_field_rows += 1  # seen in real extracts: read by the first columns
-        elif len(fields) != width:
-            result.errors.append(f"{where}: line {line_no}: {len(fields)} fields, expected {width}")
-            continue
-        for column, value in zip(result.columns, fields):
-            problem = value_problem(column, value)
-            if problem:
-                result.errors.append(f"{where}: line {line_no}: {problem}")
+        fields = line.removesuffix("\n").split("\t")
+        if "\r" in line:
+            problems = [STRAY_CR]
+        elif problem := shape_problem(len(fields), width, fields[-1] == ""):
+            problems = [problem]
+        else:
+            result.extra_field_rows += len(fields) > width
+            row = dict(zip(result.columns, fields))
+            problems = [value_problem(column, value, plausible) for column, value in row.items()]
+            problems.append(pairing_problem(row))
+        result.errors.extend(f"{where}: line {line_no}: {p}" for p in problems if p)
         if len(result.errors) >= max_errors:
             result.errors.append(f"{where}: stopped after {max_errors} errors")
             break
@@ -360,16 +447,19 @@ def check_lines(table: str, lines: Iterator[str], where: str, max_errors: int = 
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open a .csv or .csv.gz table as UTF-8 text that keeps line terminators as written."""
+    """Open a .csv or .csv.gz table as UTF-8 text split at LF alone, line ends kept as written."""
     raw = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
 
 
-def check_table_file(path: str | Path) -> TableCheck:
+def check_table_file(path: str | Path, plausible: Plausible | None = None) -> TableCheck:
+    """Check one table file; observation days within `plausible` (default: from the configured
+    earliest year, with no snapshot date)."""
     table = table_name(path)
+    plausible = plausible or Plausible(settings("curate")["earliest_observation_year"])
     try:
         with open_text(path) as text:
-            return check_lines(table, iter(text), str(path))
+            return check_lines(table, iter(text), str(path), plausible)
     except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
         return TableCheck(path=str(path), table=table, errors=[f"{path}: unreadable: {exc}"])
 
@@ -384,8 +474,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "files", nargs="+", type=Path, help="photos/observations/taxa/observers tables"
     )
+    parser.add_argument(
+        "--snapshot-date",
+        type=date.fromisoformat,
+        help="the snapshot's date (YYYY-MM-DD): observations after it and a day are refused",
+    )
+    parser.add_argument(
+        "--earliest-year",
+        type=int,
+        help="observations before this year are refused (default: the configuration's "
+        "curate.earliest_observation_year)",
+    )
     args = parser.parse_args(argv)
-    results = [check_table_file(path) for path in args.files]
+    earliest = args.earliest_year or settings("curate")["earliest_observation_year"]
+    results = [
+        check_table_file(path, Plausible(earliest, args.snapshot_date)) for path in args.files
+    ]
     json.dump([r.as_dict() for r in results], sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 1 if any(r.errors for r in results) else 0

@@ -6,7 +6,8 @@
 -- are joined once more as they are written (joins are cheap next to materialising wide rows).
 
 -- A repeated observation_uuid would multiply its photos in the join: keep one, deterministically.
--- Repeats are rare, so only they go through the window.
+-- Repeats are rare, so only they go through the window. Rows of one key that differ were rejected
+-- as the tables were read (stage.py: CONFLICTS): what repeats here is the same row again.
 CREATE OR REPLACE TABLE repeated_observations AS
 SELECT observation_uuid, count(*) AS copies FROM observations GROUP BY observation_uuid HAVING count(*) > 1;
 
@@ -28,14 +29,18 @@ SELECT p.rowid AS photo_row, p.photo_id, p.photo_uuid, p.observation_uuid, p.ext
        l.kingdom, l.phylum, l."class", l."order", l.family, l.genus, l.species, l.rejected_ancestors,
        CASE
            WHEN o.observation_uuid IS NULL THEN
-               CASE WHEN p.observation_uuid::VARCHAR IN (SELECT key FROM rejected_keys_observations)
+               CASE WHEN p.observation_uuid::VARCHAR IN (SELECT key FROM conflicting_keys_observations)
+                    THEN 'conflicting_observation'
+                    WHEN p.observation_uuid::VARCHAR IN (SELECT key FROM rejected_keys_observations)
                     THEN 'observation_rejected' ELSE 'observation_missing' END
            WHEN NOT coalesce(list_contains(getvariable('quality_grades'), o.quality_grade), false) THEN 'quality_grade'
            WHEN o.taxon_id IS NULL THEN 'no_taxon'
            WHEN t.taxon_id IS NULL THEN
-               CASE WHEN o.taxon_id::VARCHAR IN (SELECT key FROM rejected_keys_taxa)
+               CASE WHEN o.taxon_id::VARCHAR IN (SELECT key FROM conflicting_keys_taxa) THEN 'conflicting_taxon'
+                    WHEN o.taxon_id::VARCHAR IN (SELECT key FROM rejected_keys_taxa)
                     THEN 'taxon_rejected' ELSE 'taxon_missing_from_taxa' END
            WHEN NOT coalesce(t.active, false) THEN 'taxon_inactive'
+           WHEN l.conflicting_ancestors > 0 THEN 'conflicting_taxon'
            WHEN l.rejected_ancestors > 0 THEN 'ancestor_rejected'
            WHEN NOT coalesce(list_contains(getvariable('kingdoms'), l.kingdom), false) THEN 'kingdom'
            WHEN NOT coalesce(list_contains(getvariable('licenses'), p.license), false) THEN 'license'

@@ -23,11 +23,34 @@ import duckdb
 
 from workflow_scripts.common import contracts, inat_format
 from workflow_scripts.common.config import settings as curate_settings
+from workflow_scripts.common.drop_reasons import CONFLICTING_PHOTO
 from workflow_scripts.common.duck import quote, run_sql
 from workflow_scripts.common.files import building, write_json
-from workflow_scripts.common.raw_tables import CurateError, find_table, load_table, reject_rows
+from workflow_scripts.common.raw_tables import (
+    CurateError,
+    find_table,
+    load_table,
+    reject_conflicts,
+    reject_rows,
+)
 
 HERE = Path(__file__).parent
+# Rows of one key that must agree (table: key, the columns, the rejected rows' cause): a taxon and
+# an observation in everything curation keeps, a photo in its file (the same photo on several
+# observations is one file). Identical repeats are for curate.sql to count.
+CONFLICTS = {
+    table: (key, [c for c in inat_format.COLUMNS[table] if c not in (key, "observer_id")], cause)
+    for table, key, cause in (
+        ("taxa", "taxon_id", "conflicting_taxon"),
+        ("observations", "observation_uuid", "conflicting_observation"),
+    )
+} | {
+    "photos": (
+        "photo_id",
+        ["photo_uuid", "extension", "license", "width", "height"],
+        CONFLICTING_PHOTO,
+    )
+}
 
 
 def vernacular_file(taxonomy: Path, lexicon: str, workdir: Path) -> Path:
@@ -119,14 +142,17 @@ def _curate_into(
         con.execute(f"SET temp_directory={quote(os.path.join(work, 'spill'))}")
         if settings["threads"]:
             con.execute(f"SET threads={int(settings['threads'])}")
-        with ThreadPoolExecutor(
-            len(paths)
-        ) as pool:  # gzip allows no parallel parse: tables load side by side
+        plausible = inat_format.Plausible(
+            settings["earliest_observation_year"], date.fromisoformat(day)
+        )
+        with ThreadPoolExecutor(len(paths)) as pool:  # gzip parses on one core: side by side
             loads = {
-                table: pool.submit(load_table, con.cursor(), table, path, Path(work))
+                table: pool.submit(load_table, con.cursor(), table, path, Path(work), plausible)
                 for table, path in paths.items()
             }
             loaded = {table: load.result() for table, load in loads.items()}
+        for table, (key, agree, cause) in CONFLICTS.items():
+            reject_conflicts(con, table, loaded[table], key, agree, cause)
         vernacular = vernacular_file(taxonomy, settings["lexicon"], Path(work))
         try:
             con.execute(f"""CREATE TABLE vernacular AS SELECT * FROM read_csv({quote(vernacular)},
@@ -198,6 +224,10 @@ def build_report(con: duckdb.DuckDBPyConnection, loaded: dict, day: str) -> dict
         "duplicate_observation_uuids": one(
             "SELECT coalesce(sum(copies - 1), 0) FROM repeated_observations"
         ),
+        "duplicate_taxon_ids": one("SELECT count(*) - count(DISTINCT taxon_id) FROM taxa"),
+        "conflicting_keys": {
+            table: one(f"SELECT count(*) FROM conflicting_keys_{table}") for table in CONFLICTS
+        },
         "curated_taxa": one("SELECT count(DISTINCT taxon_id) FROM written"),
         "curated_taxa_without_common_name": one(
             "SELECT count(DISTINCT taxon_id) FROM written WHERE common_name IS NULL"

@@ -9,11 +9,12 @@ workflow_scripts.diff.stage).
         --previous-metrics results/<A>/eval/*/metrics.json \\
         --current-date <B> --current-raw data/snapshots/<B>/raw ... (the same for <B>) \\
         [--current-store-report data/store/index/<B>.report.json] \\
-        --models tiny-cpu random-init --out results/diff/<A>_vs_<B>
+        --models tiny-cpu random-init --out results/diff/<A>_vs_<B> [--settings '{...}']
 
 Each month: its date, its raw tables' folder (the fetched tables), its curated table, its species
 table (subsets/species.parquet), every subset's table and each model's metrics.json (in --models'
-order); with --current-store-report, what the later snapshot reused and downloaded from the image
+order); the raw tables are read as curation reads them (--settings: config.yaml's curate section);
+with --current-store-report, what the later snapshot reused and downloaded from the image
 store. Writes report.md and report.json (the summary), one sorted Parquet per list
 (species_images, inactivated_taxa, deleted_photos, license_changes, moved, benchmark_species) and
 two figures: images per category and each model's top-1 on each benchmark, before and after.
@@ -46,7 +47,7 @@ def month(parser, args, side: str) -> Month:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = cli.parser(__spec__.name, __doc__)
+    parser = cli.parser(__spec__.name, __doc__, "curate")
     for side, when in (("previous", "earlier"), ("current", "later")):
         parser.add_argument(f"--{side}-date", required=True, help=f"the {when} snapshot's date")
         parser.add_argument(
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     previous, current = month(parser, args, "previous"), month(parser, args, "current")
     inputs = [*previous.files(), *current.files(), *args.previous_metrics, *args.current_metrics]
     store = [args.current_store_report] if args.current_store_report else []
-    with cli.running(args, inputs=inputs + store, recorded={"models": args.models}):
+    with cli.running(args, inputs=inputs + store, recorded={"models": args.models}) as settings:
         report = diff(
             previous,
             current,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             args.current_metrics,
             args.models,
             args.current_store_report,
+            settings["earliest_observation_year"],
         )
     species, moves = report["species"], report["split_stability"]["by_reason"]
     if moves.get("unexplained"):

@@ -6,12 +6,14 @@ the reason) and summary.sql (what the report shows of them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import duckdb
 
-from workflow_scripts.common import contracts
+from workflow_scripts.common import contracts, inat_format
 from workflow_scripts.common.benchmarks import SUBSET_BENCHMARKS
+from workflow_scripts.common.config import settings
 from workflow_scripts.common.duck import quote, run_sql, write_parquet
 from workflow_scripts.common.raw_tables import CurateError, find_table, load_table
 
@@ -44,16 +46,21 @@ class Month:
         return [self.raw, self.curated, self.species, *self.subsets.values()]
 
 
-def load_raw(raw: Path, database: Path, workdir: Path) -> dict:
-    """The month's raw tables into a DuckDB file (large months spill to disk); rows read and
-    rejected."""
+def load_raw(
+    raw: Path, day: str, database: Path, workdir: Path, earliest_year: int | None = None
+) -> dict:
+    """The raw tables of the month of `day` into a DuckDB file (large months spill to disk), as
+    curation reads them (its earliest observation year: `earliest_year`, default the schema's);
+    rows read and rejected."""
+    earliest = earliest_year or settings("curate")["earliest_observation_year"]
+    plausible = inat_format.Plausible(earliest, date.fromisoformat(day))
     con = duckdb.connect(str(database))
     counts = {}
     for table in RAW_TABLES:
         path = find_table(raw, table)
         if path is None:
             raise CurateError(f"{raw}: no {table}.csv.gz or {table}.csv: fetch the snapshot first")
-        loaded = load_table(con, table, path, workdir)
+        loaded = load_table(con, table, path, workdir, plausible)
         counts[table] = {"rows": loaded["rows"], "rejected": len(loaded["rejects"])}
     con.close()
     return counts

@@ -27,16 +27,18 @@ def diff(
     current_metrics: list[Path] = (),
     models: list[str] = (),
     store_report: Path | None = None,
+    earliest_year: int | None = None,
 ) -> dict:
     """Compare two snapshots (their raw tables, curated tables and subsets) and, for each of
     `models`, its metrics.json in both months; with `store_report` (the image store's report of the
     current snapshot), the images it reused and downloaded. Write the report into the folder
-    `out`."""
+    `out`. The raw tables are read as curation reads them: `earliest_year` is its
+    curate.earliest_observation_year (default: the schema's)."""
     months = (previous.date, current.date)
     with building(out) as staging, tempfile.TemporaryDirectory(prefix="diff-") as work:
         work = Path(work)
         raw = {
-            side: load_raw(month.raw, work / f"{side}.duckdb", work)
+            side: load_raw(month.raw, month.date, work / f"{side}.duckdb", work, earliest_year)
             for side, month in (("previous", previous), ("current", current))
         }
         con = duckdb.connect(str(work / "diff.duckdb"), config={"preserve_insertion_order": True})
