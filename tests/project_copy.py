@@ -53,10 +53,15 @@ def is_provenance(path: str) -> bool:
 
 
 def locked_outputs(repo: Path) -> list[str]:
-    """Every output path a built project's dvc.lock records, provenance aside."""
-    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"].values()
+    """Every output path a built project's dvc.lock records for a stage its dvc.yaml has (the lock
+    keeps the entries of stages a configuration no longer makes), provenance aside."""
+    stages = set(run("dvc", "stage", "list", "--name-only", cwd=repo).split())
+    locked = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     return sorted(
-        out["path"] for stage in stages for out in stage["outs"] if not is_provenance(out["path"])
+        out["path"]
+        for stage in stages & set(locked)
+        for out in locked[stage]["outs"]
+        if not is_provenance(out["path"])
     )
 
 
