@@ -167,13 +167,13 @@ def readable_csv(path: Path, workdir: Path, width: int, aside: SetAside):
                 line, rest = 1, b""  # the file's line that `rest` starts
                 while not stop.is_set() and (chunk := source.read(1 << 20)):
                     data = rest + chunk
-                    end = data.rfind(b"\n") + 1
-                    whole, rest = data[:end], data[end:]
-                    lines = whole.count(b"\n")
-                    if b"\r" in whole or whole.count(b"\t") != lines * (width - 1):
-                        whole = sift(whole, line, width, aside)
-                    sink.write(whole)
-                    line += lines
+                    end = data.rfind(b"\n") + 1  # whole lines: data[:end], counted in place
+                    lines, tabs = data.count(b"\n", 0, end), data.count(b"\t", 0, end)
+                    if data.find(b"\r", 0, end) >= 0 or tabs != lines * (width - 1):
+                        sink.write(sift(data[:end], line, width, aside))
+                    else:
+                        sink.write(memoryview(data)[:end])
+                    line, rest = line + lines, data[end:]
                 sink.write(rest)
             outcome["unterminated"] = rest != b""
         except BrokenPipeError:
