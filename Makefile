@@ -63,9 +63,10 @@ check: install
 
 # The whole suite on two workers, a test file each at a time (--dist loadfile), so that a module's
 # fixtures (the DVC test's builds) are made once; session fixtures shared by files (the sample's
-# photos, the demo model) are built once per run (tests/conftest.py: once_per_run).
+# photos, the demo model) are built once per run (tests/conftest.py: once_per_run). The 25 slowest
+# steps are listed at the end: where a slower machine's time went.
 test: install
-	$(PYTHON) -m pytest -m "not slurm" -n 2 --dist loadfile
+	$(PYTHON) -m pytest -m "not slurm" -n 2 --dist loadfile --durations=25
 
 # Installs and starts slurmctld, slurmd and munge (apt-get, as root) unless a cluster is up, then
 # runs the whole suite and the SLURM test in one run: the sample through training and evaluation as
@@ -73,7 +74,7 @@ test: install
 # SLURM jobs wait on the cluster (tests/conftest.py puts the SLURM test first).
 test-slurm: install
 	bash profiles/slurm/single_node.sh
-	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 bench: install
 	$(PYTHON) bench/curate.py

@@ -48,7 +48,7 @@ def both_months(tmp_path_factory) -> Path:
         config["shards"].update(shards_per_job=100)
 
     edit_config(repo, both)
-    run("snakemake", *TARGETS, cwd=repo, timeout=1500)
+    run("snakemake", *TARGETS, cwd=repo)
     return repo
 
 
