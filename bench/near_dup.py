@@ -21,6 +21,7 @@ import argparse
 import io
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -31,6 +32,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import copy_detection  # noqa: E402
 from workflow_scripts.common.config import settings  # noqa: E402
 from workflow_scripts.images.near_duplicates import groups_inside_train, within  # noqa: E402
 from workflow_scripts.images.perceptual import pdq  # noqa: E402
@@ -143,6 +145,56 @@ def all_pairs(train_size: int, benchmark_size: int, threshold: int) -> float:
     return (time.perf_counter() - started) * train_size / sample
 
 
+def recall(sets: dict[str, list[bytes]], threshold: int) -> dict[str, dict]:
+    """The recall table per kind of edit and method on each set of originals; returns it."""
+    methods = copy_detection.METHODS
+    tables = {}
+    for name, originals in sets.items():
+        table = copy_detection.recall_table(originals, threshold)
+        tables[name] = table
+        print(f"\nrecall on {name} ({len(originals)} originals, each edit with the copy in Train")
+        print("and in the evaluation set):")
+        print(f"| kind | {' | '.join(methods)} |\n|---|{'---:|' * len(methods)}")
+        for kind, row in table.items():
+            cells = [f"{sum(row[m]) / len(row[m]):.2f}" for m in methods]
+            print(f"| {kind} ({len(row[methods[0]])}) | {' | '.join(cells)} |")
+    return tables
+
+
+def costs(images: list[bytes]) -> dict[str, tuple[float, float]]:
+    """Milliseconds per image of each method's hashing: a Train image's, an evaluation image's."""
+    found = {}
+    for level, method in enumerate(copy_detection.METHODS):
+        train_side = partial(copy_detection.index_parts, level=min(level, 2))
+        evaluation_side = partial(copy_detection.query_parts, level=level)
+        found[method] = (
+            copy_detection.cost_ms(images, train_side),
+            copy_detection.cost_ms(images, evaluation_side),
+        )
+    print("\nhashing per image (ms; decoding included): Train side / evaluation side")
+    for method, (train, evaluation) in found.items():
+        print(f"  {method}: {train:.2f} / {evaluation:.2f}")
+    return found
+
+
+def false_matches(photos: dict[str, bytes], threshold: int) -> None:
+    """Distinct real photos under each method: pairs within the threshold, the nearest pair, and
+    the stereo pair (one scene from two viewpoints a few cm apart: a burst-like look-alike)."""
+    print(
+        f"\nfalse matches among {len(photos)} real photos ({len(photos) * (len(photos) - 1)} "
+        "ordered pairs):"
+    )
+    for level, method in enumerate(copy_detection.METHODS):
+        pairs = copy_detection.false_matches(photos, level)
+        stereo = min(d for a, b, d in pairs if {a, b} == {"motorcycle_left", "motorcycle_right"})
+        close = [(a, b, d) for a, b, d in pairs if d <= threshold]
+        print(
+            f"  {method}: {len(close)} within {threshold}"
+            f"{' (' + ', '.join(f'{a}~{b} {d}' for a, b, d in close[:4]) + ')' if close else ''}; "
+            f"nearest {pairs[0][0]}~{pairs[0][1]} {pairs[0][2]} bits; stereo pair {stereo} bits"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,17 +202,37 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--train", type=int, default=1_000_000)
     parser.add_argument("--benchmark", type=int, default=100_000)
+    parser.add_argument(
+        "--originals", type=int, default=20, help="generated photos edited for the recall table"
+    )
+    parser.add_argument(
+        "--recall-only", action="store_true", help="skip the hashing rate and the search"
+    )
     args = parser.parse_args()
     threshold = settings("overlap")["near_duplicate_threshold"]
     print(f"threshold {threshold}, {faiss.omp_get_max_threads()} threads")
-    hashing(args.images)
-    seconds = search(args.train, args.benchmark, threshold)
-    search(args.train, args.benchmark * 3 // 2, threshold)
-    inside_train(args.train, threshold)
-    flat = all_pairs(args.train, args.benchmark, threshold)
+    if not args.recall_only:
+        hashing(args.images)
+        seconds = search(args.train, args.benchmark, threshold)
+        search(args.train, args.benchmark * 3 // 2, threshold)
+        inside_train(args.train, threshold)
+        flat = all_pairs(args.train, args.benchmark, threshold)
+        print(
+            f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all "
+            f"pairs: {flat:.0f} s)"
+        )
+    real = copy_detection.real_photos()
+    tables = recall(
+        {"photo-like 500 x 375": photos(args.originals), "real photos": list(real.values())},
+        threshold,
+    )
+    false_matches(real, threshold)
+    spent = costs(photos(args.images))
+    chosen = copy_detection.CHOSEN
+    found = [hit for kind in copy_detection.KINDS for hit in tables["real photos"][kind][chosen]]
     print(
-        f"search {args.train // 1_000_000}M x {args.benchmark // 1000}k: {seconds:.1f} s (all "
-        f"pairs: {flat:.0f} s)"
+        f"recall ({', '.join(copy_detection.KINDS)}): {sum(found) / len(found):.2f}, cost: "
+        f"{spent[chosen][0]:.1f} ms/image"
     )
     return 0
 
