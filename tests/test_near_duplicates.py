@@ -91,29 +91,36 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
         hashes[subset] = str(tmp_path / f"{subset}.parquet")
         photo_hashes(photos, subsets / f"{subset}.parquet", hashes[subset])
     con = duckdb.connect()
-    con.execute(
-        f"CREATE VIEW train AS SELECT * FROM read_parquet({quote(subsets / 'train.parquet')})"
-    )
+    for subset in contracts.SPLIT_SUBSETS:
+        table = quote(subsets / f"{subset}.parquet")
+        con.execute(f"CREATE VIEW {subset} AS SELECT * FROM read_parquet({table})")
     found = near_duplicates(con, hashes, settings("overlap"))
 
-    where = {}  # photo -> the set it is in: Train's split, or an evaluation subset
+    where = {}  # photo -> (its subset, its split or None)
     for subset in contracts.SUBSETS:
-        side = "split" if subset == "train" else quote(subset)
+        split = "split" if subset in contracts.SPLIT_SUBSETS else "NULL"
         table = quote(subsets / f"{subset}.parquet")
-        where |= dict(duckdb.sql(f"SELECT photo_id, {side} FROM read_parquet({table})").fetchall())
+        where |= {
+            photo: (subset, side)
+            for photo, side in duckdb.sql(
+                f"SELECT photo_id, {split} FROM read_parquet({table})"
+            ).fetchall()
+        }
     pairs = {(p["train"], p["photo_id"]) for p in found["near_duplicates"]}
-    grouped = {frozenset(group) for group in found["inside_train"]["photo_ids"]}
+    between = {(p["photo_id"], p["other_photo_id"]) for p in found["between_evaluation_sets"]}
+    grouped = {
+        frozenset(group)
+        for subset in contracts.SPLIT_SUBSETS
+        for group in found[f"inside_{subset}"]["photo_ids"]
+    }
     expected = hits = 0
     for original, copy in planted["near_duplicates"]:
-        sides = {where.get(original), where.get(copy)}
-        if sides <= {"train", "val"}:  # both trained on: a group inside Train
-            expected += 1
-            hits += any({original, copy} <= group for group in grouped)
-        elif (
-            sides & {"train", "val"} and None not in sides
-        ):  # one trained on, one evaluated: an overlap
-            expected += 1
-            hits += (original, copy) in pairs or (copy, original) in pairs
+        if original not in where or copy not in where:
+            continue
+        expected += 1  # both in subsets: named as a pair, inside a group, or between two sets
+        hits += bool({(original, copy), (copy, original)} & (pairs | between)) or any(
+            {original, copy} <= group for group in grouped
+        )
     assert expected >= 20 and hits / expected >= 0.95, (hits, expected)
     kinds = set(planted["near_duplicate_edits"].values())
     assert kinds == set(sample_images.NEAR_DUPLICATE_EDITS)
@@ -123,7 +130,7 @@ def test_planted_near_duplicates_are_found_and_distinct_images_are_not(
         frozenset((int(again), original))
         for again, original in planted["reuploaded_images"].items()
     }
-    assert all(frozenset(pair) in planted_pairs for pair in pairs)
+    assert all(frozenset(pair) in planted_pairs for pair in pairs | between)
     assert all(any(group <= pair for pair in planted_pairs) for group in grouped)
     table = duckdb.sql(
         " UNION ALL ".join(
@@ -159,13 +166,17 @@ def write_photo(mirror, photo_id: int, pixels: np.ndarray, quality: int = 90) ->
 @pytest.mark.slow
 def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     """Photo 9 (Balanced) is photo 2 brightened; photo 4 (Train) is Train's test photo 1 re-encoded;
-    an external benchmark has photo 3 mirrored; photos 5, 6 and 7 are distinct images."""
+    an external benchmark has photo 3 mirrored; photos 5, 6 and 7 are distinct images; photo 8
+    (genus_sampled's train split) is its test photo 7 re-encoded; photo 11 (LifeStages) is Unseen's
+    photo 5 brightened, a pair between two evaluation sets."""
     served, _, mirror = photo_server
     originals = {photo_id: textured(photo_id) for photo_id in (1, 2, 3, 5, 6, 7)}
     for photo_id, pixels in originals.items():
         write_photo(mirror, photo_id, pixels)
     write_photo(mirror, 4, originals[1], quality=60)
     write_photo(mirror, 9, np.clip(originals[2] * 1.15, 0, 255).astype(np.uint8))
+    write_photo(mirror, 8, originals[7], quality=60)
+    write_photo(mirror, 11, np.clip(originals[5] * 1.15, 0, 255).astype(np.uint8))
     external = tmp_path / "external"
     external.mkdir()
     Image.fromarray(originals[3][:, ::-1]).save(external / "x.jpg", quality=85)
@@ -200,8 +211,12 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
         ],
         "balanced": rows_of("Bus beta", 1, "Insecta", 9),
         "unseen": rows_of("Cus gamma", 1, "Insecta", 5),
-        "lifestages": rows_of("Dus delta", 1, "Insecta", 6),
-        "genus_sampled": [{**r, "split": "test"} for r in rows_of("Eus eps", 1, "Insecta", 7)],
+        "lifestages": rows_of("Dus delta", 1, "Insecta", 6)
+        + rows_of("Dus delta", 1, "Insecta", 11),
+        "genus_sampled": [
+            {**r, "split": "test" if r["photo_id"] == 7 else "train"}
+            for r in rows_of("Eus eps", 2, "Insecta", 7)
+        ],
     }
     (tmp_path / "subsets").mkdir()
     for subset, rows in members.items():
@@ -231,17 +246,24 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     )
     report = json.loads(report_path.read_text())
     overlapping = [
-        {k: p[k] for k in ("train", "benchmark", "photo_id")} for p in report["near_duplicates"]
+        {k: p[k] for k in ("subset", "train", "benchmark", "photo_id")}
+        for p in report["near_duplicates"]
     ]
     assert overlapping == [
-        {"train": 2, "benchmark": "balanced", "photo_id": 9},
-        {"train": 3, "benchmark": "field_guide", "photo_id": "x.jpg"},
-        {"train": 4, "benchmark": "train_test", "photo_id": 1},
+        {"subset": "train", "train": 2, "benchmark": "balanced", "photo_id": 9},
+        {"subset": "train", "train": 3, "benchmark": "field_guide", "photo_id": "x.jpg"},
+        {"subset": "train", "train": 4, "benchmark": "train_test", "photo_id": 1},
+        {"subset": "genus_sampled", "train": 8, "benchmark": "genus_sampled", "photo_id": 7},
     ]
     assert all(p["distance"] <= THRESHOLD for p in report["near_duplicates"])
     assert report["images"]["drop_from_shards"] == {
-        "train": {"exact_duplicate": [], "near_duplicate": [2, 3, 4]}
+        "train": {"exact_duplicate": [], "near_duplicate": [2, 3, 4]},
+        "genus_sampled": {"exact_duplicate": [], "near_duplicate": [8]},
     }
+    between = report["images"]["near"]["between_evaluation_sets"]
+    assert [
+        {k: p[k] for k in ("benchmark", "photo_id", "other", "other_photo_id")} for p in between
+    ] == [{"benchmark": "lifestages", "photo_id": 11, "other": "unseen", "other_photo_id": 5}]
     assert (tmp_path / "images" / "near_duplicates.md").is_file()
 
     train = tmp_path / "subsets" / "train.parquet"
@@ -254,3 +276,11 @@ def test_train_copies_of_evaluation_images_are_left_out(photo_server, tmp_path):
     assert shards["splits"] == {"test": 1} and shards["left_out_as_duplicates"][
         "near_duplicate"
     ] == [2, 3, 4]
+    shards = shard(
+        tmp_path / "subsets" / "genus_sampled.parquet",
+        tmp_path / "images" / "genus_sampled",
+        tmp_path / "genus_sampled_shards",
+        drop=report["images"]["drop_from_shards"]["genus_sampled"],
+    )
+    assert shards["splits"] == {"test": 1}
+    assert shards["left_out_as_duplicates"]["near_duplicate"] == [8]

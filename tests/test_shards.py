@@ -165,8 +165,12 @@ def test_duplicate_images_across_and_inside_subsets(photo_server, tmp_path):
     assert images["shared_between_subsets"] == [
         {"between": ["train", "balanced"], "count": 1, "examples": ["2=9"]}
     ]
-    assert images["drop_from_shards"] == {"train": {"exact_duplicate": [2], "near_duplicate": []}}
+    assert images["drop_from_shards"] == {
+        "train": {"exact_duplicate": [2], "near_duplicate": []},
+        "genus_sampled": {"exact_duplicate": [], "near_duplicate": []},
+    }
     assert images["inside_train"] == {"groups": 1, "photos": 2, "photo_ids": [[3, 10]]}
+    assert images["inside_genus_sampled"] == {"groups": 0, "photos": 0, "photo_ids": []}
 
     train = tmp_path / "subsets" / "train.parquet"
     images_of_train = tmp_path / "images" / "train"

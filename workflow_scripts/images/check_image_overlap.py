@@ -2,12 +2,13 @@
 downloads, then duplicate images between the subsets: exact ones by the sha256 of the downloaded
 bytes (img2dataset records it), near ones by perceptual hash
 (workflow_scripts.images.near_duplicates), also against the configured external benchmarks. Each
-pair of subsets sharing an image is listed (exact), and so is each Train image within
-`overlap.near_duplicate_threshold` of an evaluation image (`near_duplicates`). Train's train and
-val copies of an image that an evaluation set has (another subset, Train's test split, and for near
-duplicates an external benchmark) are named in `drop_from_shards`, by reason (the shards rules
-leave them out, so no test image is trained on); groups of duplicates inside Train are listed, and
-kept.
+pair of subsets sharing an image is listed (exact), and so is each train or val image of Train and
+of genus_sampled within `overlap.near_duplicate_threshold` of one of its evaluation images
+(`near_duplicates`, each pair with its `subset`), and each pair of near duplicates between two
+evaluation sets (`images.near.between_evaluation_sets`). A subset's train and val copies of an
+image that one of its evaluation sets has are named in `drop_from_shards`, per subset and by reason
+(the shards rules leave them out, so no test image is trained on); groups of duplicates inside
+Train and inside genus_sampled are listed (`inside_<subset>`), and kept.
 
     python -m workflow_scripts.images.check_image_overlap \\
         --subsets data/snapshots/<date>/subsets/*.parquet \\
@@ -27,18 +28,29 @@ import pandas as pd
 
 from workflow_scripts.common import cli, contracts, overlap
 from workflow_scripts.common.config import settings as overlap_settings
+from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import write_json
 from workflow_scripts.common.tables import write_table
 from workflow_scripts.images.download_chunk import downloaded
-from workflow_scripts.images.near_duplicates import near_duplicates
+from workflow_scripts.images.near_duplicates import evaluation_condition, near_duplicates
 
 EXAMPLES = overlap.EXAMPLES
-EXACT, NEAR = "exact_duplicate", "near_duplicate"  # why a Train photo is left out of Train's shards
-PAIR_COLUMNS = ["train", "benchmark", "photo_id", "distance"]
+EXACT, NEAR = "exact_duplicate", "near_duplicate"  # why a training photo is left out of its shards
+PAIR_COLUMNS = ["subset", "train", "benchmark", "photo_id", "distance"]
+
+
+def with_split(subset: str) -> str:
+    """A subset's downloaded images as (benchmark, photo_id, sha256, split)."""
+    if subset in contracts.SPLIT_SUBSETS:
+        return f"""SELECT {quote(subset)} AS benchmark, photo_id, sha256, split
+                   FROM images_{subset} JOIN {subset} USING (photo_id)"""
+    return f"SELECT {quote(subset)}, photo_id, sha256, NULL FROM images_{subset}"
 
 
 def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
-    """Exact duplicates among the downloaded images (views images_<subset>: photo_id, sha256)."""
+    """Exact duplicates among the downloaded images (views images_<subset>: photo_id, sha256):
+    shared between subsets; per subset with splits, its train and val images whose bytes one of
+    its evaluation images has (left out of its shards) and its groups (kept)."""
     between = []
     for left, right in itertools.combinations(contracts.SUBSETS, 2):
         pairs = con.execute(f"""SELECT a.photo_id, b.photo_id
@@ -52,30 +64,31 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
                     "examples": [f"{a}={b}" for a, b in pairs[:EXAMPLES]],
                 }
             )
-    test_split = "SELECT sha256 FROM images_train JOIN train USING (photo_id) WHERE split = 'test'"
-    evaluation = " UNION ALL ".join(
-        [f"SELECT sha256 FROM images_{s}" for s in contracts.SUBSETS if s != "train"] + [test_split]
+    con.execute(
+        "CREATE TABLE downloaded AS " + " UNION ALL ".join(map(with_split, contracts.SUBSETS))
     )
-    drop = [
-        r[0]
-        for r in con.execute(f"""SELECT photo_id FROM images_train JOIN train USING (photo_id)
-                                 WHERE split != 'test' AND sha256 IN ({evaluation})
-                                 ORDER BY 1""").fetchall()
-    ]
-    groups = [
-        r[0]
-        for r in con.execute("""SELECT list(photo_id ORDER BY photo_id) FROM images_train
-                                GROUP BY sha256 HAVING count(*) > 1 ORDER BY 1""").fetchall()
-    ]
-    return {
-        "shared_between_subsets": between,
-        "drop_from_shards": {"train": {EXACT: drop}},
-        "inside_train": {
+    report = {"shared_between_subsets": between, "drop_from_shards": {}}
+    for side in contracts.SPLIT_SUBSETS:
+        drop = [
+            r[0]
+            for r in con.execute(f"""SELECT photo_id FROM downloaded
+                                     WHERE benchmark = {quote(side)} AND split != 'test'
+                                       AND sha256 IN (SELECT sha256 FROM downloaded
+                                                      WHERE {evaluation_condition(side)})
+                                     ORDER BY 1""").fetchall()
+        ]
+        groups = [
+            r[0]
+            for r in con.execute(f"""SELECT list(photo_id ORDER BY photo_id) FROM images_{side}
+                                     GROUP BY sha256 HAVING count(*) > 1 ORDER BY 1""").fetchall()
+        ]
+        report["drop_from_shards"][side] = {EXACT: drop}
+        report[f"inside_{side}"] = {
             "groups": len(groups),
             "photos": sum(map(len, groups)),
             "photo_ids": groups,
-        },
-    }
+        }
+    return report
 
 
 def check(
@@ -101,33 +114,31 @@ def check(
     near = near_duplicates(con, hashes, overlap_settings("overlap", settings))
     report["near_duplicates"] = near.pop("near_duplicates")
     report["images"]["near"] = near
-    exact = report["images"]["drop_from_shards"]["train"][EXACT]
-    report["images"]["drop_from_shards"]["train"][NEAR] = sorted(
-        {p["train"] for p in report["near_duplicates"]} - set(exact)
-    )
+    for side, dropped in report["images"]["drop_from_shards"].items():
+        near_copies = {p["train"] for p in report["near_duplicates"] if p["subset"] == side}
+        dropped[NEAR] = sorted(near_copies - set(dropped[EXACT]))
     return report
 
 
 def summary(report: dict) -> str:
-    images, dropped = report["images"], report["images"]["drop_from_shards"]["train"]
+    images = report["images"]
     lines = [
         f"same image in {' and '.join(pair['between'])}: {pair['count']} (e.g. "
         f"{', '.join(pair['examples'])})"
         for pair in images["shared_between_subsets"]
     ]
-    return "\n".join(
-        lines
-        + [
-            f"{len(report['near_duplicates'])} near-duplicate pairs of a Train image and an "
-            f"evaluation image",
-            f"Train photos left out of Train's shards (their image is in an evaluation set): "
+    for side, dropped in images["drop_from_shards"].items():
+        exact, near = images[f"inside_{side}"], images["near"][f"inside_{side}"]
+        pairs = sum(p["subset"] == side for p in report["near_duplicates"])
+        lines += [
+            f"{pairs} near-duplicate pairs of a {side} train/val image and an evaluation image",
+            f"{side} photos left out of its shards (their image is in an evaluation set): "
             f"{len(dropped[EXACT])} exact, {len(dropped[NEAR])} near duplicates",
-            f"groups of duplicate images inside Train (kept): {images['inside_train']['groups']} "
-            f"exact ({images['inside_train']['photos']} photos), "
-            f"{images['near']['inside_train']['groups']} near "
-            f"({images['near']['inside_train']['photos']} photos)",
+            f"groups of duplicate images inside {side} (kept): {exact['groups']} exact "
+            f"({exact['photos']} photos), {near['groups']} near ({near['photos']} photos)",
         ]
-    )
+    between = images["near"]["between_evaluation_sets"]
+    return "\n".join(lines + [f"{len(between)} near-duplicate pairs between evaluation sets"])
 
 
 def main(argv: list[str] | None = None) -> int:
