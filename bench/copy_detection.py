@@ -25,12 +25,15 @@ import numpy as np
 import pdqhash
 from PIL import Image, ImageOps
 
+from workflow_scripts.images.perceptual import pdq
+
 Picture = Image.Image
 SMALL_ANGLES = (2.0, 3.5, 5.0)  # queried: each either way
 CROP_SCALES = (0.95, 0.9, 0.85, 0.8)
 CROP_ANCHORS = ((0.5, 0.5), (0, 0), (1, 0), (0, 1), (1, 1), (0.5, 0), (0.5, 1), (0, 0.5), (1, 0.5))
 TRIM_TOLERANCE = 12  # grey levels: a JPEG's ringing along a flat border stays within it
 EXIF_ORIENTATION = 0x0112
+NONE = np.empty((0, 32), np.uint8)  # no codes: a part a method does not use, or nothing trimmed
 
 
 def jpeg(image: Picture, quality: int = 90, exif: Image.Exif | None = None) -> bytes:
@@ -154,45 +157,43 @@ def trimmed(pixels: np.ndarray) -> np.ndarray | None:
     return pixels[kept_rows[0] : kept_rows[-1] + 1, kept_columns[0] : kept_columns[-1] + 1]
 
 
-def decoded(data: bytes, viewed: bool) -> np.ndarray:
+def viewed(data: bytes) -> np.ndarray:
+    """The image's pixels as a viewer sees them: its EXIF orientation applied."""
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray((ImageOps.exif_transpose(image) if viewed else image).convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def upright_parts(pixels: np.ndarray, level: int) -> list[np.ndarray]:
+    """index_parts' list from a viewer's pixels, for levels 1 and 2."""
+    inner = trimmed(pixels) if level >= 2 else None
+    return [NONE, dihedral(pixels), dihedral(inner) if inner is not None else NONE]
 
 
 def index_parts(data: bytes, level: int = 4) -> list[np.ndarray]:
-    """A Train image's codes by method level, up to `level`: the stored pixels' and their mirror
-    image's (today's pipeline hashes both on every side), what a viewer sees (all eight
+    """A Train image's codes by method level, up to `level`: today's (the pipeline's own `pdq`: the
+    stored pixels' and their mirror image's, on every side), what a viewer sees (all eight
     orientations: for the groups inside Train, as the mirror image is today), that trimmed (none
     where nothing is trimmed). Only the upright code of each is indexed (`indexed`)."""
     if level == 0:
-        stored = decoded(data, viewed=False)
-        return [np.concatenate([codes(stored), codes(stored[:, ::-1])])]
-    viewed = decoded(data, viewed=True)
-    inner = trimmed(viewed) if level >= 2 else None
-    return [NONE, dihedral(viewed), dihedral(inner) if inner is not None else NONE]
+        hashed, mirrored, _ = pdq(data)
+        return [np.frombuffer(hashed + mirrored, np.uint8).reshape(2, -1)]
+    return upright_parts(viewed(data), level)
 
 
 def query_parts(data: bytes, level: int = 4) -> list[np.ndarray]:
     """An evaluation image's queries by method level, up to `level`: today's (stored, mirrored),
     the eight orientations of what a viewer sees, of that trimmed, small rotations, crops."""
-    parts = index_parts(data, min(level, 2))
+    if level == 0:
+        return index_parts(data, 0)
+    pixels = viewed(data)
+    parts = upright_parts(pixels, min(level, 2))
+    image = Image.fromarray(pixels)
     if level >= 3:
-        image = Image.fromarray(decoded(data, viewed=True))
-        parts.append(
-            np.concatenate(
-                [codes(np.asarray(rotated(image, s * a))) for a in SMALL_ANGLES for s in (1, -1)]
-            )
-        )
-        if level >= 4:
-            parts.append(
-                np.concatenate(
-                    [
-                        codes(np.asarray(cropped(image, k, at)))
-                        for k in CROP_SCALES
-                        for at in CROP_ANCHORS
-                    ]
-                )
-            )
+        turned = [rotated(image, sign * angle) for angle in SMALL_ANGLES for sign in (1, -1)]
+        parts.append(np.concatenate([codes(np.asarray(picture)) for picture in turned]))
+    if level >= 4:
+        crops = [cropped(image, keep, at) for keep in CROP_SCALES for at in CROP_ANCHORS]
+        parts.append(np.concatenate([codes(np.asarray(picture)) for picture in crops]))
     return parts
 
 
@@ -203,7 +204,6 @@ def indexed(parts: list[np.ndarray], level: int) -> np.ndarray:
     return np.concatenate([part[:1] for part in parts[1 : min(level, 2) + 1]])
 
 
-NONE = np.empty((0, 32), np.uint8)
 METHODS = ("today", "dihedral", "trimmed", "rotated", "cropped")
 CHOSEN = "rotated"  # docs/images.md: near duplicates (the crop grid's recall is not worth its cost)
 

@@ -2,6 +2,7 @@
 image, as the download jobs do) per core, and the index search at full-size proportions.
 
     python bench/near_dup.py [--images 300] [--train 1000000] [--benchmark 100000]
+                             [--originals 20] [--recall-only]
 
 Hashing: `images` photo-like JPEGs of iNaturalist's medium size (500 x 375, quality 85; the
 sample's renderer), hashed in one process: images/s per core, and what decoding alone takes.
@@ -12,7 +13,14 @@ and all pairs (faiss's flat binary index, timed on a slice and scaled) for compa
 codes are random balanced 256-bit codes (a PDQ hash has 128 ones by construction), with 1,000
 planted copies 0-31 bits away, all of which must be found. The groups inside Train are timed
 species by species, as the check searches them, on a Train of `train` hashes shaped like
-BioTrove-Train. The last line: `search 1M x 100k: X s (all pairs: Y s)`.
+BioTrove-Train; then `search 1M x 100k: X s (all pairs: Y s)` (--recall-only skips all of this).
+
+Recall (bench/copy_detection.py): which edited copies (EXIF-oriented, rotated, cropped, bordered,
+screenshots, and the edits found today; the copy in Train and in the evaluation set) each of five
+hashing methods finds, on `originals` generated photos and on the real photos that ship inside
+installed packages; the false matches among those real photos; each method's hashing cost per
+image on either side. The last line, for the method docs/images.md chooses:
+`recall (crop>=80%, border<=10%, rotation, exif): X.XX, cost: Y ms/image`.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import copy_detection  # noqa: E402
 from workflow_scripts.common.config import settings  # noqa: E402
-from workflow_scripts.images.near_duplicates import groups_inside_train, within  # noqa: E402
+from workflow_scripts.images.near_duplicates import groups_inside, within  # noqa: E402
 from workflow_scripts.images.perceptual import pdq  # noqa: E402
 from workflow_scripts.sample import images as sample_images  # noqa: E402
 
@@ -127,7 +135,7 @@ def inside_train(train_size: int, threshold: int) -> None:
     )
     con.execute("CREATE TABLE hashed AS SELECT * FROM train")
     started = time.perf_counter()
-    groups_inside_train(con, threshold)
+    groups_inside(con, "train", threshold)
     print(
         f"groups inside Train, {len(labels):,} hashes in {species:,} species (largest "
         f"{sizes.max():,}; sum of squares {int((sizes.astype(float) ** 2).sum()):.2e}): "

@@ -32,7 +32,11 @@ from workflow_scripts.common.duck import quote
 from workflow_scripts.common.files import write_json
 from workflow_scripts.common.tables import write_table
 from workflow_scripts.images.download_chunk import downloaded
-from workflow_scripts.images.near_duplicates import evaluation_condition, near_duplicates
+from workflow_scripts.images.near_duplicates import (
+    evaluation_condition,
+    listed,
+    near_duplicates,
+)
 
 EXAMPLES = overlap.EXAMPLES
 EXACT, NEAR = "exact_duplicate", "near_duplicate"  # why a training photo is left out of its shards
@@ -83,11 +87,7 @@ def image_duplicates(con: duckdb.DuckDBPyConnection) -> dict:
                                      GROUP BY sha256 HAVING count(*) > 1 ORDER BY 1""").fetchall()
         ]
         report["drop_from_shards"][side] = {EXACT: drop}
-        report[f"inside_{side}"] = {
-            "groups": len(groups),
-            "photos": sum(map(len, groups)),
-            "photo_ids": groups,
-        }
+        report[f"inside_{side}"] = listed(groups)
     return report
 
 

@@ -144,6 +144,15 @@ EVALUATION_SET = (
 )
 
 
+def evaluation_images(con: duckdb.DuckDBPyConnection, side: str | None = None) -> pa.Table:
+    """`hashed`'s evaluation images for `side` (evaluation_condition), as (benchmark: the set
+    that names them, photo_id, hash, mirrored), by set and photo."""
+    return con.execute(
+        f"""SELECT {EVALUATION_SET} AS benchmark, photo_id, hash, mirrored FROM hashed
+            WHERE {evaluation_condition(side)} ORDER BY 1, 2"""
+    ).to_arrow_table()
+
+
 def pairs_within(
     con: duckdb.DuckDBPyConnection, indexed: pa.Table, queries: pa.Table, threshold: int
 ) -> pa.Table:
@@ -168,10 +177,7 @@ def overlapping_pairs(con: duckdb.DuckDBPyConnection, side: str, threshold: int)
     """Pairs of a training image of the subset `side` (its train and val splits) and one of its
     evaluation images within `threshold` (the evaluation image or its mirror image), each at its
     smallest distance, ordered by evaluation set and photo."""
-    evaluation = con.execute(
-        f"""SELECT {EVALUATION_SET} AS benchmark, photo_id, hash, mirrored FROM hashed
-            WHERE {evaluation_condition(side)} ORDER BY 1, 2"""
-    ).to_arrow_table()
+    evaluation = evaluation_images(con, side)
     training = con.execute(
         f"""SELECT photo_id, hash FROM hashed WHERE benchmark = {quote(side)} AND split != 'test'
             ORDER BY photo_id"""
@@ -196,10 +202,7 @@ def pairs_between_evaluation_sets(con: duckdb.DuckDBPyConnection, threshold: int
     """Pairs of images of two different evaluation sets within `threshold` (either mirrored), each
     pair once, the first by (set, photo), ordered so: not a leak into training, but two
     benchmarks that share pictures."""
-    evaluation = con.execute(
-        f"""SELECT {EVALUATION_SET} AS benchmark, photo_id, hash, mirrored FROM hashed
-            WHERE {evaluation_condition()} ORDER BY 1, 2"""
-    ).to_arrow_table()
+    evaluation = evaluation_images(con)
     found = pairs_within(con, evaluation, evaluation, threshold)
     sets, ids = evaluation.column("benchmark"), evaluation.column("photo_id")
     pairs = pa.table(
@@ -292,9 +295,10 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, hashes: dict[str, str], sett
     }
     for side in sides:
         groups = [[int(photo) for photo in group] for group in groups_inside(con, side, threshold)]
-        found[f"inside_{side}"] = {
-            "groups": len(groups),
-            "photos": sum(map(len, groups)),
-            "photo_ids": groups,
-        }
+        found[f"inside_{side}"] = listed(groups)
     return found
+
+
+def listed(groups: list[list[int]]) -> dict:
+    """Groups of duplicate photos as the overlap report lists them."""
+    return {"groups": len(groups), "photos": sum(map(len, groups)), "photo_ids": groups}
